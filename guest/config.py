@@ -1,0 +1,110 @@
+"""skiffd's configuration: command-line flags merged over /etc/skiff/daemon.json (dockerd's keys)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_SOCKET = "unix:///run/skiff/skiff.sock"
+DEFAULT_CONFIG_FILE = "/etc/skiff/daemon.json"
+
+
+@dataclass
+class DaemonConfig:
+    hosts: list[str] = field(default_factory=lambda: [DEFAULT_SOCKET])
+    tlsverify: bool = False
+    tlscacert: str | None = None
+    tlscert: str | None = None
+    tlskey: str | None = None
+    data_root: Path = Path("/var/lib/skiff")
+    exec_root: Path = Path("/run/skiff")
+    pidfile: Path | None = None
+    insecure_registries: list[str] = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    log_level: str = "info"
+    runtime: str | None = None  # None = detect (crun if usable, else runc)
+    http_proxy: str = ""
+    https_proxy: str = ""
+    no_proxy: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tlscert and self.tlskey)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="skiffd", description="Skiff container engine (Docker Engine API)")
+    p.add_argument("-H", "--host", action="append", dest="hosts", help="socket to listen on (repeatable)")
+    p.add_argument("--tlsverify", action="store_true", default=None, help="require client certificates signed by --tlscacert")
+    p.add_argument("--tlscacert")
+    p.add_argument("--tlscert")
+    p.add_argument("--tlskey")
+    p.add_argument("--data-root")
+    p.add_argument("--exec-root")
+    p.add_argument("-p", "--pidfile")
+    p.add_argument("--config-file", default=None)
+    p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
+    p.add_argument("--registry-mirror", action="append", dest="registry_mirrors")
+    p.add_argument("--label", action="append", dest="labels")
+    p.add_argument("-l", "--log-level")
+    p.add_argument("--runtime", choices=["runc", "crun"])
+    p.add_argument("--version", "-v", action="store_true")
+    return p
+
+
+def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, argparse.Namespace]:
+    args = build_parser().parse_args(argv)
+    cfg = DaemonConfig()
+    path = args.config_file or (DEFAULT_CONFIG_FILE if os.path.exists(DEFAULT_CONFIG_FILE) else None)
+    if path:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"skiffd: cannot read config file {path}: {e}")
+        _apply_file(cfg, data)
+    if args.hosts:
+        cfg.hosts = args.hosts
+    for name in ("tlscacert", "tlscert", "tlskey", "log_level", "runtime"):
+        v = getattr(args, name)
+        if v is not None:
+            setattr(cfg, name, v)
+    if args.tlsverify is not None:
+        cfg.tlsverify = args.tlsverify
+    if args.data_root:
+        cfg.data_root = Path(args.data_root)
+    if args.exec_root:
+        cfg.exec_root = Path(args.exec_root)
+    if args.pidfile:
+        cfg.pidfile = Path(args.pidfile)
+    for name in ("insecure_registries", "registry_mirrors", "labels"):
+        v = getattr(args, name)
+        if v:
+            getattr(cfg, name).extend(v)
+    if cfg.tlsverify and not (cfg.tlscacert and cfg.tlscert and cfg.tlskey):
+        raise SystemExit("skiffd: --tlsverify needs --tlscacert, --tlscert and --tlskey")
+    return cfg, args
+
+
+def _apply_file(cfg: DaemonConfig, data: dict) -> None:
+    simple = {
+        "hosts": "hosts", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
+        "tlskey": "tlskey", "insecure-registries": "insecure_registries", "registry-mirrors": "registry_mirrors",
+        "labels": "labels", "log-level": "log_level", "default-runtime": "runtime",
+    }
+    for key, attr in simple.items():
+        if key in data:
+            setattr(cfg, attr, data[key])
+    if "data-root" in data:
+        cfg.data_root = Path(data["data-root"])
+    if "exec-root" in data:
+        cfg.exec_root = Path(data["exec-root"])
+    if "pidfile" in data:
+        cfg.pidfile = Path(data["pidfile"])
+    proxies = data.get("proxies") or {}
+    cfg.http_proxy = proxies.get("http-proxy", cfg.http_proxy)
+    cfg.https_proxy = proxies.get("https-proxy", cfg.https_proxy)
+    cfg.no_proxy = proxies.get("no-proxy", cfg.no_proxy)

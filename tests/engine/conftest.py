@@ -1,0 +1,71 @@
+"""Engine test fixtures: one network namespace + registry + test images per session, and a fresh
+skiffd per test module (or per test where a test needs a clean engine)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine.harness import NetNS, Registry, Skiffd, TestImages, push_test_images, rmtree, tempdir
+
+
+def _mounts_under(path: Path) -> list[str]:
+    out = []
+    with open("/proc/mounts") as f:
+        for line in f:
+            mnt = line.split()[1]
+            if mnt.startswith(str(path)):
+                out.append(mnt)
+    return out
+
+
+@pytest.fixture(scope="session")
+def netns() -> Iterator[NetNS]:
+    ns = NetNS()
+    yield ns
+    ns.remove()
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    d = tempdir("skiff-test-")
+    yield d
+    rmtree(d)
+
+
+@pytest.fixture(scope="session")
+def registry(netns: NetNS, session_dir: Path) -> Iterator[Registry]:
+    reg = Registry(netns, session_dir)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def images(registry: Registry, session_dir: Path) -> TestImages:
+    return push_test_images(registry, session_dir)
+
+
+def _start(netns: NetNS, d: Path, extra: list[str] | None = None) -> Iterator[Skiffd]:
+    daemon = Skiffd(netns, d, extra)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        leftover = _mounts_under(d)
+        for m in sorted(leftover, reverse=True):  # safety net; the assertion below still fails the test
+            subprocess.run(["umount", "-l", m], check=False)
+        rmtree(d)
+        assert not leftover, f"skiffd left mounts behind: {leftover}"
+
+
+@pytest.fixture(scope="module")
+def skiffd(netns: NetNS) -> Iterator[Skiffd]:
+    yield from _start(netns, tempdir("skiffd-"))
+
+
+@pytest.fixture()
+def fresh_skiffd(netns: NetNS) -> Iterator[Skiffd]:
+    yield from _start(netns, tempdir("skiffd-"))
