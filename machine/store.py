@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-.]*$")  # libmachine/host/host.go
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-.]*")  # libmachine/host/host.go
 NAME_MAX = 63  # the name becomes the guest's hostname
 DEFAULT_NAME = "default"
 CONFIG_FILE = "config.json"
@@ -63,7 +63,7 @@ class MachineLocked(StoreError):
 
 
 def validate_name(name: str) -> str:
-    if not name or len(name) > NAME_MAX or not NAME_RE.match(name):
+    if not name or len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
         raise InvalidName(
             f"Invalid machine name {name!r}: use letters, digits, '-' and '.', starting with a "
             f"letter or digit, at most {NAME_MAX} characters (e.g. 'default', 'dev-1')"
@@ -188,7 +188,7 @@ class Store:
             entries = os.listdir(self.machines_dir)
         except FileNotFoundError:
             return []
-        out = [n for n in entries if NAME_RE.match(n) and (self.machines_dir / n / CONFIG_FILE).is_file()]
+        out = [n for n in entries if NAME_RE.fullmatch(n) and (self.machines_dir / n / CONFIG_FILE).is_file()]
         return sorted(out, key=natural_key)
 
     def load(self, name: str) -> dict[str, Any]:
