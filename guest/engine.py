@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 from guest.config import DaemonConfig
 from guest.events import EventBus
 
 log = logging.getLogger("skiffd")
+
+
+def _service(target: str, engine: "Engine") -> Any:
+    """Build a service if its module exists yet (the engine grows one service at a time)."""
+    mod_name, _, cls_name = target.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        if e.name == mod_name:
+            return None
+        raise
+    return getattr(mod, cls_name)(engine)
 
 
 class Engine:
@@ -23,11 +37,12 @@ class Engine:
         os.chmod(self.root, 0o711)
         self.events = EventBus()
         self.id = self._engine_id()
-        # Services are added here as they land; each owns its own subfolder of the data root.
-        self.images = None
-        self.containers = None
-        self.networks = None
-        self.volumes = None
+        # Each service owns its own subfolder of the data root and is built from `<module>:<Class>(engine)`.
+        # Order matters: volumes and networks exist before the containers that use them.
+        self.images: Any = _service("guest.images.service:ImageService", self)
+        self.volumes: Any = _service("guest.volumes.service:VolumeService", self)
+        self.networks: Any = _service("guest.network.service:NetworkService", self)
+        self.containers: Any = _service("guest.containers.service:ContainerService", self)
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"
