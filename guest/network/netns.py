@@ -1,0 +1,99 @@
+"""Small network-namespace helpers: persistent netns files (the engine's bridge anchors, scratch namespaces for
+cleaning up after a container whose netns is already gone) and bringing loopback up in a namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import socket
+import struct
+import subprocess
+import threading
+from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
+NSFS_MAGIC = 0x6E736673
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def is_netns(path: str | Path) -> bool:
+    """True if `path` is a bind-mounted network namespace (an nsfs inode), not just a leftover empty file."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        buf = ctypes.create_string_buffer(120)
+        if _libc.fstatfs(fd, buf) != 0:
+            return False
+        f_type = struct.unpack_from("l", buf.raw)[0]
+        return f_type == NSFS_MAGIC
+    finally:
+        os.close(fd)
+
+
+def create(path: Path) -> None:
+    """A new, empty network namespace kept alive by a bind mount at `path` (like `ip netns add`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    r = subprocess.run(["unshare", f"--net={path}", "true"], capture_output=True, text=True)
+    if r.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise OSError(f"unshare --net={path}: {r.stderr.strip()}")
+
+
+def remove(path: Path) -> None:
+    """Unmount and delete a netns file; the kernel frees the namespace (and its veths) once unused."""
+    if is_netns(path):
+        subprocess.run(["umount", str(path)], capture_output=True)
+        if is_netns(path):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    try:
+        path.unlink()
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+    except OSError:
+        pass
+
+
+def _in_netns(path: str, fn) -> None:
+    """Run `fn` on a throwaway thread that has joined the netns (setns only affects the calling thread)."""
+    err: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, f"setns({path}): {os.strerror(e)}")
+            finally:
+                os.close(fd)
+            fn()
+        except BaseException as e:  # reported to the caller
+            err.append(e)
+
+    t = threading.Thread(target=target, name="netns-helper")
+    t.start()
+    t.join()
+    if err:
+        raise err[0]
+
+
+def set_loopback_up(path: str) -> None:
+    """`ip link set lo up` inside the netns, without spawning a process (used for `--network none`)."""
+
+    def up() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            req = struct.pack("16sH14x", b"lo", 0)
+            flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
+            if not flags & _IFF_UP:
+                fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+    _in_netns(path, up)

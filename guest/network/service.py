@@ -1,0 +1,742 @@
+"""NetworkService: Docker's networks over netavark + aardvark-dns.
+
+* Definitions (`docker network create`) are JSON records under `<data-root>/networks/` (store.py). `bridge` (the
+  default, docker0-like, 172.17.0.0/16, no name resolution, as Docker), `host` and `none` always exist.
+* For a container, `setup()` allocates addresses (ipam.py) and host ports (ports.py), runs `netavark setup` on the
+  container's netns file (netavark.py), and returns what the container engineer needs: resolv.conf text, hosts
+  entries, `NetworkSettings.Networks` and `.Ports`. `teardown()` undoes it with the very same JSON.
+* Each bridge in use gets an *anchor*: a tiny netns of the engine's own, attached with the highest free address.
+  netavark deletes a bridge (and its NAT chains, ~300 ms) when its last endpoint goes; the anchor keeps it up, as
+  dockerd keeps docker0, so `docker run --rm` pays ~20 ms for teardown instead. Anchors go at `network rm`/shutdown.
+* Runtime state (allocations, endpoint records, netavark's aardvark dir, anchors) lives under the exec root, so a
+  daemon restart finds it again and a reboot starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from guest.api.filters import bool_filter, match_labels, parse_time, rfc3339
+from guest.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from guest.network import dns, netns
+from guest.network.endpoints import Endpoint, EndpointStore
+from guest.network.ipam import Ipam, default_gateway, pick_subnet
+from guest.network.netavark import Netavark, NetavarkError
+from guest.network.ports import Mapping, PortAllocator, docker_ports, exposed_keys
+from guest.network.store import DEFAULT_BRIDGE, PREDEFINED, NetworkRecord, NetworkStore, new_id
+
+log = logging.getLogger("skiffd.network")
+
+DEFAULT_BRIDGE_SUBNET = "172.17.0.0/16"
+DEFAULT_BRIDGE_DEVICE = "docker0"
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
+ANCHOR_PREFIX = "anchor-"
+
+
+def cget(ctr: Any, key: str, default: Any = None) -> Any:
+    """Read a field of the container engineer's record, whether it is a dict or an object."""
+    v = ctr.get(key, default) if isinstance(ctr, dict) else getattr(ctr, key, default)
+    return default if v is None else v
+
+
+def ctr_name(ctr: Any) -> str:
+    return str(cget(ctr, "Name", "")).lstrip("/")
+
+
+def normalize_mode(mode: str | None) -> str:
+    mode = (mode or "").strip()
+    return DEFAULT_BRIDGE if mode in ("", "default") else mode
+
+
+def _host_routes() -> list[ipaddress.IPv4Network]:
+    """Destinations routed in skiffd's netns (a new network must not shadow the VM's own LAN)."""
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                dest, mask = int(parts[1], 16), int(parts[7], 16)
+                if dest == 0 and mask == 0:
+                    continue
+                d = socket.inet_ntoa(struct.pack("<I", dest))
+                m = socket.inet_ntoa(struct.pack("<I", mask))
+                out.append(ipaddress.ip_network(f"{d}/{m}", strict=False))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return out
+
+
+class NetworkService:
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.store = NetworkStore(engine.root)
+        self.run_dir = Path(engine.run_root) / "network"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ipam = Ipam(self.run_dir / "ipam.json")
+        self.endpoints = EndpointStore(self.run_dir)
+        self.netavark = Netavark(self.run_dir / "netavark")
+        self.ports = PortAllocator()
+        self._lock = asyncio.Lock()
+        self._ensure_predefined()
+
+    # ------------------------------------------------------------------------------------------
+    # lifecycle
+    # ------------------------------------------------------------------------------------------
+    def _ensure_predefined(self) -> None:
+        if self.store.by_name("bridge") is None:
+            cfg = self.engine.cfg
+            subnet = getattr(cfg, "bip", None) or DEFAULT_BRIDGE_SUBNET
+            sn = ipaddress.ip_network(subnet, strict=False)
+            gw = str(ipaddress.ip_interface(subnet).ip) if "/" in subnet and ipaddress.ip_interface(subnet).ip != sn.network_address \
+                else str(default_gateway(sn))
+            dev = getattr(cfg, "bridge", None) or DEFAULT_BRIDGE_DEVICE
+            self.store.save(self._record("bridge", "bridge", [{"Subnet": str(sn), "Gateway": gw}], {
+                OPT_DEFAULT_BRIDGE: "true", "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                OPT_BRIDGE_NAME: dev, OPT_MTU: "1500"}, {}, bridge=dev))
+        for name, driver in (("host", "host"), ("none", "null")):
+            if self.store.by_name(name) is None:
+                rec = self._record(name, driver, [], {}, {})
+                rec["Created"] = rfc3339(None)
+                rec["EnableIPv4"] = False
+                self.store.save(rec)
+
+    @staticmethod
+    def _record(name: str, driver: str, ipam_cfg: list[dict[str, str]], options: dict[str, str],
+                labels: dict[str, str], *, bridge: str | None = None, internal: bool = False, ipv6: bool = False,
+                attachable: bool = False, ipam_driver: str = "default", ipam_options: dict[str, str] | None = None,
+                user_subnet: bool = False) -> NetworkRecord:
+        nid = new_id()
+        now = time.time()
+        rec: NetworkRecord = {
+            "Name": name, "Id": nid, "Created": rfc3339(now), "Scope": "local", "Driver": driver,
+            "EnableIPv4": True, "EnableIPv6": ipv6,
+            "IPAM": {"Driver": ipam_driver, "Options": ipam_options or {}, "Config": ipam_cfg},
+            "Internal": internal, "Attachable": attachable, "Ingress": False, "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False, "Options": options, "Labels": labels, "_created": now,
+            "_user_subnet": user_subnet,
+        }
+        if driver == "bridge":
+            rec["_bridge"] = bridge or f"br-{nid[:12]}"
+        return rec
+
+    async def start(self) -> None:
+        """Re-attach runtime state after a restart: drop endpoints whose netns is gone (the container died while
+        we were down, or the VM rebooted) and rebuild the port table from the rest."""
+        async with self._lock:
+            for ep in self.endpoints.all():
+                path = ep.get("netns")
+                if path and netns.is_netns(path):
+                    if not ep.get("anchor"):
+                        self.ports.hold(ep["Id"], [Mapping.from_netavark(m) for m in ep.get("options", {}).get("port_mappings") or []])
+                    continue
+                if path:
+                    await self._netavark_teardown(ep)
+                self._forget_endpoint(ep)
+            live = {ep["Id"] for ep in self.endpoints.all()}
+            for owner in self.ipam.owners() - live:
+                self.ipam.release_owner(owner)
+
+    async def close(self) -> None:
+        """Remove the anchors (containers keep running and keep their bridges; an idle bridge goes with its anchor)."""
+        async with self._lock:
+            for ep in [e for e in self.endpoints.all() if e.get("anchor")]:
+                await self._drop_anchor(ep)
+
+    # ------------------------------------------------------------------------------------------
+    # lookups
+    # ------------------------------------------------------------------------------------------
+    def resolve(self, ref: str) -> NetworkRecord:
+        rec = self.store.find(normalize_mode(ref))
+        if rec is None:
+            raise NotFound(f"network {ref} not found")
+        return rec
+
+    @staticmethod
+    def normalize_mode(mode: str | None) -> str:
+        return normalize_mode(mode)
+
+    def _containers_on(self, rec: NetworkRecord) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for ep in self.endpoints.on_network(rec["Name"]):
+            es = ep["networks"][rec["Name"]]
+            out[ep["Id"]] = {
+                "Name": ep.get("Name", ""), "EndpointID": es.get("EndpointID", ""), "MacAddress": es.get("MacAddress", ""),
+                "IPv4Address": f"{es['IPAddress']}/{es['IPPrefixLen']}" if es.get("IPAddress") else "",
+                "IPv6Address": f"{es['GlobalIPv6Address']}/{es['GlobalIPv6PrefixLen']}" if es.get("GlobalIPv6Address") else "",
+            }
+        return out
+
+    def public(self, rec: NetworkRecord, with_containers: bool = True) -> dict[str, Any]:
+        out = {k: v for k, v in rec.items() if not k.startswith("_")}
+        out["Containers"] = self._containers_on(rec) if with_containers else {}
+        return out
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        return self.public(self.resolve(ref))
+
+    def list(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        return [self.public(r, with_containers=False) for r in self.store.all() if self._matches(r, filters)]
+
+    def _in_use(self, rec: NetworkRecord) -> bool:
+        return bool(self.endpoints.on_network(rec["Name"]))
+
+    def _matches(self, rec: NetworkRecord, f: dict[str, list[str]]) -> bool:
+        if f.get("name") and not any(n in rec["Name"] for n in f["name"]):
+            return False
+        if f.get("id") and not any(rec["Id"].startswith(i) or i in rec["Id"] for i in f["id"]):
+            return False
+        if f.get("driver") and rec["Driver"] not in f["driver"]:
+            return False
+        if f.get("scope") and rec["Scope"] not in f["scope"]:
+            return False
+        if f.get("label") and not match_labels(rec.get("Labels"), f["label"]):
+            return False
+        if f.get("label!") and any(match_labels(rec.get("Labels"), [lbl]) for lbl in f["label!"]):
+            return False
+        if f.get("type"):
+            kinds = set(f["type"])
+            bad = kinds - {"custom", "builtin"}
+            if bad:
+                raise InvalidParameter(f"invalid filter: 'type'='{sorted(bad)[0]}'")
+            builtin = rec["Name"] in PREDEFINED
+            if not (("builtin" in kinds and builtin) or ("custom" in kinds and not builtin)):
+                return False
+        dangling = bool_filter(f.get("dangling", []), "dangling")
+        if dangling is not None:
+            if rec["Name"] in PREDEFINED:
+                return False
+            if dangling == self._in_use(rec):
+                return False
+        return True
+
+    # ------------------------------------------------------------------------------------------
+    # create / remove / prune
+    # ------------------------------------------------------------------------------------------
+    async def create(self, body: dict[str, Any]) -> dict[str, str]:
+        name = (body.get("Name") or "").strip()
+        if not name:
+            raise InvalidParameter("network name is required")
+        if name in PREDEFINED:
+            raise Forbidden(f"operation is not permitted on predefined {name} network ")
+        driver = body.get("Driver") or "bridge"
+        if driver in ("host", "null"):
+            raise Forbidden(f'only one instance of "{driver}" network is allowed')
+        if driver != "bridge":
+            raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found")
+        if body.get("Ingress"):
+            raise Forbidden("ingress networks need swarm mode, which skiff does not provide")
+        async with self._lock:
+            if self.store.by_name(name) is not None:
+                raise Conflict(f"network with name {name} already exists")
+            ipam = body.get("IPAM") or {}
+            ipam_driver = ipam.get("Driver") or "default"
+            if ipam_driver not in ("default", ""):
+                raise NotFound(f"could not find plugin {ipam_driver} in v1 plugin registry: plugin not found")
+            ipv6 = bool(body.get("EnableIPv6"))
+            if body.get("EnableIPv4") is False and not ipv6:
+                raise InvalidParameter("IPv4 or IPv6 must be enabled")
+            cfgs, user_subnet = self._ipam_config(name, ipam.get("Config") or [], ipv6)
+            options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
+            bridge = options.get(OPT_BRIDGE_NAME) or None
+            if bridge and (len(bridge) > 15 or any(r.get("_bridge") == bridge for r in self.store.all())):
+                raise InvalidParameter(f"invalid bridge name {bridge!r} (in use or longer than 15 characters)")
+            if OPT_MTU in options:
+                try:
+                    int(options[OPT_MTU])
+                except ValueError:
+                    raise InvalidParameter(f"invalid mtu {options[OPT_MTU]!r}") from None
+            rec = self._record(name, "bridge", cfgs, options, {str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
+                               bridge=bridge, internal=bool(body.get("Internal")), ipv6=ipv6,
+                               attachable=bool(body.get("Attachable")), ipam_options=ipam.get("Options") or {},
+                               user_subnet=user_subnet)
+            rec["ConfigOnly"] = bool(body.get("ConfigOnly"))
+            if body.get("ConfigFrom"):
+                rec["ConfigFrom"] = {"Network": (body.get("ConfigFrom") or {}).get("Network", "")}
+            self.store.save(rec)
+        self.engine.events.publish("network", "create", rec["Id"], {"name": name, "type": "bridge"})
+        return {"Id": rec["Id"], "Warning": ""}
+
+    def _ipam_config(self, name: str, configs: list[dict[str, Any]], ipv6: bool) -> tuple[list[dict[str, str]], bool]:
+        in_use: list[Any] = []
+        for r in self.store.all():
+            for c in r["IPAM"]["Config"]:
+                in_use.append(ipaddress.ip_network(c["Subnet"], strict=False))
+        out: list[dict[str, str]] = []
+        user_subnet = False
+        for c in configs:
+            if not c.get("Subnet"):
+                if c.get("Gateway") or c.get("IPRange"):
+                    raise InvalidParameter("a gateway or an ip-range needs a subnet")
+                continue
+            try:
+                sn = ipaddress.ip_network(c["Subnet"], strict=False)
+            except ValueError:
+                raise InvalidParameter(f"invalid subnet {c['Subnet']!r}") from None
+            if sn.version == 6 and not ipv6:
+                raise InvalidParameter("IPv6 subnet given but IPv6 is not enabled (--ipv6)")
+            if any(sn.overlaps(u) for u in in_use):
+                raise Forbidden("Pool overlaps with other one on this address space")
+            entry = {"Subnet": str(sn)}
+            if c.get("IPRange"):
+                try:
+                    rng = ipaddress.ip_network(c["IPRange"], strict=False)
+                except ValueError:
+                    raise InvalidParameter(f"invalid ip-range {c['IPRange']!r}") from None
+                if not rng.subnet_of(sn):  # type: ignore[arg-type]
+                    raise InvalidParameter(f"ip-range {rng} is not inside subnet {sn}")
+                entry["IPRange"] = str(rng)
+            if c.get("Gateway"):
+                try:
+                    gw = ipaddress.ip_address(c["Gateway"])
+                except ValueError:
+                    raise InvalidParameter(f"invalid gateway {c['Gateway']!r}") from None
+                if gw not in sn:
+                    raise InvalidParameter(f"gateway {gw} is not inside subnet {sn}")
+                entry["Gateway"] = str(gw)
+            else:
+                entry["Gateway"] = str(default_gateway(sn))
+            if c.get("AuxiliaryAddresses") or c.get("AuxAddress"):
+                entry["AuxiliaryAddresses"] = c.get("AuxiliaryAddresses") or c.get("AuxAddress")
+            in_use.append(sn)
+            out.append(entry)
+            user_subnet = True
+        if not any(ipaddress.ip_network(e["Subnet"]).version == 4 for e in out):
+            sn = pick_subnet(in_use + _host_routes())
+            out.insert(0, {"Subnet": str(sn), "Gateway": str(default_gateway(sn))})
+        if ipv6 and not any(ipaddress.ip_network(e["Subnet"]).version == 6 for e in out):
+            # Docker hands out a ULA /64 from its default pool; derive one from the name so it is stable.
+            h = hashlib.sha256(name.encode()).digest()
+            sn6 = ipaddress.ip_network((b"\xfd" + h[:7] + b"\0" * 8, 64))
+            out.append({"Subnet": str(sn6), "Gateway": str(default_gateway(sn6))})
+        return out, user_subnet
+
+    async def remove(self, ref: str) -> None:
+        rec = self.resolve(ref)
+        if rec["Name"] in PREDEFINED:
+            raise Forbidden(f"{rec['Name']} is a pre-defined network and cannot be removed")
+        async with self._lock:
+            if self._in_use(rec):
+                raise Forbidden(f"error while removing network: network {rec['Name']} id {rec['Id']} has active endpoints")
+            await self._remove_locked(rec)
+        self.engine.events.publish("network", "destroy", rec["Id"], {"name": rec["Name"], "type": rec["Driver"]})
+
+    async def _remove_locked(self, rec: NetworkRecord) -> None:
+        anchor = self.endpoints.get(ANCHOR_PREFIX + rec["Id"])
+        if anchor is not None:
+            await self._drop_anchor(anchor)
+        self.ipam.drop_network(rec["Id"])
+        self.store.delete(rec["Id"])
+
+    async def prune(self, filters: dict[str, list[str]]) -> list[str]:
+        until = parse_time((filters.get("until") or [None])[-1])
+        gone: list[NetworkRecord] = []
+        async with self._lock:
+            for rec in self.store.all():
+                if rec["Name"] in PREDEFINED or self._in_use(rec):
+                    continue
+                if until is not None and rec.get("_created", 0) >= until:
+                    continue
+                if filters.get("label") and not match_labels(rec.get("Labels"), filters["label"]):
+                    continue
+                if filters.get("label!") and any(match_labels(rec.get("Labels"), [lbl]) for lbl in filters["label!"]):
+                    continue
+                await self._remove_locked(rec)
+                gone.append(rec)
+        for rec in gone:
+            self.engine.events.publish("network", "destroy", rec["Id"], {"name": rec["Name"], "type": rec["Driver"]})
+        return [r["Name"] for r in gone]
+
+    # ------------------------------------------------------------------------------------------
+    # netavark glue
+    # ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _network_info(rec: NetworkRecord) -> dict[str, Any]:
+        subnets = []
+        for c in rec["IPAM"]["Config"]:
+            s: dict[str, Any] = {"subnet": c["Subnet"]}
+            if c.get("Gateway"):
+                s["gateway"] = c["Gateway"]
+            subnets.append(s)
+        opts: dict[str, str] = {}
+        if rec["Options"].get(OPT_MTU):
+            opts["mtu"] = rec["Options"][OPT_MTU]
+        info: dict[str, Any] = {
+            "name": rec["Name"], "id": rec["Id"], "driver": "bridge", "network_interface": rec["_bridge"],
+            "subnets": subnets, "ipv6_enabled": bool(rec.get("EnableIPv6")), "internal": bool(rec.get("Internal")),
+            # Docker: name resolution on user networks only, never on the default bridge.
+            "dns_enabled": rec["Name"] != DEFAULT_BRIDGE, "ipam_options": {"driver": "host-local"},
+        }
+        if opts:
+            info["options"] = opts
+        return info
+
+    async def _netavark_teardown(self, ep: Endpoint, only: list[str] | None = None) -> None:
+        opts = dict(ep["options"])
+        if only is not None:
+            opts["networks"] = {k: v for k, v in opts["networks"].items() if k in only}
+            opts["network_info"] = {k: v for k, v in opts["network_info"].items() if k in only}
+        if not opts["networks"]:
+            return
+        path = ep.get("netns") or ""
+        scratch: Path | None = None
+        if not netns.is_netns(path):
+            # The netns is gone (and its veth with it), but the NAT rules and DNS entries are not: let netavark
+            # remove those against an empty namespace.
+            scratch = self.run_dir / "scratch-netns"
+            netns.create(scratch)
+            path = str(scratch)
+        try:
+            await self.netavark.teardown(path, opts)
+        except NetavarkError as e:
+            log.warning("teardown of %s: %s", ep["Id"][:12], e)
+        finally:
+            if scratch is not None:
+                netns.remove(scratch)
+
+    def _forget_endpoint(self, ep: Endpoint) -> None:
+        self.ports.release(ep["Id"])
+        self.ipam.release_owner(ep["Id"])
+        self.endpoints.delete(ep["Id"])
+
+    async def _ensure_anchor(self, rec: NetworkRecord) -> None:
+        owner = ANCHOR_PREFIX + rec["Id"]
+        ep = self.endpoints.get(owner)
+        if ep is not None and netns.is_netns(ep["netns"]):
+            return
+        if ep is not None:
+            self._forget_endpoint(ep)
+        path = self.run_dir / "anchors" / rec["Id"][:12]
+        netns.create(path)
+        ips = [self.ipam.allocate_high(rec["Id"], c["Subnet"], c.get("Gateway"), owner) for c in rec["IPAM"]["Config"]]
+        opts = {
+            "container_id": hashlib.sha256(owner.encode()).hexdigest(),
+            "container_name": f"skiff-anchor-{rec['Id'][:12]}",
+            "networks": {rec["Name"]: {"interface_name": "eth0", "static_ips": ips}},
+            "network_info": {rec["Name"]: self._network_info(rec)},
+        }
+        ep = {"Id": owner, "Name": "", "anchor": True, "netns": str(path), "options": opts,
+              "networks": {rec["Name"]: {"NetworkID": rec["Id"]}}}
+        try:
+            await self.netavark.setup(str(path), opts)
+        except NetavarkError:
+            await self._netavark_teardown(ep)
+            netns.remove(path)
+            self.ipam.release_owner(owner)
+            raise
+        self.endpoints.save(ep)
+
+    async def _drop_anchor(self, ep: Endpoint) -> None:
+        await self._netavark_teardown(ep)
+        netns.remove(Path(ep["netns"]))
+        self._forget_endpoint(ep)
+
+    # ------------------------------------------------------------------------------------------
+    # containers
+    # ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _endpoint_configs(ctr: Any) -> dict[str, dict[str, Any]]:
+        """The per-network endpoint config from the create body (or `network connect` on a stopped container)."""
+        for holder, key in (("NetworkingConfig", "EndpointsConfig"), ("NetworkSettings", "Networks")):
+            h = cget(ctr, holder, {})
+            if isinstance(h, dict) and isinstance(h.get(key), dict) and h[key]:
+                return {normalize_mode(k): dict(v or {}) for k, v in h[key].items()}
+        return {}
+
+    def wanted_networks(self, ctr: Any) -> list[tuple[NetworkRecord, dict[str, Any]]]:
+        """The networks a bridge-mode container joins: the NetworkMode one first (eth0), then the others by name."""
+        hc = cget(ctr, "HostConfig", {})
+        mode = normalize_mode(hc.get("NetworkMode"))
+        cfgs = self._endpoint_configs(ctr)
+        primary = self.resolve(mode)
+        out = [(primary, cfgs.pop(primary["Name"], None) or cfgs.pop(mode, None) or cfgs.pop(primary["Id"], None) or {})]
+        for ref in sorted(cfgs):
+            rec = self.resolve(ref)
+            if rec["Id"] != primary["Id"]:
+                out.append((rec, cfgs[ref]))
+        return out
+
+    def validate(self, host_config: dict[str, Any], endpoints_config: dict[str, Any] | None) -> None:
+        """Create-time checks (Docker ≥1.44 validates at create, not at start)."""
+        mode = normalize_mode(host_config.get("NetworkMode"))
+        if mode in ("host", "none") or mode.startswith("container:"):
+            if host_config.get("PortBindings") and any(host_config["PortBindings"].values()) and mode != "none":
+                raise InvalidParameter("conflicting options: port publishing and the container type network mode")
+            return
+        recs = [self.resolve(mode)] + [self.resolve(k) for k in (endpoints_config or {}) if normalize_mode(k) != mode]
+        for key, es in (endpoints_config or {}).items():
+            rec = self.resolve(key)
+            es = es or {}
+            ipam = es.get("IPAMConfig") or {}
+            if rec["Name"] == DEFAULT_BRIDGE:
+                if ipam.get("IPv4Address") or ipam.get("IPv6Address"):
+                    raise InvalidParameter("user specified IP address is supported on user defined networks only")
+                if [a for a in es.get("Aliases") or []]:
+                    raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+            elif (ipam.get("IPv4Address") or ipam.get("IPv6Address")) and not rec.get("_user_subnet"):
+                raise InvalidParameter("user specified IP address is supported only when connecting to networks with user configured subnets")
+        for rec in recs:
+            if rec["Driver"] != "bridge":
+                raise InvalidParameter(f"container cannot be connected to network {rec['Name']} together with other networks")
+            if rec.get("ConfigOnly"):
+                raise InvalidParameter(f"cannot attach to config-only network {rec['Name']}")
+
+    def _build_netavark_network(self, rec: NetworkRecord, es: dict[str, Any], owner: str, ifname: str, ctr: Any
+                                ) -> tuple[dict[str, Any], list[str]]:
+        ipam = es.get("IPAMConfig") or {}
+        ips: list[str] = []
+        try:
+            for c in rec["IPAM"]["Config"]:
+                v = ipaddress.ip_network(c["Subnet"]).version
+                want = ipam.get("IPv4Address") if v == 4 else ipam.get("IPv6Address")
+                ips.append(self.ipam.allocate(rec["Id"], c["Subnet"], c.get("Gateway"), owner, ip_range=c.get("IPRange"),
+                                              want=want or None, net_name=rec["Name"]))
+        except Exception:
+            self.ipam.release(rec["Id"], owner)
+            raise
+        per: dict[str, Any] = {"interface_name": ifname, "static_ips": ips}
+        if rec["Name"] != DEFAULT_BRIDGE:
+            aliases = [a for a in (es.get("Aliases") or []) if a and a != ctr_name(ctr)]
+            hostname = (cget(ctr, "Config", {}) or {}).get("Hostname") or ""
+            extra = [owner[:12]] + ([hostname] if hostname else [])
+            per["aliases"] = list(dict.fromkeys(aliases + [e for e in extra if e != ctr_name(ctr)]))
+        if es.get("MacAddress"):
+            per["static_mac"] = es["MacAddress"]
+        return per, ips
+
+    @staticmethod
+    def _endpoint_settings(rec: NetworkRecord, es: dict[str, Any], ips: list[str], status: dict[str, Any],
+                           ifname: str, ctr: Any, per: dict[str, Any]) -> dict[str, Any]:
+        iface = ((status.get(rec["Name"]) or {}).get("interfaces") or {}).get(ifname) or {}
+        out: dict[str, Any] = {
+            "IPAMConfig": es.get("IPAMConfig") or None, "Links": es.get("Links"), "Aliases": es.get("Aliases"),
+            "MacAddress": iface.get("mac_address", ""), "DriverOpts": es.get("DriverOpts"),
+            "GwPriority": es.get("GwPriority", 0), "NetworkID": rec["Id"], "EndpointID": new_id(),
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": ([ctr_name(ctr)] + list(per.get("aliases") or [])) if rec["Name"] != DEFAULT_BRIDGE else None,
+        }
+        for c, ip in zip(rec["IPAM"]["Config"], ips):
+            sn = ipaddress.ip_network(c["Subnet"])
+            if sn.version == 4:
+                out.update(Gateway=c.get("Gateway", ""), IPAddress=ip, IPPrefixLen=sn.prefixlen)
+            else:
+                out.update(IPv6Gateway=c.get("Gateway", ""), GlobalIPv6Address=ip, GlobalIPv6PrefixLen=sn.prefixlen)
+        return out
+
+    def _predefined_settings(self, name: str) -> dict[str, Any]:
+        rec = self.resolve(name)
+        return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None, "GwPriority": 0,
+                "NetworkID": rec["Id"], "EndpointID": new_id() if name == "host" else "", "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+
+    def _hosts_entries(self, ctr: Any, own_ip: str | None) -> list[tuple[str, list[str]]]:
+        hc = cget(ctr, "HostConfig", {})
+        out: list[tuple[str, list[str]]] = []
+        host_gw = self.resolve(DEFAULT_BRIDGE)["IPAM"]["Config"][0].get("Gateway", "")
+        for entry in hc.get("ExtraHosts") or []:
+            # "name:ip" (IPv6 addresses contain colons, so split on the first one) or "name=ip" (Docker ≥25).
+            name, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
+            if not sep or not name or not ip:
+                raise InvalidParameter(f"invalid argument {entry!r} for --add-host: expected host:ip")
+            ip = ip.strip("[]")
+            if ip == "host-gateway":
+                ip = host_gw
+            out.append((ip, [name]))
+        for link in hc.get("Links") or []:
+            target, _, alias = link.partition(":")
+            target = target.lstrip("/")
+            alias = alias.rsplit("/", 1)[-1] if alias else target
+            ep = self._endpoint_by_name(target)
+            if ep is None:
+                continue
+            ip = next((s.get("IPAddress") for s in ep["networks"].values() if s.get("IPAddress")), None)
+            if ip:
+                out.append((ip, list(dict.fromkeys([alias, target]))))
+        if own_ip:
+            hostname = (cget(ctr, "Config", {}) or {}).get("Hostname") or cget(ctr, "Id", "")[:12]
+            out.append((own_ip, [hostname]))
+        return out
+
+    def _endpoint_by_name(self, name: str) -> Endpoint | None:
+        for ep in self.endpoints.all():
+            if not ep.get("anchor") and (ep.get("Name") == name or ep["Id"].startswith(name)):
+                return ep
+        return None
+
+    async def setup(self, ctr: Any, netns_path: str | None) -> dict[str, Any]:
+        cid = str(cget(ctr, "Id"))
+        hc = cget(ctr, "HostConfig", {}) or {}
+        config = cget(ctr, "Config", {}) or {}
+        mode = normalize_mode(hc.get("NetworkMode"))
+        dns_servers = list(hc.get("Dns") or [])
+        dns_search = list(hc.get("DnsSearch") or [])
+        dns_options = list(hc.get("DnsOptions") or [])
+        exposed = exposed_keys(config, hc)
+
+        if mode == "host":
+            return {"resolv_conf": dns.host_resolv_text() if not (dns_servers or dns_search or dns_options)
+                    else dns.resolv_for_bridge(dns_servers, dns_search, dns_options),
+                    "hosts": self._hosts_entries(ctr, None), "networks": {"host": self._predefined_settings("host")},
+                    "ports": {}, "netns_owner": None}
+        if mode.startswith("container:"):
+            other = self._endpoint_by_name(mode.split(":", 1)[1])
+            return {"resolv_conf": other.get("resolv_conf") if other else None,
+                    "hosts": list(other.get("hosts") or []) if other else [], "networks": {}, "ports": {},
+                    "netns_owner": other["Id"] if other else mode.split(":", 1)[1]}
+        if not netns_path:
+            raise InvalidParameter(f"network mode {mode} needs a network namespace")
+        if mode == "none":
+            netns.set_loopback_up(netns_path)
+            return {"resolv_conf": dns.resolv_for_bridge(dns_servers, dns_search, dns_options),
+                    "hosts": self._hosts_entries(ctr, None), "networks": {"none": self._predefined_settings("none")},
+                    "ports": {}, "netns_owner": None}
+
+        wanted = self.wanted_networks(ctr)
+        async with self._lock:
+            old = self.endpoints.get(cid)
+            if old is not None:
+                await self._netavark_teardown(old)
+                self._forget_endpoint(old)
+            for rec, _ in wanted:
+                await self._ensure_anchor(rec)
+            mappings = self.ports.allocate(cid, config, hc)
+            nets: dict[str, Any] = {}
+            infos: dict[str, Any] = {}
+            all_ips: dict[str, list[str]] = {}
+            try:
+                for i, (rec, es) in enumerate(wanted):
+                    per, ips = self._build_netavark_network(rec, es, cid, f"eth{i}", ctr)
+                    nets[rec["Name"]] = per
+                    infos[rec["Name"]] = self._network_info(rec)
+                    all_ips[rec["Name"]] = ips
+            except Exception:
+                self.ports.release(cid)
+                self.ipam.release_owner(cid)
+                raise
+            opts: dict[str, Any] = {"container_id": cid, "container_name": ctr_name(ctr) or cid[:12],
+                                    "networks": nets, "network_info": infos}
+            if mappings and not all(rec.get("Internal") for rec, _ in wanted):
+                opts["port_mappings"] = [m.netavark() for m in mappings]
+            if dns_servers:
+                opts["dns_servers"] = dns_servers
+            ep: Endpoint = {"Id": cid, "Name": ctr_name(ctr), "netns": netns_path, "options": opts, "networks": {}}
+            try:
+                status = await self.netavark.setup(netns_path, opts)
+            except NetavarkError:
+                await self._netavark_teardown(ep)  # setup stops half-way (veth moved, rules added): undo it
+                self.ports.release(cid)
+                self.ipam.release_owner(cid)
+                raise
+            settings = {}
+            for i, (rec, es) in enumerate(wanted):
+                settings[rec["Name"]] = self._endpoint_settings(rec, es, all_ips[rec["Name"]], status, f"eth{i}", ctr,
+                                                                nets[rec["Name"]])
+            ep["networks"] = settings
+            dns_ips = [s for v in status.values() for s in (v.get("dns_server_ips") or [])]
+            resolv = (dns.resolv_for_embedded(list(dict.fromkeys(dns_ips)), dns_search, dns_options) if dns_ips
+                      else dns.resolv_for_bridge(dns_servers, dns_search, dns_options))
+            primary_ip = settings[wanted[0][0]["Name"]].get("IPAddress") or None
+            hosts = self._hosts_entries(ctr, primary_ip)
+            ep.update(resolv_conf=resolv, hosts=hosts, exposed=exposed)
+            self.endpoints.save(ep)
+        if dns_ips:
+            # Each setup reloads aardvark-dns, which then drops queries for a moment: wait until it answers our
+            # own name so the container's first lookups land.
+            await dns.wait_answers(dns_ips[0], ctr_name(ctr) or cid[:12])
+        for rec, _ in wanted:
+            self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
+        return {"resolv_conf": resolv, "hosts": hosts, "networks": settings,
+                "ports": docker_ports(exposed, mappings), "netns_owner": None}
+
+    async def teardown(self, ctr: Any, netns_path: str | None = None) -> None:
+        cid = str(cget(ctr, "Id"))
+        async with self._lock:
+            ep = self.endpoints.get(cid)
+            if ep is None:
+                return
+            if netns_path and not ep.get("netns"):
+                ep["netns"] = netns_path
+            await self._netavark_teardown(ep)
+            self._forget_endpoint(ep)
+        for name, es in ep.get("networks", {}).items():
+            self.engine.events.publish("network", "disconnect", es.get("NetworkID", ""), {"container": cid, "name": name, "type": "bridge"})
+
+    def endpoint(self, ctr_id: str) -> Endpoint | None:
+        return self.endpoints.get(ctr_id)
+
+    def port_mappings(self, ctr_id: str) -> dict[str, Any]:
+        ep = self.endpoints.get(ctr_id)
+        if not ep:
+            return {}
+        return docker_ports(ep.get("exposed") or [], [Mapping.from_netavark(m) for m in ep["options"].get("port_mappings") or []])
+
+    # ------------------------------------------------------------------------------------------
+    # connect / disconnect on a running container
+    # ------------------------------------------------------------------------------------------
+    async def connect(self, network: str, ctr: Any, endpoint_config: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Attach a running container (its netns exists and is set up) to one more network; returns the new
+        EndpointSettings. For a container that is not running, returns None: the caller records the config."""
+        rec = self.resolve(network)
+        es = dict(endpoint_config or {})
+        if rec["Driver"] != "bridge":
+            raise Forbidden(f"container cannot be disconnected from host network or connected to host network")
+        self.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es})
+        cid = str(cget(ctr, "Id"))
+        async with self._lock:
+            ep = self.endpoints.get(cid)
+            if ep is None:
+                return None
+            if rec["Name"] in ep["networks"]:
+                raise Forbidden(f"endpoint with name {ctr_name(ctr)} already exists in network {rec['Name']}")
+            used = {v["interface_name"] for v in ep["options"]["networks"].values()}
+            ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+            await self._ensure_anchor(rec)
+            per, ips = self._build_netavark_network(rec, es, cid, ifname, ctr)
+            one = {"container_id": cid, "container_name": ep["options"]["container_name"],
+                   "networks": {rec["Name"]: per}, "network_info": {rec["Name"]: self._network_info(rec)}}
+            if ep["options"].get("dns_servers"):
+                one["dns_servers"] = ep["options"]["dns_servers"]
+            try:
+                status = await self.netavark.setup(ep["netns"], one)
+            except NetavarkError:
+                await self._netavark_teardown({**ep, "options": one})
+                self.ipam.release(rec["Id"], cid)
+                raise
+            settings = self._endpoint_settings(rec, es, ips, status, ifname, ctr, per)
+            ep["options"]["networks"][rec["Name"]] = per
+            ep["options"]["network_info"][rec["Name"]] = one["network_info"][rec["Name"]]
+            ep["networks"][rec["Name"]] = settings
+            self.endpoints.save(ep)
+        self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
+        return settings
+
+    async def disconnect(self, network: str, ctr: Any, force: bool = False) -> bool:
+        """Detach a running container from one network; False if it had no live endpoint there."""
+        rec = self.resolve(network)
+        cid = str(cget(ctr, "Id"))
+        async with self._lock:
+            ep = self.endpoints.get(cid)
+            if ep is None or rec["Name"] not in ep["networks"]:
+                return False
+            await self._netavark_teardown(ep, only=[rec["Name"]])
+            self.ipam.release(rec["Id"], cid)
+            ep["options"]["networks"].pop(rec["Name"], None)
+            ep["options"]["network_info"].pop(rec["Name"], None)
+            ep["networks"].pop(rec["Name"], None)
+            self.endpoints.save(ep)
+        self.engine.events.publish("network", "disconnect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
+        return True

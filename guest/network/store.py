@@ -1,0 +1,89 @@
+"""Network definitions on disk: one JSON file per network under `<data-root>/networks/`, written atomically.
+
+A record is Docker's `Network` shape (what `GET /networks/{id}` returns, minus `Containers`, which is live state)
+plus a few private keys starting with `_` (the bridge device name) that never leave the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+NetworkRecord = dict[str, Any]
+
+DEFAULT_BRIDGE = "bridge"
+PREDEFINED = ("bridge", "host", "none")
+
+
+def atomic_write_json(path: Path, obj: Any, mode: int = 0o600) -> None:
+    """Write-then-rename so a crash leaves either the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+class NetworkStore:
+    """All network records, cached in memory; the files are the truth across restarts."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "networks"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._by_id: dict[str, NetworkRecord] = {}
+        for p in sorted(self.dir.glob("*.json")):
+            try:
+                rec = read_json(p)
+            except (OSError, ValueError):
+                continue  # a torn temp file never has this name; a corrupt one is skipped rather than fatal
+            self._by_id[rec["Id"]] = rec
+
+    def all(self) -> list[NetworkRecord]:
+        return sorted(self._by_id.values(), key=lambda r: (r.get("_created", 0.0), r["Name"]))
+
+    def get_id(self, nid: str) -> NetworkRecord | None:
+        return self._by_id.get(nid)
+
+    def by_name(self, name: str) -> NetworkRecord | None:
+        for rec in self._by_id.values():
+            if rec["Name"] == name:
+                return rec
+        return None
+
+    def find(self, ref: str) -> NetworkRecord | None:
+        """Docker's lookup order: exact ID, exact name, then a unique ID prefix."""
+        if ref in self._by_id:
+            return self._by_id[ref]
+        rec = self.by_name(ref)
+        if rec is not None:
+            return rec
+        matches = [r for nid, r in self._by_id.items() if nid.startswith(ref)]
+        return matches[0] if len(matches) == 1 else None
+
+    def save(self, rec: NetworkRecord) -> None:
+        rec.setdefault("_created", time.time())
+        atomic_write_json(self.dir / f"{rec['Id']}.json", rec, 0o644)
+        self._by_id[rec["Id"]] = rec
+
+    def delete(self, nid: str) -> None:
+        self._by_id.pop(nid, None)
+        try:
+            os.unlink(self.dir / f"{nid}.json")
+        except FileNotFoundError:
+            pass
