@@ -32,7 +32,7 @@ from guest.network.endpoints import Endpoint, EndpointStore
 from guest.network.ipam import Ipam, default_gateway, pick_subnet
 from guest.network.netavark import Netavark, NetavarkError
 from guest.network.ports import Mapping, PortAllocator, docker_ports, exposed_keys
-from guest.network.store import DEFAULT_BRIDGE, PREDEFINED, NetworkRecord, NetworkStore, new_id
+from guest.network.store import DEFAULT_BRIDGE, PREDEFINED, NetworkRecord, NetworkStore, container_field, new_id
 
 log = logging.getLogger("skiffd.network")
 
@@ -44,10 +44,7 @@ OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
 ANCHOR_PREFIX = "anchor-"
 
 
-def cget(ctr: Any, key: str, default: Any = None) -> Any:
-    """Read a field of the container engineer's record, whether it is a dict or an object."""
-    v = ctr.get(key, default) if isinstance(ctr, dict) else getattr(ctr, key, default)
-    return default if v is None else v
+cget = container_field
 
 
 def ctr_name(ctr: Any) -> str:
@@ -605,6 +602,7 @@ class NetworkService:
                     "hosts": self._hosts_entries(ctr, None), "networks": {"none": self._predefined_settings("none")},
                     "ports": {}, "netns_owner": None}
 
+        self.validate(hc, self._endpoint_configs(ctr))
         wanted = self.wanted_networks(ctr)
         async with self._lock:
             old = self.endpoints.get(cid)

@@ -36,6 +36,14 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
+def container_field(ctr: Any, key: str, default: Any = None) -> Any:
+    """A top-level field of a container record (Docker's shape: Id, Name, Config, HostConfig, …), whether the
+    containers service hands us its `Container` object (fields in `.rec`) or a plain dict."""
+    rec = ctr if isinstance(ctr, dict) else getattr(ctr, "rec", None)
+    v = rec.get(key, default) if isinstance(rec, dict) else getattr(ctr, key, default)
+    return default if v is None else v
+
+
 def new_id() -> str:
     return secrets.token_hex(32)
 

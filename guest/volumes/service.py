@@ -24,7 +24,7 @@ from typing import Any
 
 from guest.api.filters import bool_filter, match_labels, rfc3339
 from guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
-from guest.network.store import atomic_write_json, read_json
+from guest.network.store import atomic_write_json, container_field, read_json
 from guest.volumes import local
 from guest.volumes.mounts import MountPoint, oci_mount, own_mounts, parse_volumes_from
 
@@ -34,9 +34,7 @@ ANON_LABEL = "com.docker.volume.anonymous"
 Volume = dict[str, Any]
 
 
-def cget(ctr: Any, key: str, default: Any = None) -> Any:
-    v = ctr.get(key, default) if isinstance(ctr, dict) else getattr(ctr, key, default)
-    return default if v is None else v
+cget = container_field
 
 
 def _created_at(ts: float) -> str:

@@ -1,0 +1,290 @@
+"""NetworkService driving the real netavark + aardvark-dns, on network namespaces these tests create.
+
+Each test forks a child that joins a fresh namespace (the "VM"); the engine's services run there, so bridges,
+NAT rules and aardvark-dns never reach the machine's own network. netns files stand in for containers' network
+namespaces, and busybox run with `nsenter` stands in for their processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guest.config import DaemonConfig
+from guest.engine import Engine
+from guest.network import netns
+from tests.engine.harness import NetNS, rmtree, tempdir
+from tests.engine.network_fixtures import run_in_netns, sh, with_resolv
+
+
+@pytest.fixture()
+def vm() -> Any:
+    ns = NetNS("sknv")
+    work = tempdir("sknv-")
+    yield ns, work
+    # Everything netavark made (bridges, veths, rules) lives in ns; aardvark-dns exits with its last network.
+    ns.remove()
+    for line in open("/proc/mounts"):
+        if line.split()[1].startswith(str(work)):
+            subprocess.run(["umount", "-l", line.split()[1]])
+    rmtree(work)
+
+
+def ctr(i: int, name: str, mode: str, **hc: Any) -> dict[str, Any]:
+    aliases = hc.pop("aliases", None)
+    ip = hc.pop("ip", None)
+    es: dict[str, Any] = {}
+    if aliases:
+        es["Aliases"] = aliases
+    if ip:
+        es["IPAMConfig"] = {"IPv4Address": ip}
+    return {"Id": f"{i:x}" * 64, "Name": "/" + name, "Config": {"Hostname": f"h-{name}", "ExposedPorts": hc.pop("exposed", {})},
+            "HostConfig": {"NetworkMode": mode, **hc}, "NetworkingConfig": {"EndpointsConfig": {mode: es}}}
+
+
+def engine(work: Path) -> Engine:
+    return Engine(DaemonConfig(data_root=work / "data", exec_root=work / "run"))
+
+
+def _links() -> list[str]:
+    out = sh("ip", "-o", "link").stdout
+    return [l.split(":")[1].strip().split("@")[0] for l in out.splitlines()]
+
+
+def _aardvark_running() -> bool:
+    return "aardvark-dns" in sh("ps", "-eo", "comm").stdout
+
+
+def scenario_user_network(work: Path) -> dict[str, Any]:
+    """Two containers on a user network: names, aliases, a published port, outbound NAT rules, then teardown."""
+    res: dict[str, Any] = {}
+
+    async def main() -> None:
+        eng = engine(work)
+        await eng.start()
+        n = eng.networks
+        await n.create({"Name": "appnet", "IPAM": {"Config": [{"Subnet": "10.201.0.0/24"}]}})
+        paths = [work / f"c{i}" for i in range(2)]
+        for p in paths:
+            netns.create(p)
+        web = ctr(1, "web", "appnet", aliases=["www"], PortBindings={"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+                  exposed={"80/tcp": {}})
+        cli = ctr(2, "client", "appnet", ip="10.201.0.77")
+        t0 = time.monotonic()
+        r_web = await n.setup(web, str(paths[0]))
+        res["setup_ms_first"] = (time.monotonic() - t0) * 1000
+        t0 = time.monotonic()
+        r_cli = await n.setup(cli, str(paths[1]))
+        res["setup_ms_second"] = (time.monotonic() - t0) * 1000
+        res["web"], res["cli"] = r_web, r_cli
+        res["inspect"] = n.inspect("appnet")
+        www = work / "www"
+        www.mkdir()
+        (www / "index.html").write_text("hello-from-web\n")
+        httpd = subprocess.Popen(["nsenter", f"--net={paths[0]}", "busybox", "httpd", "-f", "-p", "80", "-h", str(www)])
+        try:
+            time.sleep(0.3)
+            res["by_name"] = with_resolv(str(paths[1]), r_cli["resolv_conf"], work, "timeout", "20", "busybox", "wget", "-qO-",
+                                         "http://web/").stdout
+            res["by_alias"] = with_resolv(str(paths[1]), r_cli["resolv_conf"], work, "timeout", "20", "busybox", "wget", "-qO-",
+                                          "http://www/").stdout
+            res["nx"] = with_resolv(str(paths[1]), r_cli["resolv_conf"], work, "timeout", "20", "busybox", "nslookup",
+                                    "no-such-name").returncode
+            res["published_local"] = sh("timeout", "10", "busybox", "wget", "-qO-", "http://127.0.0.1:8080/").stdout
+            res["ctr_addr"] = sh("ip", "-o", "-4", "addr", "show", "eth0", netns=str(paths[1])).stdout
+            res["ctr_route"] = sh("ip", "route", netns=str(paths[1])).stdout
+            res["nat"] = sh("iptables-save", "-t", "nat").stdout
+            res["aardvark_during"] = _aardvark_running()
+        finally:
+            httpd.kill()
+            httpd.wait()
+        # a second container asking for the same host port is refused, and nothing leaks from the attempt
+        p3 = work / "c3"
+        netns.create(p3)
+        try:
+            await n.setup(ctr(3, "dup", "appnet", PortBindings={"80/tcp": [{"HostPort": "8080"}]}), str(p3))
+            res["dup_port_error"] = None
+        except Exception as e:
+            res["dup_port_error"] = str(e)
+        res["links_after_dup"] = sh("ip", "-o", "link", netns=str(p3)).stdout
+        t0 = time.monotonic()
+        await n.teardown(web, str(paths[0]))
+        res["teardown_ms"] = (time.monotonic() - t0) * 1000
+        await n.teardown(web, str(paths[0]))  # twice is fine
+        await n.teardown(cli, str(paths[1]))
+        res["nat_after"] = sh("iptables-save", "-t", "nat").stdout
+        res["inspect_after"] = n.inspect("appnet")["Containers"]
+        res["ctr_links_after"] = sh("ip", "-o", "link", netns=str(paths[0])).stdout
+        try:
+            await n.remove("bridge")
+        except Exception as e:
+            res["rm_bridge"] = str(e)
+        await n.remove("appnet")
+        await eng.close()
+        res["links_final"] = _links()
+        for p in paths + [p3]:
+            netns.remove(p)
+        for _ in range(40):  # aardvark-dns exits ~1.5 s after its last network goes
+            if not _aardvark_running():
+                break
+            time.sleep(0.1)
+        res["aardvark_after"] = _aardvark_running()
+
+    asyncio.run(main())
+    return res
+
+
+def test_user_network_names_ports_teardown(vm: Any) -> None:
+    ns, work = vm
+    r = run_in_netns(ns.path, scenario_user_network, work)
+    web_ep = r["web"]["networks"]["appnet"]
+    cli_ep = r["cli"]["networks"]["appnet"]
+    assert web_ep["IPAddress"] == "10.201.0.2" and web_ep["IPPrefixLen"] == 24 and web_ep["Gateway"] == "10.201.0.1"
+    assert cli_ep["IPAddress"] == "10.201.0.77"  # --ip
+    assert "10.201.0.77/24" in r["ctr_addr"]
+    assert "default via 10.201.0.1" in r["ctr_route"]
+    assert web_ep["MacAddress"] and len(web_ep["EndpointID"]) == 64
+    assert web_ep["DNSNames"][:2] == ["web", "www"]
+    assert r["web"]["ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
+    assert "nameserver 10.201.0.1" in r["cli"]["resolv_conf"]
+    assert r["cli"]["hosts"] == [("10.201.0.77", ["h-client"])]
+    assert r["by_name"] == "hello-from-web\n"
+    assert r["by_alias"] == "hello-from-web\n"
+    assert r["nx"] != 0
+    assert r["published_local"] == "hello-from-web\n"
+    assert "MASQUERADE" in r["nat"] and "10.201.0.2:80" in r["nat"]  # outbound NAT + the DNAT of the port
+    assert r["aardvark_during"]
+    assert set(r["inspect"]["Containers"]) == {"1" * 64, "2" * 64}  # the anchor is not a container
+    assert r["inspect"]["Containers"]["1" * 64]["IPv4Address"] == "10.201.0.2/24"
+    assert "port is already allocated" in r["dup_port_error"]
+    assert "eth0" not in r["links_after_dup"]
+    assert "10.201.0.2:80" not in r["nat_after"]
+    assert r["inspect_after"] == {}
+    assert "eth0" not in r["ctr_links_after"]
+    assert "pre-defined" in r["rm_bridge"]
+    # network rm + shutdown took the anchors, so the bridges went too, and aardvark-dns with them
+    assert not [l for l in r["links_final"] if l.startswith(("br-", "docker0", "veth"))], r["links_final"]
+    assert not r["aardvark_after"]
+
+
+def scenario_default_bridge_none_internal(work: Path) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+
+    async def main() -> None:
+        eng = engine(work)
+        await eng.start()
+        n = eng.networks
+        await n.create({"Name": "inner", "Internal": True})
+        paths = {k: work / k for k in ("b1", "b2", "none", "int")}
+        for p in paths.values():
+            netns.create(p)
+        b1 = ctr(1, "b1", "default", PublishAllPorts=True, exposed={"80/tcp": {}, "53/udp": {}},
+                 ExtraHosts=["gw:host-gateway", "db:10.9.9.9"], Dns=["192.0.2.53"], DnsSearch=["example.test"])
+        res["b1"] = await n.setup(b1, str(paths["b1"]))
+        res["b2"] = await n.setup(ctr(2, "b2", "bridge", Links=["/b1:/b2/db1"]), str(paths["b2"]))
+        res["none"] = await n.setup(ctr(3, "nonet", "none"), str(paths["none"]))
+        res["none_links"] = sh("ip", "-o", "link", netns=str(paths["none"])).stdout
+        res["int"] = await n.setup(ctr(4, "in", "inner"), str(paths["int"]))
+        res["int_route"] = sh("ip", "route", netns=str(paths["int"])).stdout
+        res["b1_ping_b2"] = sh("busybox", "ping", "-c", "1", "-W", "2", res["b2"]["networks"]["bridge"]["IPAddress"],
+                               netns=str(paths["b1"])).returncode
+        res["host"] = await n.setup(ctr(5, "h", "host"), None)
+        try:
+            await n.setup(ctr(6, "bad", "bridge", aliases=["x"]), str(paths["none"]))
+        except Exception as e:
+            res["alias_default"] = str(e)
+        for k, c in (("b1", b1), ("b2", ctr(2, "b2", "bridge")), ("int", ctr(4, "in", "inner"))):
+            await n.teardown(c, str(paths[k]))
+        await eng.close()
+        for p in paths.values():
+            netns.remove(p)
+
+    asyncio.run(main())
+    return res
+
+
+def test_default_bridge_none_internal_host(vm: Any) -> None:
+    ns, work = vm
+    r = run_in_netns(ns.path, scenario_default_bridge_none_internal, work)
+    b1 = r["b1"]["networks"]["bridge"]
+    assert b1["IPAddress"] == "172.17.0.2" and b1["Gateway"] == "172.17.0.1" and b1["IPPrefixLen"] == 16
+    assert b1["DNSNames"] is None  # no name resolution on the default bridge, as Docker
+    assert r["b2"]["networks"]["bridge"]["IPAddress"] == "172.17.0.3"
+    # -P: every exposed port gets an ephemeral host port
+    ports = r["b1"]["ports"]
+    assert set(ports) == {"80/tcp", "53/udp"}
+    assert all(32768 <= int(b[0]["HostPort"]) <= 60999 and b[0]["HostIp"] == "0.0.0.0" for b in ports.values())
+    # --dns / --dns-search on the default bridge go straight into resolv.conf
+    assert "nameserver 192.0.2.53" in r["b1"]["resolv_conf"] and "search example.test" in r["b1"]["resolv_conf"]
+    assert ("172.17.0.1", ["gw"]) in r["b1"]["hosts"] and ("10.9.9.9", ["db"]) in r["b1"]["hosts"]
+    assert r["b1"]["hosts"][-1] == ("172.17.0.2", ["h-b1"])
+    assert ("172.17.0.2", ["db1", "b1"]) in r["b2"]["hosts"]  # --link
+    assert r["b1_ping_b2"] == 0
+    # none: loopback only, and it is up
+    assert r["none"]["networks"] == {"none": r["none"]["networks"]["none"]} and r["none"]["ports"] == {}
+    assert "lo:" in r["none_links"] and "UP" in r["none_links"] and "eth0" not in r["none_links"]
+    # internal: no way out
+    assert "default" not in r["int_route"] and r["int"]["networks"]["inner"]["IPAddress"]
+    assert r["host"]["networks"]["host"]["NetworkID"] and r["host"]["resolv_conf"] is not None
+    assert "user defined networks" in r["alias_default"]
+
+
+def scenario_restart(work: Path, phase: str) -> dict[str, Any]:
+    """phase "up": set up two containers and drop the engine without close (a daemon crash); phase "after": a new
+    engine on the same dirs, with one container's netns gone meanwhile."""
+    res: dict[str, Any] = {}
+
+    async def main() -> None:
+        eng = engine(work)
+        await eng.start()
+        n = eng.networks
+        a = ctr(1, "a", "bridge", PortBindings={"80/tcp": [{"HostPort": "9090"}]})
+        b = ctr(2, "b", "bridge", PortBindings={"80/tcp": [{"HostPort": "9091"}]})
+        if phase == "up":
+            for c, p in ((a, "pa"), (b, "pb")):
+                netns.create(work / p)
+                await n.setup(c, str(work / p))
+            return
+        res["containers_before"] = sorted(n.inspect("bridge")["Containers"])
+        res["nat_before"] = sh("iptables-save", "-t", "nat").stdout
+        # b's netns vanished while we were down (its container died): start() cleaned it up, including its DNAT
+        res["b_port_free"] = "9091" not in res["nat_before"]
+        # a keeps its address and port; a new container does not get them
+        c = ctr(3, "c", "bridge", PortBindings={"80/tcp": [{"HostPort": "9090"}]})
+        netns.create(work / "pc")
+        try:
+            await n.setup(c, str(work / "pc"))
+        except Exception as e:
+            res["port_conflict"] = str(e)
+        c2 = ctr(4, "d", "bridge")
+        netns.create(work / "pd")
+        res["d_ip"] = (await n.setup(c2, str(work / "pd")))["networks"]["bridge"]["IPAddress"]
+        for cc, p in ((a, "pa"), (c2, "pd")):
+            await n.teardown(cc, str(work / p))
+            netns.remove(work / p)
+        netns.remove(work / "pc")
+        await eng.close()
+        res["nat_after"] = sh("iptables-save", "-t", "nat").stdout
+        res["links_final"] = _links()
+
+    asyncio.run(main())
+    return res
+
+
+def test_restart_recovery(vm: Any) -> None:
+    ns, work = vm
+    run_in_netns(ns.path, scenario_restart, work, "up")
+    netns.remove(work / "pb")  # the container b died while the daemon was down
+    r = run_in_netns(ns.path, scenario_restart, work, "after")
+    assert r["containers_before"] == ["1" * 64]
+    assert "9090" in r["nat_before"] and r["b_port_free"]
+    assert "already allocated" in r["port_conflict"]
+    assert r["d_ip"] == "172.17.0.4"  # .2 is still a's; .3 (b's, freed) is skipped: first free after the last one handed out
+    assert "9090" not in r["nat_after"]
+    assert not [l for l in r["links_final"] if l.startswith(("docker0", "veth"))]
