@@ -1,0 +1,116 @@
+"""/etc/hostname, /etc/hosts, /etc/resolv.conf for a container, and its init layer.
+
+The init layer is Docker's `<id>-init`: a read-only layer between the image and the container's own
+upper dir holding the mount points the runtime needs (so they never show up in `diff` or `commit`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+HOSTS_HEADER = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+
+_INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
+_INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/console", ".dockerenv")
+
+
+def make_init_layer(path: Path, with_init_binary: bool) -> None:
+    for d in _INIT_DIRS:
+        (path / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(path / d, 0o755)
+    for f in _INIT_FILES:
+        (path / f).touch()
+    if with_init_binary:
+        (path / "sbin").mkdir(exist_ok=True)
+        (path / "sbin" / "docker-init").touch()
+    try:
+        os.symlink("/proc/mounts", path / "etc" / "mtab")
+    except FileExistsError:
+        pass
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write_hostname(path: Path, hostname: str) -> None:
+    _atomic(path, hostname + "\n")
+
+
+def hosts_text(hostname: str, domainname: str, own: list[tuple[str, list[str]]], extra_hosts: list[str] | None) -> str:
+    lines = [HOSTS_HEADER]
+    for entry in extra_hosts or []:
+        name, _, ip = entry.partition(":")
+        if not ip:
+            name, _, ip = entry.partition("=")
+        if name and ip:
+            lines.append(f"{ip}\t{name}\n")
+    for ip, names in own:
+        lines.append(f"{ip}\t{' '.join(names)}\n")
+    return "".join(lines)
+
+
+def write_hosts(path: Path, text: str) -> None:
+    _atomic(path, text)
+
+
+def _parse_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
+    ns, search, opts = [], [], []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith(("#", ";")):
+            continue
+        if parts[0] == "nameserver" and len(parts) > 1:
+            ns.append(parts[1])
+        elif parts[0] in ("search", "domain"):
+            search = parts[1:]
+        elif parts[0] == "options":
+            opts += parts[1:]
+    return ns, search, opts
+
+
+def _loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip == "::1"
+
+
+def resolv_text(host_config: dict[str, Any], network_mode: str, provided: str | None = None) -> str:
+    """The network service's file if it gave one; otherwise the host's, minus loopback servers (Docker's rule)."""
+    if provided is not None:
+        base = provided
+    else:
+        try:
+            base = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            base = ""
+    ns, search, opts = _parse_resolv(base)
+    if provided is None and network_mode != "host":
+        ns = [n for n in ns if not _loopback(n)] or ["8.8.8.8", "8.8.4.4"]
+    if host_config.get("Dns"):
+        ns = list(host_config["Dns"])
+    if host_config.get("DnsSearch"):
+        search = list(host_config["DnsSearch"])
+    if host_config.get("DnsOptions"):
+        opts = list(host_config["DnsOptions"])
+    out = [f"nameserver {n}\n" for n in ns]
+    if search:
+        out.append("search " + " ".join(search) + "\n")
+    if opts:
+        out.append("options " + " ".join(opts) + "\n")
+    return "".join(out)
+
+
+def host_hostname() -> str:
+    return socket.gethostname()

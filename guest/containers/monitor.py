@@ -1,0 +1,326 @@
+"""conmon, one per container (and per exec session), as Podman uses it (conmon_netavark.md §1).
+
+conmon runs `runtime create`, holds the container's stdio (k8s-file log, attach socket, pty), records the
+exit code in `<bundle>/exits/` and an `oom` file, and outlives the daemon. The engine runs `runtime start`
+itself after conmon reports the pid, so attach clients can connect first and see all output.
+
+Exit is noticed through a pidfd on conmon (readable when it exits), which works just as well for a conmon
+adopted after a daemon restart as for one we launched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from guest.containers.runtime import Runtime, RuntimeError_
+
+log = logging.getLogger("skiffd.monitor")
+
+CONMON = shutil.which("conmon") or "/usr/bin/conmon"
+SYNC_TIMEOUT = 60.0
+
+
+@dataclass
+class Launched:
+    pid: int  # container init (or exec process)
+    conmon_pid: int
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")}
+    env.update(extra)
+    return env
+
+
+def exit_dir(bundle: Path) -> Path:
+    return bundle / "exits"
+
+
+def read_exit(bundle: Path, cid: str) -> int | None:
+    for p in (exit_dir(bundle) / cid, exit_dir(bundle) / "exit"):
+        try:
+            return int(p.read_text().strip() or "0")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def oom_killed(bundle: Path) -> bool:
+    return (exit_dir(bundle) / "oom").exists() or (bundle / "oom").exists()
+
+
+async def _recv_json(sock: socket.socket, timeout: float = SYNC_TIMEOUT) -> dict:
+    loop = asyncio.get_running_loop()
+    data = await asyncio.wait_for(loop.sock_recv(sock, 65536), timeout)
+    if not data:
+        raise RuntimeError_("conmon exited without reporting the container's start")
+    line = data.split(b"\n", 1)[0]
+    return json.loads(line)
+
+
+def _start_conmon(args: list[str], bundle: Path, fds: dict[str, socket.socket]) -> subprocess.Popen:
+    env = _env({k: str(s.fileno()) for k, s in fds.items()})
+    errlog = open(bundle / "conmon.err", "ab")
+    try:
+        return subprocess.Popen(args, env=env, cwd=str(bundle), stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog,
+                                pass_fds=tuple(s.fileno() for s in fds.values()), start_new_session=True)
+    finally:
+        errlog.close()
+
+
+def _conmon_error(bundle: Path, fallback: str) -> str:
+    try:
+        txt = (bundle / "conmon.err").read_text().strip()
+    except OSError:
+        txt = ""
+    return txt.splitlines()[-1] if txt else fallback
+
+
+async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str | None, *, tty: bool, stdin: bool,
+                 leave_stdin_open: bool, log_size_max: int | None = None) -> Launched:
+    """conmon → `runtime create`; returns once the container exists (not yet started)."""
+    exit_dir(bundle).mkdir(parents=True, exist_ok=True)
+    args = rt.conmon_prefix() + [
+        CONMON, "--api-version", "1", "-c", cid, "-u", cid, "-r", rt.path, "-b", str(bundle),
+        "-p", str(bundle / "pidfile"), "-n", name or cid, "--exit-dir", str(exit_dir(bundle)),
+        "--persist-dir", str(exit_dir(bundle)), "--full-attach", "--conmon-pidfile", str(bundle / "conmon.pid"),
+        "--runtime-arg", "--root", "--runtime-arg", str(rt.root), "--log-level", "error",
+        "-l", f"k8s-file:{log_path}" if log_path else "none",
+    ]
+    if log_size_max and log_path:
+        args += ["--log-size-max", str(log_size_max)]
+    if tty:
+        args.append("-t")
+    elif stdin:
+        args.append("-i")
+    if stdin and leave_stdin_open:
+        args.append("--leave-stdin-open")
+    psync, csync = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cstart, pstart = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    psync.setblocking(False)
+    try:
+        try:
+            p = _start_conmon(args, bundle, {"_OCI_SYNCPIPE": csync, "_OCI_STARTPIPE": cstart})
+        finally:
+            csync.close()
+            cstart.close()
+        pstart.send(b"\0")
+        # The first conmon process exits ~2 ms later, after writing the long-lived one's pid file.
+        await _wait_child(p)
+        if p.returncode != 0:
+            raise RuntimeError_(f"conmon failed: {_conmon_error(bundle, f'exit status {p.returncode}')}")
+        try:
+            msg = await _recv_json(psync)
+        except (asyncio.TimeoutError, ValueError, OSError) as e:
+            raise RuntimeError_(f"conmon did not report the container: {e}; {_conmon_error(bundle, '')}") from None
+        if int(msg.get("data", -1)) < 0:
+            raise RuntimeError_(_runtime_message(msg.get("message") or "runtime create failed"))
+        conmon_pid = int((bundle / "conmon.pid").read_text().strip())
+        return Launched(int(msg["data"]), conmon_pid)
+    finally:
+        psync.close()
+        pstart.close()
+
+
+def _runtime_message(msg: str) -> str:
+    from guest.containers.runtime import _clean
+
+    return _clean(msg)
+
+
+async def _wait_child(p: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    delay = 0.0005
+    while p.poll() is None:
+        if asyncio.get_running_loop().time() > deadline:
+            p.kill()
+            p.wait()
+            raise RuntimeError_("conmon did not daemonize")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+class ExitWatch:
+    """Completes when a (non-child) process exits, via pidfd_open + the event loop."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fd: int | None = None
+        try:
+            self._fd = os.pidfd_open(pid)
+        except OSError:
+            self.future.set_result(None)
+            return
+        asyncio.get_running_loop().add_reader(self._fd, self._fire)
+
+    def _fire(self) -> None:
+        self.close()
+        if not self.future.done():
+            self.future.set_result(None)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self._fd)
+            except Exception:
+                pass
+            os.close(self._fd)
+            self._fd = None
+
+
+def process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+        if expect_in_cmdline is not None:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if expect_in_cmdline.encode() not in f.read():
+                    return False
+        return True
+    except (OSError, IndexError):
+        return False
+
+
+def proc_start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Attach socket, resize
+# ---------------------------------------------------------------------------------------------
+
+
+def connect_attach(bundle: Path) -> socket.socket:
+    """Connect to `<bundle>/attach` through /proc/self/fd (sun_path is 108 bytes, bundles can be longer)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    fd = os.open(str(bundle / "attach"), os.O_PATH)
+    try:
+        s.connect(f"/proc/self/fd/{fd}")
+    except OSError:
+        s.close()
+        raise
+    finally:
+        os.close(fd)
+    s.setblocking(False)
+    return s
+
+
+def write_ctl(bundle: Path, msg_type: int, a: int, b: int) -> bool:
+    """`1 ROWS COLS` resizes the pty; `2 0 0` reopens the log. One message per write."""
+    try:
+        fd = os.open(str(bundle / "ctl"), os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENOENT):
+            return False
+        raise
+    try:
+        os.write(fd, f"{msg_type} {a} {b}\n".encode())
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# exec sessions
+# ---------------------------------------------------------------------------------------------
+
+
+class ExecLaunch:
+    """A running `conmon -e` session: the attach socket is ready before the process is started."""
+
+    def __init__(self, p: subprocess.Popen, sync: socket.socket, start: socket.socket, attach_pipe: socket.socket | None,
+                 session_dir: Path, cid: str) -> None:
+        self.p = p
+        self.cid = cid
+        self.sync = sync
+        self.start_sock = start
+        self.attach_pipe = attach_pipe
+        self.dir = session_dir
+        self.pid: int | None = None
+
+    async def ready(self) -> None:
+        """Wait until the attach socket exists (`{"data": 0}` on the attach pipe)."""
+        self.start_sock.send(b"\0")
+        await _wait_child(self.p)
+        if self.p.returncode != 0:
+            raise RuntimeError_(f"conmon failed: {_conmon_error(self.dir, f'exit status {self.p.returncode}')}")
+        if self.attach_pipe is not None:
+            msg = await _recv_json(self.attach_pipe)
+            if int(msg.get("data", -1)) < 0:
+                raise RuntimeError_(msg.get("message") or "exec attach failed")
+
+    async def run(self) -> int:
+        """Let conmon run `runtime exec` and return the exec's pid."""
+        if self.attach_pipe is not None:
+            self.start_sock.send(b"\0")
+        msg = await _recv_json(self.sync)
+        if int(msg.get("data", -1)) < 0:
+            raise RuntimeError_(_runtime_message(msg.get("message") or "exec failed"))
+        self.pid = int(msg["data"])
+        return self.pid
+
+    async def exit_code(self) -> int:
+        try:
+            msg = await _recv_json(self.sync, timeout=10 ** 9)
+            return int(msg.get("data", -1))
+        except (RuntimeError_, ValueError, OSError):
+            try:
+                return int((self.dir / "exit" / self.cid).read_text().strip())
+            except (OSError, ValueError):
+                return -1
+
+    def close(self) -> None:
+        for s in (self.sync, self.start_sock, self.attach_pipe):
+            if s is not None:
+                s.close()
+
+
+def start_exec(rt: Runtime, cid: str, session_id: str, session_dir: Path, process_spec: Path, *, tty: bool,
+               stdin: bool, attach: bool) -> ExecLaunch:
+    (session_dir / "exit").mkdir(parents=True, exist_ok=True)
+    args = [
+        CONMON, "--api-version", "1", "-c", cid, "-u", session_id, "-r", rt.path, "-b", str(session_dir),
+        "-p", str(session_dir / "exec_pid"), "-n", session_id, "--exit-dir", str(session_dir / "exit"),
+        "--persist-dir", str(session_dir / "exit"), "--full-attach", "--runtime-arg", "--root",
+        "--runtime-arg", str(rt.root), "--log-level", "error", "-l", "none",
+        "-e", "--exec-process-spec", str(process_spec),
+    ]
+    if attach:
+        args.append("--exec-attach")
+    if tty:
+        args.append("-t")
+    elif stdin:
+        args.append("-i")
+    psync, csync = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cstart, pstart = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    fds = {"_OCI_SYNCPIPE": csync, "_OCI_STARTPIPE": cstart}
+    pattach = None
+    if attach:
+        pattach, cattach = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pattach.setblocking(False)
+        fds["_OCI_ATTACHPIPE"] = cattach
+    psync.setblocking(False)
+    try:
+        p = _start_conmon(args, session_dir, fds)
+    finally:
+        for s in fds.values():
+            s.close()
+    return ExecLaunch(p, psync, pstart, pattach, session_dir, cid)

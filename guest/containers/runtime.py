@@ -1,0 +1,151 @@
+"""The OCI runtime: runc or crun, detected; the verbs the engine runs itself (conmon runs `create`).
+
+crun refuses `create` on hybrid-cgroup hosts whose cgroup2 mount has controllers (probe_runtime.md §1);
+there it is only used when asked for, and conmon is then started in a private mount namespace with an
+empty file over `cgroup.controllers` (`create_wrapper`). Every other crun verb works unwrapped.
+Each daemon keeps runtime state under its own exec root (`--root`), so two engines never see each
+other's containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from guest import hostinfo
+from guest.errors import EngineError, InvalidParameter
+
+log = logging.getLogger("skiffd.runtime")
+
+_HYBRID_CONTROLLERS = "/sys/fs/cgroup/unified/cgroup.controllers"
+
+
+class RuntimeError_(EngineError):
+    status = 500
+
+
+@dataclass
+class Runtime:
+    name: str
+    path: str
+    root: Path
+    version: str = ""
+    wrap_create: bool = False  # crun on a hybrid host with v2 controllers
+    empty_file: Path | None = None
+
+    def base(self) -> list[str]:
+        return [self.path, "--root", str(self.root)]
+
+    def conmon_prefix(self) -> list[str]:
+        """argv prefix for conmon so that the `create` it runs works (crun hybrid workaround)."""
+        if not self.wrap_create or self.empty_file is None:
+            return []
+        return ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                f'mount --bind {self.empty_file} {_HYBRID_CONTROLLERS} && exec "$@"', "sh"]
+
+    async def run(self, *args: str, check: bool = True, timeout: float = 60) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *self.base(), *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError_(f"{self.name} {args[0]} timed out")
+        rc = proc.returncode or 0
+        o, e = out.decode(errors="replace"), err.decode(errors="replace")
+        if check and rc != 0:
+            raise RuntimeError_(f"{self.name} {args[0]} failed: {_clean(e or o)}")
+        return rc, o, e
+
+    async def start(self, cid: str) -> None:
+        await self.run("start", cid)
+
+    async def kill(self, cid: str, sig: int, all_procs: bool = False) -> None:
+        args = ["kill"] + (["--all"] if all_procs else []) + [cid, str(sig)]
+        await self.run(*args)
+
+    async def pause(self, cid: str) -> None:
+        await self.run("pause", cid)
+
+    async def resume(self, cid: str) -> None:
+        await self.run("resume", cid)
+
+    async def delete(self, cid: str, force: bool = False) -> None:
+        rc, out, err = await self.run("delete", *(["--force"] if force else []), cid, check=False)
+        if rc != 0 and "does not exist" not in (err + out) and "not found" not in (err + out).lower():
+            log.warning("%s delete %s: %s", self.name, cid, _clean(err or out))
+
+    async def state(self, cid: str) -> dict[str, Any] | None:
+        rc, out, _ = await self.run("state", cid, check=False)
+        if rc != 0:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            return None
+
+    async def update(self, cid: str, resources: dict[str, Any]) -> None:
+        tmp = self.root / f".update-{cid}.json"
+        tmp.write_text(json.dumps(resources))
+        try:
+            await self.run("update", "--resources", str(tmp), cid)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _clean(msg: str) -> str:
+    """runc logs as `time=… level=error msg="…"`; keep the message."""
+    msg = msg.strip()
+    if 'msg="' in msg:
+        m = msg.split('msg="', 1)[1]
+        m = m.rsplit('"', 1)[0]
+        return m.replace('\\"', '"')
+    return msg
+
+
+def choose(preferred: str | None, exec_root: Path) -> Runtime:
+    """runc or crun. Default: crun where it works unwrapped (no hybrid v2 controllers), else runc."""
+    found = {rt.name: rt for rt in hostinfo.runtimes()}
+    if not found:
+        raise InvalidParameter("no OCI runtime found: install runc or crun")
+    hybrid = bool(hostinfo.cgroup_hybrid_controllers()) and hostinfo.cgroup_version() == "1"
+    if preferred:
+        if preferred not in found:
+            raise InvalidParameter(f"runtime {preferred} is not installed")
+        name = preferred
+    elif "crun" in found and not hybrid:
+        name = "crun"
+    else:
+        name = "runc" if "runc" in found else "crun"
+    info = found[name]
+    root = exec_root / "runtime" / name
+    root.mkdir(parents=True, exist_ok=True)
+    rt = Runtime(name, info.path, root, info.version)
+    if name == "crun" and hybrid:
+        rt.wrap_create = True
+        rt.empty_file = exec_root / "runtime" / "empty-controllers"
+        rt.empty_file.touch()
+    return rt
+
+
+def signal_pid(pid: int, sig: int) -> bool:
+    """Signal the container's init directly (cheaper than `runtime kill`); False if it is gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
