@@ -368,7 +368,9 @@ class NetworkService:
             if c.get("Gateway"):
                 s["gateway"] = c["Gateway"]
             subnets.append(s)
-        opts: dict[str, str] = {}
+        # Docker keeps bridge networks from reaching each other (its DOCKER-ISOLATION chains); netavark's
+        # `isolate` option adds the same two-stage rules.
+        opts: dict[str, str] = {"isolate": "true"}
         if rec["Options"].get(OPT_MTU):
             opts["mtu"] = rec["Options"][OPT_MTU]
         info: dict[str, Any] = {
@@ -377,8 +379,7 @@ class NetworkService:
             # Docker: name resolution on user networks only, never on the default bridge.
             "dns_enabled": rec["Name"] != DEFAULT_BRIDGE, "ipam_options": {"driver": "host-local"},
         }
-        if opts:
-            info["options"] = opts
+        info["options"] = opts
         return info
 
     async def _netavark_teardown(self, ep: Endpoint, only: list[str] | None = None) -> None:

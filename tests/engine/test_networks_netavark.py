@@ -194,6 +194,14 @@ def scenario_default_bridge_none_internal(work: Path) -> dict[str, Any]:
         res["int_route"] = sh("ip", "route", netns=str(paths["int"])).stdout
         res["b1_ping_b2"] = sh("busybox", "ping", "-c", "1", "-W", "2", res["b2"]["networks"]["bridge"]["IPAddress"],
                                netns=str(paths["b1"])).returncode
+        await n.create({"Name": "other"})
+        netns.create(work / "o1")
+        o1 = ctr(7, "o1", "other")
+        o1_ip = (await n.setup(o1, str(work / "o1")))["networks"]["other"]["IPAddress"]
+        res["b1_ping_other"] = sh("busybox", "ping", "-c", "1", "-W", "1", o1_ip, netns=str(paths["b1"])).returncode
+        res["gw_ping_other"] = sh("busybox", "ping", "-c", "1", "-W", "1", o1_ip).returncode
+        await n.teardown(o1, str(work / "o1"))
+        netns.remove(work / "o1")
         res["host"] = await n.setup(ctr(5, "h", "host"), None)
         try:
             await n.setup(ctr(6, "bad", "bridge", aliases=["x"]), str(paths["none"]))
@@ -226,6 +234,7 @@ def test_default_bridge_none_internal_host(vm: Any) -> None:
     assert r["b1"]["hosts"][-1] == ("172.17.0.2", ["h-b1"])
     assert ("172.17.0.2", ["db1", "b1"]) in r["b2"]["hosts"]  # --link
     assert r["b1_ping_b2"] == 0
+    assert r["b1_ping_other"] != 0 and r["gw_ping_other"] == 0  # bridge networks are isolated from each other
     # none: loopback only, and it is up
     assert r["none"]["networks"] == {"none": r["none"]["networks"]["none"]} and r["none"]["ports"] == {}
     assert "lo:" in r["none_links"] and "UP" in r["none_links"] and "eth0" not in r["none_links"]
