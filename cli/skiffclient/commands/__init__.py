@@ -1,0 +1,193 @@
+"""Command table and the context every command gets.
+
+Commands live in one module per group (system, images, containers, run, exec, network, volume); only the
+module of the command being run is imported, which keeps `skiff ps` fast. Paths are docker's: top-level
+shortcuts (`ps`, `rmi`, …) and management commands (`container ls`, `image rm`, …) map to the same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any, TextIO
+
+from cli.skiffclient.flags import Command
+
+# path -> (module, command key). Aliases map to the same entry.
+_GROUPS: dict[str, dict[str, tuple[str, str]]] = {
+    "container": {
+        "ls": ("containers", "ps"), "list": ("containers", "ps"), "ps": ("containers", "ps"),
+        "run": ("run", "run"), "create": ("run", "create"), "start": ("containers", "start"),
+        "stop": ("containers", "stop"), "restart": ("containers", "restart"), "kill": ("containers", "kill"),
+        "rm": ("containers", "rm"), "remove": ("containers", "rm"), "logs": ("containers", "logs"),
+        "inspect": ("containers", "container inspect"), "wait": ("containers", "wait"),
+        "cp": ("cp", "cp"), "exec": ("exec", "exec"), "prune": ("containers", "prune"),
+        "port": ("containers", "port"), "rename": ("containers", "rename"), "attach": ("exec", "attach"),
+    },
+    "image": {
+        "ls": ("images", "images"), "list": ("images", "images"), "pull": ("images", "pull"),
+        "push": ("images", "push"), "rm": ("images", "rmi"), "remove": ("images", "rmi"),
+        "tag": ("images", "tag"), "inspect": ("images", "image inspect"), "prune": ("images", "prune"),
+        "history": ("images", "history"),
+    },
+    "network": {
+        "ls": ("network", "ls"), "list": ("network", "ls"), "create": ("network", "create"),
+        "rm": ("network", "rm"), "remove": ("network", "rm"), "inspect": ("network", "inspect"),
+        "connect": ("network", "connect"), "disconnect": ("network", "disconnect"), "prune": ("network", "prune"),
+    },
+    "volume": {
+        "ls": ("volume", "ls"), "list": ("volume", "ls"), "create": ("volume", "create"),
+        "rm": ("volume", "rm"), "remove": ("volume", "rm"), "inspect": ("volume", "inspect"),
+        "prune": ("volume", "prune"),
+    },
+    "system": {
+        "df": ("system", "df"), "info": ("system", "info"), "events": ("system", "events"),
+    },
+}
+
+_TOP: dict[str, tuple[str, str]] = {
+    "version": ("system", "version"), "info": ("system", "info"), "events": ("system", "events"),
+    "pull": ("images", "pull"), "push": ("images", "push"), "images": ("images", "images"),
+    "rmi": ("images", "rmi"), "tag": ("images", "tag"), "history": ("images", "history"),
+    "run": ("run", "run"), "create": ("run", "create"), "ps": ("containers", "ps"),
+    "logs": ("containers", "logs"), "start": ("containers", "start"), "stop": ("containers", "stop"),
+    "restart": ("containers", "restart"), "kill": ("containers", "kill"), "rm": ("containers", "rm"),
+    "wait": ("containers", "wait"), "port": ("containers", "port"), "rename": ("containers", "rename"),
+    "inspect": ("containers", "inspect"), "cp": ("cp", "cp"), "exec": ("exec", "exec"),
+    "attach": ("exec", "attach"),
+}
+
+SHORT_HELP = {
+    "container": "Manage containers", "image": "Manage images", "network": "Manage networks",
+    "volume": "Manage volumes", "system": "Manage Docker",
+}
+
+
+def lookup(args: list[str]) -> tuple[Command | None, list[str], str]:
+    """(command, remaining args, error). A group without a subcommand returns (None, [], "group:<name>")."""
+    if not args:
+        return None, [], "help"
+    head = args[0]
+    if head in _GROUPS:
+        if len(args) < 2 or args[1] in ("--help", "-h", "help"):
+            return None, [], f"group:{head}"
+        sub = args[1]
+        entry = _GROUPS[head].get(sub)
+        if entry is None:
+            return None, [], f"unknown:{head} {sub}"
+        return _load(entry, f"{head} {sub}"), args[2:], ""
+    entry = _TOP.get(head)
+    if entry is None:
+        return None, [], f"unknown:{head}"
+    return _load(entry, head), args[1:], ""
+
+
+def _load(entry: tuple[str, str], path: str) -> Command:
+    mod = importlib.import_module(f"cli.skiffclient.commands.{entry[0]}")
+    cmd: Command = mod.COMMANDS[entry[1]]
+    cmd.path = path
+    return cmd
+
+
+def group_help(group: str) -> str:
+    subs = sorted(set(_GROUPS[group]))
+    lines = [f"Usage:  skiff {group} COMMAND", "", SHORT_HELP.get(group, ""), "", "Commands:"]
+    lines += [f"  {s}" for s in subs]
+    lines += ["", f"Run 'skiff {group} COMMAND --help' for more information on a command."]
+    return "\n".join(lines) + "\n"
+
+
+def main_help() -> str:
+    return """Usage:  skiff [OPTIONS] COMMAND
+
+A pure-Python Docker client for Skiff (and any Docker Engine API)
+
+Common Commands:
+  run         Create and run a new container from an image
+  exec        Execute a command in a running container
+  ps          List containers
+  pull        Download an image from a registry
+  push        Upload an image to a registry
+  images      List images
+  version     Show the Docker version information
+  info        Display system-wide information
+
+Management Commands:
+  container   Manage containers
+  image       Manage images
+  network     Manage networks
+  system      Manage Docker
+  volume      Manage volumes
+
+Commands:
+  cp          Copy files/folders between a container and the local filesystem
+  create      Create a new container
+  inspect     Return low-level information on Docker objects
+  kill        Kill one or more running containers
+  logs        Fetch the logs of a container
+  port        List port mappings or a specific mapping for the container
+  rename      Rename a container
+  restart     Restart one or more containers
+  rm          Remove one or more containers
+  rmi         Remove one or more images
+  start       Start one or more stopped containers
+  stop        Stop one or more running containers
+  tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+  wait        Block until one or more containers stop, then print their exit codes
+
+Global Options:
+      --config string      Location of client config files (default "~/.docker")
+  -D, --debug              Enable debug mode
+  -H, --host string        Daemon socket to connect to
+      --machine string     Talk to the engine of this Skiff machine (no `machine env` needed)
+      --tls                Use TLS; implied by --tlsverify
+      --tlscacert string   Trust certs signed only by this CA (default "~/.docker/ca.pem")
+      --tlscert string     Path to TLS certificate file (default "~/.docker/cert.pem")
+      --tlskey string      Path to TLS key file (default "~/.docker/key.pem")
+      --tlsverify          Use TLS and verify the remote
+  -v, --version            Print version information and quit
+
+Run 'skiff COMMAND --help' for more information on a command.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors a command raises to set the exit status
+# ---------------------------------------------------------------------------------------------
+
+
+class CliError(Exception):
+    """Print the message on stderr and exit with `status`."""
+
+    def __init__(self, message: str = "", status: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class StatusError(CliError):
+    """Exit with a status without (or after) printing: `run` returns the container's exit code."""
+
+
+class Cli:
+    """What a command runs with: the API client (connected on first use), streams and global options."""
+
+    def __init__(self, gopts: Any, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.gopts = gopts
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._api = None
+
+    @property
+    def api(self):
+        if self._api is None:
+            from cli.skiffclient.api import APIClient
+            from cli.skiffclient.config import resolve_endpoint
+            from cli.skiffclient.transport import Transport
+
+            self._api = APIClient(Transport(resolve_endpoint(self.gopts)))
+        return self._api
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.t.close()

@@ -1,0 +1,212 @@
+"""Where the engine is and how to authenticate, read exactly as the docker CLI reads it.
+
+- Host: `-H/--host` > `--machine NAME` > `DOCKER_HOST` > `unix:///var/run/docker.sock`.
+  `tcp://h` without a port gets 2375 (2376 with TLS); a bare `h:p` or `h` is TCP (docker's opts.ParseHost).
+- TLS: `--tlsverify` or a non-empty `DOCKER_TLS_VERIFY` (any value, "0" too, as the Go CLI does) means
+  TLS with server verification; `--tls` or a non-empty `DOCKER_TLS` means TLS without verification.
+  Certificates: `--tlscacert/--tlscert/--tlskey`, default `$DOCKER_CERT_PATH/{ca,cert,key}.pem`, where
+  DOCKER_CERT_PATH defaults to the config dir (~/.docker). Client cert/key are used only if both exist.
+- `DOCKER_CONFIG` (default ~/.docker) holds config.json: registry credentials (`auths`, `credsStore`,
+  `credHelpers`) and the `psFormat`/`imagesFormat`/… defaults for listing commands.
+- `DOCKER_API_VERSION` pins the API version instead of negotiating.
+- `--machine NAME` reads the Skiff machine store (machine/store.py, machine/host.py) for the engine URL and
+  the client certificates, so `skiff --machine dev ps` works without `eval $(machine env dev)`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cli.skiffclient.transport import Endpoint
+
+DEFAULT_UNIX = "unix:///var/run/docker.sock"
+INDEX_SERVER = "https://index.docker.io/v1/"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def config_dir() -> Path:
+    d = os.environ.get("DOCKER_CONFIG")
+    return Path(d) if d else Path.home() / ".docker"
+
+
+@dataclass
+class GlobalOptions:
+    hosts: list[str]
+    tls: bool | None = None
+    tlsverify: bool | None = None
+    tlscacert: str | None = None
+    tlscert: str | None = None
+    tlskey: str | None = None
+    machine: str | None = None
+    config: str | None = None
+
+
+def parse_host(raw: str, tls: bool) -> Endpoint:
+    """docker's opts.ParseHost + ParseDockerDaemonHost."""
+    raw = raw.strip()
+    if not raw:
+        raw = DEFAULT_UNIX
+    if "://" not in raw:
+        raw = "tcp://" + raw
+    u = urlsplit(raw)
+    if u.scheme == "unix":
+        path = raw[len("unix://"):]
+        if not path:
+            raise ConfigError(f"Invalid bind address format: {raw}")
+        return Endpoint("unix", path, url=raw)
+    if u.scheme in ("tcp", "http", "https"):
+        host = u.hostname or "localhost"
+        try:
+            port = u.port or (2376 if tls else 2375)
+        except ValueError:
+            raise ConfigError(f"Invalid bind address format: {raw}") from None
+        shown = f"tcp://{host if ':' not in host else '[' + host + ']'}:{port}"
+        return Endpoint("tcp", host, port, url=shown)
+    if u.scheme == "ssh":
+        raise ConfigError(f"{raw}: ssh:// hosts are not supported by skiff; use `machine env` or --machine")
+    raise ConfigError(f"Invalid bind address format: {raw}")
+
+
+def _truthy_env(name: str) -> bool:
+    return os.environ.get(name, "") != ""
+
+
+def resolve_endpoint(opts: GlobalOptions) -> Endpoint:
+    if len(opts.hosts) > 1:
+        raise ConfigError("Specify only one -H")
+    if opts.hosts:
+        host = opts.hosts[0]
+    elif opts.machine:
+        return machine_endpoint(opts.machine, opts)
+    else:
+        host = os.environ.get("DOCKER_HOST", "")
+    tlsverify = opts.tlsverify if opts.tlsverify is not None else _truthy_env("DOCKER_TLS_VERIFY")
+    tls = (opts.tls if opts.tls is not None else _truthy_env("DOCKER_TLS")) or tlsverify
+    ep = parse_host(host, tls)
+    if tls and ep.scheme == "tcp":
+        cert_dir = Path(os.environ.get("DOCKER_CERT_PATH") or config_dir())
+        ca = opts.tlscacert or str(cert_dir / "ca.pem")
+        cert = opts.tlscert or str(cert_dir / "cert.pem")
+        key = opts.tlskey or str(cert_dir / "key.pem")
+        ep.tls = True
+        ep.verify = tlsverify
+        ep.ca = ca if tlsverify else None
+        if tlsverify and not os.path.exists(ca):
+            raise ConfigError(f"could not read CA certificate \"{ca}\": open {ca}: no such file or directory")
+        # Like the Go CLI: a client certificate is sent only when both files are there.
+        if os.path.exists(cert) and os.path.exists(key):
+            ep.cert, ep.key = cert, key
+        elif opts.tlscert or opts.tlskey:
+            missing = cert if not os.path.exists(cert) else key
+            raise ConfigError(f"Could not load X509 key pair: open {missing}: no such file or directory")
+    return ep
+
+
+def machine_endpoint(name: str, opts: GlobalOptions) -> Endpoint:
+    """The engine of machine NAME, with the store's client certificates (what `machine env` exports)."""
+    try:
+        from machine.host import Host, HostError  # lazy: only `--machine` pays for it
+        from machine.store import Store, StoreError
+    except ImportError as e:
+        raise ConfigError(f"--machine needs Skiff's machine package: {e}") from None
+    try:
+        h = Host.load(Store(), name)
+        url = h.url()
+        auth = h.config()["HostOptions"]["AuthOptions"]
+    except (StoreError, HostError) as e:
+        raise ConfigError(str(e)) from None
+    except Exception as e:  # a driver that cannot answer (VM stopped, VBoxManage missing, …)
+        raise ConfigError(f'Error checking TLS connection: cannot get the URL of machine "{name}": {e}') from None
+    if not url:
+        raise ConfigError(f'machine "{name}" has no engine URL (is it running? try `machine start {name}`)')
+    ep = parse_host(url, True)
+    ep.tls = True
+    ep.verify = True
+    ep.ca = opts.tlscacert or auth.get("CaCertPath")
+    ep.cert = opts.tlscert or auth.get("ClientCertPath")
+    ep.key = opts.tlskey or auth.get("ClientKeyPath")
+    ep.url = url
+    return ep
+
+
+# ---------------------------------------------------------------------------------------------
+# config.json: defaults and registry credentials
+# ---------------------------------------------------------------------------------------------
+
+_cfg_cache: dict[str, Any] | None = None
+
+
+def load_config_file() -> dict[str, Any]:
+    global _cfg_cache
+    if _cfg_cache is None:
+        try:
+            _cfg_cache = json.loads((config_dir() / "config.json").read_text())
+        except (OSError, ValueError):
+            _cfg_cache = {}
+    return _cfg_cache
+
+
+def registry_key(registry: str) -> str:
+    """The config.json key for a registry host (Docker Hub's is the legacy index URL)."""
+    if registry in ("docker.io", "index.docker.io", "registry-1.docker.io", ""):
+        return INDEX_SERVER
+    return registry
+
+
+def _normalize(key: str) -> str:
+    if "://" in key:
+        key = urlsplit(key).netloc or key
+    return key.split("/", 1)[0]
+
+
+def credentials(registry: str) -> dict[str, str]:
+    """{"username", "password", "serveraddress"[, "identitytoken"]} for a registry host, or {}."""
+    cfg = load_config_file()
+    key = registry_key(registry)
+    helper = (cfg.get("credHelpers") or {}).get(registry) or cfg.get("credsStore")
+    if helper:
+        import subprocess  # only when a credential helper is configured
+
+        try:
+            r = subprocess.run([f"docker-credential-{helper}", "get"], input=key.encode(), capture_output=True,
+                               timeout=30)
+            if r.returncode == 0:
+                d = json.loads(r.stdout)
+                if d.get("Username") == "<token>":
+                    return {"identitytoken": d.get("Secret", ""), "serveraddress": key}
+                return {"username": d.get("Username", ""), "password": d.get("Secret", ""), "serveraddress": key}
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+    auths = cfg.get("auths") or {}
+    entry = auths.get(key)
+    if entry is None:
+        want = _normalize(key)
+        entry = next((v for k, v in auths.items() if _normalize(k) == want), None)
+    if not entry:
+        return {}
+    out: dict[str, str] = {"serveraddress": key}
+    if entry.get("auth"):
+        user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
+        out.update(username=user, password=pw)
+    if entry.get("identitytoken"):
+        out["identitytoken"] = entry["identitytoken"]
+    return out
+
+
+def encode_auth(auth: dict[str, str]) -> str:
+    """X-Registry-Auth: base64url of the JSON; `{}` ("e30=") when there are no credentials, as the CLI sends."""
+    return base64.urlsafe_b64encode(json.dumps(auth, separators=(",", ":")).encode()).decode()
+
+
+def default_format(key: str) -> str:
+    """config.json's psFormat, imagesFormat, networksFormat, volumesFormat, … (used when --format is absent)."""
+    return str(load_config_file().get(key) or "")

@@ -1,0 +1,417 @@
+"""HTTP/1.1 to the engine over a unix socket, plain TCP or TCP+TLS, plus hijacked streams.
+
+Why not http.client: importing it (and the email package behind it) costs ~40 ms, which alone would
+spend most of `skiff ps`'s time budget against the Go client. The engine speaks a narrow HTTP/1.1
+(Content-Length, chunked, or read-to-close bodies; `101 UPGRADED` for attach/exec), so a small reader on
+a buffered socket file is enough, and it gives us the raw socket after an upgrade for free.
+
+API:
+    t = Transport(Endpoint(...))
+    resp = t.request("GET", "/v1.50/containers/json", query={"all": "1"})
+    resp.status, resp.headers (lower-case keys), resp.read(), resp.json(), resp.iter_chunks(), resp.iter_lines()
+    conn = t.hijack("POST", path, query, body=b"")     # after 101: conn.reader (buffered), conn.send(), conn.close_write()
+    demux(reader) -> iterator of (stream, bytes)      # 8-byte frame headers of non-TTY attach/exec/logs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+USER_AGENT = "Skiff-Client/0.1.0 (linux)"
+_CHUNK = 64 * 1024
+
+
+class TransportError(Exception):
+    """The engine could not be reached or spoke something that is not HTTP."""
+
+
+@dataclass
+class Endpoint:
+    """Where the engine is: `unix` (path) or `tcp` (host, port), with optional TLS material."""
+
+    scheme: str  # "unix" | "tcp"
+    address: str  # socket path, or host
+    port: int = 0
+    tls: bool = False
+    verify: bool = False
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    url: str = ""  # as the user typed it, for messages ("Cannot connect to the Docker daemon at …")
+    server_hostname: str | None = None
+
+    def host_header(self) -> str:
+        # The Go client sends api.moby.localhost over unix sockets; for TCP the real host:port.
+        if self.scheme == "unix":
+            return "api.moby.localhost"
+        return f"{self.address}:{self.port}"
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    _conn: "_Conn | None" = field(repr=False)
+    _mode: str = "close"  # "length" | "chunked" | "close" | "none"
+    _left: int = 0
+    _done: bool = False
+    _transport: "Transport | None" = field(default=None, repr=False)
+
+    # ---- body -------------------------------------------------------------------------------
+    def read1(self) -> bytes:
+        """The next piece of the body as it arrives (b"" at the end)."""
+        if self._done or self._conn is None:
+            return b""
+        f = self._conn.rfile
+        if self._mode == "none":
+            return self._finish(b"")
+        if self._mode == "length":
+            if self._left <= 0:
+                return self._finish(b"")
+            data = f.read1(min(self._left, _CHUNK))
+            if not data:
+                raise TransportError("connection closed in the middle of a response body")
+            self._left -= len(data)
+            if self._left <= 0:
+                self._finish(b"")
+            return data
+        if self._mode == "chunked":
+            while True:
+                if self._left == 0:
+                    line = f.readline(1024)
+                    if not line:
+                        raise TransportError("connection closed in the middle of a chunked body")
+                    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        while True:  # trailers
+                            t = f.readline(4096)
+                            if t in (b"\r\n", b"\n", b""):
+                                break
+                        return self._finish(b"")
+                    self._left = size
+                data = f.read1(min(self._left, _CHUNK))
+                if not data:
+                    raise TransportError("connection closed in the middle of a chunk")
+                self._left -= len(data)
+                if self._left == 0:
+                    f.readline(16)  # CRLF after the chunk
+                if data:
+                    return data
+        data = f.read1(_CHUNK)  # read to close
+        if not data:
+            return self._finish(b"")
+        return data
+
+    def _finish(self, data: bytes) -> bytes:
+        self._done = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._mode != "close" and self.headers.get("connection", "").lower() != "close" and self._transport:
+                self._transport._release(conn)
+            else:
+                conn.close()
+        return data
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        while True:
+            data = self.read1()
+            if not data:
+                return
+            yield data
+
+    def read(self) -> bytes:
+        return b"".join(self.iter_chunks())
+
+    def iter_lines(self) -> Iterator[bytes]:
+        buf = b""
+        for chunk in self.iter_chunks():
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line
+        if buf:
+            yield buf
+
+    def json(self) -> Any:
+        return json.loads(self.read() or b"null")
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+
+class _Conn:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.rfile = sock.makefile("rb", buffering=_CHUNK)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        try:
+            self.rfile.close()
+        finally:
+            self.sock.close()
+
+
+class Hijacked:
+    """The raw stream after `101 UPGRADED`: read from `reader` (already-buffered bytes come first)."""
+
+    def __init__(self, conn: _Conn, content_type: str, tls: bool = False) -> None:
+        self._conn = conn
+        self._tls = tls
+        self.sock = conn.sock
+        self.reader = conn.rfile
+        self.content_type = content_type
+        self._write_closed = False
+
+    def read1(self, n: int = _CHUNK) -> bytes:
+        try:
+            return self.reader.read1(n)
+        except (OSError, ValueError):
+            return b""
+
+    def send(self, data: bytes) -> None:
+        self._conn.send(data)
+
+    def close_write(self) -> None:
+        """Signal stdin EOF. TLS cannot half-close without tearing the session down, so there we only stop
+        writing (the docker CLI does the same on a TLS connection without CloseWrite support)."""
+        if self._write_closed:
+            return
+        self._write_closed = True
+        if self._tls:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def encode_query(query: dict[str, Any] | Iterable[tuple[str, Any]] | None) -> str:
+    if not query:
+        return ""
+    items = query.items() if isinstance(query, dict) else query
+    pairs = [(k, v) for k, v in items if v is not None]
+    return "?" + urlencode(pairs, quote_via=quote, safe="/:") if pairs else ""
+
+
+class Transport:
+    def __init__(self, endpoint: Endpoint, timeout: float | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._idle: list[_Conn] = []
+        self._ssl_ctx = None
+
+    # ---- connections ---------------------------------------------------------------------------
+    def _ssl_context(self):
+        if self._ssl_ctx is None:
+            import ssl
+
+            ep = self.endpoint
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if ep.verify:
+                if ep.ca:
+                    ctx.load_verify_locations(ep.ca)
+                else:
+                    ctx.load_default_certs()
+                ctx.check_hostname = True
+                ctx.verify_mode = ssl.CERT_REQUIRED
+            else:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if ep.cert and ep.key:
+                ctx.load_cert_chain(ep.cert, ep.key)
+            self._ssl_ctx = ctx
+        return self._ssl_ctx
+
+    def connect(self) -> _Conn:
+        ep = self.endpoint
+        try:
+            if ep.scheme == "unix":
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(self.timeout)
+                s.connect(ep.address)
+            else:
+                s = socket.create_connection((ep.address, ep.port), timeout=self.timeout)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if ep.tls:
+                    s = self._ssl_context().wrap_socket(s, server_hostname=ep.server_hostname or ep.address)
+        except OSError as e:
+            raise ConnectFailed(ep, e) from None
+        s.settimeout(None)
+        return _Conn(s)
+
+    def _release(self, conn: _Conn) -> None:
+        if len(self._idle) < 4:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    # ---- requests ------------------------------------------------------------------------------
+    def _head(self, method: str, path: str, headers: dict[str, str], body_len: int | None) -> bytes:
+        h = {"Host": self.endpoint.host_header(), "User-Agent": USER_AGENT}
+        h.update(headers)
+        if body_len is None:
+            h["Transfer-Encoding"] = "chunked"
+        elif body_len or method in ("POST", "PUT"):
+            h["Content-Length"] = str(body_len)
+        lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in h.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send(self, conn: _Conn, method: str, path: str, headers: dict[str, str],
+              body: bytes | Iterable[bytes] | None) -> None:
+        if body is None or isinstance(body, (bytes, bytearray)):
+            data = bytes(body or b"")
+            conn.send(self._head(method, path, headers, len(data)) + data)
+            return
+        conn.send(self._head(method, path, headers, None))
+        for chunk in body:
+            if chunk:
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        conn.send(b"0\r\n\r\n")
+
+    def request(self, method: str, path: str, query: Any = None, headers: dict[str, str] | None = None,
+                body: bytes | Iterable[bytes] | None = None) -> Response:
+        full = path + encode_query(query)
+        headers = dict(headers or {})
+        reusable = isinstance(body, (bytes, bytearray)) or body is None
+        # A kept-alive connection may have been closed by the server meanwhile: retry once on a fresh one.
+        while self._idle and reusable:
+            conn = self._idle.pop()
+            try:
+                self._send(conn, method, full, headers, body)
+                return self._read_response(conn, method)
+            except (OSError, TransportError):
+                conn.close()
+        conn = self.connect()
+        try:
+            self._send(conn, method, full, headers, body)
+            return self._read_response(conn, method)
+        except OSError as e:
+            conn.close()
+            raise TransportError(f"error during connect: {e}") from None
+        except BaseException:
+            conn.close()
+            raise
+
+    def _read_status(self, conn: _Conn) -> tuple[int, str, dict[str, str]]:
+        line = conn.rfile.readline(65537)
+        if not line:
+            raise TransportError("the engine closed the connection without answering")
+        parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise TransportError(f"malformed HTTP response {line[:80]!r}")
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else ""
+        headers: dict[str, str] = {}
+        while True:
+            h = conn.rfile.readline(65537)
+            if h in (b"\r\n", b"\n"):
+                break
+            if not h:
+                raise TransportError("connection closed in the middle of response headers")
+            k, _, v = h.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        return status, reason, headers
+
+    def _read_response(self, conn: _Conn, method: str) -> Response:
+        status, reason, headers = self._read_status(conn)
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            mode, left = "none", 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            mode, left = "chunked", 0
+        elif "content-length" in headers:
+            mode, left = "length", int(headers["content-length"])
+        else:
+            mode, left = "close", 0
+        resp = Response(status, reason, headers, conn, mode, left, _transport=self)
+        if mode == "none" or (mode == "length" and left == 0):
+            resp._finish(b"")
+        return resp
+
+    def hijack(self, method: str, path: str, query: Any = None, headers: dict[str, str] | None = None,
+               body: bytes = b"") -> Hijacked | Response:
+        """Ask for `101 UPGRADED`; return the raw stream, or the error `Response` if the engine refused."""
+        conn = self.connect()
+        h = {"Connection": "Upgrade", "Upgrade": "tcp"}
+        h.update(headers or {})
+        try:
+            self._send(conn, method, path + encode_query(query), h, body)
+            status, reason, rh = self._read_status(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if status == 101 or (status == 200 and "content-length" not in rh and "transfer-encoding" not in rh):
+            return Hijacked(conn, rh.get("content-type", ""), self.endpoint.tls)
+        if "chunked" in rh.get("transfer-encoding", "").lower():
+            mode, left = "chunked", 0
+        elif "content-length" in rh:
+            mode, left = "length", int(rh["content-length"])
+        else:
+            mode, left = "close", 0
+        return Response(status, reason, rh, conn, mode, left, _transport=None)
+
+
+class ConnectFailed(TransportError):
+    def __init__(self, endpoint: Endpoint, err: OSError) -> None:
+        self.endpoint = endpoint
+        self.err = err
+        super().__init__(f"Cannot connect to the Docker daemon at {endpoint.url}. Is the docker daemon running?")
+
+
+# ---------------------------------------------------------------------------------------------
+# Multiplexed streams (attach/exec/logs without a TTY)
+# ---------------------------------------------------------------------------------------------
+
+STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
+
+
+def demux(read1, initial: bytes = b"") -> Iterator[tuple[int, bytes]]:
+    """Split docker's 8-byte-framed stream: [stream, 0, 0, 0, size(uint32 BE)] + payload.
+
+    `read1()` returns the next bytes available (b"" at EOF). Payloads are yielded as they arrive, possibly
+    in several pieces, so a slow `logs -f` line shows at once."""
+    buf = initial
+    while True:
+        while len(buf) < 8:
+            data = read1()
+            if not data:
+                return
+            buf += data
+        stream, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+        buf = buf[8:]
+        while size > 0:
+            if not buf:
+                buf = read1()
+                if not buf:
+                    return
+            piece, buf = buf[:size], buf[size:]
+            size -= len(piece)
+            yield stream, piece
+
+
+def write_all(fd: int, data: bytes) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
