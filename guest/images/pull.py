@@ -216,6 +216,8 @@ class Puller:
         for i, (desc, diff_id, cid) in enumerate(zip(layers, diff_ids, chains)):
             short = desc["digest"][7:19]
             if cid in svc.store.layers:
+                if any(b["digest"] == desc["digest"] for b in svc.store.layers[cid].blobs):
+                    svc.store.add_layer_blob(cid, {"digest": desc["digest"], "repos": [f"{ref.domain}/{ref.path}"]})
                 out(progress.status("Already exists", short))
                 continue
             out(progress.status("Pulling fs layer", short))
@@ -300,7 +302,8 @@ class Puller:
             emit(progress.status("Extracting", short, current=comp.count, total=comp.count))
             writer.finish()
             mt = str(desc.get("mediaType") or "")
-            return LayerRec(cid, diff_id, parent, name, res.size, [{"digest": digest, "mediaType": mt, "size": comp.count}]), tmp, writer
+            blob = {"digest": digest, "mediaType": mt, "size": comp.count, "repos": [client.domain + "/" + client.repo]}
+            return LayerRec(cid, diff_id, parent, name, res.size, [blob], tar.count), tmp, writer
         except RegistryError as e:
             writer.abort()
             shutil.rmtree(tmp, ignore_errors=True)

@@ -70,8 +70,19 @@ class ImageService:
         self.puller = Puller(self)
         self._trash: list[Path] = []
 
+    async def start(self) -> None:
+        await self.purge_hidden()
+
     async def close(self) -> None:
         return None
+
+    async def purge_hidden(self) -> None:
+        """Forget deleted images once no container uses them any more, then free their layers."""
+        gone = [iid for iid in self.store.hidden if not self._users(iid)]
+        for iid in gone:
+            self.store.remove_image(iid)
+        if gone:
+            await self.gc()
 
     # -- snapshots ---------------------------------------------------------------------------------
     def image(self, rec: ImageRec) -> Image:
@@ -89,7 +100,7 @@ class ImageService:
             _dirs=[self.store.layer_path(c) for c in chains],
         )
 
-    def _lookup(self, ref_or_id: str) -> ImageRec:
+    def _lookup(self, ref_or_id: str, hidden_ok: bool = False) -> ImageRec:
         s = (ref_or_id or "").strip()
         if not s:
             raise no_such_image(ref_or_id)
@@ -98,6 +109,8 @@ class ImageService:
             iid = s if s.startswith("sha256:") else f"sha256:{s}"
             if iid in images:
                 return images[iid]
+            if hidden_ok and iid in self.store.hidden:
+                return self.store.hidden[iid]
             raise no_such_image(iid)
         shown = s
         try:
@@ -114,7 +127,8 @@ class ImageService:
         raise no_such_image(shown)
 
     async def resolve(self, ref_or_id: str) -> Image:
-        return self.image(self._lookup(ref_or_id))
+        # Containers resolve their image by full ID, also after `rmi -f` removed it from view.
+        return self.image(self._lookup(ref_or_id, hidden_ok=True))
 
     def get(self, ref_or_id: str) -> Image:
         """Synchronous `resolve` (for code that is not async)."""
@@ -161,6 +175,13 @@ class ImageService:
             out(pmsg.status(f"Status: Downloaded newer image for {r.familiar()}"))
         self._event("pull", r.familiar(), r.familiar())
         return self.image(rec)
+
+    async def push(self, name: str, tag: str | None, auth: dict | AuthConfig | None = None,
+                   progress: Progress | None = None) -> None:
+        from guest.images.push import push
+
+        a = auth if isinstance(auth, AuthConfig) or auth is None else AuthConfig.from_dict(auth)
+        await push(self, name, tag, a, progress or pmsg.null_progress)
 
     # -- tags --------------------------------------------------------------------------------------
     async def tag(self, source: str, repo: str, tag: str | None) -> Image:
@@ -216,6 +237,14 @@ class ImageService:
         rec = self.store.add_image(raw, parent=prec.id if prec else "")
         for t in tags:
             self._set_tag(parse_normalized(t).tag_or_latest(), rec.id)
+        return self.image(rec)
+
+    async def create_from_layer(self, layer: Any, config: dict[str, Any], history_entry: dict[str, Any]) -> Image:
+        """A parentless image from one stored layer (import)."""
+        cfg = {k: v for k, v in config.items() if k not in ("rootfs", "history")}
+        cfg["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id]}
+        cfg["history"] = [history_entry]
+        rec = self.store.add_image(json.dumps(cfg, separators=(",", ":")).encode())
         return self.image(rec)
 
     # -- list / inspect / history --------------------------------------------------------------------
@@ -424,7 +453,10 @@ class ImageService:
         parent = rec.parent
         for r in self.store.refs_for(iid):
             self._untag(r, iid, records)
-        self.store.remove_image(iid)
+        if self._users(iid):  # forced past a stopped container: its layers stay until it is gone
+            self.store.hide_image(iid)
+        else:
+            self.store.remove_image(iid)
         self._event("delete", iid, iid, labels_of="")
         records.append({"Deleted": iid})
         for chain, _ in await self.gc():
@@ -434,6 +466,8 @@ class ImageService:
 
     async def gc(self) -> list[tuple[str, Path]]:
         """Drop layers and blobs no image needs (keeping what running pulls need); trash deleted off-loop."""
+        for iid in [i for i in self.store.hidden if not self._users(i)]:
+            self.store.remove_image(iid)
         removed = self.store.gc(busy=self.puller.busy())
         removed.reverse()  # top layer first, as Docker lists them
         trash = [t for _, t in removed]

@@ -58,12 +58,14 @@ class LayerRec:
     parent: str | None
     dir: str
     size: int
-    # Where the layer's bytes can be had for push/save: compressed blobs as pulled, or the tar itself.
+    # Where the layer's bytes can be had for push/save: compressed blobs as pulled (with the repository
+    # they came from, for cross-repository mounts), or the tar itself.
     blobs: list[dict[str, Any]] = field(default_factory=list)
+    tar_size: int = -1  # bytes of the uncompressed tar (what `docker save` writes)
 
     def to_json(self) -> dict[str, Any]:
         return {"chain_id": self.chain_id, "diff_id": self.diff_id, "parent": self.parent, "dir": self.dir,
-                "size": self.size, "blobs": self.blobs}
+                "size": self.size, "blobs": self.blobs, "tar_size": self.tar_size}
 
 
 @dataclass
@@ -74,6 +76,7 @@ class ImageRec:
     parent: str = ""
     created_local: float = 0.0
     last_tag_time: float = 0.0
+    hidden: bool = False  # deleted while a container still uses it: kept for its layers only
 
     @property
     def diff_ids(self) -> list[str]:
@@ -85,7 +88,7 @@ class ImageRec:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "parent": self.parent, "created_local": self.created_local,
-                "last_tag_time": self.last_tag_time}
+                "last_tag_time": self.last_tag_time, "hidden": self.hidden}
 
 
 class Store:
@@ -100,6 +103,7 @@ class Store:
             d.mkdir(parents=True, exist_ok=True)
         self.layers: dict[str, LayerRec] = {}
         self.images: dict[str, ImageRec] = {}
+        self.hidden: dict[str, ImageRec] = {}  # deleted images whose layers containers still use
         self.refs: dict[str, str] = {}  # "docker.io/library/busybox:latest" / "…@sha256:…" → image ID
 
     # -- loading and recovery ----------------------------------------------------------------
@@ -115,7 +119,8 @@ class Store:
         for p in self.layer_db.glob("*.json"):
             try:
                 j = json.loads(p.read_text())
-                rec = LayerRec(j["chain_id"], j["diff_id"], j.get("parent"), j["dir"], int(j.get("size", 0)), j.get("blobs") or [])
+                rec = LayerRec(j["chain_id"], j["diff_id"], j.get("parent"), j["dir"], int(j.get("size", 0)), j.get("blobs") or [],
+                               int(j.get("tar_size", -1)))
             except (OSError, ValueError, KeyError, TypeError):
                 log.warning("dropping unreadable layer record %s", p)
                 p.unlink()
@@ -136,12 +141,12 @@ class Store:
                 p.unlink()
                 continue
             rec = ImageRec(iid, cfg, len(raw), j.get("parent") or "", float(j.get("created_local") or 0),
-                           float(j.get("last_tag_time") or 0))
+                           float(j.get("last_tag_time") or 0), bool(j.get("hidden")))
             if any(c not in self.layers for c in rec.chain_ids):
                 log.warning("dropping image %s: a layer is missing", iid)
                 p.unlink()
                 continue
-            self.images[iid] = rec
+            (self.hidden if rec.hidden else self.images)[iid] = rec
         try:
             refs = json.loads(self.refs_file.read_text())
         except (OSError, ValueError):
@@ -157,12 +162,12 @@ class Store:
         Returns (chain ID, trash dir) for each removed layer; the caller deletes the trash dirs (slow for
         big layers, so off the event loop). At start (`busy is None`) stray directories go too."""
         used: set[str] = set(busy or ())
-        for img in self.images.values():
+        for img in (*self.images.values(), *self.hidden.values()):
             used.update(img.chain_ids)
         removed = []
         for c in [c for c in list(self.layers) if c not in used]:
             removed.append((c, self.remove_layer(c)))
-        keep_blobs = set(self.images)
+        keep_blobs = set(self.images) | set(self.hidden)
         for l in self.layers.values():
             keep_blobs.update(b["digest"] for b in l.blobs)
         for d in list(self.blobs.digests()):
@@ -197,9 +202,15 @@ class Store:
 
     def add_layer_blob(self, chain_id: str, blob: dict[str, Any]) -> None:
         rec = self.layers[chain_id]
-        if any(b["digest"] == blob["digest"] for b in rec.blobs):
-            return
-        rec.blobs.append(blob)
+        for b in rec.blobs:
+            if b["digest"] == blob["digest"]:
+                repos = set(b.get("repos") or []) | set(blob.get("repos") or [])
+                if repos == set(b.get("repos") or []):
+                    return
+                b["repos"] = sorted(repos)
+                break
+        else:
+            rec.blobs.append(blob)
         atomic_write(self.layer_db / f"{chain_id[7:]}.json", json.dumps(rec.to_json()).encode())
 
     def remove_layer(self, chain_id: str) -> Path:
@@ -225,6 +236,12 @@ class Store:
         existing = self.images.get(iid)
         if existing is not None:
             return existing
+        if iid in self.hidden:  # pulled or built again: visible again
+            rec = self.hidden.pop(iid)
+            rec.hidden = False
+            self.images[iid] = rec
+            atomic_write(self.image_db / f"{iid[7:]}.json", json.dumps(rec.to_json()).encode())
+            return rec
         for c in chain_ids(list((cfg.get("rootfs") or {}).get("diff_ids") or [])):
             if c not in self.layers:
                 raise RuntimeError(f"layer {c} missing for image {iid}")
@@ -238,8 +255,19 @@ class Store:
         rec.last_tag_time = time.time()
         atomic_write(self.image_db / f"{iid[7:]}.json", json.dumps(rec.to_json()).encode())
 
+    def hide_image(self, iid: str) -> None:
+        """Deleted for users, kept for the containers that still run from its layers."""
+        rec = self.images.pop(iid)
+        rec.hidden = True
+        self.hidden[iid] = rec
+        atomic_write(self.image_db / f"{iid[7:]}.json", json.dumps(rec.to_json()).encode())
+        for k in [k for k, v in self.refs.items() if v == iid]:
+            del self.refs[k]
+        self.save_refs()
+
     def remove_image(self, iid: str) -> None:
         self.images.pop(iid, None)
+        self.hidden.pop(iid, None)
         try:
             (self.image_db / f"{iid[7:]}.json").unlink()
         except FileNotFoundError:

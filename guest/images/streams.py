@@ -170,3 +170,26 @@ def copy_stream(src: Readable, dst: BinaryIO, limit: int | None = None) -> int:
         n += len(b)
         if limit is not None and n > limit:
             raise InvalidParameter("stream larger than allowed")
+
+
+class FullReader:
+    """`read(n)` returns exactly n bytes unless the stream ends (tarfile's copy needs full reads)."""
+
+    def __init__(self, src: Readable) -> None:
+        self.src = src
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = []
+            while True:
+                b = self.src.read(CHUNK)
+                if not b:
+                    return b"".join(parts)
+                parts.append(b)
+        buf = bytearray()
+        while len(buf) < n:
+            b = self.src.read(n - len(buf))
+            if not b:
+                break
+            buf += b
+        return bytes(buf)

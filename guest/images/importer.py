@@ -1,0 +1,81 @@
+"""`docker import`: a root filesystem tarball (uploaded, or fetched from a URL) becomes a one-layer image."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from guest.errors import InvalidParameter
+from guest.images import platforms
+from guest.images import progress as pmsg
+from guest.images.archive import QueueReader, add_layer_from_stream
+from guest.images.image import Image
+from guest.images.progress import Progress
+from guest.images.reference import Reference, split_repo_tag
+
+if TYPE_CHECKING:
+    from guest.images.service import ImageService
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+async def _url_chunks(url: str) -> AsyncIterator[bytes]:
+    if not url.startswith(("http://", "https://")):
+        raise InvalidParameter(f"import source {url!r} is not '-' or an http(s) URL")
+    resp = await asyncio.to_thread(urllib.request.urlopen, url, None, 60)
+    try:
+        while True:
+            b = await asyncio.to_thread(resp.read, 1 << 20)
+            if not b:
+                return
+            yield b
+    finally:
+        resp.close()
+
+
+async def import_image(svc: "ImageService", chunks: AsyncIterator[bytes], ref: Reference | None, message: str,
+                       changes: list[str], platform: str | None) -> Image:
+    from guest.containers.merge import apply_changes  # Dockerfile-style --change lines, one implementation
+
+    config = apply_changes({}, [c for c in changes if c.strip()])
+    reader = QueueReader()
+    feeder = asyncio.ensure_future(reader.feed(chunks))
+    try:
+        layer = await add_layer_from_stream(svc, reader, None)
+    finally:
+        if not feeder.done():
+            feeder.cancel()
+    plat = platforms.parse(platform) or platforms.host()
+    created = _now()
+    cfg: dict[str, Any] = {"architecture": plat.arch, "os": plat.os, "created": created, "comment": message,
+                           "config": config}
+    if plat.variant and plat.arch != "amd64":
+        cfg["variant"] = plat.variant
+    img = await svc.create_from_layer(layer, cfg, {"created": created, "comment": message})
+    if ref is not None:
+        svc._set_tag(ref.tag_or_latest(), img.id)
+    svc._event("import", img.id, img.id)
+    return await svc.resolve(img.id)
+
+
+async def import_request(svc: "ImageService", req: Any, progress_stream: Any) -> Any:
+    src = req.q("fromSrc") or "-"
+    repo = req.q("repo")
+    ref = split_repo_tag(repo, req.q("tag")).tag_or_latest() if repo else None
+    message = req.q("message") or f"Imported from {src}"
+    changes = req.q_all("changes")
+    platform = req.q("platform") or None
+    platforms.parse(platform)
+    chunks = req.stream() if src == "-" else _url_chunks(src)
+
+    async def run(out: Progress) -> None:
+        img = await import_image(svc, chunks, ref, message, changes, platform)
+        out(pmsg.status(img.id))
+
+    return await progress_stream(run)
