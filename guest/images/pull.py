@@ -108,9 +108,12 @@ class Puller:
         """Chain IDs and blob digests a running pull still needs (garbage collection keeps them)."""
         return set(self.flight.keys()) | set(self.config_flight.keys())
 
-    async def resolve_manifest(self, client: RegistryClient, ref: Reference, want: platforms.Platform
-                               ) -> tuple[dict[str, Any], str, str]:
-        """(image manifest, digest the reference resolved to, media type); indexes resolved to `want`."""
+    async def resolve_manifest(self, client: RegistryClient, ref: Reference, want: platforms.Platform,
+                               out: Progress) -> tuple[dict[str, Any], str, str]:
+        """(image manifest, digest the reference resolved to, media type); indexes resolved to `want`.
+
+        As in moby, `Pulling from` goes out once the reference resolved: errors before it are HTTP
+        errors, later ones (no matching platform…) arrive in the stream."""
         try:
             body, mt, digest = await asyncio.to_thread(client.get_manifest, ref.tag_or_digest)
             m = parse_manifest(body)
@@ -118,6 +121,7 @@ class Puller:
             if mt in MT_SCHEMA1 or m.get("schemaVersion") == 1:
                 raise InvalidParameter(f"{ref.familiar()}: schema 1 manifests are not supported (the image is too old; re-push it)")
             top = digest
+            out(progress.status(f"Pulling from {ref.path}", ref.tag_or_digest))
             if mt in INDEX_TYPES or ("manifests" in m and "layers" not in m):
                 entries = m.get("manifests")
                 if not isinstance(entries, list):
@@ -151,8 +155,7 @@ class Puller:
         svc = self.svc
         client = RegistryClient(ref.domain, ref.path, auth, svc.engine.cfg.insecure_registries, endpoint=ref.endpoint_host)
         try:
-            m, top_digest, _ = await self.resolve_manifest(client, ref, want or platforms.host())
-            out(progress.status(f"Pulling from {ref.path}", ref.tag_or_digest))
+            m, top_digest, _ = await self.resolve_manifest(client, ref, want or platforms.host(), out)
             cfg_digest = m["config"]["digest"]
             rec = svc.store.images.get(cfg_digest)
             if rec is None:

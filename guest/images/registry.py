@@ -135,6 +135,19 @@ def is_insecure(host: str, insecure: list[str]) -> bool:
     return False
 
 
+def _net_error(method: str, url: str, host: str, e: BaseException) -> str:
+    """Go's wording, which users search for: `Get "http://h/v2/": dial tcp h: connect: connection refused`."""
+    if isinstance(e, ConnectionRefusedError):
+        why = f"dial tcp {host}: connect: connection refused"
+    elif isinstance(e, socket.gaierror):
+        why = f"dial tcp: lookup {host.rsplit(':', 1)[0]}: no such host"
+    elif isinstance(e, (socket.timeout, TimeoutError)):
+        why = f"dial tcp {host}: i/o timeout"
+    else:
+        why = str(e) or type(e).__name__
+    return f'{method.capitalize()} "{url}": {why}'
+
+
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     params = {k.lower(): v for k, v in re.findall(r'(\w+)="([^"]*)"', rest)}
@@ -379,7 +392,7 @@ class RegistryClient:
                     self.scheme = "http"
                     url = self.base_url() + urlsplit(url).path + (f"?{urlsplit(url).query}" if urlsplit(url).query else "")
                     continue
-                raise SystemError_(f"cannot reach registry {self.host}: {e}") from None
+                raise SystemError_(_net_error(method, url, self.host, e)) from None
             if r.status == 401 and not retried:
                 challenge = r.header("WWW-Authenticate")
                 r.read_all()
