@@ -1,8 +1,11 @@
-"""Helpers for the image tests: a counting, optionally throttling TCP proxy in front of the registry (run
-inside the test's network namespace), and test images with big random layers.
-
-Run as a script, this module is the proxy: `python images_fixtures.py LISTEN_PORT TARGET_PORT BYTES_PER_S LOG`.
-It logs each HTTP request line it forwards (`GET /v2/test/busybox/blobs/sha256:…`), one per line.
+"""Helpers for the image tests, run inside the test's network namespace:
+* a counting, optionally throttling TCP proxy in front of the registry
+  (`python images_fixtures.py proxy LISTEN_PORT TARGET_PORT BYTES_PER_S LOG`), which logs each HTTP request
+  line it forwards (`GET /v2/test/busybox/blobs/sha256:…`);
+* a scripted fake registry (`python images_fixtures.py fake PORT SPEC.json LOG`) serving exactly the
+  manifests and blobs a test crafts (malformed, hostile, mismatched), with bearer or basic auth, redirects
+  to another port, and a connection cut halfway through a blob (to prove Range resumes);
+* test images with big random layers.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import os
 import re
 import sys
 import tarfile
-import time
+import base64
+import hashlib
+import json
+import threading
 from pathlib import Path
 
 _REQ = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE) (/\S*) HTTP/1\.[01]\r\n")
@@ -75,7 +81,7 @@ class RegistryProxy:
         self.addr = f"127.0.0.1:{port}"
         self.logfile = workdir / f"proxy-{port}.log"
         self.logfile.write_text("")
-        self.proc = subprocess.Popen(ns.cmd([sys.executable, __file__, str(port), str(target), str(rate), str(self.logfile)]),
+        self.proc = subprocess.Popen(ns.cmd([sys.executable, __file__, "proxy", str(port), str(target), str(rate), str(self.logfile)]),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: ns.run(["curl", "-sf", f"http://{self.addr}/v2/"]).returncode == 0, what="registry proxy")
 
@@ -119,9 +125,190 @@ def push_random_image(reg, workdir: Path, name: str, sizes: list[int]) -> str:
     return f"{reg.addr}/{name}"
 
 
+# ---------------------------------------------------------------------------------------------
+# A scripted registry
+# ---------------------------------------------------------------------------------------------
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class FakeRegistry:
+    """Serves `routes` {path: (status, headers, body)} on 127.0.0.1:`port` in `ns`.
+
+    auth: None, ("bearer", user, password) — token from /token, Basic-authenticated when user is set —
+    or ("basic", user, password). `cut_once`: paths whose first GET sends half the body then drops the
+    connection. `redirect`: path → port of this server's twin (a "CDN") that serves the same routes
+    without auth. Requests are logged as JSON lines {method, path, auth, range, port}.
+    """
+
+    def __init__(self, ns, workdir: Path, port: int, routes: dict[str, tuple[int, dict[str, str], bytes]],
+                 auth: tuple[str, str, str] | None = None, cut_once: list[str] | None = None,
+                 redirect: dict[str, int] | None = None, cdn_port: int | None = None) -> None:
+        import subprocess
+
+        from tests.engine.harness import wait_for
+
+        self.ns, self.port = ns, port
+        self.addr = f"127.0.0.1:{port}"
+        spec = {"routes": {k: [st, h, base64.b64encode(b).decode()] for k, (st, h, b) in routes.items()},
+                "auth": list(auth) if auth else None, "cut_once": cut_once or [], "redirect": redirect or {},
+                "cdn_port": cdn_port}
+        self.specfile = workdir / f"fake-{port}.json"
+        self.specfile.write_text(json.dumps(spec))
+        self.logfile = workdir / f"fake-{port}.log"
+        self.logfile.write_text("")
+        self.proc = subprocess.Popen(ns.cmd([sys.executable, __file__, "fake", str(port), str(self.specfile), str(self.logfile)]),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: ns.run(["curl", "-s", "-o", "/dev/null", f"http://{self.addr}/ping"]).returncode == 0, what="fake registry")
+
+    def log(self) -> list[dict]:
+        return [json.loads(l) for l in self.logfile.read_text().splitlines() if l]
+
+    def stop(self) -> None:
+        from tests.engine.harness import stop_pid
+
+        stop_pid(self.proc)
+
+
+def image_routes(repo: str, tag: str, layers: list[bytes], config: dict | None = None, *, compress: bool = True,
+                 manifest_override: bytes | None = None, serve_config: bytes | None = None,
+                 serve_layers: list[bytes] | None = None) -> tuple[dict, str]:
+    """Routes serving one schema-2 image (layers gzipped unless `compress` is false); returns (routes,
+    manifest digest). `serve_config`/`serve_layers` replace what is served under the honest digests."""
+    import gzip
+
+    blobs = [gzip.compress(l, mtime=0) if compress else l for l in layers]
+    cfg = config or {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                     "rootfs": {"type": "layers", "diff_ids": [sha(l) for l in layers]},
+                     "history": [{"created_by": f"layer {i}"} for i in range(len(layers))]}
+    cb = json.dumps(cfg).encode()
+    manifest = manifest_override if manifest_override is not None else json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(cb), "digest": sha(cb)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(b), "digest": sha(b)}
+                   for b in blobs],
+    }).encode()
+    mt = "application/vnd.docker.distribution.manifest.v2+json"
+    routes: dict[str, tuple[int, dict[str, str], bytes]] = {
+        f"/v2/{repo}/manifests/{tag}": (200, {"Content-Type": mt}, manifest),
+        f"/v2/{repo}/manifests/{sha(manifest)}": (200, {"Content-Type": mt}, manifest),
+        f"/v2/{repo}/blobs/{sha(cb)}": (200, {}, serve_config if serve_config is not None else cb),
+    }
+    for i, b in enumerate(blobs):
+        routes[f"/v2/{repo}/blobs/{sha(b)}"] = (200, {}, serve_layers[i] if serve_layers is not None else b)
+    return routes, sha(manifest)
+
+
+def _fake_main(port: int, specfile: str, logpath: str) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    spec = json.loads(Path(specfile).read_text())
+    routes = {k: (v[0], v[1], base64.b64decode(v[2])) for k, v in spec["routes"].items()}
+    auth = spec["auth"]
+    cut = set(spec["cut_once"])
+    lock = threading.Lock()
+    log = open(logpath, "a")
+    token = "tok-" + hashlib.sha256(os.urandom(8)).hexdigest()[:16]
+
+    def make(p: int, with_auth: bool):
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a) -> None:
+                pass
+
+            def _send(self, status: int, headers: dict[str, str], body: bytes, head: bool = False) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def _authorized(self) -> bool:
+                if not with_auth or auth is None:
+                    return True
+                kind, user, pw = auth
+                got = self.headers.get("Authorization", "")
+                if kind == "basic":
+                    return got == "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+                return got == f"Bearer {token}"
+
+            def _challenge(self) -> None:
+                kind = auth[0]
+                if kind == "basic":
+                    h = {"WWW-Authenticate": 'Basic realm="fake"'}
+                else:
+                    h = {"WWW-Authenticate": f'Bearer realm="http://127.0.0.1:{port}/token",service="fake-registry"'}
+                body = json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}).encode()
+                self._send(401, {"Content-Type": "application/json", **h}, body)
+
+            def do_HEAD(self) -> None:
+                self.do_GET(head=True)
+
+            def do_GET(self, head: bool = False) -> None:
+                path = self.path.split("?", 1)[0]
+                with lock:
+                    log.write(json.dumps({"method": self.command, "path": self.path, "auth": self.headers.get("Authorization", ""),
+                                          "range": self.headers.get("Range", ""), "port": p}) + "\n")
+                    log.flush()
+                if path == "/ping":
+                    return self._send(200, {}, b"ok", head)
+                if path == "/token" and with_auth:
+                    _, user, pw = auth
+                    if user and self.headers.get("Authorization") != "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode():
+                        return self._send(401, {"Content-Type": "application/json"}, b'{"details":"incorrect username or password"}', head)
+                    return self._send(200, {"Content-Type": "application/json"}, json.dumps({"token": token, "expires_in": 300}).encode(), head)
+                if not self._authorized():
+                    return self._challenge()
+                if path == "/v2/":
+                    return self._send(200, {"Content-Type": "application/json"}, b"{}", head)
+                if with_auth and path in spec["redirect"] and spec.get("cdn_port"):
+                    return self._send(307, {"Location": f"http://127.0.0.1:{spec['cdn_port']}{self.path}"}, b"", head)
+                if path not in routes:
+                    code = "MANIFEST_UNKNOWN" if "/manifests/" in path else "BLOB_UNKNOWN"
+                    return self._send(404, {"Content-Type": "application/json"},
+                                      json.dumps({"errors": [{"code": code, "message": code.lower().replace("_", " ")}]}).encode(), head)
+                status, headers, body = routes[path]
+                rng = self.headers.get("Range", "")
+                if rng.startswith("bytes=") and status == 200:
+                    start = int(rng[6:].split("-")[0])
+                    part = body[start:]
+                    return self._send(206, {**headers, "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}, part, head)
+                with lock:
+                    do_cut = path in cut and not head
+                    cut.discard(path)
+                if do_cut:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                return self._send(status, headers, body, head)
+
+        return H
+
+    servers = [ThreadingHTTPServer(("127.0.0.1", port), make(port, True))]
+    if spec.get("cdn_port"):
+        servers.append(ThreadingHTTPServer(("127.0.0.1", spec["cdn_port"]), make(spec["cdn_port"], False)))
+    for s in servers[1:]:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+
+
 if __name__ == "__main__":
-    listen, target, rate, logpath = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     try:
-        asyncio.run(_serve(listen, target, rate, logpath))
+        if sys.argv[1] == "proxy":
+            asyncio.run(_serve(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]))
+        elif sys.argv[1] == "fake":
+            _fake_main(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     except KeyboardInterrupt:
         pass
