@@ -38,6 +38,7 @@ DEFAULT_HOSTONLY_ALLOWED = ("192.168.56.0/21",)
 NETWORKS_CONF = Path("/etc/vbox/networks.conf")
 
 Version = tuple[int, int, int]
+OptValue = str | tuple[str, ...]
 
 
 # ---- errors ------------------------------------------------------------------------------------
@@ -462,7 +463,9 @@ def networks_conf_help(ip: str, conf: Path = NETWORKS_CONF) -> str:
         "Linux and macOS hosts only allow host-only addresses in 192.168.56.0/21 "
         "(192.168.56.0 - 192.168.63.255). Either choose an address in that range, e.g. "
         "--virtualbox-hostonly-cidr 192.168.56.1/24, or allow your range by adding a line like "
-        f"'* {net or '10.0.0.0/8'}' to {conf} (create the file as root; '* 0.0.0.0/0 ::/0' allows all)."
+        f"'* {net or '10.0.0.0/8'}' to {conf} (create the file as root; '* 0.0.0.0/0 ::/0' allows all). "
+        "VirtualBox reads that file when its service starts: quit every VirtualBox program (VBoxSVC) "
+        "after editing it."
     )
 
 
@@ -489,7 +492,8 @@ class Backend(ABC):
     def create_vm(self, name: str, basefolder: Path) -> None: ...
 
     @abstractmethod
-    def modify_vm(self, vm: str, options: Sequence[tuple[str, str]]) -> None: ...
+    def modify_vm(self, vm: str, options: Sequence[tuple[str, OptValue]]) -> None:
+        """Options in order; a tuple value is several arguments (`--uartmode1 file PATH`)."""
 
     @abstractmethod
     def add_storage_controller(self, vm: str, ctl: StorageController) -> None: ...
@@ -558,10 +562,11 @@ class Backend(ABC):
     def clone_medium(self, src: Path, dst: Path, fmt: str) -> None: ...
 
     @abstractmethod
-    def resize_medium(self, path: Path, size_mb: int) -> None: ...
+    def create_medium(self, path: Path, size_mb: int, fmt: str) -> None:
+        """A dynamically allocated disk: nothing is written for the empty space."""
 
     @abstractmethod
-    def close_medium(self, path: Path, delete: bool = False) -> None: ...
+    def close_medium(self, path: Path, kind: str = "disk", delete: bool = False) -> None: ...
 
 
 def _onoff(v: bool) -> str:
@@ -588,10 +593,10 @@ class CliBackend(Backend):
     def create_vm(self, name: str, basefolder: Path) -> None:
         self.vbm.run("createvm", "--basefolder", str(basefolder), "--name", name, "--register")
 
-    def modify_vm(self, vm: str, options: Sequence[tuple[str, str]]) -> None:
+    def modify_vm(self, vm: str, options: Sequence[tuple[str, OptValue]]) -> None:
         args = ["modifyvm", vm]
         for opt, value in options:
-            args += [f"--{opt}", value]
+            args += [f"--{opt}", *((value,) if isinstance(value, str) else value)]
         self.vbm.run(*args)
 
     def add_storage_controller(self, vm: str, ctl: StorageController) -> None:
@@ -695,11 +700,12 @@ class CliBackend(Backend):
     def clone_medium(self, src: Path, dst: Path, fmt: str) -> None:
         self.vbm.run("clonemedium", "disk", str(src), str(dst), "--format", fmt)
 
-    def resize_medium(self, path: Path, size_mb: int) -> None:
-        self.vbm.run("modifymedium", "disk", str(path), "--resize", str(size_mb))
+    def create_medium(self, path: Path, size_mb: int, fmt: str) -> None:
+        self.vbm.run("createmedium", "disk", "--filename", str(path), "--size", str(size_mb),
+                     "--format", fmt, "--variant", "Standard")
 
-    def close_medium(self, path: Path, delete: bool = False) -> None:
-        args = ["closemedium", "disk", str(path)]
+    def close_medium(self, path: Path, kind: str = "disk", delete: bool = False) -> None:
+        args = ["closemedium", kind, str(path)]
         if delete:
             args.append("--delete")
         self.vbm.run(*args)
