@@ -44,25 +44,40 @@ class ContextError(InvalidParameter):
 
 
 class _Feed:
-    """A blocking file object over chunks put into a queue from the event loop."""
+    """A blocking file object over chunks put into a queue from the event loop.
 
-    def __init__(self) -> None:
+    With `pad`, an uncompressed tar that stops right after its last member's data (the docker CLI
+    sends that when `-f` names a Dockerfile outside the context: no padding, no end-of-archive
+    blocks) is completed with zeros; `real_size` then tells where the real bytes ended, so a member
+    whose data was cut short is still refused.
+    """
+
+    def __init__(self, pad: bool = False) -> None:
         self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
-        self.buf = b""
+        self.buf = bytearray()
+        self.pos = 0  # bytes handed out so far
         self.eof = False
         self.aborted = False
+        self.pad = pad
+        self.real_size: int | None = None
 
     def read(self, n: int = -1) -> bytes:
         while not self.eof and (n < 0 or len(self.buf) < n):
             item = self.q.get()
             if item is None:
                 self.eof = True
+                if self.pad:  # offsets of an uncompressed tar are offsets in this stream
+                    self.real_size = self.pos + len(self.buf)
+                    self.buf += bytes(-self.real_size % 512 + 1024)
             else:
                 self.buf += item
-        if n < 0:
-            out, self.buf = self.buf, b""
+        if n < 0 or n >= len(self.buf):
+            out = bytes(self.buf)
+            self.buf.clear()
         else:
-            out, self.buf = self.buf[:n], self.buf[n:]
+            out = bytes(self.buf[:n])
+            del self.buf[:n]
+        self.pos += len(out)
         return out
 
     def drain(self) -> None:
@@ -98,8 +113,9 @@ def _split(name: str) -> list[str]:
 
 
 class _Extractor:
-    def __init__(self, dest: Path, keep_owner: bool = False) -> None:
+    def __init__(self, dest: Path, keep_owner: bool = False, src: object = None) -> None:
         self.keep_owner = keep_owner
+        self.src = src
         self.root = os.open(dest, _O_DIR)
         self.fds: dict[tuple[str, ...], int] = {(): self.root}
         self.dir_times: dict[tuple[str, ...], int] = {}
@@ -174,6 +190,9 @@ class _Extractor:
                         mv = memoryview(b)
                         while mv:
                             mv = mv[os.write(fd, mv):]
+                real = getattr(self.src, "real_size", None)
+                if real is not None and m.offset_data + m.size > real:
+                    raise ContextError(f"the build context is truncated: {m.name!r} is incomplete")
                 if self.keep_owner:
                     os.fchown(fd, m.uid, m.gid)
                 os.fchmod(fd, m.mode & 0o7777)
@@ -215,7 +234,7 @@ class _Extractor:
 
 
 def _untar(src: object, dest: Path, keep_owner: bool, what: str) -> None:
-    ex = _Extractor(dest, keep_owner)
+    ex = _Extractor(dest, keep_owner, src)
     try:
         try:
             tf = tarfile.open(fileobj=src, mode="r|*")  # type: ignore[call-overload]
@@ -287,7 +306,7 @@ async def receive(body: AsyncIterator[bytes], dest: Path, dockerfile_name: str =
                     raise ContextError("the Dockerfile sent as the build context is too large")
         return BuildContext(dest, text, "Dockerfile", Matcher([]))
 
-    feed = _Feed()
+    feed = _Feed(pad=not head.startswith(_COMPRESSED))
     loop = asyncio.get_running_loop()
     worker = loop.run_in_executor(None, _extract, feed, dest)
     try:

@@ -284,3 +284,75 @@ def test_docker_py_build(skiffd: Skiffd, images: Images, ctxdir: Path) -> None:
     with pytest.raises(docker.errors.BuildError) as ei:
         client.images.build(path=str(ctxdir), tag="bt:pyfail", forcerm=True)
     assert "returned a non-zero code: 7" in str(ei.value)
+
+
+def test_stdin_dockerfile_and_outside_dockerfile(skiffd: Skiffd, images: Images, ctxdir: Path) -> None:
+    df = f"FROM {images.busybox}\nRUN echo from-stdin > /s\n"
+    r = skiffd.docker("build", "-t", "bt:stdin", "-", input=df)
+    assert "Successfully tagged bt:stdin" in r.stdout
+    assert skiffd.docker("run", "--rm", "bt:stdin", "cat", "/s").stdout == "from-stdin\n"
+    # -f pointing outside the context: the CLI ships it under a generated name
+    write(ctxdir, {"ctx/data.txt": "d\n", "elsewhere/Build.df": f"FROM {images.busybox}\nCOPY data.txt /\n"})
+    skiffd.docker("build", "-f", str(ctxdir / "elsewhere/Build.df"), "-t", "bt:outside", str(ctxdir / "ctx"))
+    assert skiffd.docker("run", "--rm", "bt:outside", "cat", "/data.txt").stdout == "d\n"
+
+
+def _build_dirs(skiffd: Skiffd) -> list[str]:
+    return os.listdir(skiffd.data_root / "build" / "tmp")
+
+
+def test_cancelled_build_cleans_up(skiffd: Skiffd, images: Images, ctxdir: Path) -> None:
+    import subprocess
+    import time
+
+    write(ctxdir, {"Dockerfile": f"FROM {images.busybox}\nCOPY . /ctx\nRUN echo started && sleep 60\n"})
+    before = set(skiffd.docker("ps", "-aq", "--no-trunc").stdout.split())
+    p = subprocess.Popen(["docker", "build", "-t", "bt:cancel", str(ctxdir)], env=skiffd.env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:
+            if "started" in line:
+                break
+        p.terminate()  # the client goes away, as with Ctrl-C
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if set(skiffd.docker("ps", "-aq", "--no-trunc").stdout.split()) == before and not _build_dirs(skiffd):
+            break
+        time.sleep(0.2)
+    assert set(skiffd.docker("ps", "-aq", "--no-trunc").stdout.split()) == before
+    assert _build_dirs(skiffd) == []
+    assert skiffd.docker("image", "inspect", "bt:cancel", check=False).returncode != 0
+
+
+def test_daemon_killed_mid_build_recovers(fresh_skiffd: Skiffd, images: Images, ctxdir: Path) -> None:
+    import subprocess
+
+    d = fresh_skiffd
+    write(ctxdir, {"Dockerfile": f"FROM {images.busybox}\nRUN echo started && sleep 60\n"})
+    p = subprocess.Popen(["docker", "build", str(ctxdir)], env=d.env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:
+            if "started" in line:
+                break
+        assert _build_dirs(d)
+        # (output can come before the engine has recorded the container as running; wait for that)
+        harness.wait_for(lambda: d.docker("ps", "-q").stdout.strip() != "", what="RUN container running")
+        d.kill()
+        p.wait(20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    d.start()
+    assert _build_dirs(d) == []
+    # the interrupted step's container is an ordinary (dead) container: removable
+    for cid in d.docker("ps", "-aq").stdout.split():
+        d.docker("rm", "-f", cid)
+    write(ctxdir, {"Dockerfile": f"FROM {images.busybox}\nRUN echo after-restart\n"})
+    assert "after-restart" in d.docker("build", str(ctxdir)).stdout

@@ -203,3 +203,13 @@ def test_add_extracts_local_archives(work: Path) -> None:
     assert (root / "opt/top/inner.txt").read_text() == "inner"
     assert (root / "opt/plain.txt").read_text() == "not an archive"
     assert not (root / "opt/pkg.tar.gz").exists()
+
+
+def test_context_without_end_blocks_is_accepted_but_truncated_data_is_not(work: Path) -> None:
+    full = tar_bytes([("Dockerfile", "file", "FROM x\n"), ("last.txt", "file", "47 bytes of data" * 3)])
+    # what the docker CLI sends with `-f` outside the context: the last member's data, then nothing
+    cut = full[: 512 * 3 + 48]
+    ctx = get(cut, work / "ok")
+    assert (ctx.root / "last.txt").read_text() == "47 bytes of data" * 3
+    with pytest.raises(ContextError, match="truncated"):
+        get(full[: 512 * 3 + 20], work / "bad")
