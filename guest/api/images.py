@@ -119,6 +119,10 @@ def router(engine: Engine) -> Router:
 
         return await load_request(svc, req, progress_stream)
 
+    @r.route("POST", "/auth")
+    async def auth(req: Request) -> Response:
+        return json_response(await svc.login(await req.json({})))
+
     @r.route("GET", "/images/search")
     async def search(req: Request) -> Reply:
         raise InvalidParameter("search is not supported by this engine (no index service is configured)")

@@ -313,7 +313,7 @@ class RegistryClient:
 
     # -- auth ----------------------------------------------------------------------------------
     def _scope(self, extra: list[str] | None) -> list[str]:
-        scopes = [f"repository:{self.repo}:{'pull,push' if self.push else 'pull'}"]
+        scopes = [f"repository:{self.repo}:{'pull,push' if self.push else 'pull'}"] if self.repo else []
         return scopes + list(extra or [])
 
     def _auth_header(self, extra_scopes: list[str] | None, force_new: bool = False) -> dict[str, str]:
@@ -360,7 +360,12 @@ class RegistryClient:
         if r.status != 200:
             code, msg = _errors(body)
             if r.status in (401, 403):
-                raise Unauthorized(f"unauthorized: {msg or 'authentication required'}")
+                # Not a 401 to the client: the docker CLI would then prompt for a password on stdin.
+                try:
+                    msg = json.loads(body).get("details") or msg
+                except (ValueError, AttributeError):
+                    pass
+                raise RegistryError(r.status, "UNAUTHORIZED", msg or "authentication required")
             raise SystemError_(f"token server {realm} answered {r.status}: {msg}")
         try:
             j = json.loads(body)
@@ -433,7 +438,19 @@ class RegistryClient:
             msg = msg or f"{what}: HTTP {r.status}"
         return RegistryError(r.status, code, msg)
 
-    # -- operations ----------------------------------------------------------------------------
+    # -- operations ----
+    def login(self) -> None:
+        """`docker login`: GET /v2/ with the credentials (through the token server if there is one)."""
+        try:
+            r = self.request("GET", "/v2/")
+        except RegistryError as e:
+            raise Unauthorized(f"login attempt to {self.base_url()}/v2/ failed: unauthorized: {e.message}") from None
+        r.read_all()
+        if r.status == 401:
+            raise Unauthorized(f"login attempt to {self.base_url()}/v2/ failed with status: 401 Unauthorized")
+        if r.status != 200:
+            raise SystemError_(f"login attempt to {self.base_url()}/v2/ failed with status: {r.status}")
+
     def get_manifest(self, ref: str) -> tuple[bytes, str, str]:
         """(bytes, media type, digest) of a tag or digest; the digest is checked against the bytes."""
         r = self.request("GET", f"/v2/{self.repo}/manifests/{ref}", {"Accept": ACCEPT})

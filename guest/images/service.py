@@ -47,7 +47,7 @@ from guest.images.image import Image, familiar, is_tag_ref, parse_created
 from guest.images.layers import Limits
 from guest.images.progress import Progress
 from guest.images.reference import Reference, ReferenceError_, is_full_id, parse_normalized, split_repo_tag
-from guest.images.registry import AuthConfig
+from guest.images.registry import AuthConfig, RegistryClient
 from guest.images.store import ImageRec, Store, chain_ids
 
 log = logging.getLogger("skiffd.images")
@@ -182,6 +182,26 @@ class ImageService:
 
         a = auth if isinstance(auth, AuthConfig) or auth is None else AuthConfig.from_dict(auth)
         await push(self, name, tag, a, progress or pmsg.null_progress)
+
+    async def login(self, body: dict[str, Any]) -> dict[str, str]:
+        """POST /auth: check credentials against the registry (`serveraddress`, default Docker Hub)."""
+        from urllib.parse import urlsplit
+
+        from guest.images.reference import DEFAULT_DOMAIN, HUB_ENDPOINT
+
+        a = AuthConfig.from_dict(body or {})
+        if a is None:
+            raise InvalidParameter("no credentials given")
+        server = str((body or {}).get("serveraddress") or "")
+        host = urlsplit(server).netloc if "://" in server else server.split("/", 1)[0]
+        if host in ("", "index.docker.io", DEFAULT_DOMAIN):
+            host = HUB_ENDPOINT
+        client = RegistryClient(host, "", a, self.engine.cfg.insecure_registries)
+        try:
+            await asyncio.to_thread(client.login)
+        finally:
+            client.close()
+        return {"Status": "Login Succeeded", "IdentityToken": ""}
 
     # -- tags --------------------------------------------------------------------------------------
     async def tag(self, source: str, repo: str, tag: str | None) -> Image:
