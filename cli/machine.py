@@ -72,11 +72,13 @@ def _running_host(store: Store, name: str, what: str):
 def _argv0() -> str:
     a0 = sys.argv[0] if sys.argv and sys.argv[0] else "machine"
     base = os.path.basename(a0)
-    import shutil
-
-    found = shutil.which(base)
-    if found and os.path.realpath(found) == os.path.realpath(a0):
-        return base
+    real = os.path.realpath(a0)
+    for d in os.environ.get("PATH", "").split(os.pathsep):  # on PATH as itself: print the short name
+        cand = os.path.join(d, base)
+        if d and os.path.isfile(cand):
+            if os.path.realpath(cand) == real:
+                return base
+            break
     return "machine" if base in ("machine.py", "__main__.py", "-c") else a0
 
 
@@ -373,7 +375,8 @@ def _split_globals(argv: list[str]) -> list[str] | None:
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     rest = _split_globals(args)
-    if rest and rest[0] in FAST_COMMANDS and not any(a in ("-h", "--help") for a in rest[1:]):
+    if (rest and rest[0] in FAST_COMMANDS and not any(a in ("-h", "--help") for a in rest[1:])
+            and not os.environ.get("MACHINE_NO_FAST_PATH")):  # set to compare both paths (tests, debugging)
         rc = _fast(rest)
         if rc is not None:
             sys.exit(rc)

@@ -29,9 +29,7 @@ Module imports are stdlib + store + drivers.base only; certs/ssh/provision load 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import sys
 import threading
 import time
@@ -149,6 +147,8 @@ class Host:
         return names
 
     def _ca_hash(self) -> str:
+        import hashlib
+
         try:
             return hashlib.sha256((self.store.certs_dir / "ca.pem").read_bytes()).hexdigest()[:16]
         except FileNotFoundError:
@@ -170,6 +170,8 @@ class Host:
         cd = self.store.certs_dir
         certs.issue_server_cert(cd / "ca.pem", cd / "ca-key.pem", self.dir / "server.pem",
                                 self.dir / "server-key.pem", sans, org=f"skiff.{self.name}")
+        import shutil
+
         # DOCKER_CERT_PATH is the machine folder: it holds copies of the CA and client cert
         for f, mode in (("ca.pem", 0o644), ("cert.pem", 0o644), ("key.pem", 0o600)):
             shutil.copyfile(cd / f, self.dir / f)
@@ -466,6 +468,8 @@ def create(store: Store, name: str, driver_name: str, driver_flags: dict[str, An
 
 
 def _rollback(host: Host, progress: Progress) -> None:
+    import shutil
+
     progress("Creation failed: removing what was made...")
     try:
         host.driver.remove()

@@ -28,9 +28,7 @@ import errno
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -89,6 +87,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     """Write via a temp file in the same folder, fsync, rename: readers see old or new, never half."""
     if isinstance(data, str):
         data = data.encode()
+    import tempfile  # not on the read-only fast path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -219,6 +219,8 @@ class Store:
         atomic_write(self.config_path(name), json.dumps(config, indent=4, sort_keys=False) + "\n", 0o600)
 
     def remove(self, name: str) -> None:
+        import shutil
+
         shutil.rmtree(self.machine_dir(name), ignore_errors=False)
 
     # ---- locking ---------------------------------------------------------------------------
@@ -230,9 +232,14 @@ class Store:
         """
         validate_name(name)
         me = threading.get_ident()
+        deadline = time.monotonic() + timeout
         with self._cond:
             while name in self._held and self._held[name][1] != me:
-                self._cond.wait()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise MachineLocked(f'Machine "{name}" is busy: another command in this process is '
+                                        f"working on it. Wait for it to finish and retry.")
+                self._cond.wait(left)
             if name in self._held:
                 lk, owner, depth = self._held[name]
                 self._held[name] = (lk, owner, depth + 1)
@@ -243,7 +250,6 @@ class Store:
         try:
             if not reentered:
                 lk = self._held[name][0]
-                deadline = time.monotonic() + timeout
                 delay = 0.02
                 while not lk.try_acquire():
                     if time.monotonic() >= deadline:

@@ -1,0 +1,150 @@
+"""The create pipeline leaves no half machine: rolled back before the machine exists, marked in error after."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from machine import host as hostmod
+from machine.drivers import base
+from machine.drivers.base import Driver, DriverError, State
+from machine.store import MachineExists, Store
+
+REMOVED: list[str] = []
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class StubDriver(Driver):
+    """A driver whose VM is a file in the machine folder; `fail` picks the step that breaks."""
+
+    name = "stub"
+
+    def set_config_from_flags(self, flags: dict[str, Any]) -> None:
+        self.fail = flags.get("fail", "")
+        self.ssh_port = flags.get("ssh_port", 22)
+        self.ssh_user = "root"
+
+    def to_config(self) -> dict[str, Any]:
+        return {**super().to_config(), "Fail": self.fail}
+
+    def load_config(self, data: dict[str, Any]) -> None:
+        super().load_config(data)
+        self.fail = data.get("Fail", "")
+
+    def pre_create_check(self) -> None:
+        if self.fail == "precheck":
+            raise DriverError("precheck says no")
+
+    def create(self) -> None:
+        (self.machine_dir / "disk.img").write_bytes(b"x" * 10)
+        (self.machine_dir / "id_rsa").write_text("not a key")
+        if self.fail == "create":
+            raise DriverError("the hypervisor refused")
+        if self.fail == "interrupt":
+            raise KeyboardInterrupt()
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def kill(self) -> None: ...
+
+    def remove(self) -> None:
+        REMOVED.append(self.machine_name)
+        (self.machine_dir / "disk.img").unlink(missing_ok=True)
+
+    def state(self) -> State:
+        return State.RUNNING
+
+    def ip(self) -> str:
+        return "127.0.0.1"
+
+
+@pytest.fixture(autouse=True)
+def stub_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base._REGISTRY, "stub", f"{__name__}:StubDriver")
+    REMOVED.clear()
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def test_precheck_failure_makes_nothing(store: Store) -> None:
+    with pytest.raises(DriverError, match="precheck"):
+        hostmod.create(store, "m", "stub", {"fail": "precheck"}, progress=_quiet)
+    assert not store.machine_dir("m").exists() and REMOVED == []
+
+
+@pytest.mark.parametrize("fail,exc", [("create", hostmod.HostError), ("interrupt", KeyboardInterrupt)])
+def test_driver_create_failure_is_rolled_back(store: Store, fail: str, exc: type) -> None:
+    with pytest.raises(exc) as ei:
+        hostmod.create(store, "m", "stub", {"fail": fail}, progress=_quiet)
+    if exc is hostmod.HostError:
+        assert "the hypervisor refused" in str(ei.value) and "Nothing was left behind" in str(ei.value)
+    assert REMOVED == ["m"]
+    assert not store.machine_dir("m").exists()
+    assert store.names() == []
+
+
+def test_provision_failure_marks_machine_in_error(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostmod, "SSH_WAIT", 1.0)
+    with pytest.raises(hostmod.HostError) as ei:
+        hostmod.create(store, "m", "stub", {"ssh_port": _closed_port()}, progress=_quiet)
+    msg = str(ei.value)
+    assert "machine provision m" in msg and "machine rm m" in msg
+    cfg = store.load("m")
+    assert cfg["Skiff"]["State"] == "error" and "SSH" in cfg["Skiff"]["Error"]
+    row = hostmod.describe(store, "m", timeout=2)
+    assert row["State"] == "Running" and "SSH" in row["Error"]
+    # the TLS material was made before provisioning, so the record is complete and removable
+    assert (store.machine_dir("m") / "server.pem").is_file()
+    hostmod.Host.load(store, "m").remove(progress=_quiet)
+    assert store.names() == []
+
+
+def test_same_name_twice_and_concurrently(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostmod, "SSH_WAIT", 0.5)
+    results: list[str] = []
+
+    def attempt() -> None:
+        try:
+            hostmod.create(store, "dup", "stub", {"ssh_port": _closed_port()}, progress=_quiet)
+        except MachineExists:
+            results.append("exists")
+        except hostmod.HostError:
+            results.append("created-in-error")
+
+    ts = [threading.Thread(target=attempt) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(results) == ["created-in-error", "exists", "exists"]
+    with pytest.raises(MachineExists):
+        hostmod.create(store, "dup", "stub", {}, progress=_quiet)
+
+
+def test_interrupted_create_is_reported_by_ls(store: Store) -> None:
+    """A create killed hard (no rollback possible) shows up as such, with what to do."""
+    d = store.create_dir("half")
+    store.save("half", {"ConfigVersion": 3, "DriverName": "stub", "Name": "half", "Driver": {},
+                        "Skiff": {"State": "creating"}})
+    row = hostmod.describe(store, "half", timeout=2)
+    assert "interrupted" in row["Error"] and "machine rm -f half" in row["Error"]
+    with store.lock("half"):  # while a create holds the lock, it is just "being created"
+        t = threading.Thread(target=lambda: results.append(hostmod.describe(store, "half", timeout=2)))
+        results: list[dict] = []
+        t.start()
+        t.join()
+    assert results[0]["Error"] == "being created"
+    assert d.exists()
