@@ -199,7 +199,7 @@ class ContainerService:
             raise no_such_image(ref)
         img = await self.engine.images.resolve(ref)
         warnings: list[str] = []
-        config = merge_image_config(config, img.config or {})
+        config = merge_image_config(config, (img.config or {}).get("config") or {})
         config["Image"] = ref
         hc = normalize_host_config(hc, self.runtime.name)
         spec.command_line(config)  # "no command specified" now, not at start
@@ -344,6 +344,8 @@ class ContainerService:
                     fut.set_result(None)
             c.attachers.clear()
             self._resolve_exit(c, _start_error_code(msg), msg)
+            if hc.get("AutoRemove"):
+                self._spawn(self._auto_remove(c))  # the CLI waits for the removal after a failed start
             if isinstance(e, (EngineError, asyncio.CancelledError)):
                 raise
             if isinstance(e, OSError):

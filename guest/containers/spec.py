@@ -95,15 +95,28 @@ def _norm_cap(c: str) -> str:
     return c if c.startswith("CAP_") else "CAP_" + c
 
 
+@functools.cache
+def available_caps() -> list[str]:
+    """ALL_CAPS is in kernel number order; keep those in our own bounding set (a container cannot get more)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                bnd = int(line.split()[1], 16)
+                return [c for i, c in enumerate(ALL_CAPS) if bnd & (1 << i)]
+    except OSError:
+        pass
+    return list(ALL_CAPS)
+
+
 def capabilities(cap_add: list[str] | None, cap_drop: list[str] | None, privileged: bool) -> list[str]:
     if privileged:
-        return list(ALL_CAPS)
+        return available_caps()
     add = [_norm_cap(c) for c in cap_add or []]
     drop = [_norm_cap(c) for c in cap_drop or []]
     for c in add + drop:
         if c != "CAP_ALL" and c not in ALL_CAPS:
             raise InvalidParameter(f"unknown capability: {c!r}")
-    caps = list(ALL_CAPS) if "CAP_ALL" in add else list(DEFAULT_CAPS)
+    caps = available_caps() if "CAP_ALL" in add else list(DEFAULT_CAPS)
     for c in add:
         if c != "CAP_ALL" and c not in caps:
             caps.append(c)
