@@ -440,14 +440,11 @@ class Builder:
             except ExpansionError as e:
                 raise BuildError(str(e)) from None
         exposed = dict(st.cfg.get("ExposedPorts") or {})
-        specs = []
         for p in ports:
             for key in _port_specs(p):
                 exposed[key] = {}
-                specs.append(key)
         st.cfg["ExposedPorts"] = exposed
-        shown = sorted({k[:-4] if k.endswith("/tcp") else k for k in specs})
-        await self._commit_config(st, "EXPOSE " + " ".join(shown))
+        await self._commit_config(st, "EXPOSE " + " ".join(sorted(ports)))
 
     async def _do_volume(self, st: StageState, ins: Instruction) -> None:
         env = self._env_for_expansion(st)
@@ -685,8 +682,6 @@ class Builder:
         if ctrs is None:
             raise BuildError("RUN needs the container engine, which is not available")
         network = str(ins.flags.get("network") or self.opts.networkmode or "default")
-        if network not in ("default", "none", "host", "bridge"):
-            raise BuildError(f"unsupported network mode for RUN: {network}")
         hc: dict[str, Any] = {"NetworkMode": network, **self.opts.host_config}
         if self.opts.extra_hosts:
             hc["ExtraHosts"] = list(self.opts.extra_hosts)

@@ -356,3 +356,29 @@ def test_daemon_killed_mid_build_recovers(fresh_skiffd: Skiffd, images: Images, 
         d.docker("rm", "-f", cid)
     write(ctxdir, {"Dockerfile": f"FROM {images.busybox}\nRUN echo after-restart\n"})
     assert "after-restart" in d.docker("build", str(ctxdir)).stdout
+
+
+def test_add_from_url_and_network_modes(skiffd: Skiffd, images: Images, ctxdir: Path) -> None:
+    import subprocess
+
+    served = ctxdir / "served"
+    write(served, {"remote.txt": "fetched over http\n"})
+    srv = subprocess.Popen(skiffd.ns.cmd(["python3", "-m", "http.server",
+                                          "--bind", "127.0.0.1", "8765", "--directory", str(served)]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        harness.wait_for(lambda: skiffd.ns.run(["curl", "-sf", "http://127.0.0.1:8765/remote.txt"]).returncode == 0,
+                         what="http server")
+        write(ctxdir, {"Dockerfile": (f"FROM {images.busybox}\nADD http://127.0.0.1:8765/remote.txt /dl/\n"
+                                      "RUN cat /dl/remote.txt > /copy\n")})
+        # --network host: the RUN container shares the daemon's namespace (where the server listens)
+        skiffd.docker("build", "--network", "host", "-t", "bt:url", str(ctxdir))
+        assert skiffd.docker("run", "--rm", "bt:url", "cat", "/dl/remote.txt").stdout == "fetched over http\n"
+        write(ctxdir, {"Dockerfile": f"FROM {images.busybox}\nRUN printf 'GET /remote.txt HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8765\n"})
+        r = skiffd.docker("build", "--network", "none", str(ctxdir), check=False)
+        assert r.returncode != 0  # no network at all
+        r = skiffd.docker("build", "--network", "host", str(ctxdir))
+        assert "fetched over http" in r.stdout
+    finally:
+        srv.terminate()
+        srv.wait(10)
