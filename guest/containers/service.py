@@ -90,6 +90,8 @@ class ContainerService:
                 continue
             pol = c.host_config.get("RestartPolicy", {}).get("Name")
             if pol == "always" or (pol == "unless-stopped" and not c.skiff.get("ManualStop")):
+                # `always` comes back with the daemon even after a manual stop (Docker's rule).
+                c.skiff.pop("ManualStop", None)
                 self._spawn(self._restart_later(c, 0.0))
         self._cleanup_cgroup_parents()
 

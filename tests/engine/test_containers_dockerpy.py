@@ -1,0 +1,80 @@
+"""docker-py's everyday container flows (its `run()` uses logs+wait, not attach; `remove=True` is client-side)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.engine.containers_fixtures import remove_all
+from tests.engine.harness import Skiffd, TestImages
+
+
+@pytest.fixture(scope="module")
+def client(skiffd: Skiffd, images: TestImages) -> Iterator[docker.DockerClient]:
+    c = skiffd.client()
+    c.images.pull(images.busybox)
+    yield c
+    remove_all(skiffd)
+    c.close()
+
+
+def test_run_returns_output_and_raises_on_failure(client: docker.DockerClient, images: TestImages) -> None:
+    assert client.containers.run(images.busybox, "echo hi", remove=True) == b"hi\n"
+    out = client.containers.run(images.busybox, ["sh", "-c", "echo a; echo b >&2"], stdout=True, stderr=True, remove=True)
+    assert sorted(out.split()) == [b"a", b"b"]
+    with pytest.raises(docker.errors.ContainerError) as ei:
+        client.containers.run(images.busybox, ["sh", "-c", "echo bad >&2; exit 4"], remove=True)
+    assert ei.value.exit_status == 4 and b"bad" in ei.value.stderr
+
+
+def test_detached_lifecycle(client: docker.DockerClient, images: TestImages) -> None:
+    ctr = client.containers.run(images.busybox, ["sh", "-c", "echo up; sleep 1000"], detach=True, name="dpy",
+                                labels={"suite": "dpy"}, environment={"E": "1"})
+    assert ctr.status in ("created", "running")
+    ctr.reload()
+    assert ctr.status == "running" and ctr.labels == {"suite": "dpy"}
+    assert [c.name for c in client.containers.list(filters={"label": "suite=dpy"})] == ["dpy"]
+    deadline = time.monotonic() + 10
+    while b"up" not in ctr.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ctr.logs() == b"up\n"
+    assert ctr.exec_run("sh -c 'echo $E'").output == b"1\n"
+    ctr.stop(timeout=0)
+    assert ctr.wait()["StatusCode"] == 137
+    ctr.remove()
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("dpy")
+
+
+def test_attach_socket_and_wait(client: docker.DockerClient, images: TestImages) -> None:
+    ctr = client.containers.create(images.busybox, ["sh", "-c", "read x; echo got:$x"], stdin_open=True)
+    sock = client.api.attach_socket(ctr.id, params={"stdin": 1, "stdout": 1, "stream": 1})
+    ctr.start()
+    raw = sock._sock
+    raw.sendall(b"value\n")
+    data = b""
+    deadline = time.monotonic() + 10
+    while b"got:value" not in data and time.monotonic() < deadline:
+        chunk = raw.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert data[:8] == b"\x01\x00\x00\x00\x00\x00\x00\x0a" and b"got:value\n" in data
+    sock.close()
+    assert ctr.wait(condition="not-running")["StatusCode"] == 0
+    ctr.remove()
+
+
+def test_prune_and_list_filters(client: docker.DockerClient, images: TestImages) -> None:
+    a = client.containers.run(images.busybox, "true", detach=True, labels={"p": "1"})
+    b = client.containers.run(images.busybox, "sleep 1000", detach=True)
+    a.wait()
+    exited = [c.id for c in client.containers.list(all=True, filters={"status": "exited"})]
+    assert a.id in exited and b.id not in exited
+    assert [c.id for c in client.containers.list(all=True, filters={"ancestor": images.busybox})].count(b.id) == 1
+    res = client.containers.prune(filters={"label": "p=1"})
+    assert res["ContainersDeleted"] == [a.id]
+    b.remove(force=True)
