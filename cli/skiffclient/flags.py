@@ -197,19 +197,29 @@ def parse(cmd: Command, argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]
 
 
 def check_args(cmd: Command, args: list[str]) -> None:
+    """cobra argument checks with docker's wording (cli/required.go), "See"/"Run" and all."""
     n = len(args)
-    if cmd.exact_args is not None and n != cmd.exact_args:
-        word = "argument" if cmd.exact_args == 1 else "arguments"
-        raise ArgsError(f"{PROG}: '{PROG} {cmd.path}' requires exactly {cmd.exact_args} {word}"
-                        f"\n\n{cmd.usage_line()}\n\nSee '{PROG} {cmd.path} --help' for more information")
+
+    def fail(what: str, hint: str = "Run") -> None:
+        raise ArgsError(f"{PROG}: '{PROG} {cmd.path}' {what}\n\n{cmd.usage_line()}\n\n"
+                        f"{hint} '{PROG} {cmd.path} --help' for more information")
+
+    def plural(k: int) -> str:
+        return f"{k} argument" + ("" if k == 1 else "s")
+
+    if cmd.exact_args is not None:
+        if n != cmd.exact_args:
+            fail(f"requires {plural(cmd.exact_args)}")
+        return
+    if cmd.max_args == 0:
+        if n:
+            fail("accepts no arguments")
+        return
+    if cmd.min_args and cmd.max_args is not None:
+        if n < cmd.min_args or n > cmd.max_args:
+            fail(f"requires at least {cmd.min_args} and at most {plural(cmd.max_args)}")
+        return
     if n < cmd.min_args:
-        word = "argument" if cmd.min_args == 1 else "arguments"
-        raise ArgsError(f"{PROG}: '{PROG} {cmd.path}' requires at least {cmd.min_args} {word}"
-                        f"\n\n{cmd.usage_line()}\n\nSee '{PROG} {cmd.path} --help' for more information")
+        fail(f"requires at least {plural(cmd.min_args)}", "See")
     if cmd.max_args is not None and n > cmd.max_args:
-        if cmd.max_args == 0:
-            raise ArgsError(f"{PROG}: '{PROG} {cmd.path}' accepts no arguments"
-                            f"\n\n{cmd.usage_line()}\n\nSee '{PROG} {cmd.path} --help' for more information")
-        word = "argument" if cmd.max_args == 1 else "arguments"
-        raise ArgsError(f"{PROG}: '{PROG} {cmd.path}' requires at most {cmd.max_args} {word}"
-                        f"\n\n{cmd.usage_line()}\n\nSee '{PROG} {cmd.path} --help' for more information")
+        fail(f"requires at most {plural(cmd.max_args)}", "SRun")  # sic: docker 28 prints "SRun"

@@ -484,6 +484,17 @@ class TemplateError(Exception):
     pass
 
 
+def _check_fields(body: str, rows: list[dict[str, Any]]) -> None:
+    """A field the listing does not have is an error, as with docker's typed contexts (not "<no value>")."""
+    if not rows:
+        return
+    for m in re.finditer(r"{{(.*?)}}", body, re.S):
+        for name in re.findall(r"(?<![\w\"])\.([A-Za-z_]\w*)", m.group(1)):
+            if name not in rows[0]:
+                raise TemplateError(f'template parsing error: template: :1: executing "" at <.{name}>: '
+                                    f"can't evaluate field {name}")
+
+
 def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
@@ -502,6 +513,7 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
     headers = dict(headers)
     try:
         body = _prepare(body, rows, headers)
+        _check_fields(body, rows)
         if body == "{{json .}}":  # the common case, without the template engine's detour
             lines = [json.dumps(_public(r), separators=(",", ":"), ensure_ascii=False) for r in rows]
         else:

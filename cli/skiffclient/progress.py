@@ -21,6 +21,8 @@ class StreamError(Exception):
 
 
 def _width(fd: int) -> int:
+    if fd < 0:
+        return 200
     try:
         return os.get_terminal_size(fd).columns
     except OSError:
@@ -76,7 +78,10 @@ def display_stream(messages: Iterable[dict[str, Any]], out: TextIO, is_tty: bool
             is_tty = out.isatty()
         except (AttributeError, ValueError):
             is_tty = False
-    fd = out.fileno() if is_tty else -1
+    try:
+        fd = out.fileno() if is_tty else -1
+    except (OSError, ValueError, AttributeError):  # a terminal stand-in without a descriptor (tests)
+        fd = -1
     ids: dict[str, int] = {}
     for jm in messages:
         if jm.get("aux") is not None:

@@ -86,7 +86,18 @@ def run_start(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         from cli.skiffclient.commands.run import start_attached
 
         return start_attached(cli, args[0], o)
-    return _each(cli, args, lambda n: cli.api.start(n))
+    failed = []
+    for n in args:
+        try:
+            cli.api.start(n)
+            cli.out.write(n + "\n")
+        except (APIError, OSError) as e:
+            cli.out.flush()
+            cli.err.write(api_error_text(e) + "\n")
+            failed.append(n)
+    if failed:
+        raise CliError("Error: failed to start containers: " + ", ".join(failed))
+    return 0
 
 
 def _timeout(o: dict[str, Any]) -> int | None:

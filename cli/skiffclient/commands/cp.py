@@ -38,10 +38,11 @@ class _NoChownTar(tarfile.TarFile):
         return None
 
 
-class _CountingReader:
+class _Reader:
+    """A file-like view of the response body for tarfile's stream mode."""
+
     def __init__(self, read1) -> None:
         self._read1 = read1
-        self.count = 0
         self._buf = b""
 
     def read(self, n: int = -1) -> bytes:
@@ -49,7 +50,6 @@ class _CountingReader:
             data = self._read1()
             if not data:
                 break
-            self.count += len(data)
             self._buf += data
         if n < 0:
             out, self._buf = self._buf, b""
@@ -93,8 +93,9 @@ def copy_from(cli: Cli, container: str, src: str, dst: str, o: dict[str, Any]) -
             resp.close()
             raise CliError(f"lstat {parent}: no such file or directory")
         dest_dir, rename = parent, os.path.basename(dst.rstrip("/"))
-    reader = _CountingReader(resp.read1)
+    reader = _Reader(resp.read1)
     with _NoChownTar.open(fileobj=reader, mode="r|*") as tf:  # type: ignore[arg-type]
+        copied = 0
         for member in tf:
             name = member.name
             if rename is not None and src_base:
@@ -105,8 +106,26 @@ def copy_from(cli: Cli, container: str, src: str, dst: str, o: dict[str, Any]) -
                     continue
             member.name = name
             tf.extract(member, dest_dir, set_attrs=True, filter="tar")
-    if not o["quiet"]:
-        cli.err.write(f"Successfully copied {human_size(reader.count, 4)} to {dst}\n")
+        copied = tf.offset + 1024  # what Go's tar reader consumes: the members and the end-of-archive blocks
+    _report(cli, o, copied, dst)
+
+
+def _report(cli: Cli, o: dict[str, Any], size: int, dest: str) -> None:
+    """docker prints the copied size only on a terminal (and not with -q)."""
+    if o["quiet"]:
+        return
+    try:
+        if not cli.err.isatty():
+            return
+    except (AttributeError, ValueError):
+        return
+    cli.err.write(f"Successfully copied {human_size(size, 3)} to {dest}\n")
+
+
+def _whole_seconds(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+    # Whole-second mtimes fit the ustar header; fractional ones would cost a PAX header per file.
+    ti.mtime = int(ti.mtime)
+    return ti
 
 
 def _tar_chunks(path: str, arcname: str, contents_only: bool, follow: bool, counter: list[int]) -> Iterator[bytes]:
@@ -118,9 +137,10 @@ def _tar_chunks(path: str, arcname: str, contents_only: bool, follow: bool, coun
                                                          dereference=follow) as tf:
                 if contents_only:
                     for entry in sorted(os.listdir(path)):
-                        tf.add(os.path.join(path, entry), arcname=entry)
+                        tf.add(os.path.join(path, entry), arcname=entry, filter=_whole_seconds)
                 else:
-                    tf.add(path, arcname=arcname)
+                    tf.add(path, arcname=arcname, filter=_whole_seconds)
+                counter[1] = tf.offset + 1024  # Go's writer stops there; Python pads to a 10 KiB record
         except (OSError, BrokenPipeError):
             pass
 
@@ -173,13 +193,12 @@ def copy_to(cli: Cli, src: str, container: str, dst: str, o: dict[str, Any]) -> 
             raise CliError(f"Error response from daemon: Could not find the file {dst} in container {container}")
         put_dir, arc = os.path.dirname(dst.rstrip("/")) or "/", os.path.basename(dst.rstrip("/"))
         contents_only = False
-    counter = [0]
+    counter = [0, 0]
     if contents_only and not exists:
         contents_only = False
     cli.api.archive_put(container, put_dir, _tar_chunks(src, arc, contents_only, o["follow_link"], counter),
                         copy_uid_gid=o["archive"])
-    if not o["quiet"]:
-        cli.err.write(f"Successfully copied {human_size(counter[0], 4)} to {container}:{dst}\n")
+    _report(cli, o, counter[1] or counter[0], f"{container}:{dst}")
 
 
 def run_cp(cli: Cli, o: dict[str, Any], args: list[str]) -> int:

@@ -79,7 +79,8 @@ def run_rm(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
             if e.not_found and o["force"]:
                 continue
             errs.append(api_error_text(e))
-    join_errors(errs)
+    if errs:  # docker 28 prints the errors, then cobra's text for a bare status: "exit status 1"
+        raise CliError("\n".join(errs) + "\nexit status 1")
     return 0
 
 

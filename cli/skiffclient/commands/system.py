@@ -74,6 +74,8 @@ def run_version(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         for c in comps:
             if c.get("Name") == "Engine" and "BuildTime" in (c.get("Details") or {}):
                 c["Details"]["BuildTime"] = _ansic(c["Details"]["BuildTime"])
+            if isinstance(c.get("Details"), dict):  # a Go map: --format prints its keys sorted
+                c["Details"] = dict(sorted(c["Details"].items()))
     fmt = o["format"]
     if fmt:
         data = {"Client": client, "Server": server}
