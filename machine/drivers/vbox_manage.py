@@ -46,7 +46,37 @@ class VBoxManageMissing(DriverError):
     """No VBoxManage binary was found."""
 
 
-class VBoxManageError(DriverError):
+class VBoxError(DriverError):
+    """A VirtualBox operation failed (from either backend). `text` holds all error output,
+    `code` the COM result name (E_ACCESSDENIED, VBOX_E_OBJECT_NOT_FOUND, ...)."""
+
+    code: str = ""
+    message: str = ""
+    text: str = ""
+
+    @property
+    def vm_not_found(self) -> bool:
+        return "Could not find a registered machine" in self.text or self.code == "VBOX_E_OBJECT_NOT_FOUND"
+
+    @property
+    def not_ready(self) -> bool:
+        return "The object is not ready" in self.text
+
+    @property
+    def access_denied(self) -> bool:
+        # "The object is not ready" also carries E_ACCESSDENIED; that one is a transient race.
+        return self.code == "E_ACCESSDENIED" and not self.not_ready
+
+    @property
+    def not_running(self) -> bool:
+        return "is not currently running" in self.text or self.code == "VBOX_E_INVALID_VM_STATE"
+
+    @property
+    def invalid_arg(self) -> bool:
+        return self.code in ("NS_ERROR_INVALID_ARG", "E_INVALIDARG")
+
+
+class VBoxManageError(VBoxError):
     """A VBoxManage call failed: non-zero exit, or `error:` on stderr."""
 
     _ERROR_LINE = re.compile(r"error: (.*)")
@@ -63,26 +93,11 @@ class VBoxManageError(DriverError):
         self.hresult = int(code.group(2), 16) if code else 0
         first = next((e for e in self.errors if not e.startswith(("Details:", "Context:"))), "")
         self.message = first or (stderr.strip().splitlines() or [f"exit status {returncode}"])[-1]
+        self.text = stderr
         super().__init__(
             f"VBoxManage {' '.join(self.args_[:2])} failed: {self.message}"
             + (f" ({self.code})" if self.code else "")
         )
-
-    @property
-    def vm_not_found(self) -> bool:
-        return "Could not find a registered machine" in self.stderr
-
-    @property
-    def not_ready(self) -> bool:
-        return "The object is not ready" in self.stderr
-
-    @property
-    def access_denied(self) -> bool:
-        return self.code == "E_ACCESSDENIED"
-
-    @property
-    def not_running(self) -> bool:
-        return "is not currently running" in self.stderr
 
 
 # ---- discovery ---------------------------------------------------------------------------------
@@ -623,7 +638,7 @@ class CliBackend(Backend):
             self.vbm.run("modifyvm", vm, f"--natpf{nic}", "delete", name)
         except VBoxManageError as e:
             # A missing rule is a bare E_INVALIDARG without error info; that is "already gone".
-            if e.code not in ("NS_ERROR_INVALID_ARG", "E_INVALIDARG"):
+            if not e.invalid_arg:
                 raise
 
     def add_shared_folder(self, vm: str, name: str, host_path: str, automount: bool) -> None:
@@ -720,6 +735,7 @@ __all__ = [
     "HostOnlyNet",
     "NatRule",
     "StorageController",
+    "VBoxError",
     "VBoxManage",
     "VBoxManageError",
     "VBoxManageMissing",

@@ -48,7 +48,7 @@ from machine.drivers.vbox_manage import (
     HostOnlyNet,
     NatRule,
     StorageController,
-    VBoxManageError,
+    VBoxError,
     check_version,
     hostonly_ip_allowed,
     netmask_ok,
@@ -613,7 +613,7 @@ class VirtualBoxDriver(Driver):
         # (it would pin the file, and a second machine made from it would collide on its UUID).
         try:
             self.backend.close_medium(image)
-        except VBoxManageError as e:
+        except VBoxError as e:
             log.debug("closemedium %s: %s", image, e)
 
     def _write_seed(self) -> None:
@@ -666,16 +666,16 @@ class VirtualBoxDriver(Driver):
         else:
             try:
                 name = b.create_host_only_if()
-            except VBoxManageError as e:
+            except VBoxError as e:
                 hint = ""
-                if "vboxnetctl" in e.stderr:
+                if "vboxnetctl" in e.text:
                     hint = " The vboxnetadp kernel module is not loaded: run `sudo /sbin/vboxconfig` or reinstall VirtualBox."
                 elif self.platform == "win32":
                     hint = " Windows may have shown a permission prompt (sometimes minimised in the taskbar); accept it and retry."
                 raise DriverError(f"VirtualBox could not create a host-only adapter: {e.message}.{hint}") from None
             try:
                 b.config_host_only_if(name, ip, mask)
-            except VBoxManageError as e:
+            except VBoxError as e:
                 if e.access_denied:
                     raise DriverError(networks_conf_help(ip, self.networks_conf)) from None
                 raise
@@ -747,8 +747,8 @@ class VirtualBoxDriver(Driver):
             self.ip_address = ""
             try:
                 self.backend.start_vm(vm, self.ui_type)
-            except VBoxManageError as e:
-                fix = explain_start_failure(e.stderr + "\n" + self._vbox_log())
+            except VBoxError as e:
+                fix = explain_start_failure(e.text + "\n" + self._vbox_log())
                 raise DriverError(f"VirtualBox could not start {vm}: {e.message}" + (f". {fix}" if fix else "")) from None
             problem = self._vtx_in_log()
             if problem:
@@ -792,7 +792,7 @@ class VirtualBoxDriver(Driver):
     def _poweroff(self) -> None:
         try:
             self.backend.control_vm(self.machine_name, "poweroff")
-        except VBoxManageError as e:
+        except VBoxError as e:
             if not e.not_running:
                 raise
         # The session unlocks a moment after poweroff; later modifyvm calls need the write lock.
@@ -816,7 +816,7 @@ class VirtualBoxDriver(Driver):
             if path.exists():
                 try:
                     self.backend.close_medium(path, kind, delete=kind == "disk")
-                except VBoxManageError as e:
+                except VBoxError as e:
                     log.debug("closemedium %s: %s", path, e)  # not registered: just a file
                 path.unlink(missing_ok=True)
         shutil.rmtree(self.machine_dir / vm, ignore_errors=True)  # VirtualBox's own folder (logs)
