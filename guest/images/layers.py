@@ -37,6 +37,8 @@ _SAFE_XATTR_PREFIXES = ("user.",)
 _SAFE_XATTRS = ("security.capability",)
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import: creating with the final mode saves a chmod per file
 
 
 class LayerError(InvalidParameter):
@@ -100,6 +102,9 @@ class _Unpacker:
         self.dir_times: dict[tuple[str, ...], int] = {}
         self.entries = 0
         self.size = 0
+        # Paths this layer has created: the directory starts empty, so anything else does not exist
+        # yet and needs no stat before it is created (file creation dominates unpack time).
+        self.made: set[tuple[str, ...]] = set()
 
     def close(self) -> None:
         for fd in set(self.fds.values()):
@@ -126,6 +131,7 @@ class _Unpacker:
             if not create:
                 raise LayerError(f"{'/'.join(parts)}: no such directory in layer") from None
             os.mkdir(name, 0o755, dir_fd=parent)
+            self.made.add(parts)
             fd = os.open(name, _O_DIR, dir_fd=parent)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -139,6 +145,9 @@ class _Unpacker:
 
     def _remove_existing(self, parent: int, name: str, parts: tuple[str, ...], keep_dir: bool) -> bool:
         """Later entries replace earlier ones (as in tar); returns True if a directory was kept."""
+        if parts not in self.made:
+            self.made.add(parts)
+            return False
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
@@ -183,16 +192,23 @@ class _Unpacker:
             self.size += m.size
             if self.size > self.limits.max_size:
                 raise LayerError(f"layer is larger than the limit of {self.limits.max_size} bytes")
-            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
+            mode = m.mode & 0o7777
+            simple = (m.uid == 0 and m.gid == 0 and not (mode & (0o7000 | _UMASK))
+                      and not any(k.startswith("SCHILY.xattr.") for k in m.pax_headers))
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         mode if simple else 0o600, dir_fd=parent)
             try:
                 src = tf.extractfile(m)
-                if src is not None:
+                if src is not None and m.size:
                     while True:
                         b = src.read(CHUNK)
                         if not b:
                             break
                         _write_all(fd, b)
-                self._meta_fd(fd, m)
+                if simple:  # created root-owned with its final mode: only the time is left
+                    os.utime(fd, ns=(_ns(m.mtime), _ns(m.mtime)))
+                else:
+                    self._meta_fd(fd, m)
             finally:
                 os.close(fd)
             return
@@ -256,11 +272,10 @@ class _Unpacker:
         name = base[len(WH_PREFIX):]
         if name in ("", ".", ".."):
             raise LayerError(f"invalid whiteout {m.name!r} in layer")
-        try:
-            os.stat(name, dir_fd=parent, follow_symlinks=False)
+        target = parts[:-1] + (name,)
+        if target in self.made:
             return  # a whiteout hides lower layers only, never this layer's own entry
-        except FileNotFoundError:
-            pass
+        self.made.add(target)
         os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
         os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
 

@@ -186,10 +186,12 @@ def test_metadata_whiteouts_and_xattrs(tmp_path: Path) -> None:
 
 def test_replacing_entries(tmp_path: Path) -> None:
     data = tar_of(("x", "dir"), ("x/inner", "file", b"1"), ("x", "file", b"now a file"),
-                  ("y", "file", b"f"), ("y", "dir"), ("y/z", "file", b"z"))
+                  ("y", "file", b"f"), ("y", "dir"), ("y/z", "file", b"z"),
+                  (".wh.w", "file", b""), ("w", "file", b"after its whiteout"))
     do_unpack(data, tmp_path / "l")
     assert (tmp_path / "l/x").read_bytes() == b"now a file"
     assert (tmp_path / "l/y/z").read_bytes() == b"z"
+    assert (tmp_path / "l/w").read_bytes() == b"after its whiteout"
 
 
 # ---------------------------------------------------------------------------------------------
