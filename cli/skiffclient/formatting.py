@@ -495,6 +495,18 @@ def _check_fields(body: str, rows: list[dict[str, Any]]) -> None:
                                     f"can't evaluate field {name}")
 
 
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def go_json(obj: Any) -> str:
+    """encoding/json's compact output: HTML-safe escapes (<, >, &) and raw UTF-8 otherwise. Those characters
+    can only occur inside JSON strings, so replacing them in the encoded text is exact."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    if any(c in text for c in _GO_ESCAPES):
+        text = re.sub("[<>&\u2028\u2029]", lambda m: _GO_ESCAPES[m.group(0)], text)
+    return text
+
+
 def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
@@ -515,7 +527,7 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
         body = _prepare(body, rows, headers)
         _check_fields(body, rows)
         if body == "{{json .}}":  # the common case, without the template engine's detour
-            lines = [json.dumps(_public(r), separators=(",", ":"), ensure_ascii=False) for r in rows]
+            lines = [go_json(_public(r)) for r in rows]
         else:
             lines = [gotemplate.render(body, _public(r) if "{{json .}}" in body else r) for r in rows]
         if is_table:
@@ -531,7 +543,7 @@ def render_object(fmt: str, obj: Any) -> str:
     fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
     try:
         if fmt.strip() == "{{json .}}":
-            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+            return go_json(obj)
         return gotemplate.render(fmt, obj)
     except gotemplate.TemplateError as e:
         raise TemplateError(f"template parsing error: {e}") from None

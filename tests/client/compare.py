@@ -74,12 +74,22 @@ class Pair:
     def both(self, *args: str, **kw) -> tuple[Result, Result]:
         return self.docker(*args, **kw), self.skiff(*args, **kw)
 
-    def assert_same(self, *args: str, times: bool = True, stderr: bool = True, **kw) -> tuple[Result, Result]:
+    def assert_same(self, *args: str, times: bool = True, stderr: bool = True, unordered: bool = False,
+                    **kw) -> tuple[Result, Result]:
         """Run both and require identical (normalised) stdout, stderr and exit status. Time columns can tick
-        over between the two runs, so one retry is allowed before failing."""
+        over between the two runs, so one retry is allowed before failing. `unordered`: docker walks a Go map
+        for some rows (the repositories of one image), so their order is random there; compare sorted lines."""
+
+        def out(r: Result) -> str:
+            text = normalize(r.stdout, times)
+            if unordered:
+                lines = text.splitlines()
+                text = "\n".join(lines[:1] + sorted(lines[1:]))
+            return text
+
         for attempt in range(2):
             d, s = self.both(*args, **kw)
-            same = (d.returncode == s.returncode and normalize(d.stdout, times) == normalize(s.stdout, times)
+            same = (d.returncode == s.returncode and out(d) == out(s)
                     and (not stderr or normalize(d.stderr, times) == normalize(s.stderr, times)))
             if same:
                 return d, s

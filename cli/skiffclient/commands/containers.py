@@ -253,7 +253,9 @@ def inspect_refs(cli: Cli, refs: list[str], fmt: str, getter) -> int:
     elif fmt == "json":
         import json
 
-        cli.out.write(json.dumps([json.loads(r) for r in raws], separators=(",", ":"), ensure_ascii=False) + "\n")
+        from cli.skiffclient.formatting import go_json
+
+        cli.out.write(go_json([json.loads(r) for r in raws]) + "\n")
     else:
         cli.out.write((indent_raw(b"[" + b",".join(raws) + b"]") if raws else "[]") + "\n")
     join_errors(errs)

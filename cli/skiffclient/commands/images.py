@@ -154,29 +154,40 @@ def run_prune(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_history(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.formatting import ellipsis, go_time, since, truncate_id
+    from cli.skiffclient.formatting import ellipsis, since, truncate_id
 
     hist = cli.api.image_history(args[0])
-    trunc = not o["no_trunc"]
+    trunc, human = not o["no_trunc"], o["human"]
     rows = []
     for h in hist:
+        created = h.get("Created") or 0
         created_by = (h.get("CreatedBy") or "").replace("\t", " ")
         rows.append({
             "Comment": h.get("Comment", ""),
-            "CreatedAt": go_time(h.get("Created") or 0) if not o["human"] or True else "",
+            "CreatedAt": _rfc3339_local(created),
             "CreatedBy": ellipsis(created_by, 45) if trunc else created_by,
-            "CreatedSince": since(h.get("Created") or 0) if o["human"] else go_time(h.get("Created") or 0),
+            "CreatedSince": since(created) if human else _rfc3339_local(created),
             "ID": h.get("Id", "") if not trunc or h.get("Id") == "<missing>" else truncate_id(h.get("Id", "")),
-            "Size": human_size(h.get("Size", 0)) if o["human"] else str(h.get("Size", 0)),
+            "Size": human_size(h.get("Size", 0)) if human else str(h.get("Size", 0)),
         })
     fmt = o["format"] or "table"
     if o["quiet"]:
         fmt = "{{.ID}}"
     elif fmt == "table":
         fmt = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
-    cli.out.write(render_rows(fmt, rows, {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+    cli.out.write(render_rows(fmt, rows, {"ID": "IMAGE", "CreatedSince": "CREATED" if human else "CREATED AT",
+                                          "CreatedAt": "CREATED AT",
                                           "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}))
     return 0
+
+
+def _rfc3339_local(ts: float) -> str:
+    """Go's time.Unix(ts, 0).Format(time.RFC3339) in the local zone."""
+    import time
+
+    lt = time.localtime(ts)
+    z = time.strftime("%z", lt)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + ("Z" if z == "+0000" else f"{z[:3]}:{z[3:]}")
 
 
 _FILTER = Flag("filter", "f", kind="list", help="Filter output based on conditions provided")
