@@ -91,14 +91,16 @@ class BuildManager:
         task.add_done_callback(lambda _t: self.running.pop(bid, None))
 
         async def stream() -> AsyncIterator[bytes]:
+            ended = False
             try:
                 while True:
                     item = await out.queue.get()
                     if item is None:
+                        ended = True
                         return
                     yield item
             finally:
-                if not task.done():  # the client went away: stop the build
+                if not ended and not task.done():  # the client went away: stop the build
                     task.cancel()
                     try:
                         await task
@@ -135,7 +137,11 @@ class BuildManager:
             out.error(f"{type(e).__name__}: {e}")
         finally:
             out.close()
-            await asyncio.to_thread(self._remove_tmp, tmp)
+            try:
+                await asyncio.shield(asyncio.to_thread(self._remove_tmp, tmp))
+            except asyncio.CancelledError:
+                self._remove_tmp(tmp)  # cancelled again while cleaning: finish here, blocking
+                raise
 
     async def _tag(self, image_id: str, ref: str) -> str:
         from guest.images.reference import parse_normalized

@@ -325,7 +325,7 @@ def test_cancelled_build_cleans_up(skiffd: Skiffd, images: Images, ctxdir: Path)
             break
         time.sleep(0.2)
     assert set(skiffd.docker("ps", "-aq", "--no-trunc").stdout.split()) == before
-    assert _build_dirs(skiffd) == []
+    assert _build_dirs(skiffd) == []  # (also checks that every earlier build in this module cleaned up)
     assert skiffd.docker("image", "inspect", "bt:cancel", check=False).returncode != 0
 
 
