@@ -63,7 +63,7 @@ def router(engine: Engine) -> Router:
         body = await req.json(default={}) or {}
         net = svc().resolve(req.params["id"])
         ctr = await find_container(engine, body.get("Container") or "")
-        await _maybe_await(engine.containers.connect_network(ctr, net["Name"], body.get("EndpointConfig") or {}))
+        await svc().connect_container(net["Name"], ctr, body.get("EndpointConfig") or {})
         return Response(200, b"", None)
 
     @r.route("POST", "/networks/{id}/disconnect")
@@ -71,7 +71,7 @@ def router(engine: Engine) -> Router:
         body = await req.json(default={}) or {}
         net = svc().resolve(req.params["id"])
         ctr = await find_container(engine, body.get("Container") or "")
-        await _maybe_await(engine.containers.disconnect_network(ctr, net["Name"], bool(body.get("Force"))))
+        await svc().disconnect_container(net["Name"], ctr, bool(body.get("Force")))
         return Response(200, b"", None)
 
     @r.route("POST", "/networks/prune")

@@ -645,7 +645,9 @@ class NetworkService:
                 settings[rec["Name"]] = self._endpoint_settings(rec, es, all_ips[rec["Name"]], status, f"eth{i}", ctr,
                                                                 nets[rec["Name"]])
             ep["networks"] = settings
-            dns_ips = [s for v in status.values() for s in (v.get("dns_server_ips") or [])]
+            # Only networks with their own DNS server count (netavark echoes `dns_servers` for the others).
+            dns_ips = [s for name, v in status.items() if infos.get(name, {}).get("dns_enabled")
+                       for s in (v.get("dns_server_ips") or [])]
             resolv = (dns.resolv_for_embedded(list(dict.fromkeys(dns_ips)), dns_search, dns_options) if dns_ips
                       else dns.resolv_for_bridge(dns_servers, dns_search, dns_options))
             primary_ip = settings[wanted[0][0]["Name"]].get("IPAddress") or None
@@ -682,6 +684,56 @@ class NetworkService:
         if not ep:
             return {}
         return docker_ports(ep.get("exposed") or [], [Mapping.from_netavark(m) for m in ep["options"].get("port_mappings") or []])
+
+    # ------------------------------------------------------------------------------------------
+    # docker network connect / disconnect (the container record is the containers service's: we update
+    # rec["NetworkSettings"]["Networks"] and hand it back with engine.containers.save)
+    # ------------------------------------------------------------------------------------------
+    async def connect_container(self, network: str, ctr: Any, endpoint_config: dict[str, Any] | None) -> None:
+        rec = self.resolve(network)
+        hc = cget(ctr, "HostConfig", {}) or {}
+        mode = normalize_mode(hc.get("NetworkMode"))
+        if mode == "host" or rec["Driver"] == "host":
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
+        if mode == "none" or mode.startswith("container:") or rec["Driver"] == "null":
+            raise Forbidden("container sharing network namespace with another container or host cannot be connected to any other network")
+        ns = cget(ctr, "NetworkSettings", {})
+        nets = ns.setdefault("Networks", {}) if isinstance(ns, dict) else {}
+        if rec["Name"] in nets:
+            raise Forbidden(f"endpoint with name {ctr_name(ctr)} already exists in network {rec['Name']}")
+        es = dict(endpoint_config or {})
+        self.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es})
+        settings = await self.connect(rec["Name"], ctr, es) if self.endpoints.get(str(cget(ctr, "Id"))) else None
+        if settings is None:  # not running: remembered, applied at the next start
+            settings = {"IPAMConfig": es.get("IPAMConfig") or None, "Links": es.get("Links"), "Aliases": es.get("Aliases"),
+                        "MacAddress": "", "DriverOpts": es.get("DriverOpts"), "GwPriority": es.get("GwPriority", 0),
+                        "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+        nets[rec["Name"]] = settings
+        await self._save_container(ctr)
+
+    async def disconnect_container(self, network: str, ctr: Any, force: bool = False) -> None:
+        rec = self.resolve(network)
+        hc = cget(ctr, "HostConfig", {}) or {}
+        if normalize_mode(hc.get("NetworkMode")) == "host" or rec["Driver"] == "host":
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
+        ns = cget(ctr, "NetworkSettings", {})
+        nets = ns.get("Networks", {}) if isinstance(ns, dict) else {}
+        key = next((k for k, v in nets.items() if k == rec["Name"] or (v or {}).get("NetworkID") == rec["Id"]), None)
+        if key is None and not force:
+            raise InvalidParameter(f"container {cget(ctr, 'Id')} is not connected to network {rec['Name']}")
+        await self.disconnect(rec["Name"], ctr, force)
+        if key is not None:
+            nets.pop(key, None)
+        await self._save_container(ctr)
+
+    async def _save_container(self, ctr: Any) -> None:
+        ctrs = self.engine.containers
+        saver = getattr(ctrs, "save", None) if ctrs is not None else None
+        if saver is not None:
+            r = saver(ctr)
+            if asyncio.iscoroutine(r):
+                await r
 
     # ------------------------------------------------------------------------------------------
     # connect / disconnect on a running container
