@@ -33,10 +33,12 @@ Build: `create(body, name)`, `start(ref)`, `wait(ref, "next-exit")`, `logs(...)`
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import shutil
 import signal as _signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -286,9 +288,14 @@ class ContainerService:
         hc = c.host_config
         self.active += 1
         launched = None
+        c.skiff["TornDown"] = False
+        t0 = time.monotonic()
+        marks: list[tuple[str, float]] = []
         try:
             await self._mount(c)
+            marks.append(("mount", time.monotonic()))
             netns_path, net = await self._setup_network(c)
+            marks.append(("network", time.monotonic()))
             self._write_etc(c, net)
             extra = spec.bind_mounts(hc)
             if self.engine.volumes is not None and hasattr(self.engine.volumes, "mounts_for"):
@@ -311,6 +318,7 @@ class ContainerService:
             cfg = c.config
             stdin = bool(cfg.get("OpenStdin"))
             log_max = _log_size_max(hc)
+            marks.append(("spec", time.monotonic()))
             launched = await monitor.launch(
                 self.runtime, c.id, c.name, c.bundle, str(c.log_path) if hc["LogConfig"]["Type"] != "none" else None,
                 tty=bool(cfg.get("Tty")), stdin=stdin, leave_stdin_open=stdin and not cfg.get("StdinOnce"),
@@ -327,7 +335,9 @@ class ContainerService:
             size = hc.get("ConsoleSize") or [0, 0]
             if cfg.get("Tty") and size and size[0] and size[1]:
                 monitor.write_ctl(c.bundle, 1, int(size[0]), int(size[1]))
+            marks.append(("create", time.monotonic()))
             await self.runtime.start(c.id)
+            marks.append(("start", time.monotonic()))
         except BaseException as e:
             if c.watch is not None:
                 c.watch.close()
@@ -362,6 +372,12 @@ class ContainerService:
         self.store.save(c)
         c.exit_task = self._spawn(self._watch_exit(c))
         self._event(c, "start")
+        if log.isEnabledFor(logging.DEBUG):
+            prev, parts = t0, []
+            for name, t in marks:
+                parts.append(f"{name} {1000 * (t - prev):.1f}")
+                prev = t
+            log.debug("started %s in %.1f ms (%s)", c.id[:12], 1000 * (time.monotonic() - t0), ", ".join(parts))
         self._start_health(c)
 
     def _cgroup_path(self, c: Container) -> str:
@@ -503,6 +519,7 @@ class ContainerService:
         if code is None:
             code = 255  # conmon died without recording it (SIGKILL, reboot)
         oom = monitor.oom_killed(c.bundle)
+        t0 = time.monotonic()
         self._stop_health(c)
         await self.execs.container_stopped(c)
         await self._teardown(c)
@@ -516,6 +533,7 @@ class ContainerService:
         if oom:
             self._event(c, "oom")
         self._event(c, "die", exitCode=str(code))
+        log.debug("exit of %s handled in %.1f ms", c.id[:12], 1000 * (time.monotonic() - t0))
         self._resolve_exit(c, code, None)
         delay = self._restart_delay(c, code, manual)
         if delay is not None:
@@ -553,25 +571,18 @@ class ContainerService:
 
     async def _auto_remove(self, c: Container) -> None:
         try:
-            await self.remove(c.id, force=True, volumes=True)
+            await self.remove(c.id, force=True, volumes=True, background=True)
         except NotFound:
             pass
         except Exception:
             log.exception("auto-removing %s failed", c.id[:12])
 
     async def _teardown(self, c: Container) -> None:
-        """Runtime state, cgroups, network, rootfs: everything a stopped container must not hold."""
-        await self._runtime_delete(c)
-        path = c.skiff.get("Netns")
-        mode = c.host_config.get("NetworkMode") or ""
-        if path and not mode.startswith("container:"):
-            if self.engine.networks is not None and hasattr(self.engine.networks, "teardown"):
-                try:
-                    await self.engine.networks.teardown(c, path)
-                except Exception:
-                    log.exception("network teardown of %s failed", c.id[:12])
-            await netns.remove(path)
-            c.skiff.pop("Netns", None)
+        """Runtime state, cgroups, network, rootfs: everything a stopped container must not hold.
+        The runtime and network parts are independent and run concurrently; all of it is idempotent."""
+        if c.skiff.get("TornDown") and not rootfs.is_mountpoint(c.rootfs):
+            return
+        await asyncio.gather(self._runtime_delete(c), self._network_teardown(c))
         _clear_endpoints(c.rec.get("NetworkSettings") or {})
         if self.engine.volumes is not None and hasattr(self.engine.volumes, "release"):
             try:
@@ -584,16 +595,40 @@ class ContainerService:
                 (c.bundle / n).unlink()
             except OSError:
                 pass
+        c.skiff["TornDown"] = True
+
+    async def _network_teardown(self, c: Container) -> None:
+        path = c.skiff.get("Netns")
+        mode = c.host_config.get("NetworkMode") or ""
+        if path and not mode.startswith("container:"):
+            if self.engine.networks is not None and hasattr(self.engine.networks, "teardown"):
+                try:
+                    await self.engine.networks.teardown(c, path)
+                except Exception:
+                    log.exception("network teardown of %s failed", c.id[:12])
+            await netns.remove(path)
+            c.skiff.pop("Netns", None)
 
     async def _runtime_delete(self, c: Container) -> None:
         """`runtime delete` for the runtime's state, then the cgroup dirs it may leave."""
         state_dir = self.runtime.root / c.id
         if state_dir.exists():
-            try:
-                await self.runtime.delete(c.id, force=True)
-            except Exception as e:
-                log.warning("runtime delete %s: %s", c.id[:12], e)
-        _remove_cgroup(self._cgroup_path(c), self.cgroup_v2)
+            pid = int(c.state.get("Pid") or 0)
+            alive = pid and monitor.process_alive(pid) and monitor.proc_start_time(pid) == c.skiff.get("PidStart")
+            if alive or (c.host_config.get("PidMode") or "") == "host":
+                try:
+                    await self.runtime.delete(c.id, force=True)
+                except Exception as e:
+                    log.warning("runtime delete %s: %s", c.id[:12], e)
+            else:
+                self.runtime.forget(c.id)  # nothing runs any more: no `runtime delete` process needed
+        # The kernel may still be reaping the rest of the pid namespace: retry while the cgroup is busy.
+        for _ in range(200):
+            if not _remove_cgroup(self._cgroup_path(c), self.cgroup_v2):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            log.warning("cgroup of %s is still busy", c.id[:12])
 
     def _cleanup_cgroup_parents(self) -> None:
         if self.active > 0:
@@ -812,7 +847,7 @@ class ContainerService:
     # Remove, prune
     # ------------------------------------------------------------------------------------------
 
-    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False, background: bool = False) -> None:
         c = self.get(ref)
         if c.running or (c.restart_task is not None and not c.restart_task.done()):
             if not force:
@@ -845,9 +880,9 @@ class ContainerService:
             c.skiff["Removing"] = True
             c.skiff["RemoveVolumes"] = volumes
             self.store.save(c)
-            await self._finish_remove(c, volumes)
+            await self._finish_remove(c, volumes, background)
 
-    async def _finish_remove(self, c: Container, volumes: bool) -> None:
+    async def _finish_remove(self, c: Container, volumes: bool, background: bool = False) -> None:
         await self.execs.container_removed(c)
         c.mount_refs = 0
         await self._teardown(c)
@@ -862,8 +897,20 @@ class ContainerService:
                 fut.set_result(None)
         c.attachers.clear()
         self.store.drop(c)
-        await asyncio.to_thread(shutil.rmtree, c.dir, True)
-        await asyncio.to_thread(shutil.rmtree, c.bundle, True)
+        # Without its record the container is gone (a daemon start sweeps dirs without one), so the
+        # `--rm` path can answer before the files are deleted.
+        try:
+            (c.dir / "container.json").unlink()
+        except OSError:
+            pass
+        async def cleanup() -> None:
+            await asyncio.gather(asyncio.to_thread(shutil.rmtree, c.dir, True),
+                                 asyncio.to_thread(shutil.rmtree, c.bundle, True))
+
+        if background:
+            self._spawn(cleanup())
+        else:
+            await cleanup()
         self._event(c, "destroy")
         res = {"StatusCode": int(c.state.get("ExitCode") or 0), "Error": None}
         self._resolve_exit(c, res["StatusCode"], None)
@@ -1011,8 +1058,8 @@ class ContainerService:
         return t
 
 
-def _remove_cgroup(path: str, v2: bool) -> None:
-    """rmdir the cgroup in every hierarchy (runc/crun leave the parents, and a deleted leaf is gone already)."""
+def _remove_cgroup(path: str, v2: bool) -> bool:
+    """rmdir the cgroup in every hierarchy (runc/crun leave the parents); True if one is still busy."""
     rel = path.strip("/")
     if v2:
         bases = [Path("/sys/fs/cgroup")]
@@ -1021,12 +1068,16 @@ def _remove_cgroup(path: str, v2: bool) -> None:
             bases = [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir() and not p.is_symlink()]
         except OSError:
             bases = []
+    busy = False
     for b in bases:
         d = b / rel
         try:
             os.rmdir(d)
-        except OSError:
+        except FileNotFoundError:
             pass
+        except OSError as e:
+            busy = busy or e.errno == errno.EBUSY
+    return busy
 
 
 def _empty_network_settings(endpoints: dict[str, Any]) -> dict[str, Any]:
