@@ -25,21 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guest.build import copying
+from guest.build import copying, values
+from guest.build.buildargs import BuildArgs
 from guest.build.cache import BuildCache
 from guest.build.context import BuildContext
 from guest.build.dockerfile import DockerfileError, Instruction, Plan, Stage, load, parse, to_instruction
-from guest.build.expand import ExpansionError, Lexer, env_map
+from guest.build.dockerignore import go_clean
+from guest.build.expand import ExpansionError, Lexer
 from guest.build.output import Output
-from guest.errors import EngineError, InvalidParameter, NotFound
+from guest.build.scratch import Scratch, upper_to_tar
+from guest.containers.rootfs import secure_join
+from guest.errors import EngineError, NotFound
 
 log = logging.getLogger("skiffd.build")
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Usable without an ARG line and left out of the cache key and history (moby buildargs.go).
-BUILTIN_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-                "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 _BUILDKIT_ONLY = {"copy": ("parents", "exclude"), "add": ("keep-git-dir", "checksum", "exclude", "unpack", "parents"),
                   "run": ("mount", "security")}
 
@@ -72,16 +73,6 @@ class BuildOptions:
     extra_hosts: list[str] = field(default_factory=list)
     shm_size: int = 0
     host_config: dict[str, Any] = field(default_factory=dict)  # cpu/memory limits for RUN containers
-
-
-def go_quote_list(items: list[str] | None) -> str:
-    """Go's `%q` of a []string, as Docker prints CMD/ENTRYPOINT in history: `["a" "b c"]`."""
-    return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in (items or [])) + "]"
-
-
-def go_list(items: list[str] | None) -> str:
-    """Go's `%v` of a []string: `[/data hello]`."""
-    return "[" + " ".join(items or []) + "]"
 
 
 def _now_rfc3339() -> str:
@@ -129,45 +120,13 @@ class Builder:
         self.lexer = Lexer(self.plan.escape)
         self.step = 0
         self.total = 0
-        self.meta_args: dict[str, str | None] = {}
-        self.referenced: set[str] = set()
+        self.args = BuildArgs(opts.buildargs)
         self.stage_images: dict[int, Any] = {}
         self.containers_left: list[str] = []
         self._scratch_n = 0
 
-    # ------------------------------------------------------------------------------------------
-    # Build arguments (moby buildargs.go)
-    # ------------------------------------------------------------------------------------------
-
-    def _arg(self, key: str, mapping: dict[str, str | None]) -> tuple[str, bool]:
-        opt = self.opts.buildargs.get(key)
-        if key in self.opts.buildargs and opt is not None:
-            return opt, True
-        default = mapping.get(key)
-        if default is None:
-            meta = self.meta_args.get(key)
-            if meta is not None:
-                return meta, True
-            return "", False
-        return default, key in mapping
-
-    def _allowed(self, mapping: dict[str, str | None]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for key in list(mapping) + [k for k in BUILTIN_ARGS if k not in mapping]:
-            v, ok = self._arg(key, mapping)
-            if ok:
-                out[key] = v
-        return out
-
-    def _filter_allowed(self, st: StageState) -> dict[str, str]:
-        """Build args a RUN sees: those declared in this stage (and proxies given), unless ENV set them."""
-        env = env_map(st.cfg.get("Env"))
-        return {k: v for k, v in self._allowed(st.args).items() if k not in env}
-
     def _env_for_expansion(self, st: StageState) -> dict[str, str]:
-        env = env_map(st.cfg.get("Env"))
-        env.update(self._filter_allowed(st))
-        return env
+        return self.args.for_expansion(st.args, st.cfg.get("Env"))
 
     def _expand(self, word: str, env: dict[str, str]) -> str:
         try:
@@ -203,13 +162,13 @@ class Builder:
         global_args: dict[str, str | None] = {}
         for ins in plan.meta_args:
             self._print_step(ins.text)
-            env = self._allowed(global_args)
+            env = self.args.allowed(global_args)
             for key, value in ins.kv:
                 key = self._expand(key, env)
                 val = self._expand(value, env) if value is not None else None
                 global_args[key] = val
-                self.meta_args[key] = val
-                self.referenced.add(key)
+                self.args.meta[key] = val
+                self.args.referenced.add(key)
 
         final: StageState | None = None
         for stage in stages:
@@ -221,14 +180,14 @@ class Builder:
             if st.image is not None:
                 self.out.aux({"ID": st.image.id})
             self.stage_images[stage.index] = st.image
-            self.referenced.update(st.args)
+            self.args.referenced.update(st.args)
             final = st
         assert final is not None
         if final.image is None:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
-        left = sorted(k for k in self.opts.buildargs if k not in self.referenced and k not in BUILTIN_ARGS)
+        left = self.args.unused()
         if left:
-            self.out.stream(f"[Warning] One or more build-args {go_list(left)} were not consumed\n")
+            self.out.stream(f"[Warning] One or more build-args {values.go_list(left)} were not consumed\n")
         return final.image
 
     def _label_instruction(self, labels: dict[str, str]) -> Instruction:
@@ -246,7 +205,7 @@ class Builder:
 
     async def _from(self, stage: Stage) -> StageState:
         self._print_step(stage.node.original)
-        env = self._allowed(self.meta_args)
+        env = self.args.allowed(self.args.meta)
         base = self._expand(stage.base, env)
         if not base:
             raise BuildError(f"base name ({stage.base}) should not be blank")
@@ -422,7 +381,7 @@ class Builder:
             key = self._expand(key, env)
             val = self._expand(value, env) if value is not None else None
             st.args[key] = val
-            self.referenced.add(key)
+            self.args.referenced.add(key)
             parts.append(key if val is None else f"{key}={val}")
         await self._commit_config(st, "ARG " + " ".join(parts))
 
@@ -441,7 +400,7 @@ class Builder:
                 raise BuildError(str(e)) from None
         exposed = dict(st.cfg.get("ExposedPorts") or {})
         for p in ports:
-            for key in _port_specs(p):
+            for key in values.port_specs(p):
                 exposed[key] = {}
         st.cfg["ExposedPorts"] = exposed
         await self._commit_config(st, "EXPOSE " + " ".join(sorted(ports)))
@@ -457,11 +416,11 @@ class Builder:
             vols[v] = {}
             names.append(v)
         st.cfg["Volumes"] = vols
-        await self._commit_config(st, "VOLUME " + go_list(names))
+        await self._commit_config(st, "VOLUME " + values.go_list(names))
 
     async def _do_stopsignal(self, st: StageState, ins: Instruction) -> None:
         sig = self._expand(ins.args[0], self._env_for_expansion(st))
-        if not _valid_signal(sig):
+        if not values.valid_signal(sig):
             raise BuildError(f"Invalid signal: {sig}")
         st.cfg["StopSignal"] = sig
         await self._commit_config(st, "STOPSIGNAL " + sig)
@@ -475,26 +434,26 @@ class Builder:
         cmd = self._cmdline(st, ins)
         st.cfg["Cmd"] = cmd
         st.cmd_set = True
-        await self._commit_config(st, "CMD " + go_quote_list(cmd))
+        await self._commit_config(st, "CMD " + values.go_quote_list(cmd))
 
     async def _do_entrypoint(self, st: StageState, ins: Instruction) -> None:
         ep = self._cmdline(st, ins)
         st.cfg["Entrypoint"] = ep
         if not st.cmd_set:
             st.cfg["Cmd"] = None
-        await self._commit_config(st, "ENTRYPOINT " + go_quote_list(ep))
+        await self._commit_config(st, "ENTRYPOINT " + values.go_quote_list(ep))
 
     async def _do_shell(self, st: StageState, ins: Instruction) -> None:
         st.cfg["Shell"] = list(ins.args)
-        await self._commit_config(st, "SHELL " + go_list(ins.args))
+        await self._commit_config(st, "SHELL " + values.go_list(ins.args))
 
     async def _do_healthcheck(self, st: StageState, ins: Instruction) -> None:
         hc = dict(ins.health or {})
         old = st.cfg.get("Healthcheck") or {}
         if old.get("Test") and hc.get("Test") != ["NONE"]:
-            self.out.stream(f"Note: overriding previous HEALTHCHECK: {go_quote_list(old['Test'])}\n")
+            self.out.stream(f"Note: overriding previous HEALTHCHECK: {values.go_quote_list(old['Test'])}\n")
         st.cfg["Healthcheck"] = hc
-        await self._commit_config(st, "HEALTHCHECK " + _health_text(hc))
+        await self._commit_config(st, "HEALTHCHECK " + values.health_text(hc))
 
     async def _do_onbuild(self, st: StageState, ins: Instruction) -> None:
         trigger = ins.trigger
@@ -507,8 +466,6 @@ class Builder:
         path = self._expand(ins.args[0], self._env_for_expansion(st))
         if not path.startswith("/"):
             path = os.path.join("/", st.cfg.get("WorkingDir") or "/", path)
-        from guest.build.dockerignore import go_clean
-
         path = go_clean(path)
         st.cfg["WorkingDir"] = path
         created_by = " ".join(st.shell + ["#(nop) WORKDIR " + path])
@@ -516,8 +473,6 @@ class Builder:
             return
 
         def make(rootfs: Path) -> None:
-            from guest.containers.rootfs import secure_join
-
             target = secure_join(rootfs, path)
             if not os.path.isdir(target):
                 copying._mkdir_all(rootfs, target, None)
@@ -542,7 +497,7 @@ class Builder:
         if from_ref and what == "ADD":
             raise BuildError("ADD does not support --from")
         dest = copying.normalize_dest(st.cfg.get("WorkingDir") or "/", dest)
-        mounts: list[_Scratch] = []
+        mounts: list[Scratch] = []
         try:
             urls = [s for s in srcs if what == "ADD" and re.match(r"^https?://", s)]
             if from_ref:
@@ -586,7 +541,7 @@ class Builder:
             for m in mounts:
                 await asyncio.to_thread(m.close)
 
-    async def _source_root(self, ref: str, mounts: list["_Scratch"]) -> Path:
+    async def _source_root(self, ref: str, mounts: list["Scratch"]) -> Path:
         """The filesystem COPY --from reads: an earlier stage (by name or number) or an image."""
         idx = self.plan.stage_index(ref)
         img = None
@@ -638,9 +593,9 @@ class Builder:
             out.append(copying.Source(p, name, name))
         return out
 
-    def _scratch(self, img: Any) -> "_Scratch":
+    def _scratch(self, img: Any) -> "Scratch":
         self._scratch_n += 1
-        return _Scratch(self.tmp / f"s{self._scratch_n}", img.layer_dirs() if img is not None else [])
+        return Scratch(self.tmp / f"s{self._scratch_n}", img.layer_dirs() if img is not None else [])
 
     async def _in_scratch(self, st: StageState, fn: Callable[[Path], None]) -> Path | None:
         """Run `fn(rootfs)` on a writable overlay of the current image; the changes, as a layer tar."""
@@ -658,22 +613,16 @@ class Builder:
         try:
             return await asyncio.to_thread(run)
         finally:
-            self._pending_cleanup(m)
-
-    def _pending_cleanup(self, m: "_Scratch") -> None:
-        # The diff tar lives under the scratch dir until create_from_diff consumed it; the whole
-        # build tmp dir is removed at the end anyway. Free the upper dir now.
-        shutil.rmtree(m.dir / "upper", ignore_errors=True)
-        shutil.rmtree(m.dir / "work", ignore_errors=True)
+            m.release_upper()
 
     # -- RUN -----------------------------------------------------------------------------------
 
     async def _do_run(self, st: StageState, ins: Instruction) -> None:
         cmd = self._cmdline(st, ins)
-        args = self._filter_allowed(st)
+        args = self.args.for_run(st.args, st.cfg.get("Env"))
         save = list(cmd)
         if args:
-            shown = sorted(f"{k}={v}" for k, v in args.items() if k in self.referenced or k not in BUILTIN_ARGS)
+            shown = self.args.shown_in_history(args)
             save = [f"|{len(shown)}", *shown, *cmd]
         created_by = " ".join(save)
         if await self._probe(st, created_by):
@@ -770,107 +719,3 @@ class Builder:
 def _cancelled() -> bool:
     t = asyncio.current_task()
     return t is not None and t.cancelling() > 0
-
-
-class _Scratch:
-    """A writable overlay of an image's layers in the build's temp dir; its upper dir is the diff."""
-
-    def __init__(self, d: Path, layers: list[Path]) -> None:
-        self.dir = d
-        self.layers = list(layers)
-        self.merged = d / "merged"
-        self.mounted = False
-
-    def open(self) -> None:
-        from guest.containers import rootfs
-
-        for sub in ("upper", "work", "merged"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        rootfs.mount_overlay(self.layers, self.dir / "upper", self.dir / "work", self.merged, self.dir / "empty")
-        self.mounted = True
-
-    def unmount(self) -> None:
-        if self.mounted:
-            from guest.containers import rootfs
-
-            rootfs.umount(str(self.merged))
-            self.mounted = False
-
-    def diff_tar(self) -> Path | None:
-        return upper_to_tar(self.dir / "upper", self.dir / "diff.tar")
-
-    def close(self) -> None:
-        self.unmount()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def upper_to_tar(upper: Path, dest: Path) -> Path | None:
-    """An overlay upper dir as a layer tar (Docker's whiteouts), or None when nothing changed."""
-    from guest.images.layers import write_tar
-
-    if not any(os.scandir(upper)):
-        return None
-    with open(dest, "wb") as f:
-        write_tar(upper, f)
-    return dest
-
-
-# ---------------------------------------------------------------------------------------------
-# Small helpers
-# ---------------------------------------------------------------------------------------------
-
-_SIGNALS = {"ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE",
-            "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU",
-            "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ"}
-
-
-def _valid_signal(sig: str) -> bool:
-    s = sig.upper()
-    if s.isdigit():
-        return 0 < int(s) <= 64
-    s = s[3:] if s.startswith("SIG") else s
-    if s in _SIGNALS:
-        return True
-    m = re.match(r"^RTMIN(\+\d+)?$|^RTMAX(-\d+)?$", s)
-    return m is not None
-
-
-def _port_specs(spec: str) -> list[str]:
-    """EXPOSE's `80`, `80/udp`, `7000-7002/tcp` as ExposedPorts keys (nat.ParsePortSpecs)."""
-    port, _, proto = spec.partition("/")
-    proto = (proto or "tcp").lower()
-    if proto not in ("tcp", "udp", "sctp"):
-        raise BuildError(f"invalid proto: {proto}")
-    if ":" in port:
-        port = port.rsplit(":", 1)[1]
-    lo, _, hi = port.partition("-")
-    try:
-        a = int(lo)
-        b = int(hi) if hi else a
-    except ValueError:
-        raise BuildError(f"Invalid containerPort: {port}") from None
-    if not (0 < a <= 65535 and 0 < b <= 65535 and a <= b):
-        raise BuildError(f"Invalid containerPort: {port}")
-    return [f"{p}/{proto}" for p in range(a, b + 1)]
-
-
-def _dur(ns: Any) -> str:
-    """Go's time.Duration String() for the few values a HEALTHCHECK has."""
-    n = int(ns or 0)
-    if n == 0:
-        return "0s"
-    if n % 1_000_000_000 == 0:
-        s = n // 1_000_000_000
-        h, rem = divmod(s, 3600)
-        m, sec = divmod(rem, 60)
-        out = (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{sec}s"
-        return out
-    if n < 1_000_000_000:
-        return f"{n / 1_000_000:g}ms"
-    return f"{n / 1_000_000_000:g}s"
-
-
-def _health_text(hc: dict[str, Any]) -> str:
-    # Docker prints the HealthConfig struct with %v; keep that shape.
-    return (f"&{{{go_quote_list(hc.get('Test'))} \"{_dur(hc.get('Interval'))}\" \"{_dur(hc.get('Timeout'))}\" "
-            f"\"{_dur(hc.get('StartPeriod'))}\" \"{_dur(hc.get('StartInterval'))}\" '\\x{int(hc.get('Retries') or 0):02x}'}}")

@@ -24,7 +24,6 @@ import queue
 import shutil
 import stat
 import tarfile
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
