@@ -83,8 +83,10 @@ def router(engine: Engine) -> Router:
         tag = req.q("tag")
         platform = req.q("platform") or None
         if from_image:
-            ref = split_repo_tag(from_image, tag).tag_or_latest()
+            ref = split_repo_tag(from_image, tag)
             auth = AuthConfig.from_header(req.headers.get("x-registry-auth"))
+            if ref.tag is None and ref.digest is None:  # no tag at all: `docker pull --all-tags`
+                return await progress_stream(lambda out: svc.pull_all_tags(ref, auth, platform, out))
             return await progress_stream(lambda out: svc.pull(ref, auth, platform, out))
         if from_src:
             from guest.images.importer import import_request

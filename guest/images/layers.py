@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from guest.errors import InvalidParameter
-from guest.images.streams import CHUNK, Readable
+from guest.images.streams import CHUNK, ForwardReader, Readable
 
 WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
@@ -333,7 +333,7 @@ def unpack(src: Readable, dest: Path, limits: Limits | None = None) -> UnpackRes
     u = _Unpacker(dest, limits)
     try:
         try:
-            tf = tarfile.open(fileobj=src, mode="r|", errorlevel=2)  # type: ignore[call-overload]
+            tf = tarfile.open(fileobj=ForwardReader(src), mode="r:", errorlevel=2)  # type: ignore[call-overload]
         except tarfile.ReadError as e:
             if "empty file" in str(e):
                 return UnpackResult(0, 0)

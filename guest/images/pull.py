@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,12 +155,14 @@ class Puller:
         """Returns the image and the digest the reference resolved to (printed as `Digest:`)."""
         svc = self.svc
         client = RegistryClient(ref.domain, ref.path, auth, svc.engine.cfg.insecure_registries, endpoint=ref.endpoint_host)
+        t0 = time.monotonic()
         try:
             m, top_digest, _ = await self.resolve_manifest(client, ref, want or platforms.host(), out)
             cfg_digest = m["config"]["digest"]
             rec = svc.store.images.get(cfg_digest)
             if rec is None:
                 rec = await self._pull_image(client, ref, m, want, out)
+            log.debug("pulled %s in %.2fs", ref, time.monotonic() - t0)
             return rec, top_digest
         finally:
             client.close()
@@ -251,8 +254,11 @@ class Puller:
                     def emit(msg: dict[str, Any]) -> None:
                         loop.call_soon_threadsafe(t.emit, msg)
 
+                    t0 = time.monotonic()
                     rec, tmp, writer = await asyncio.to_thread(self._download_unpack, client, desc, diff_id, cid, parent,
                                                                short, emit)
+                    log.debug("layer %s: %d bytes fetched and unpacked in %.2fs", short, desc.get("size", -1),
+                              time.monotonic() - t0)
                     # Renames happen here, on the loop, so garbage collection never sees a blob without its layer.
                     writer.commit(desc["digest"])
                     rec = self.svc.store.commit_layer(rec, tmp)

@@ -391,7 +391,9 @@ class RegistryClient:
                     self.scheme = "http"
                     url = self.base_url() + urlsplit(url).path + (f"?{urlsplit(url).query}" if urlsplit(url).query else "")
                     continue
-                raise SystemError_(f"TLS error talking to {self.host}: {e}") from None
+                why = ("http: server gave HTTP response to HTTPS client" if "WRONG_VERSION_NUMBER" in str(e)
+                       else f"tls: {getattr(e, 'reason', None) or e}")
+                raise SystemError_(f'{method.capitalize()} "{url}": {why}') from None
             except (OSError, http.client.HTTPException) as e:
                 if self.scheme == "https-insecure" and "http" in self._schemes[1:]:
                     self.scheme = "http"
@@ -470,6 +472,22 @@ class RegistryClient:
             except (ValueError, AttributeError):
                 pass
         return body, mt, digest
+
+    def list_tags(self) -> list[str]:
+        """All tags of the repository (following `Link` pagination)."""
+        tags: list[str] = []
+        path = f"/v2/{self.repo}/tags/list?n=1000"
+        for _ in range(100):
+            r = self.request("GET", path)
+            if r.status != 200:
+                raise self._fail(r, "tags")
+            tags += list(json.loads(r.read_all()).get("tags") or [])
+            link = r.header("Link")
+            m = re.match(r"<([^>]+)>", link or "")
+            if not m:
+                break
+            path = m.group(1)
+        return tags
 
     def head_manifest(self, ref: str) -> str | None:
         r = self.request("HEAD", f"/v2/{self.repo}/manifests/{ref}", {"Accept": ACCEPT})

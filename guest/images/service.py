@@ -176,6 +176,39 @@ class ImageService:
         self._event("pull", r.familiar(), r.familiar())
         return self.image(rec)
 
+    async def pull_all_tags(self, ref: Reference, auth: dict | AuthConfig | None = None, platform: str | None = None,
+                            progress: Progress | None = None) -> None:
+        """`docker pull --all-tags`: every tag of the repository, one after the other (as moby does)."""
+        from guest.images.pull import registry_error
+        from guest.images.registry import RegistryError
+
+        out = progress or pmsg.null_progress
+        a = auth if isinstance(auth, AuthConfig) or auth is None else AuthConfig.from_dict(auth)
+        client = RegistryClient(ref.domain, ref.path, a, self.engine.cfg.insecure_registries, endpoint=ref.endpoint_host)
+        try:
+            tags = await asyncio.to_thread(client.list_tags)
+        except RegistryError as e:
+            raise registry_error(ref, e) from None
+        finally:
+            client.close()
+        if not tags:
+            raise NotFound(f"repository {ref.familiar_name} has no tags")
+        updated = False
+        for t in sorted(tags):
+            r = ref.with_tag(t)
+            quiet: list[dict[str, Any]] = []
+
+            def fwd(m: dict[str, Any], q: list[dict[str, Any]] = quiet) -> None:
+                if str(m.get("status", "")).startswith("Status: "):
+                    q.append(m)
+                else:
+                    out(m)
+
+            await self.pull(r, a, platform, fwd)
+            updated = updated or any("Downloaded newer" in m["status"] for m in quiet)
+        word = "Downloaded newer image" if updated else "Image is up to date"
+        out(pmsg.status(f"Status: {word} for {ref.familiar_name}"))
+
     async def push(self, name: str, tag: str | None, auth: dict | AuthConfig | None = None,
                    progress: Progress | None = None) -> None:
         from guest.images.push import push
@@ -393,7 +426,7 @@ class ImageService:
         running = [c for c, r in users if r]
         if running:
             return (f"conflict: unable to delete {short} (cannot be forced) - image is being used by running "
-                    f"container {running[0][:12]}"), True
+                    f"{_who(running[0])}"), True
         if not soft:
             return None
         if active_ref and self.store.refs_for(iid):
@@ -401,7 +434,7 @@ class ImageService:
         stopped = [c for c, r in users if not r]
         if stopped:
             return (f"conflict: unable to delete {short} (must be forced) - image is being used by stopped "
-                    f"container {stopped[0][:12]}").rstrip(), True
+                    f"{_who(stopped[0])}"), True
         return None
 
     def _untag(self, ref: str, iid: str, records: list[dict[str, str]]) -> None:
@@ -422,9 +455,8 @@ class ImageService:
             if not force and single:
                 users = self._users(iid)
                 if users:
-                    cid = users[0][0]
                     raise Conflict(f"conflict: unable to remove repository reference \"{ref_or_id}\" (must force) - "
-                                   f"container {cid[:12]} is using its referenced image {iid[7:19]}")
+                                   f"{_who(users[0][0])} is using its referenced image {iid[7:19]}")
             self._untag(ref, iid, records)
             refs = self.store.refs_for(iid)
             if is_tag_ref(ref):
@@ -503,6 +535,7 @@ class ImageService:
             if k not in ("dangling", "label", "label!", "until"):
                 raise InvalidParameter(f"invalid filter '{k}'")
         dangling_only = bool_value(filters.get("dangling"), "dangling", default=True)
+        await self.gc()  # also forgets images deleted while containers used them, once they are gone
         until = None
         if filters.get("until"):
             until = parse_time(filters["until"][-1])
@@ -556,6 +589,10 @@ class ImageService:
             images.append(s)
         images.sort(key=lambda s: s["Created"], reverse=True)
         return {"LayersSize": sum(l.size for l in self.store.layers.values()), "Images": images}
+
+
+def _who(container_id: str) -> str:
+    return f"container {container_id[:12]}" if container_id else "a container"
 
 
 def _single_repo(refs: list[str]) -> bool:

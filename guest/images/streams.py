@@ -193,3 +193,57 @@ class FullReader:
                 break
             buf += b
         return bytes(buf)
+
+
+class ForwardReader:
+    """A stream that `tarfile` may open in seekable mode ("r:") as long as it only seeks forward.
+
+    tarfile's stream mode ("r|") copies its read buffer on every header it parses; this reader hands out
+    slices of big chunks instead, which makes unpacking layers with many small files much cheaper."""
+
+    def __init__(self, src: Readable) -> None:
+        self.src = src
+        self.buf = b""
+        self.pos = 0
+        self.off = 0
+
+    def tell(self) -> int:
+        return self.off
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, target: int, whence: int = 0) -> int:
+        if whence == 1:
+            target += self.off
+        elif whence != 0:
+            raise OSError("cannot seek from the end of a stream")
+        if target < self.off:
+            raise OSError("cannot seek backwards in a stream")
+        left = target - self.off
+        while left:
+            b = self.read(min(left, CHUNK))
+            if not b:
+                break
+            left -= len(b)
+        return self.off
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = 1 << 62
+        parts: list[bytes] = []
+        while n > 0:
+            if self.pos >= len(self.buf):
+                self.buf = self.src.read(max(CHUNK, min(n, 4 * CHUNK)))
+                self.pos = 0
+                if not self.buf:
+                    break
+            take = min(n, len(self.buf) - self.pos)
+            if self.pos == 0 and take == len(self.buf):
+                parts.append(self.buf)
+            else:
+                parts.append(self.buf[self.pos:self.pos + take])
+            self.pos += take
+            self.off += take
+            n -= take
+        return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -145,16 +145,16 @@ class FakeRegistry:
 
     def __init__(self, ns, workdir: Path, port: int, routes: dict[str, tuple[int, dict[str, str], bytes]],
                  auth: tuple[str, str, str] | None = None, cut_once: list[str] | None = None,
-                 redirect: dict[str, int] | None = None, cdn_port: int | None = None) -> None:
+                 redirect: dict[str, int] | None = None, cdn_port: int | None = None, host: str = "127.0.0.1") -> None:
         import subprocess
 
         from tests.engine.harness import wait_for
 
         self.ns, self.port = ns, port
-        self.addr = f"127.0.0.1:{port}"
+        self.addr = f"{host}:{port}"
         spec = {"routes": {k: [st, h, base64.b64encode(b).decode()] for k, (st, h, b) in routes.items()},
                 "auth": list(auth) if auth else None, "cut_once": cut_once or [], "redirect": redirect or {},
-                "cdn_port": cdn_port}
+                "cdn_port": cdn_port, "host": host}
         self.specfile = workdir / f"fake-{port}.json"
         self.specfile.write_text(json.dumps(spec))
         self.logfile = workdir / f"fake-{port}.log"
@@ -296,7 +296,7 @@ def _fake_main(port: int, specfile: str, logpath: str) -> None:
 
         return H
 
-    servers = [ThreadingHTTPServer(("127.0.0.1", port), make(port, True))]
+    servers = [ThreadingHTTPServer((spec.get("host") or "127.0.0.1", port), make(port, True))]
     if spec.get("cdn_port"):
         servers.append(ThreadingHTTPServer(("127.0.0.1", spec["cdn_port"]), make(spec["cdn_port"], False)))
     for s in servers[1:]:

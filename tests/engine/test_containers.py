@@ -323,3 +323,36 @@ def test_binds_and_sysctls_ulimits(skiffd: Skiffd, bb: str, tmp_path) -> None:
                       "--shm-size", "16m", bb, "sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; df -k /dev/shm | tail -1")
     lines = r.stdout.splitlines()
     assert lines[0] == "1" and lines[1] == "512" and lines[2].split()[1] == "16384"
+
+
+def test_attach_and_detach_keys_on_a_pty(skiffd: Skiffd, bb: str) -> None:
+    skiffd.docker("run", "-dit", "--name", "att", bb, "sh")
+    s = PtySession(skiffd, ["attach", "att"])
+    try:
+        s.send(b"echo attached-$((1+1))\r")
+        s.read_until(b"attached-2")
+        s.send(b"\x10\x11")  # ctrl-p ctrl-q: leave it running
+        rc = s.wait()
+        assert b"read escape sequence" in s.buf, s.buf
+        assert rc == 0, s.buf
+    finally:
+        s.close()
+    assert inspect(skiffd, "att")["State"]["Running"]
+    # start -a on a stopped container replays nothing and streams the new run
+    skiffd.docker("create", "--name", "sa", bb, "sh", "-c", "echo from-start-a; exit 6")
+    r = skiffd.docker("start", "-a", "sa", check=False)
+    assert r.returncode == 6 and r.stdout == "from-start-a\n"
+    r = skiffd.docker("start", "-a", "sa", check=False)
+    assert r.returncode == 6 and r.stdout == "from-start-a\n"
+
+
+def test_update_and_port(skiffd: Skiffd, bb: str) -> None:
+    skiffd.docker("run", "-d", "--name", "upd", "-m", "64m", bb, "sleep", "1000")
+    skiffd.docker("update", "--memory", "96m", "--memory-swap", "192m", "--pids-limit", "50", "--restart", "on-failure:2", "upd")
+    j = inspect(skiffd, "upd")
+    assert j["HostConfig"]["Memory"] == 96 * 1024 * 1024 and j["HostConfig"]["PidsLimit"] == 50
+    assert j["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    r = skiffd.docker("exec", "upd", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+                      "2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max")
+    assert r.stdout.split() == [str(96 * 1024 * 1024), "50"]
+    assert skiffd.docker("port", "upd").stdout.strip() == ""

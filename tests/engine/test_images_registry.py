@@ -133,3 +133,27 @@ def test_sigkill_mid_pull_leaves_store_consistent(fresh_skiffd: Skiffd, netns: N
         assert info["Size"] > 24 << 20
     finally:
         proxy.stop()
+
+
+def test_insecure_registry_setting(netns: NetNS, tmp_path: Path, base_layer: bytes) -> None:
+    """A non-loopback registry is spoken to over HTTPS unless listed in insecure-registries."""
+    ip = "10.77.0.1"
+    netns.run(["ip", "addr", "add", f"{ip}/32", "dev", "lo"], check=False)
+    routes, _ = image_routes("ins/bb", "latest", [base_layer])
+    fake = FakeRegistry(netns, tmp_path, 5401, routes, host=ip)
+    from tests.engine.harness import rmtree, tempdir
+
+    secure = Skiffd(netns, tempdir("skiffd-sec-"))
+    insecure = Skiffd(netns, tempdir("skiffd-ins-"), ["--insecure-registry", f"{ip}:5401"])
+    try:
+        r = secure.docker("pull", f"{fake.addr}/ins/bb", check=False)
+        assert r.returncode == 1 and f'https://{ip}:5401/v2/' in r.stderr
+        assert insecure.docker("pull", f"{fake.addr}/ins/bb").returncode == 0
+        info = insecure.client().info()
+        assert info["RegistryConfig"]["IndexConfigs"][f"{ip}:5401"]["Secure"] is False
+    finally:
+        for d in (secure, insecure):
+            d.stop()
+            rmtree(d.workdir)
+        fake.stop()
+        netns.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], check=False)
