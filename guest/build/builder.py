@@ -449,9 +449,9 @@ class Builder:
 
     async def _do_healthcheck(self, st: StageState, ins: Instruction) -> None:
         hc = dict(ins.health or {})
-        old = st.cfg.get("Healthcheck") or {}
-        if old.get("Test") and hc.get("Test") != ["NONE"]:
-            self.out.stream(f"Note: overriding previous HEALTHCHECK: {values.go_quote_list(old['Test'])}\n")
+        old = (st.cfg.get("Healthcheck") or {}).get("Test") or []
+        if old and old[0] != "NONE":
+            self.out.stream(f"Note: overriding previous HEALTHCHECK: {values.go_list(old)}\n")
         st.cfg["Healthcheck"] = hc
         await self._commit_config(st, "HEALTHCHECK " + values.health_text(hc))
 
