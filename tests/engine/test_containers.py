@@ -332,9 +332,8 @@ def test_attach_and_detach_keys_on_a_pty(skiffd: Skiffd, bb: str) -> None:
         s.send(b"echo attached-$((1+1))\r")
         s.read_until(b"attached-2")
         s.send(b"\x10\x11")  # ctrl-p ctrl-q: leave it running
-        rc = s.wait()
+        s.wait()  # the CLI reports the detach as its error "read escape sequence" (exit 1), as with dockerd
         assert b"read escape sequence" in s.buf, s.buf
-        assert rc == 0, s.buf
     finally:
         s.close()
     assert inspect(skiffd, "att")["State"]["Running"]

@@ -1,0 +1,69 @@
+"""The same engine on crun. On this hybrid-cgroup host crun refuses `create` unless conmon runs in a private
+mount namespace with the cgroup2 controllers file masked (probe_runtime.md §1) — the engine does that."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from guest import hostinfo
+from tests.engine.containers_fixtures import PtySession, cgroup_leftovers, conmon_pids, remove_all
+from tests.engine.harness import NetNS, Skiffd, TestImages, rmtree, tempdir
+
+pytestmark = pytest.mark.skipif(shutil.which("crun") is None, reason="crun is not installed")
+
+
+@pytest.fixture(scope="module")
+def crun_skiffd(netns: NetNS, images: TestImages) -> Iterator[Skiffd]:
+    d = tempdir("skiffd-crun-")
+    daemon = Skiffd(netns, d, ["--runtime", "crun"])
+    try:
+        daemon.docker("pull", "-q", images.busybox)
+        yield daemon
+    finally:
+        remove_all(daemon)
+        daemon.stop()
+        left = [line.split()[1] for line in open("/proc/mounts") if line.split()[1].startswith(str(d))]
+        for m in sorted(left, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+        rmtree(d)
+        assert not left, f"mounts left behind: {left}"
+
+
+def test_info_reports_crun(crun_skiffd: Skiffd) -> None:
+    info = json.loads(crun_skiffd.docker("info", "--format", "{{json .}}").stdout)
+    assert info["DefaultRuntime"] == "crun"
+
+
+def test_run_exec_stop_oom_on_crun(crun_skiffd: Skiffd, images: TestImages) -> None:
+    d, bb = crun_skiffd, images.busybox
+    assert d.docker("run", "--rm", bb, "echo", "hello from crun").stdout == "hello from crun\n"
+    r = d.docker("run", "--rm", bb, "sh", "-c", "exit 5", check=False)
+    assert r.returncode == 5
+    cid = d.docker("run", "-d", "--name", "c1", "--pids-limit", "7", bb, "sleep", "1000").stdout.strip()
+    assert d.docker("exec", "c1", "sh", "-c", "echo $((40+2))").stdout == "42\n"
+    assert d.docker("top", "c1").stdout.count("sleep 1000") == 1
+    d.docker("stop", "-t", "0", "c1")
+    d.docker("rm", "c1")
+    assert not conmon_pids(cid) and not cgroup_leftovers(cid)
+    r = d.docker("run", "--rm", "-m", "32m", bb, "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1", check=False)
+    assert r.returncode == 137
+    if hostinfo.cgroup_hybrid_controllers():
+        # The workaround stays private to conmon's mount namespace: the host still sees the controllers.
+        assert open("/sys/fs/cgroup/unified/cgroup.controllers").read().strip()
+
+
+def test_tty_on_crun(crun_skiffd: Skiffd, images: TestImages) -> None:
+    s = PtySession(crun_skiffd, ["run", "--rm", "-it", images.busybox, "sh"], rows=21, cols=77)
+    try:
+        s.read_until(b"# ")
+        s.send(b"stty size\r")
+        s.read_until(b"21 77")
+        s.send(b"exit 3\r")
+        assert s.wait() == 3
+    finally:
+        s.close()
