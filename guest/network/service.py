@@ -1,7 +1,7 @@
 """NetworkService: Docker's networks over netavark + aardvark-dns.
 
 * Definitions (`docker network create`) are JSON records under `<data-root>/networks/` (store.py). `bridge` (the
-  default, docker0-like, 172.17.0.0/16, no name resolution, as Docker), `host` and `none` always exist.
+  default, docker0-like: device skiff0, 172.17.0.0/16 unless that is routed already, no name resolution, as Docker), `host` and `none` always exist.
 * For a container, `setup()` allocates addresses (ipam.py) and host ports (ports.py), runs `netavark setup` on the
   container's netns file (netavark.py), and returns what the container engineer needs: resolv.conf text, hosts
   entries, `NetworkSettings.Networks` and `.Ports`. `teardown()` undoes it with the very same JSON.
@@ -37,7 +37,9 @@ from guest.network.store import DEFAULT_BRIDGE, PREDEFINED, NetworkRecord, Netwo
 log = logging.getLogger("skiffd.network")
 
 DEFAULT_BRIDGE_SUBNET = "172.17.0.0/16"
-DEFAULT_BRIDGE_DEVICE = "docker0"
+# Not "docker0": on a host that also runs dockerd (the generic driver, a shared test netns) netavark would adopt
+# dockerd's bridge of that name.
+DEFAULT_BRIDGE_DEVICE = "skiff0"
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
@@ -56,14 +58,17 @@ def normalize_mode(mode: str | None) -> str:
     return DEFAULT_BRIDGE if mode in ("", "default") else mode
 
 
-def _host_routes() -> list[ipaddress.IPv4Network]:
-    """Destinations routed in skiffd's netns (a new network must not shadow the VM's own LAN)."""
+def _host_routes(skip_dev: str | None = None) -> list[ipaddress.IPv4Network]:
+    """Destinations routed in skiffd's netns (a new network must not shadow the VM's own LAN, nor another
+    engine's bridge), except those via `skip_dev` (our own bridge)."""
     out = []
     try:
         with open("/proc/net/route") as f:
             next(f)
             for line in f:
                 parts = line.split()
+                if parts[0] == skip_dev:
+                    continue
                 dest, mask = int(parts[1], 16), int(parts[7], 16)
                 if dest == 0 and mask == 0:
                     continue
@@ -94,10 +99,16 @@ class NetworkService:
     def _ensure_predefined(self) -> None:
         if self.store.by_name("bridge") is None:
             cfg = self.engine.cfg
-            subnet = getattr(cfg, "bip", None) or DEFAULT_BRIDGE_SUBNET
-            sn = ipaddress.ip_network(subnet, strict=False)
-            gw = str(ipaddress.ip_interface(subnet).ip) if "/" in subnet and ipaddress.ip_interface(subnet).ip != sn.network_address \
-                else str(default_gateway(sn))
+            bip = getattr(cfg, "bip", None)  # dockerd's --bip, if the config grows it
+            if bip:
+                iface = ipaddress.ip_interface(bip)
+                sn = iface.network
+                gw = str(iface.ip) if iface.ip != sn.network_address else str(default_gateway(sn))
+            else:
+                sn = ipaddress.ip_network(DEFAULT_BRIDGE_SUBNET)
+                if any(sn.overlaps(r) for r in _host_routes()):
+                    sn = pick_subnet(_host_routes())
+                gw = str(default_gateway(sn))
             dev = getattr(cfg, "bridge", None) or DEFAULT_BRIDGE_DEVICE
             self.store.save(self._record("bridge", "bridge", [{"Subnet": str(sn), "Gateway": gw}], {
                 OPT_DEFAULT_BRIDGE: "true", "com.docker.network.bridge.enable_icc": "true",
@@ -312,7 +323,7 @@ class NetworkService:
             out.append(entry)
             user_subnet = True
         if not any(ipaddress.ip_network(e["Subnet"]).version == 4 for e in out):
-            sn = pick_subnet(in_use + _host_routes())
+            sn = pick_subnet(in_use + _host_routes())  # type: ignore[operator]
             out.insert(0, {"Subnet": str(sn), "Gateway": str(default_gateway(sn))})
         if ipv6 and not any(ipaddress.ip_network(e["Subnet"]).version == 6 for e in out):
             # Docker hands out a ULA /64 from its default pool; derive one from the name so it is stable.
@@ -410,6 +421,24 @@ class NetworkService:
         self.ipam.release_owner(ep["Id"])
         self.endpoints.delete(ep["Id"])
 
+    def _repick_if_routed(self, rec: NetworkRecord) -> None:
+        """Before a bridge comes up: an engine-chosen subnet that something else now routes (a dockerd started after
+        us, a VPN) moves to a free one, as long as nobody holds an address in it."""
+        if rec.get("_user_subnet") or self.ipam.owned(rec["Id"]) or getattr(self.engine.cfg, "bip", None):
+            return
+        routes = _host_routes(skip_dev=rec.get("_bridge"))
+        cfg = rec["IPAM"]["Config"]
+        v4 = [c for c in cfg if ipaddress.ip_network(c["Subnet"]).version == 4]
+        if not v4 or not any(ipaddress.ip_network(v4[0]["Subnet"]).overlaps(r) for r in routes):
+            return
+        others = [ipaddress.ip_network(c["Subnet"]) for r in self.store.all() if r["Id"] != rec["Id"]
+                  for c in r["IPAM"]["Config"]]
+        sn = pick_subnet(others + routes)
+        log.warning("network %s: %s is routed elsewhere now, using %s", rec["Name"], v4[0]["Subnet"], sn)
+        v4[0].update(Subnet=str(sn), Gateway=str(default_gateway(sn)))
+        v4[0].pop("IPRange", None)
+        self.store.save(rec)
+
     async def _ensure_anchor(self, rec: NetworkRecord) -> None:
         owner = ANCHOR_PREFIX + rec["Id"]
         ep = self.endpoints.get(owner)
@@ -417,6 +446,7 @@ class NetworkService:
             return
         if ep is not None:
             self._forget_endpoint(ep)
+        self._repick_if_routed(rec)
         path = self.run_dir / "anchors" / rec["Id"][:12]
         netns.create(path)
         ips = [self.ipam.allocate_high(rec["Id"], c["Subnet"], c.get("Gateway"), owner) for c in rec["IPAM"]["Config"]]

@@ -98,7 +98,7 @@ def test_network_none_and_host(d: Skiffd, images: TestImages) -> None:
 
     inside = names(d.docker("run", "--rm", "--network", "host", bb, "ip", "-o", "link").stdout)
     assert inside == names(d.ns.run(["ip", "-o", "link"]).stdout)  # the VM's own interfaces
-    assert "docker0" in inside
+    assert "skiff0" in inside
 
 
 def test_ip_add_host_dns(d: Skiffd, images: TestImages) -> None:

@@ -169,7 +169,7 @@ def test_user_network_names_ports_teardown(vm: Any) -> None:
     assert "eth0" not in r["ctr_links_after"]
     assert "pre-defined" in r["rm_bridge"]
     # network rm + shutdown took the anchors, so the bridges went too, and aardvark-dns with them
-    assert not [l for l in r["links_final"] if l.startswith(("br-", "docker0", "veth"))], r["links_final"]
+    assert not [l for l in r["links_final"] if l.startswith(("br-", "skiff0", "veth"))], r["links_final"]
     assert not r["aardvark_after"]
 
 
@@ -296,4 +296,37 @@ def test_restart_recovery(vm: Any) -> None:
     assert "already allocated" in r["port_conflict"]
     assert r["d_ip"] == "172.17.0.4"  # .2 is still a's; .3 (b's, freed) is skipped: first free after the last one handed out
     assert "9090" not in r["nat_after"]
-    assert not [l for l in r["links_final"] if l.startswith(("docker0", "veth"))]
+    assert not [l for l in r["links_final"] if l.startswith(("skiff0", "veth"))]
+
+
+def scenario_foreign_bridge(work: Path) -> dict[str, Any]:
+    """Another engine (a dockerd) already routes 172.17.0.0/16 on its docker0 when our default bridge comes up."""
+    res: dict[str, Any] = {}
+
+    async def main() -> None:
+        eng = engine(work)
+        await eng.start()
+        n = eng.networks
+        res["subnet_before"] = n.inspect("bridge")["IPAM"]["Config"][0]["Subnet"]
+        sh("ip", "link", "add", "docker0", "type", "bridge", check=True)
+        sh("ip", "addr", "add", "172.17.0.1/16", "dev", "docker0", check=True)
+        sh("ip", "link", "set", "docker0", "up", check=True)
+        netns.create(work / "c")
+        r = await n.setup(ctr(1, "c", "bridge"), str(work / "c"))
+        res["ip"] = r["networks"]["bridge"]["IPAddress"]
+        res["subnet_after"] = n.inspect("bridge")["IPAM"]["Config"][0]["Subnet"]
+        res["docker0_ports"] = sh("ip", "-o", "link", "show", "master", "docker0").stdout
+        await n.teardown(ctr(1, "c", "bridge"), str(work / "c"))
+        netns.remove(work / "c")
+        await eng.close()
+
+    asyncio.run(main())
+    return res
+
+
+def test_default_bridge_avoids_a_foreign_docker0(vm: Any) -> None:
+    ns, work = vm
+    r = run_in_netns(ns.path, scenario_foreign_bridge, work)
+    assert r["subnet_before"] == "172.17.0.0/16"
+    assert r["subnet_after"] == "172.18.0.0/16" and r["ip"] == "172.18.0.2"
+    assert r["docker0_ports"] == ""  # dockerd's bridge was left alone
