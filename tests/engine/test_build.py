@@ -382,3 +382,13 @@ def test_add_from_url_and_network_modes(skiffd: Skiffd, images: Images, ctxdir: 
     finally:
         srv.terminate()
         srv.wait(10)
+
+
+def test_pull_option_and_builder_prune(skiffd: Skiffd, images: Images, ctxdir: Path) -> None:
+    write(ctxdir, {"Dockerfile": f"FROM {images.busybox}\nENV PRUNE=1\nRUN echo x > /x\n"})
+    r = skiffd.docker("build", "--pull", "-t", "bt:prune", str(ctxdir))
+    assert "Pulling from test/busybox" in r.stdout and "Digest: sha256:" in r.stdout  # FROM pulled, progress shown
+    assert skiffd.docker("build", "-t", "bt:prune", str(ctxdir)).stdout.count("Using cache") == 2
+    r = skiffd.docker("builder", "prune", "-f")
+    assert "Total reclaimed space" in r.stdout
+    assert "Using cache" not in skiffd.docker("build", "-t", "bt:prune", str(ctxdir)).stdout
