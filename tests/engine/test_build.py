@@ -392,3 +392,14 @@ def test_pull_option_and_builder_prune(skiffd: Skiffd, images: Images, ctxdir: P
     r = skiffd.docker("builder", "prune", "-f")
     assert "Total reclaimed space" in r.stdout
     assert "Using cache" not in skiffd.docker("build", "-t", "bt:prune", str(ctxdir)).stdout
+
+
+def test_predefined_proxy_args(skiffd: Skiffd, images: Images, ctxdir: Path) -> None:
+    write(ctxdir, {"Dockerfile": f"FROM {images.busybox}\nRUN echo \"proxy=$http_proxy\" > /p\n"})
+    r = skiffd.docker("build", "--build-arg", "http_proxy=http://proxy.example:3128", "-t", "bt:proxy", str(ctxdir))
+    assert "not consumed" not in r.stdout  # usable without an ARG line
+    assert skiffd.docker("run", "--rm", "bt:proxy", "cat", "/p").stdout == "proxy=http://proxy.example:3128\n"
+    hist = skiffd.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", "bt:proxy").stdout.splitlines()
+    assert hist[0] == '|0 /bin/sh -c echo "proxy=$http_proxy" > /p'  # kept out of history and the cache key
+    assert "Using cache" in skiffd.docker("build", "--build-arg", "http_proxy=http://other:1", str(ctxdir)).stdout
+    assert "http_proxy" not in json.dumps(inspect(skiffd, "bt:proxy")["Config"]["Env"])
