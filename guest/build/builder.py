@@ -124,6 +124,7 @@ class Builder:
         self.stage_images: dict[int, Any] = {}
         self.containers_left: list[str] = []
         self._scratch_n = 0
+        self._downloads = 0
 
     def _env_for_expansion(self, st: StageState) -> dict[str, str]:
         return self.args.for_expansion(st.args, st.cfg.get("Env"))
@@ -568,9 +569,10 @@ class Builder:
         import urllib.request
 
         out = []
-        for i, url in enumerate(urls):
-            d = self.tmp / f"download-{i}"
-            d.mkdir(exist_ok=True)
+        for url in urls:
+            self._downloads += 1
+            d = self.tmp / f"download-{self._downloads}"
+            d.mkdir()
             name = os.path.basename(urllib.parse.urlparse(url).path) or "download"
 
             def fetch() -> Path:
@@ -590,7 +592,7 @@ class Builder:
                 p = await asyncio.to_thread(fetch)
             except OSError as e:
                 raise BuildError(f"ADD failed: {url}: {e}") from None
-            out.append(copying.Source(p, name, name))
+            out.append(copying.Source(p, name, name, remote=True))
         return out
 
     def _scratch(self, img: Any) -> "Scratch":

@@ -35,6 +35,7 @@ class Source:
     path: Path  # resolved on disk (symlinks followed inside the root)
     name: str  # the name Docker gives it at the destination (the source's own base name)
     rel: str  # path inside its root
+    remote: bool = False  # downloaded by ADD: never auto-extracted
 
 
 def _rel_in_root(src: str) -> str:
@@ -240,7 +241,7 @@ def copy_into(rootfs: Path, dest: str, sources: list[Source], *, owner: tuple[in
             if not existed:
                 _copy_meta(os.stat(s.path), dest_path, owner, chmod, False)
             continue
-        if decompress and is_archive(s.path):
+        if decompress and not s.remote and is_archive(s.path):
             _mkdir_all(rootfs, dest_path, None)
             from guest.build.context import extract_archive
 
