@@ -17,6 +17,8 @@ from tests.engine.harness import Skiffd, tempdir
 
 Images = harness.TestImages  # (not named Test*: pytest would try to collect it)
 
+pytestmark = pytest.mark.slow  # every test here builds images (pyproject's marker: "… or build an image")
+
 
 @pytest.fixture()
 def ctxdir() -> Path:
