@@ -15,11 +15,15 @@ from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
 NSFS_MAGIC = 0x6E736673
+MS_BIND = 0x1000
+MNT_DETACH = 0x2
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 def is_netns(path: str | Path) -> bool:
@@ -38,21 +42,43 @@ def is_netns(path: str | Path) -> bool:
         os.close(fd)
 
 
-def create(path: Path) -> None:
-    """A new, empty network namespace kept alive by a bind mount at `path` (like `ip netns add`)."""
+def _bind_current_netns(path: Path) -> None:
+    """(On a helper thread that has unshared its netns) keep that netns alive by bind-mounting it at `path`."""
+    if _libc.mount(b"/proc/thread-self/ns/net", str(path).encode(), None, MS_BIND, None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"mount --bind netns {path}: {os.strerror(e)}")
+
+
+def create(path: Path, loopback_up: bool = False) -> None:
+    """A new, empty network namespace kept alive by a bind mount at `path` (like `ip netns add`), made with
+    unshare(2) + mount(2) on a throwaway thread: no process to spawn (namespaces are per thread)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
-    r = subprocess.run(["unshare", f"--net={path}", "true"], capture_output=True, text=True)
-    if r.returncode != 0:
-        path.unlink(missing_ok=True)
-        raise OSError(f"unshare --net={path}: {r.stderr.strip()}")
+    err: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"unshare(CLONE_NEWNET): {os.strerror(e)}")
+            _bind_current_netns(path)
+            if loopback_up:
+                _lo_up()
+        except BaseException as e:  # reported to the caller
+            err.append(e)
+
+    t = threading.Thread(target=target, name="netns-create")
+    t.start()
+    t.join()
+    if err:
+        remove(path)
+        raise err[0]
 
 
 def remove(path: Path) -> None:
     """Unmount and delete a netns file; the kernel frees the namespace (and its veths) once unused."""
     if is_netns(path):
-        subprocess.run(["umount", str(path)], capture_output=True)
-        if is_netns(path):
+        if _libc.umount2(str(path).encode(), MNT_DETACH) != 0 and is_netns(path):
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
     try:
         path.unlink()
@@ -86,14 +112,14 @@ def _in_netns(path: str, fn) -> None:
         raise err[0]
 
 
+def _lo_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
+        if not flags & _IFF_UP:
+            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
 def set_loopback_up(path: str) -> None:
     """`ip link set lo up` inside the netns, without spawning a process (used for `--network none`)."""
-
-    def up() -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            req = struct.pack("16sH14x", b"lo", 0)
-            flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
-            if not flags & _IFF_UP:
-                fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
-
-    _in_netns(path, up)
+    _in_netns(path, _lo_up)
