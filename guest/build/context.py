@@ -18,14 +18,18 @@ gets Docker's documented behaviour. The Dockerfile and .dockerignore leave the c
 from __future__ import annotations
 
 import asyncio
+import bz2
 import errno
+import lzma
 import os
 import queue
 import shutil
 import stat
 import tarfile
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from guest.build.dockerfile import DockerfileError
 from guest.build.dockerignore import Matcher, go_clean, read_patterns
@@ -42,22 +46,32 @@ class ContextError(InvalidParameter):
     pass
 
 
-class _Feed:
-    """A blocking file object over chunks put into a queue from the event loop.
+def _decompressor(head: bytes) -> Any:
+    if head.startswith(b"\x1f\x8b"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if head.startswith(b"BZh"):
+        return bz2.BZ2Decompressor()
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMADecompressor()
+    return None
 
-    With `pad`, an uncompressed tar that stops right after its last member's data (the docker CLI
-    sends that when `-f` names a Dockerfile outside the context: no padding, no end-of-archive
-    blocks) is completed with zeros; `real_size` then tells where the real bytes ended, so a member
-    whose data was cut short is still refused.
+
+class _Feed:
+    """A blocking file object over the body's chunks (put into a queue from the event loop), decompressed.
+
+    A tar that stops right after its last member's data is completed with zeros: the docker CLI sends
+    that when `-f` names a Dockerfile outside the context (no padding, no end-of-archive blocks), and
+    Docker accepts it. `real_size` tells where the real bytes ended, so a member whose data was cut
+    short is still refused.
     """
 
-    def __init__(self, pad: bool = False) -> None:
+    def __init__(self, decompressor: Any = None) -> None:
         self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
         self.buf = bytearray()
         self.pos = 0  # bytes handed out so far
         self.eof = False
         self.aborted = False
-        self.pad = pad
+        self.dec = decompressor
         self.real_size: int | None = None
 
     def read(self, n: int = -1) -> bytes:
@@ -65,9 +79,15 @@ class _Feed:
             item = self.q.get()
             if item is None:
                 self.eof = True
-                if self.pad:  # offsets of an uncompressed tar are offsets in this stream
-                    self.real_size = self.pos + len(self.buf)
-                    self.buf += bytes(-self.real_size % 512 + 1024)
+                if self.dec is not None and hasattr(self.dec, "flush"):
+                    self.buf += self.dec.flush()
+                self.real_size = self.pos + len(self.buf)
+                self.buf += bytes(-self.real_size % 512 + 1024)
+            elif self.dec is not None:
+                try:
+                    self.buf += self.dec.decompress(item)
+                except (zlib.error, OSError, lzma.LZMAError, EOFError) as e:
+                    raise ContextError(f"the build context is not a valid archive: {e}") from None
             else:
                 self.buf += item
         if n < 0 or n >= len(self.buf):
@@ -232,11 +252,11 @@ class _Extractor:
             os.utime(fd, ns=(t, t))
 
 
-def _untar(src: object, dest: Path, keep_owner: bool, what: str) -> None:
+def _untar(src: object, dest: Path, keep_owner: bool, what: str, mode: str = "r|*") -> None:
     ex = _Extractor(dest, keep_owner, src)
     try:
         try:
-            tf = tarfile.open(fileobj=src, mode="r|*")  # type: ignore[call-overload]
+            tf = tarfile.open(fileobj=src, mode=mode)  # type: ignore[call-overload]
         except tarfile.ReadError as e:
             if "empty" in str(e):
                 return
@@ -259,7 +279,7 @@ def _untar(src: object, dest: Path, keep_owner: bool, what: str) -> None:
 
 def _extract(feed: _Feed, dest: Path) -> None:
     try:
-        _untar(feed, dest, False, "the build context")
+        _untar(feed, dest, False, "the build context", mode="r|")  # the feed decompresses
     finally:
         feed.drain()
 
@@ -305,7 +325,7 @@ async def receive(body: AsyncIterator[bytes], dest: Path, dockerfile_name: str =
                     raise ContextError("the Dockerfile sent as the build context is too large")
         return BuildContext(dest, text, "Dockerfile", Matcher([]))
 
-    feed = _Feed(pad=not head.startswith(_COMPRESSED))
+    feed = _Feed(_decompressor(head))
     loop = asyncio.get_running_loop()
     worker = loop.run_in_executor(None, _extract, feed, dest)
     try:

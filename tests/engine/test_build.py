@@ -297,6 +297,10 @@ def test_stdin_dockerfile_and_outside_dockerfile(skiffd: Skiffd, images: Images,
     write(ctxdir, {"ctx/data.txt": "d\n", "elsewhere/Build.df": f"FROM {images.busybox}\nCOPY data.txt /\n"})
     skiffd.docker("build", "-f", str(ctxdir / "elsewhere/Build.df"), "-t", "bt:outside", str(ctxdir / "ctx"))
     assert skiffd.docker("run", "--rm", "bt:outside", "cat", "/data.txt").stdout == "d\n"
+    # --compress: the context arrives gzipped
+    skiffd.docker("build", "--compress", "--no-cache", "-f", str(ctxdir / "elsewhere/Build.df"), "-t", "bt:gz",
+                  str(ctxdir / "ctx"))
+    assert skiffd.docker("run", "--rm", "bt:gz", "cat", "/data.txt").stdout == "d\n"
 
 
 def _build_dirs(skiffd: Skiffd) -> list[str]:

@@ -213,3 +213,8 @@ def test_context_without_end_blocks_is_accepted_but_truncated_data_is_not(work: 
     assert (ctx.root / "last.txt").read_text() == "47 bytes of data" * 3
     with pytest.raises(ContextError, match="truncated"):
         get(full[: 512 * 3 + 20], work / "bad")
+    # the same with --compress (gzip around the unterminated tar)
+    ctx = get(gzip.compress(cut), work / "gz")
+    assert (ctx.root / "last.txt").read_text() == "47 bytes of data" * 3
+    with pytest.raises(ContextError, match="not a valid archive"):
+        get(b"\x1f\x8b" + b"garbage" * 100, work / "badgz")
