@@ -34,6 +34,7 @@ class Flag:
     help: str = ""
     metavar: str = ""
     hidden: bool = False
+    check: Callable[[str], None] | None = None  # raises ValueError(reason) for a bad value, as a pflag.Value does
 
     @property
     def dest(self) -> str:
@@ -122,6 +123,11 @@ def parse(cmd: Command, argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]
     args: list[str] = []
 
     def store(f: Flag, raw: str | None, shown: str) -> None:
+        if f.check is not None and raw is not None:
+            try:
+                f.check(raw)
+            except ValueError as e:
+                raise FlagError(f'invalid argument "{raw}" for "{shown}" flag: {e}{_usage_tail(cmd)}') from None
         if f.kind == "list":
             if f.dest not in given:
                 values[f.dest] = []  # a given list flag replaces its default

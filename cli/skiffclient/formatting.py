@@ -279,6 +279,7 @@ def container_row(c: Mapping[str, Any], trunc: bool = True, now: float | None = 
         "Mounts": ",".join(mounts),
         "Names": ",".join(names),
         "Networks": ",".join(nets),
+        "Platform": _platform(c.get("ImageManifestDescriptor")),
         "Ports": displayable_ports(c.get("Ports")),
         "RunningFor": since(created, now),
         "Size": size,
@@ -289,10 +290,18 @@ def container_row(c: Mapping[str, Any], trunc: bool = True, now: float | None = 
     return row
 
 
+def _platform(desc: Mapping[str, Any] | None) -> str | None:
+    p = (desc or {}).get("platform") or (desc or {}).get("Platform")
+    if not p:
+        return None  # docker 28 prints null (JSON) / <nil> (text) when the engine sends no descriptor
+    s = f"{p.get('os', '')}/{p.get('architecture', '')}"
+    return s + (f"/{p['variant']}" if p.get("variant") else "")
+
+
 CONTAINER_HEADERS = {"ID": "CONTAINER ID", "Names": "NAMES", "Image": "IMAGE", "Command": "COMMAND",
                      "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE",
                      "Status": "STATUS", "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS",
-                     "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS"}
+                     "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS", "Platform": "PLATFORM"}
 CONTAINER_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 
 
@@ -549,9 +558,19 @@ def render_object(fmt: str, obj: Any) -> str:
         raise TemplateError(f"template parsing error: {e}") from None
 
 
-def indent_raw(raw: bytes, indent: str = "    ") -> str:
+def compact_raw(raw: bytes) -> str:
+    """Go's json.Compact: whitespace between tokens removed, the engine's bytes otherwise untouched."""
+    return indent_raw(raw, None)
+
+
+def indent_raw(raw: bytes, indent: str | None = "    ") -> str:
     """Go's json.Indent(dst, src, "", "    "), as `docker inspect` prints: the engine's bytes re-indented,
-    strings, numbers and key order untouched, `{}`/`[]` kept empty."""
+    strings, numbers and key order untouched, `{}`/`[]` kept empty. indent=None compacts instead."""
+    if indent is None:
+        nl = colon = ""
+        indent = ""
+    else:
+        nl, colon = "\n", " "
     text = raw.decode("utf-8", errors="replace")
     out: list[str] = []
     depth = 0
@@ -563,7 +582,7 @@ def indent_raw(raw: bytes, indent: str = "    ") -> str:
             i += 1
             continue
         if need_indent and c not in "]}":
-            out.append("\n" + indent * depth)
+            out.append(nl + indent * depth)
             need_indent = False
         if c == '"':
             j = i + 1
@@ -581,12 +600,12 @@ def indent_raw(raw: bytes, indent: str = "    ") -> str:
             if need_indent:  # empty container
                 need_indent = False
             else:
-                out.append("\n" + indent * depth)
+                out.append(nl + indent * depth)
             out.append(c)
         elif c == ",":
-            out.append(",\n" + indent * depth)
+            out.append("," + nl + indent * depth)
         elif c == ":":
-            out.append(": ")
+            out.append(":" + colon)
         else:
             j = i
             while j < n and text[j] not in ",:]} \t\r\n":

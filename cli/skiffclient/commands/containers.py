@@ -54,11 +54,18 @@ def run_ps(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         fmt = ("container_id: {{.ID}}\nimage: {{.Image}}\ncommand: {{.Command}}\ncreated_at: {{.CreatedAt}}\n"
                "state: {{.State}}\nstatus: {{.Status}}\nnames: {{.Names}}\nlabels: {{.Labels}}\nports: {{.Ports}}\n")
     limit = 1 if o["latest"] and o["last"] == -1 else o["last"]
-    containers = cli.api.containers(all=o["all"], limit=limit, size=o["size"] or ".Size" in fmt,
+    containers = cli.api.containers(all=o["all"], limit=limit, size=o["size"] or _uses_size(fmt),
                                     filters=parse_filters(o["filter"]))
     rows = [container_row(c, trunc=not o["no_trunc"]) for c in containers]
     cli.out.write(render_rows(fmt, rows, CONTAINER_HEADERS))
     return 0
+
+
+def _uses_size(fmt: str) -> bool:
+    """docker runs the template once to see whether it reads .Size ({{json .}} does) and then asks for sizes."""
+    import re
+
+    return ".Size" in fmt or fmt == "json" or re.search(r"{{-?\s*json\s+\.\s*-?}}", fmt) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +131,10 @@ def run_rm(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
             cli.out.write(n + "\n")
         except APIError as e:
             if e.not_found and o["force"]:
-                continue  # `rm -f` of a missing container is not an error (docker CLI 28)
+                # docker 28 reports a missing container on `rm -f` but does not fail for it
+                cli.out.flush()
+                cli.err.write(api_error_text(e) + "\n")
+                continue
             errs.append(api_error_text(e))
     join_errors(errs)
     return 0
@@ -150,7 +160,7 @@ def run_rename(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     try:
         cli.api.post(f"/containers/{old}/rename", {"name": new})
     except APIError as e:
-        raise CliError(f"Error: failed to rename container named {old}: {api_error_text(e)}") from None
+        raise CliError(f"{api_error_text(e)}\nError: failed to rename container named {old}") from None
     return 0
 
 
@@ -166,7 +176,7 @@ def run_port(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
             for b in binds:
                 cli.out.write(_host_port(b) + "\n")
             return 0
-        raise CliError(f"Error: No public port '{key}' published for {args[0]}")
+        raise CliError(f"Error: No public port '{want}' published for {args[0]}")
     lines = []
     for key in sorted(ports, key=lambda k: (int(k.split("/")[0]) if k.split("/")[0].isdigit() else 0, k)):
         for b in ports[key] or []:
@@ -253,9 +263,9 @@ def inspect_refs(cli: Cli, refs: list[str], fmt: str, getter) -> int:
     elif fmt == "json":
         import json
 
-        from cli.skiffclient.formatting import go_json
+        from cli.skiffclient.formatting import compact_raw
 
-        cli.out.write(go_json([json.loads(r) for r in raws]) + "\n")
+        cli.out.write((compact_raw(b"[" + b",".join(raws) + b"]") if raws else "[]") + "\n")
     else:
         cli.out.write((indent_raw(b"[" + b",".join(raws) + b"]") if raws else "[]") + "\n")
     join_errors(errs)
@@ -290,10 +300,8 @@ def run_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
             try:
                 return _raw_get(cli, kinds[k](ref))
             except APIError as e:
-                if not e.not_found:
-                    raise
-                if want:
-                    raise CliError(f"Error: No such {want}: {ref}") from None
+                if want or not e.not_found:
+                    raise  # with --type, docker reports the engine's answer as it is
         raise CliError(f"Error: No such object: {ref}")
 
     return inspect_refs(cli, args, o["format"], get)

@@ -181,6 +181,18 @@ def parse_restart(raw: str) -> dict[str, Any]:
     return pol
 
 
+def normalize_caps(caps: list[str]) -> list[str] | None:
+    """opts.NormalizeCapabilities: upper case, "CAP_" prefixed (except ALL), duplicates dropped."""
+    out: list[str] = []
+    for c in caps:
+        c = c.strip().upper()
+        if c != "ALL" and not c.startswith("CAP_"):
+            c = "CAP_" + c
+        if c not in out:
+            out.append(c)
+    return out or None
+
+
 def parse_ulimits(values: list[str]) -> list[dict[str, Any]]:
     out = []
     for v in values:
@@ -210,10 +222,6 @@ def build_create(o: dict[str, Any], image: str, cmd: list[str], console: tuple[i
     """Config + HostConfig + NetworkingConfig, as docker's container opts produce them."""
     detach = o.get("detach", False)
     attach = [a.lower() for a in o["attach"]]
-    for a in attach:
-        if a not in ("stdin", "stdout", "stderr"):
-            raise CliError(f"invalid argument \"{a}\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT "
-                           "and STDERR")
     if detach and attach:
         raise CliError("Conflicting options: -a and -d")
     if attach:
@@ -297,7 +305,7 @@ def build_create(o: dict[str, Any], image: str, cmd: list[str], console: tuple[i
         "NetworkMode": network, "PortBindings": bindings, "RestartPolicy": parse_restart(o["restart"]),
         "AutoRemove": o["rm"], "VolumeDriver": "", "VolumesFrom": o["volumes_from"] or None,
         "ConsoleSize": list(console) if console else [0, 0],
-        "CapAdd": o["cap_add"] or None, "CapDrop": o["cap_drop"] or None, "CgroupnsMode": o["cgroupns"],
+        "CapAdd": normalize_caps(o["cap_add"]), "CapDrop": normalize_caps(o["cap_drop"]), "CgroupnsMode": o["cgroupns"],
         "Dns": o["dns"], "DnsOptions": o["dns_option"], "DnsSearch": o["dns_search"],
         "ExtraHosts": o["add_host"] or None, "GroupAdd": o["group_add"] or None, "IpcMode": o["ipc"],
         "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": o["pid"], "Privileged": o["privileged"],
@@ -522,11 +530,16 @@ def start_attached(cli: Cli, name: str, o: dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_stream(v: str) -> None:
+    if v.lower() not in ("stdin", "stdout", "stderr"):
+        raise ValueError("valid streams are STDIN, STDOUT and STDERR")
+
+
 def _container_flags() -> list[Flag]:
     S, L, I, B = "string", "list", "int", "bool"
     return [
         Flag("add-host", kind=L, help="Add a custom host-to-IP mapping (host:ip)"),
-        Flag("attach", "a", kind=L, help="Attach to STDIN, STDOUT or STDERR"),
+        Flag("attach", "a", kind=L, help="Attach to STDIN, STDOUT or STDERR", check=_check_stream),
         Flag("cap-add", kind=L, help="Add Linux capabilities"), Flag("cap-drop", kind=L, help="Drop Linux capabilities"),
         Flag("cgroup-parent", kind=S, help="Optional parent cgroup for the container"),
         Flag("cgroupns", kind=S, help="Cgroup namespace to use (host|private)"),
