@@ -129,6 +129,7 @@ async def stream(path: Path, *, tail: int | None, since: float | None, until: fl
                  poll: float = 0.1) -> AsyncIterator[Entry]:
     """Entries from the log; with `follow`, keep going until `done()` is true and the file is drained."""
     offset = _tail_offset(path, tail) if tail is not None else 0
+    fut: "asyncio.Future[None] | None" = None
     while True:
         entries, offset = await asyncio.to_thread(read_entries, path, offset) if _big(path, offset) else read_entries(path, offset)
         for e in entries:
@@ -148,9 +149,11 @@ async def stream(path: Path, *, tail: int | None, since: float | None, until: fl
             return
         if until is not None and time.time() > until:
             return
-        fut = wake() if wake is not None else None
+        # One wake-up future per stream (the container's exit), reused across polls.
+        if fut is None and wake is not None:
+            fut = wake()
         try:
-            if fut is not None:
+            if fut is not None and not fut.done():
                 await asyncio.wait_for(asyncio.shield(fut), poll)
             else:
                 await asyncio.sleep(poll)

@@ -87,6 +87,7 @@ class ContainerService:
             except Exception:
                 log.exception("recovering container %s failed", c.id[:12])
         self._clean_stale_bundles()
+        self._clean_stale_netns()
         for c in ctrs:
             if c.removed or c.running:
                 continue
@@ -692,6 +693,15 @@ class ContainerService:
                     except OSError:
                         continue
                 shutil.rmtree(d, ignore_errors=True)
+
+    def _clean_stale_netns(self) -> None:
+        d = self.engine.run_root / "netns"
+        if not d.is_dir():
+            return
+        used = {c.skiff.get("Netns") for c in self.store.all()}
+        for p in d.iterdir():
+            if str(p) not in used:
+                netns.remove_sync(p)
 
     # ------------------------------------------------------------------------------------------
     # Stop, kill, restart, pause
