@@ -3,7 +3,8 @@
 There is no spare Debian host on the test machines, so this makes one from the machine's own root:
 - a network namespace (ours) joined to the host by a veth pair with addresses in 10.x we pick;
 - a private mount + PID namespace holding a copy-on-write view of `/` (overlayfs: lower = `/`,
-  upper/work on a tmpfs), with /proc (new), /sys and /dev bound, fresh /run and /tmp;
+  upper/work on a tmpfs), with /proc (new), /sys and /dev bound, fresh /run and /tmp, and
+  /var/lib/skiff bound to a plain folder (the engine's overlay mounts need a non-overlay upper);
 - `/usr/sbin/sshd -D` chrooted into that view, as PID 1 of the PID namespace, listening on the
   namespace's address, accepting only a key made for this host.
 Whatever runs inside (skiffd and its bridges, iptables rules, mounts, processes) stays in those
@@ -58,6 +59,9 @@ mount --rbind /sys "$R/sys"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
+# the engine's data root on a real disk folder, as on a VM (overlayfs cannot be an overlay's upper layer)
+mkdir -p "$T/data-root" "$R/var/lib/skiff"
+mount --bind "$T/data-root" "$R/var/lib/skiff"
 mkdir -p "$R/run/sshd" "$R/root/.ssh" "$R/run/lock"
 chmod 0755 "$R/run/sshd"
 cp "$T/client_key.pub" "$R/root/.ssh/authorized_keys"
