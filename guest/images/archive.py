@@ -26,7 +26,7 @@ from guest.images.layers import unpack
 from guest.images.progress import Progress
 from guest.images.reference import parse_normalized
 from guest.images.store import ImageRec, LayerRec, chain_ids
-from guest.images.streams import CHUNK, FullReader, HashingReader, Readable, decompressed
+from guest.images.streams import CHUNK, FullReader, HashingReader, Prefetcher, Readable, decompressed
 
 if TYPE_CHECKING:
     from guest.images.service import ImageService
@@ -45,8 +45,12 @@ def _unpack_tar_into_store(svc: "ImageService", src: Readable, compressed_ok: bo
     try:
         raw = decompressed(src) if compressed_ok else src
         tar = HashingReader(raw, tee=writer.write)
-        res = unpack(tar, tmp, svc.limits)
-        tar.drain()
+        pre = Prefetcher(tar)
+        try:
+            res = unpack(pre, tmp, svc.limits)
+            pre.drain()
+        finally:
+            pre.close()
         writer.finish()
         return name, tmp, writer, tar.digest, res.size, tar.count
     except BaseException:

@@ -28,7 +28,7 @@ from guest.images.reference import Reference
 from guest.images.registry import (INDEX_TYPES, MANIFEST_TYPES, MT_SCHEMA1, AuthConfig, BlobReader, RegistryClient,
                                    RegistryError)
 from guest.images.store import ImageRec, LayerRec, chain_ids
-from guest.images.streams import HashingReader, decompressed
+from guest.images.streams import HashingReader, Prefetcher, decompressed
 
 if TYPE_CHECKING:
     from guest.images.service import ImageService
@@ -298,8 +298,12 @@ class Puller:
             comp = HashingReader(reader, tee=writer.write, check=on_compressed)
             raw = decompressed(comp)
             tar = HashingReader(raw, check=ratio_check(limits, lambda: comp.count))
-            res = unpack(tar, tmp, limits)
-            tar.drain()
+            pre = Prefetcher(tar)
+            try:
+                res = unpack(pre, tmp, limits)
+                pre.drain()
+            finally:
+                pre.close()
             comp.drain()
             emit(progress.status("Verifying Checksum", short))
             if comp.digest != digest:
