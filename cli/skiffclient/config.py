@@ -61,19 +61,19 @@ def parse_host(raw: str, tls: bool) -> Endpoint:
     if u.scheme == "unix":
         path = raw[len("unix://"):]
         if not path:
-            raise ConfigError(f"Invalid bind address format: {raw}")
+            raise ConfigError(f"invalid bind address format: {raw}")
         return Endpoint("unix", path, url=raw)
     if u.scheme in ("tcp", "http", "https"):
         host = u.hostname or "localhost"
         try:
             port = u.port or (2376 if tls else 2375)
         except ValueError:
-            raise ConfigError(f"Invalid bind address format: {raw}") from None
+            raise ConfigError(f"invalid bind address format: {raw}") from None
         shown = f"tcp://{host if ':' not in host else '[' + host + ']'}:{port}"
         return Endpoint("tcp", host, port, url=shown)
     if u.scheme == "ssh":
         raise ConfigError(f"{raw}: ssh:// hosts are not supported by skiff; use `machine env` or --machine")
-    raise ConfigError(f"Invalid bind address format: {raw}")
+    raise ConfigError(f"invalid bind address format: {raw}")
 
 
 def _truthy_env(name: str) -> bool:
@@ -81,6 +81,15 @@ def _truthy_env(name: str) -> bool:
 
 
 def resolve_endpoint(opts: GlobalOptions) -> Endpoint:
+    try:
+        return _resolve(opts)
+    except ConfigError as e:
+        if opts.machine and not opts.hosts:
+            raise
+        raise ConfigError(f"Failed to initialize: unable to resolve docker endpoint: {e}") from None
+
+
+def _resolve(opts: GlobalOptions) -> Endpoint:
     if len(opts.hosts) > 1:
         raise ConfigError("Specify only one -H")
     if opts.hosts:
@@ -101,7 +110,7 @@ def resolve_endpoint(opts: GlobalOptions) -> Endpoint:
         ep.verify = tlsverify
         ep.ca = ca if tlsverify else None
         if tlsverify and not os.path.exists(ca):
-            raise ConfigError(f"could not read CA certificate \"{ca}\": open {ca}: no such file or directory")
+            raise ConfigError(f"open {ca}: no such file or directory")
         # Like the Go CLI: a client certificate is sent only when both files are there.
         if os.path.exists(cert) and os.path.exists(key):
             ep.cert, ep.key = cert, key

@@ -536,7 +536,7 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
         body = _prepare(body, rows, headers)
         _check_fields(body, rows)
         if body == "{{json .}}":  # the common case, without the template engine's detour
-            lines = [go_json(_public(r)) for r in rows]
+            lines = [go_json(dict(sorted(_public(r).items()))) for r in rows]  # Go marshals a map: sorted
         else:
             lines = [gotemplate.render(body, _public(r) if "{{json .}}" in body else r) for r in rows]
         if is_table:
@@ -547,13 +547,39 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
     return "".join(line + "\n" for line in lines)
 
 
+# Go field names a template may use where the wire (JSON) name differs: `{{.ID}}` on inspect output,
+# `{{.Server.APIVersion}}` on version. Both spellings work; `json` still prints the wire names.
+GO_FIELD_ALIASES = {"ID": "Id", "APIVersion": "ApiVersion"}
+
+
+class _GoView(dict):
+    """A JSON object as a Go template sees the typed struct: aliases resolve on lookup only."""
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or (key in GO_FIELD_ALIASES and
+                                                dict.__contains__(self, GO_FIELD_ALIASES[key]))
+
+    def __getitem__(self, key: str) -> Any:
+        if not dict.__contains__(self, key) and key in GO_FIELD_ALIASES:
+            key = GO_FIELD_ALIASES[key]
+        return dict.__getitem__(self, key)
+
+
+def go_view(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return _GoView((k, go_view(v)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [go_view(v) for v in obj]
+    return obj
+
+
 def render_object(fmt: str, obj: Any) -> str:
     """`inspect --format` / `version --format`: one template against one object (JSON-decoded)."""
     fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
     try:
         if fmt.strip() == "{{json .}}":
             return go_json(obj)
-        return gotemplate.render(fmt, obj)
+        return gotemplate.render(fmt, go_view(obj))
     except gotemplate.TemplateError as e:
         raise TemplateError(f"template parsing error: {e}") from None
 
