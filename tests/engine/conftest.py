@@ -49,7 +49,11 @@ def images(registry: Registry, session_dir: Path) -> TestImages:
 
 
 def _start(netns: NetNS, d: Path, extra: list[str] | None = None) -> Iterator[Skiffd]:
-    daemon = Skiffd(netns, d, extra)
+    try:
+        daemon = Skiffd(netns, d, extra)
+    except BaseException:
+        rmtree(d)
+        raise
     try:
         yield daemon
     finally:
