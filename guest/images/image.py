@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -11,7 +12,16 @@ from typing import Any
 from guest.images.reference import Reference, parse_normalized
 
 
+@functools.lru_cache(maxsize=8192)
+def _parse_created(value: str) -> float:
+    return _parse_created_uncached(value)
+
+
 def parse_created(value: Any) -> float:
+    return _parse_created(value) if isinstance(value, str) else 0.0
+
+
+def _parse_created_uncached(value: Any) -> float:
     """RFC 3339 (with nanoseconds) from an image config → Unix seconds; 0 when absent or unparsable."""
     if not isinstance(value, str) or not value:
         return 0.0
@@ -29,6 +39,7 @@ def parse_created(value: Any) -> float:
     return dt.timestamp() + frac
 
 
+@functools.lru_cache(maxsize=8192)
 def familiar(ref: str) -> str:
     """A stored (fully qualified) reference as Docker shows it: `busybox:latest`, `127.0.0.1:5000/x:y`."""
     try:

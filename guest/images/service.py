@@ -326,9 +326,10 @@ class ImageService:
 
         keep = image_filter(self, filters or {})
         out = []
+        parents = self.store.parents()
         for rec in self.store.images.values():
             refs = self.store.refs_for(rec.id)
-            if not refs and not all_ and self.store.children(rec.id):
+            if not refs and not all_ and rec.id in parents:
                 continue  # intermediate (build) images are shown with -a only
             shown = keep(rec, refs)
             if shown is None:

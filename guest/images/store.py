@@ -77,6 +77,7 @@ class ImageRec:
     created_local: float = 0.0
     last_tag_time: float = 0.0
     hidden: bool = False  # deleted while a container still uses it: kept for its layers only
+    _chains: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def diff_ids(self) -> list[str]:
@@ -84,7 +85,9 @@ class ImageRec:
 
     @property
     def chain_ids(self) -> list[str]:
-        return chain_ids(self.diff_ids)
+        if self._chains is None:  # configs never change: compute once
+            self._chains = chain_ids(self.diff_ids)
+        return self._chains
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "parent": self.parent, "created_local": self.created_local,
@@ -105,6 +108,7 @@ class Store:
         self.images: dict[str, ImageRec] = {}
         self.hidden: dict[str, ImageRec] = {}  # deleted images whose layers containers still use
         self.refs: dict[str, str] = {}  # "docker.io/library/busybox:latest" / "…@sha256:…" → image ID
+        self._by_id: dict[str, set[str]] = {}  # the reverse of `refs`, for listing many images quickly
 
     # -- loading and recovery ----------------------------------------------------------------
     def load(self) -> None:
@@ -152,6 +156,8 @@ class Store:
         except (OSError, ValueError):
             refs = {}
         self.refs = {k: v for k, v in refs.items() if v in self.images}
+        for k, v in self.refs.items():
+            self._by_id.setdefault(v, set()).add(k)
         if self.refs != refs:
             self.save_refs()
         self.gc()
@@ -261,7 +267,7 @@ class Store:
         rec.hidden = True
         self.hidden[iid] = rec
         atomic_write(self.image_db / f"{iid[7:]}.json", json.dumps(rec.to_json()).encode())
-        for k in [k for k, v in self.refs.items() if v == iid]:
+        for k in list(self._by_id.pop(iid, ())):
             del self.refs[k]
         self.save_refs()
 
@@ -272,7 +278,7 @@ class Store:
             (self.image_db / f"{iid[7:]}.json").unlink()
         except FileNotFoundError:
             pass
-        for k in [k for k, v in self.refs.items() if v == iid]:
+        for k in list(self._by_id.pop(iid, ())):
             del self.refs[k]
         self.save_refs()
 
@@ -290,17 +296,26 @@ class Store:
         atomic_write(self.refs_file, json.dumps(self.refs, indent=1, sort_keys=True).encode())
 
     def refs_for(self, iid: str) -> list[str]:
-        return sorted(k for k, v in self.refs.items() if v == iid)
+        return sorted(self._by_id.get(iid, ()))
 
     def set_ref(self, ref: str, iid: str) -> str | None:
         old = self.refs.get(ref)
+        if old is not None:
+            self._by_id.get(old, set()).discard(ref)
         self.refs[ref] = iid
+        self._by_id.setdefault(iid, set()).add(ref)
         self.save_refs()
         return old
 
     def remove_ref(self, ref: str) -> None:
-        if self.refs.pop(ref, None) is not None:
+        old = self.refs.pop(ref, None)
+        if old is not None:
+            self._by_id.get(old, set()).discard(ref)
             self.save_refs()
+
+    def parents(self) -> set[str]:
+        """IDs that are some image's parent (images with children)."""
+        return {i.parent for i in self.images.values() if i.parent}
 
 
 def _rmtree(p: Path) -> None:
