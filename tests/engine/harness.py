@@ -227,6 +227,7 @@ def write_docker_archive(spec: ImageSpec, dest: Path, repotag: str) -> Path:
 
 @dataclass
 class TestImages:
+    __test__ = False  # a fixture value, not a test class
     registry: str
     busybox: str  # single layer, schema 2
     busybox_oci: str  # same content, OCI manifest
