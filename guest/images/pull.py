@@ -122,7 +122,8 @@ class Puller:
             if mt in MT_SCHEMA1 or m.get("schemaVersion") == 1:
                 raise InvalidParameter(f"{ref.familiar()}: schema 1 manifests are not supported (the image is too old; re-push it)")
             top = digest
-            out(progress.status(f"Pulling from {ref.path}", ref.tag_or_digest))
+            # moby's id for this line: the tag, or the whole reference when pulling by digest
+            out(progress.status(f"Pulling from {ref.path}", str(ref) if ref.digest else ref.tag_or_digest))
             if mt in INDEX_TYPES or ("manifests" in m and "layers" not in m):
                 entries = m.get("manifests")
                 if not isinstance(entries, list):

@@ -100,6 +100,46 @@ class RegistryProxy:
         stop_pid(self.proc)
 
 
+class Dockerd:
+    """Debian's dockerd (20.10) inside `ns` with its own data root: the reference to compare against.
+
+    It creates docker0 and its iptables rules inside that namespace only."""
+
+    def __init__(self, ns, workdir: Path) -> None:
+        import subprocess
+
+        from tests.engine.harness import wait_for
+
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.sock = str(workdir / "docker.sock")
+        self.host = f"unix://{self.sock}"
+        self.log = open(workdir / "dockerd.log", "wb")
+        self.proc = subprocess.Popen(
+            ns.cmd(["dockerd", "--host", self.host, "--data-root", str(workdir / "data"), "--exec-root", str(workdir / "exec"),
+                    "--pidfile", str(workdir / "docker.pid")]),
+            stdout=self.log, stderr=self.log, start_new_session=True)
+        wait_for(lambda: subprocess.run(["docker", "-H", self.host, "version"], capture_output=True).returncode == 0,
+                 timeout=60, what="dockerd")
+
+    def docker(self, *args: str, check: bool = True):
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env.update(DOCKER_HOST=self.host, DOCKER_CONFIG=str(self.workdir / "cfg"), DOCKER_CLI_HINTS="false")
+        r = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"dockerd: docker {' '.join(args)} failed: {r.stderr}")
+        return r
+
+    def stop(self) -> None:
+        from tests.engine.harness import rmtree, stop_pid
+
+        stop_pid(self.proc, timeout=30)
+        self.log.close()
+        rmtree(self.workdir)
+
+
 def random_layer(size: int, name: str = "data/random.bin", seed: bytes | None = None) -> bytes:
     """A layer holding one file of incompressible bytes (so transfers take real time)."""
     data = os.urandom(size) if seed is None else (seed * (size // len(seed) + 1))[:size]

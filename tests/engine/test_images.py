@@ -95,7 +95,7 @@ def test_pull_oci_by_digest_and_multiarch(fresh_skiffd: Skiffd, images: TestImag
     oci_digest = images.digests["test/busybox:oci"]
     byd = f"{images.registry}/test/busybox@{oci_digest}"
     out = d.docker("pull", byd).stdout.splitlines()
-    assert out[0] == f"{oci_digest}: Pulling from test/busybox"
+    assert out[0] == f"{byd}: Pulling from test/busybox"
     assert out[-1] == byd
     info = json.loads(d.docker("image", "inspect", byd).stdout)[0]
     assert info["RepoDigests"] == [byd] and info["RepoTags"] == []
@@ -401,3 +401,51 @@ def test_docker_py_flows(fresh_skiffd: Skiffd, images: TestImages) -> None:
         c.images.pull(f"{images.registry}/test/busybox", tag="nosuch")
     with pytest.raises(docker.errors.NotFound):
         c.images.pull(f"{images.registry}/nosuch/repo", tag="latest")
+
+
+def _per_layer(lines: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Split pull output into the global lines and each layer's own sequence (layers interleave freely)."""
+    glob: list[str] = []
+    layers: dict[str, list[str]] = {}
+    for l in lines:
+        head, sep, rest = l.partition(": ")
+        if sep and len(head) == 12 and all(c in "0123456789abcdef" for c in head):
+            layers.setdefault(head, []).append(rest)
+        else:
+            glob.append(l)
+    return glob, layers
+
+
+@pytest.mark.slow
+def test_pull_output_same_as_dockerd(fresh_skiffd: Skiffd, images: TestImages, netns: NetNS) -> None:
+    """The same pulls against Debian's dockerd and skiffd, rendered by the same CLI, line by line."""
+    from tests.engine.images_fixtures import Dockerd
+
+    dk = Dockerd(netns, tempdir("dockerd-cmp-"))
+    try:
+        cases = [
+            ["pull", images.busybox],
+            ["pull", images.busybox],  # up to date
+            ["pull", images.whiteout],  # shares the base layer
+            ["pull", f"{images.registry}/test/busybox@{images.digests['test/busybox:oci']}"],
+            ["pull", f"{images.registry}/test/busybox:nosuch"],
+            ["pull", f"{images.registry}/nosuch/repo"],
+            ["pull", "--platform", "linux/s390x", images.multiarch],
+            ["pull", "--platform", "linux/arm64", images.multiarch],
+        ]
+        for args in cases:
+            a = fresh_skiffd.docker(*args, check=False)
+            b = dk.docker(*args, check=False)
+            assert a.returncode == b.returncode, (args, a.stderr, b.stderr)
+            assert a.stderr == b.stderr, args
+            ga, la = _per_layer(a.stdout.splitlines())
+            gb, lb = _per_layer(b.stdout.splitlines())
+            assert ga == gb, args
+            # Same layers, same steps. dockerd coalesces progress updates per layer, so its "Waiting" and
+            # "Verifying Checksum" lines come and go from run to run; the rest must be identical.
+            assert la.keys() == lb.keys(), args
+            flaky = ("Waiting", "Verifying Checksum")
+            for k in la:
+                assert [s for s in la[k] if s not in flaky] == [s for s in lb[k] if s not in flaky], (args, k)
+    finally:
+        dk.stop()
