@@ -75,10 +75,15 @@ if command -v dpkg >/dev/null 2>&1; then
         command -v apt-get >/dev/null 2>&1 || fail "missing packages:$missing (and no apt-get here)"
         step "Installing packages:$missing"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >/tmp/skiff-apt.log 2>&1 || { tail -n 5 /tmp/skiff-apt.log >&2;
-            fail "apt-get update failed: this host cannot reach a Debian mirror. Fix its network or proxy (machine create --engine-env HTTPS_PROXY=...), or install these packages yourself and run 'machine provision':$missing"; }
-        apt-get install -y -qq --no-install-recommends $missing >>/tmp/skiff-apt.log 2>&1 || {
-            tail -n 15 /tmp/skiff-apt.log >&2; fail "apt-get install failed for:$missing"; }
+        # apt-get update exits 0 even when no mirror answers; judge by the install, explain by the log
+        apt-get update -qq >/tmp/skiff-apt.log 2>&1 || true
+        if ! apt-get install -y -qq --no-install-recommends $missing >>/tmp/skiff-apt.log 2>&1; then
+            tail -n 8 /tmp/skiff-apt.log >&2
+            if grep -qE "Failed to fetch|Could not resolve|Temporary failure|unreachable|Unable to connect|Connection failed" /tmp/skiff-apt.log; then
+                fail "cannot install$missing: this host cannot reach a Debian mirror. Fix its network or proxy, or install these packages yourself, then run 'machine provision'"
+            fi
+            fail "apt-get install failed for:$missing (log: /tmp/skiff-apt.log on the machine)"
+        fi
     fi
 else
     for b in python3 conmon; do command -v $b >/dev/null 2>&1 || missing="$missing $b"; done

@@ -152,7 +152,8 @@ class SSHHost:
         _run(["ip", "addr", "add", f"{self.host_ip}/30", "dev", self.veth_host])
         _run(["ip", "link", "set", self.veth_host, "up"])
         for args in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{self.ip}/30", "dev", peer],
-                     ["ip", "link", "set", peer, "up"], ["ip", "route", "add", "default", "via", self.host_ip]):
+                     ["ip", "link", "set", peer, "up"]):
+            # no default route on purpose: the host reaches only its own veth peer, never beyond
             _run(["nsenter", f"--net={ns}", *args])
         log = open(w / "sshd.log", "wb")
         self.proc = subprocess.Popen(

@@ -197,6 +197,37 @@ def test_ssh(ctx: Ctx) -> None:
     assert r.stdout == "out\n" and r.stderr == "err\n"
 
 
+def test_ssh_interactive_terminal(ctx: Ctx, tmp_path: Path) -> None:
+    """`machine ssh NAME` on a real terminal (tmux): a login shell, typed input, the exit code."""
+    import time
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is needed to drive a terminal")
+    sock = f"skiff-e2e-{os.getpid()}"
+    rcfile = tmp_path / "rc"
+    tmux = ["tmux", "-L", sock]
+    cmd = f"{VENV_BIN / 'machine'} ssh {NAME}; echo $? > {rcfile}; sleep 60"
+    subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "30", cmd], env=ctx.env, check=True)
+    try:
+        def screen() -> str:
+            return subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True).stdout
+
+        def wait(pred, what: str) -> None:
+            deadline = time.monotonic() + 30
+            while not pred():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}; screen:\n{screen()}"
+                time.sleep(0.2)
+
+        wait(lambda: "#" in screen() or "$" in screen(), "a shell prompt")
+        subprocess.run([*tmux, "send-keys", "echo $((6*7)) $(hostname)", "Enter"], check=True)
+        wait(lambda: "42 skiff-sshhost" in screen(), "the command's output")
+        subprocess.run([*tmux, "send-keys", "exit 3", "Enter"], check=True)
+        wait(lambda: rcfile.exists() and rcfile.read_text().strip() != "", "the exit code")
+        assert rcfile.read_text().strip() == "3"
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
 def test_scp(ctx: Ctx, tmp_path: Path) -> None:
     src = tmp_path / "tree"
     (src / "sub").mkdir(parents=True)
@@ -269,6 +300,16 @@ def test_restart_restarts_the_engine_not_the_host(ctx: Ctx) -> None:
     assert ctx.host.exec(["cat", "/run/skiff/skiffd.pid"]).stdout.strip() != pid_before
     ctx.docker("docker version --format '{{.Server.Version}}' >/dev/null")
     assert "not stop" in ctx.machine("stop", NAME, check=False).stderr
+
+
+def test_provision_without_a_mirror_says_so(ctx: Ctx) -> None:
+    """A missing package on a host that cannot reach a Debian mirror: a clear error, nothing broken."""
+    # only this host's copy-on-write view changes; without the cached .deb apt must download it
+    ctx.host.exec(["sh", "-c", "dpkg -r --force-depends catatonit >/dev/null && rm -f /var/cache/apt/archives/catatonit_*"])
+    r = ctx.machine("provision", NAME, check=False)
+    assert r.returncode == 1
+    assert "cannot reach a Debian mirror" in r.stderr and "catatonit" in r.stderr
+    ctx.docker("docker version --format '{{.Server.Version}}' >/dev/null")  # the running engine is untouched
 
 
 def test_rm(ctx: Ctx) -> None:
