@@ -9,7 +9,6 @@ upstream of the network's DNS server, as with Docker's embedded DNS).
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import random
@@ -102,32 +101,27 @@ def _query(name: str, qid: int) -> bytes:
     return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1)
 
 
-async def wait_answers(server: str, name: str, timeout: float = 3.0, per_try: float = 0.1) -> bool:
-    """Ask `server` for `name` until it answers with a record (aardvark has (re)loaded and listens), or time out."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    sock = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    try:
-        while loop.time() < deadline:
+def query_until_answered(server: str, name: str, timeout: float = 3.0, per_try: float = 0.1) -> float | None:
+    """Blocking: ask `server` for `name` until it answers with a record; seconds it took, or None on timeout.
+    Run it from inside a container's netns: aardvark-dns only answers container names to its containers."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    with socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(per_try)
+        while time.monotonic() < deadline:
             qid = random.randrange(65536)
             try:
-                await loop.sock_sendto(sock, _query(name, qid), (server, 53))
-            except OSError:
-                await asyncio.sleep(per_try)
-                continue
-            try:
+                sock.sendto(_query(name, qid), (server, 53))
                 while True:
-                    data = await asyncio.wait_for(loop.sock_recv(sock, 4096), per_try)
+                    data = sock.recv(4096)
                     if len(data) >= 12:
                         rid, flags, _, an = struct.unpack("!HHHH", data[:8])
-                        if rid == qid and flags & 0x000F == 0 and an > 0:
-                            return True
                         if rid == qid:
+                            if flags & 0x000F == 0 and an > 0:
+                                return time.monotonic() - start
                             break
-            except (asyncio.TimeoutError, OSError):
-                pass
-            await asyncio.sleep(0.02)
-        return False
-    finally:
-        sock.close()
+            except OSError:  # timeout, or the listener is not there yet (ICMP → ECONNREFUSED)
+                time.sleep(0.02)
+        return None

@@ -11,7 +11,11 @@ import socket
 import struct
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 NSFS_MAGIC = 0x6E736673
@@ -88,7 +92,14 @@ def remove(path: Path) -> None:
         pass
 
 
-def _in_netns(path: str, fn) -> None:
+def run_in(path: str, fn: Callable[..., T], *args: Any) -> T:
+    """Blocking: `fn(*args)` on a throwaway thread that has joined the netns `path`; its result."""
+    out: list[T] = []
+    _in_netns(path, lambda: out.append(fn(*args)))
+    return out[0]
+
+
+def _in_netns(path: str, fn: Callable[[], Any]) -> None:
     """Run `fn` on a throwaway thread that has joined the netns (setns only affects the calling thread)."""
     err: list[BaseException] = []
 

@@ -91,6 +91,7 @@ class NetworkService:
         self.netavark = Netavark(self.run_dir / "netavark")
         self.ports = PortAllocator()
         self._lock = asyncio.Lock()
+        self._pending: dict[str, asyncio.Task[None]] = {}  # container id → background teardown
         self._ensure_predefined()
 
     # ------------------------------------------------------------------------------------------
@@ -160,6 +161,7 @@ class NetworkService:
 
     async def close(self) -> None:
         """Remove the anchors (containers keep running and keep their bridges; an idle bridge goes with its anchor)."""
+        await self.settle()
         async with self._lock:
             for ep in [e for e in self.endpoints.all() if e.get("anchor")]:
                 await self._drop_anchor(ep)
@@ -180,6 +182,8 @@ class NetworkService:
     def _containers_on(self, rec: NetworkRecord) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
         for ep in self.endpoints.on_network(rec["Name"]):
+            if ep["Id"] in self._pending:
+                continue
             es = ep["networks"][rec["Name"]]
             out[ep["Id"]] = {
                 "Name": ep.get("Name", ""), "EndpointID": es.get("EndpointID", ""), "MacAddress": es.get("MacAddress", ""),
@@ -200,7 +204,7 @@ class NetworkService:
         return [self.public(r, with_containers=False) for r in self.store.all() if self._matches(r, filters)]
 
     def _in_use(self, rec: NetworkRecord) -> bool:
-        return bool(self.endpoints.on_network(rec["Name"]))
+        return any(ep["Id"] not in self._pending for ep in self.endpoints.on_network(rec["Name"]))
 
     def _matches(self, rec: NetworkRecord, f: dict[str, list[str]]) -> bool:
         if f.get("name") and not any(n in rec["Name"] for n in f["name"]):
@@ -336,6 +340,7 @@ class NetworkService:
         rec = self.resolve(ref)
         if rec["Name"] in PREDEFINED:
             raise Forbidden(f"{rec['Name']} is a pre-defined network and cannot be removed")
+        await self.settle()
         async with self._lock:
             if self._in_use(rec):
                 raise Forbidden(f"error while removing network: network {rec['Name']} id {rec['Id']} has active endpoints")
@@ -352,6 +357,7 @@ class NetworkService:
     async def prune(self, filters: dict[str, list[str]]) -> list[str]:
         until = parse_time((filters.get("until") or [None])[-1])
         gone: list[NetworkRecord] = []
+        await self.settle()
         async with self._lock:
             for rec in self.store.all():
                 if rec["Name"] in PREDEFINED or self._in_use(rec):
@@ -393,14 +399,14 @@ class NetworkService:
         info["options"] = opts
         return info
 
-    async def _netavark_teardown(self, ep: Endpoint, only: list[str] | None = None) -> None:
+    async def _netavark_teardown(self, ep: Endpoint, only: list[str] | None = None, path: str | None = None) -> None:
         opts = dict(ep["options"])
         if only is not None:
             opts["networks"] = {k: v for k, v in opts["networks"].items() if k in only}
             opts["network_info"] = {k: v for k, v in opts["network_info"].items() if k in only}
         if not opts["networks"]:
             return
-        path = ep.get("netns") or ""
+        path = path or ep.get("netns") or ""
         scratch: Path | None = None
         if not netns.is_netns(path):
             # The netns is gone (and its veth with it), but the NAT rules and DNS entries are not: let netavark
@@ -635,6 +641,7 @@ class NetworkService:
 
         self.validate(hc, self._endpoint_configs(ctr))
         wanted = self.wanted_networks(ctr)
+        await self.settle()  # host ports and addresses of containers just gone are free again
         async with self._lock:
             old = self.endpoints.get(cid)
             if old is not None:
@@ -685,26 +692,50 @@ class NetworkService:
             ep.update(resolv_conf=resolv, hosts=hosts, exposed=exposed)
             self.endpoints.save(ep)
         if dns_ips:
-            # Each setup reloads aardvark-dns, which then drops queries for a moment: wait until it answers our
-            # own name so the container's first lookups land.
-            await dns.wait_answers(dns_ips[0], ctr_name(ctr) or cid[:12])
+            # Each setup reloads aardvark-dns, which then drops queries for a moment: wait (from the container's
+            # netns, since aardvark answers by the asker's address) until it answers our own name.
+            name = ctr_name(ctr) or cid[:12]
+            took = await asyncio.to_thread(netns.run_in, netns_path, dns.query_until_answered, dns_ips[0], name)
+            if took is None:
+                log.warning("aardvark-dns on %s did not answer %s within 3 s", dns_ips[0], name)
         for rec, _ in wanted:
             self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
         return {"resolv_conf": resolv, "hosts": hosts, "networks": settings,
                 "ports": docker_ports(exposed, mappings), "netns_owner": None}
 
     async def teardown(self, ctr: Any, netns_path: str | None = None) -> None:
+        """Returns at once; netavark runs in the background (it is off the path of `docker run --rm` / `stop`).
+
+        An fd on the netns keeps it alive after the caller unmounts it, so netavark still removes the veth itself.
+        Whatever needs the endpoint gone (a new setup, `network rm`, shutdown) waits for it first (`settle`)."""
         cid = str(cget(ctr, "Id"))
-        async with self._lock:
-            ep = self.endpoints.get(cid)
-            if ep is None:
-                return
-            if netns_path and not ep.get("netns"):
-                ep["netns"] = netns_path
-            await self._netavark_teardown(ep)
-            self._forget_endpoint(ep)
+        ep = self.endpoints.get(cid)
+        if ep is None or cid in self._pending:
+            return
+        path = ep.get("netns") or netns_path or ""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC) if netns.is_netns(path) else None
+        task = asyncio.get_running_loop().create_task(self._finish_teardown(ep, fd))
+        self._pending[cid] = task
+        task.add_done_callback(lambda t: self._pending.pop(cid, None) if self._pending.get(cid) is t else None)
         for name, es in ep.get("networks", {}).items():
             self.engine.events.publish("network", "disconnect", es.get("NetworkID", ""), {"container": cid, "name": name, "type": "bridge"})
+
+    async def _finish_teardown(self, ep: Endpoint, fd: int | None) -> None:
+        try:
+            async with self._lock:
+                await self._netavark_teardown(ep, path=f"/proc/{os.getpid()}/fd/{fd}" if fd is not None else None)
+                self._forget_endpoint(ep)
+        except Exception:
+            log.exception("network teardown of %s failed", ep["Id"][:12])
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    async def settle(self, cid: str | None = None) -> None:
+        """Wait for background teardowns (of one container, or all)."""
+        tasks = [t for k, t in self._pending.items() if cid is None or k == cid]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def endpoint(self, ctr_id: str) -> Endpoint | None:
         return self.endpoints.get(ctr_id)
@@ -777,6 +808,7 @@ class NetworkService:
             raise Forbidden(f"container cannot be disconnected from host network or connected to host network")
         self.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es})
         cid = str(cget(ctr, "Id"))
+        await self.settle(cid)
         async with self._lock:
             ep = self.endpoints.get(cid)
             if ep is None:
@@ -809,6 +841,7 @@ class NetworkService:
         """Detach a running container from one network; False if it had no live endpoint there."""
         rec = self.resolve(network)
         cid = str(cget(ctr, "Id"))
+        await self.settle(cid)
         async with self._lock:
             ep = self.endpoints.get(cid)
             if ep is None or rec["Name"] not in ep["networks"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -58,7 +59,16 @@ def _links() -> list[str]:
 
 
 def _aardvark_running() -> bool:
-    return "aardvark-dns" in sh("ps", "-eo", "comm").stdout
+    """An aardvark-dns of ours: in this network namespace (others' tests may run theirs elsewhere)."""
+    me = os.stat("/proc/self/ns/net").st_ino
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if open(f"/proc/{pid}/comm").read().strip() == "aardvark-dns" and os.stat(f"/proc/{pid}/ns/net").st_ino == me \
+                    and open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] != "Z":
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def scenario_user_network(work: Path) -> dict[str, Any]:
@@ -117,10 +127,12 @@ def scenario_user_network(work: Path) -> dict[str, Any]:
         await n.teardown(web, str(paths[0]))
         res["teardown_ms"] = (time.monotonic() - t0) * 1000
         await n.teardown(web, str(paths[0]))  # twice is fine
+        await n.settle()
+        res["ctr_links_after"] = sh("ip", "-o", "link", netns=str(paths[0])).stdout
         await n.teardown(cli, str(paths[1]))
+        await n.settle()
         res["nat_after"] = sh("iptables-save", "-t", "nat").stdout
         res["inspect_after"] = n.inspect("appnet")["Containers"]
-        res["ctr_links_after"] = sh("ip", "-o", "link", netns=str(paths[0])).stdout
         try:
             await n.remove("bridge")
         except Exception as e:
@@ -201,7 +213,7 @@ def scenario_default_bridge_none_internal(work: Path) -> dict[str, Any]:
         res["b1_ping_other"] = sh("busybox", "ping", "-c", "1", "-W", "1", o1_ip, netns=str(paths["b1"])).returncode
         res["gw_ping_other"] = sh("busybox", "ping", "-c", "1", "-W", "1", o1_ip).returncode
         await n.teardown(o1, str(work / "o1"))
-        netns.remove(work / "o1")
+        netns.remove(work / "o1")  # right away, as the containers service does: the teardown holds its own reference
         res["host"] = await n.setup(ctr(5, "h", "host"), None)
         try:
             await n.setup(ctr(6, "bad", "bridge", aliases=["x"]), str(paths["none"]))
@@ -278,7 +290,7 @@ def scenario_restart(work: Path, phase: str) -> dict[str, Any]:
             await n.teardown(cc, str(work / p))
             netns.remove(work / p)
         netns.remove(work / "pc")
-        await eng.close()
+        await eng.close()  # waits for the background teardowns
         res["nat_after"] = sh("iptables-save", "-t", "nat").stdout
         res["links_final"] = _links()
 
@@ -317,6 +329,7 @@ def scenario_foreign_bridge(work: Path) -> dict[str, Any]:
         res["subnet_after"] = n.inspect("bridge")["IPAM"]["Config"][0]["Subnet"]
         res["docker0_ports"] = sh("ip", "-o", "link", "show", "master", "docker0").stdout
         await n.teardown(ctr(1, "c", "bridge"), str(work / "c"))
+        await n.settle()
         netns.remove(work / "c")
         await eng.close()
 
