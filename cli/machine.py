@@ -282,6 +282,9 @@ def _run(fn: Callable[[], str | None]) -> int:
 
     try:
         out = fn()
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        return 130
     except CLIError as e:
         print(_errmsg(e), file=sys.stderr)
         return e.code

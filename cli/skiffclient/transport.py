@@ -254,6 +254,9 @@ class Transport:
                 if ep.tls:
                     s = self._ssl_context().wrap_socket(s, server_hostname=ep.server_hostname or ep.address)
         except OSError as e:
+            if type(e).__module__ == "ssl" or type(e).__name__.startswith("SSL"):
+                # The engine answered but TLS failed (unknown CA, no client certificate, …): say why.
+                raise TransportError(f"error during connect: {ep.url}: tls: {getattr(e, 'reason', None) or e}") from None
             raise ConnectFailed(ep, e) from None
         s.settimeout(None)
         return _Conn(s)

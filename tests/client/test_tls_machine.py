@@ -1,0 +1,127 @@
+"""skiff over TCP + mutual TLS, set up the docker way (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) and the
+Skiff way (`--machine NAME` reading the machine store), against a real skiffd with certificates from
+machine/certs.py. Both clients run inside the test's network namespace, where the engine listens."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.client.compare import SKIFF, Result, normalize
+from tests.engine.harness import NetNS, Skiffd, TestImages, rmtree, tempdir
+
+PORT = 2391  # inside the test's own namespace
+
+
+@dataclass
+class TLSEngine:
+    ns: NetNS
+    daemon: Skiffd
+    certs: Path
+    url: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "MACHINE_"))}
+        env.update(DOCKER_HOST=self.url, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(self.certs),
+                   DOCKER_CONFIG=str(self.daemon.docker_config), DOCKER_CLI_HINTS="false")
+        env.update(extra)
+        return env
+
+    def run(self, prog: str, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+        argv = self.ns.cmd(["docker" if prog == "docker" else SKIFF, *args])
+        r = subprocess.run(argv, env=env or self.env(), capture_output=True, text=True, input=input, timeout=120)
+        return Result([prog, *args], r.returncode, r.stdout, r.stderr)
+
+
+@pytest.fixture(scope="module")
+def tls_engine(netns: NetNS, images: TestImages) -> Iterator[TLSEngine]:
+    from machine.certs import ensure_ca_and_client, issue_server_cert
+
+    d = tempdir("skiff-tls-")
+    certs = d / "certs"
+    ensure_ca_and_client(certs)
+    issue_server_cert(certs / "ca.pem", certs / "ca-key.pem", d / "server.pem", d / "server-key.pem",
+                      ["127.0.0.1", "localhost"])
+    daemon = Skiffd(netns, d / "engine", ["-H", f"tcp://127.0.0.1:{PORT}", "--tlsverify",
+                                          "--tlscacert", str(certs / "ca.pem"), "--tlscert", str(d / "server.pem"),
+                                          "--tlskey", str(d / "server-key.pem")])
+    try:
+        assert daemon.docker("pull", "-q", images.busybox).returncode == 0
+        yield TLSEngine(netns, daemon, certs, f"tcp://127.0.0.1:{PORT}")
+    finally:
+        daemon.stop()
+        rmtree(d)
+
+
+def test_tls_env_like_docker(tls_engine: TLSEngine, images: TestImages) -> None:
+    e = tls_engine
+    for args in (["version", "--format", "{{.Server.Version}} {{.Server.Os}}"], ["images"], ["ps", "-a"]):
+        d, s = e.run("docker", *args), e.run("skiff", *args)
+        assert (d.returncode, normalize(d.stdout), d.stderr) == (s.returncode, normalize(s.stdout), s.stderr), (d, s)
+    s = e.run("skiff", "run", "--rm", images.busybox, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (s.returncode, s.stdout, s.stderr) == (3, "out\n", "err\n"), s
+
+
+def test_tls_hijacked_stdin(tls_engine: TLSEngine, images: TestImages) -> None:
+    """`-i` over TLS: stdin is forwarded through the hijacked TLS stream. (Its end is not: TLS cannot half-close
+    a Python SSLSocket, and skiffd's asyncio TLS closes the whole stream on close_notify anyway; so these
+    commands stop reading on their own.)"""
+    e = tls_engine
+    r = e.run("skiff", "run", "--rm", "-i", images.busybox, "sh", "-c", "head -n 2; echo done", input="a\nb\nc\n")
+    assert (r.returncode, r.stdout) == (0, "a\nb\ndone\n"), r
+    e.daemon.docker("run", "-d", "--name", "tls-exec", images.busybox, "sleep", "300")
+    try:
+        r = e.run("skiff", "exec", "-i", "tls-exec", "sh", "-c", "read x; echo $x | tr a-z A-Z", input="hello\n")
+        assert (r.returncode, r.stdout) == (0, "HELLO\n"), r
+    finally:
+        e.daemon.docker("rm", "-f", "tls-exec")
+
+
+def test_tls_refuses_wrong_ca_and_missing_client_cert(tls_engine: TLSEngine, tmp_path: Path) -> None:
+    from machine.certs import ensure_ca_and_client
+
+    e = tls_engine
+    other = tmp_path / "other"
+    ensure_ca_and_client(other)
+    r = e.run("skiff", "ps", env=e.env(DOCKER_CERT_PATH=str(other)))
+    assert r.returncode == 1 and "error during connect" in r.stderr and "certificate" in r.stderr.lower(), r
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "ca.pem").write_bytes((e.certs / "ca.pem").read_bytes())
+    r = e.run("skiff", "ps", env=e.env(DOCKER_CERT_PATH=str(bare)))  # server demands a client certificate
+    assert r.returncode == 1 and r.stderr, r
+    r = e.run("skiff", "ps", env=e.env(DOCKER_TLS_VERIFY="", DOCKER_CERT_PATH=str(tmp_path / "none")))
+    assert r.returncode == 1, r  # plain HTTP to a TLS port fails cleanly
+    d = e.run("docker", "ps", env=e.env(DOCKER_CERT_PATH=str(tmp_path / "none")))
+    s = e.run("skiff", "ps", env=e.env(DOCKER_CERT_PATH=str(tmp_path / "none")))
+    assert (s.returncode, s.stderr) == (d.returncode, d.stderr), (d, s)  # missing CA: docker's words
+
+
+def test_machine_flag_reads_the_store(tls_engine: TLSEngine, tmp_path: Path, images: TestImages) -> None:
+    """`skiff --machine NAME` = `eval $(machine env NAME); docker …`, without the env."""
+    from machine.drivers.none import NoneDriver
+    from machine.host import Host
+    from machine.store import Store
+
+    e = tls_engine
+    root = tmp_path / "store"
+    store = Store(root)
+    (root / "certs").mkdir(parents=True)
+    for name in ("ca.pem", "ca-key.pem", "cert.pem", "key.pem"):
+        (root / "certs" / name).write_bytes((e.certs / name).read_bytes())
+    drv = NoneDriver("tlsbox", store.create_dir("tlsbox"))
+    drv.set_config_from_flags({"url": e.url})
+    Host(store, "tlsbox", "none", drv).save()
+    env = {k: v for k, v in e.env().items() if not k.startswith("DOCKER_")}
+    env["MACHINE_STORAGE_PATH"] = str(root)
+    s = e.run("skiff", "--machine", "tlsbox", "run", "--rm", images.busybox, "echo", "via machine", env=env)
+    assert (s.returncode, s.stdout) == (0, "via machine\n"), s
+    d, s = e.run("docker", "images"), e.run("skiff", "--machine", "tlsbox", "images", env=env)
+    assert normalize(d.stdout) == normalize(s.stdout)
+    s = e.run("skiff", "--machine", "nosuch", "ps", env=env)
+    assert s.returncode == 1 and 'Host does not exist: "nosuch"' in s.stderr, s
