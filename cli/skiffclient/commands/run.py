@@ -399,7 +399,7 @@ def run_run(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         raise CliError(f"skiff: {e}\n\nRun 'skiff run --help' for more information", 125) from None
     tty = o["tty"]
     if tty and o["interactive"] and not streams.stdin_is_tty():
-        raise _run_failed(CliError("the input device is not a TTY"), "run")
+        raise CliError("the input device is not a TTY", 1)
     console = streams.terminal_size(1) if tty else None
     try:
         cid = create_container(cli, o, image, cmd, console)
