@@ -161,6 +161,8 @@ class VolumeService:
         name = v["Name"]
         data = self._data(name)
         local.unmount(data)
+        if local.is_mounted(data):  # never rm -r through a mount (a bind-type volume would lose its device's files)
+            raise Conflict(f"remove {name}: volume is still mounted at {data}")
         size = local.dir_size(data) if not local.needs_mount(v.get("Options") or {}) else 0
         self._vols.pop(name, None)
         local.remove_tree(self.dir / name)

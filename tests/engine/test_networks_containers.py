@@ -8,7 +8,11 @@ there and vanish with it; published ports are reached from inside that namespace
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +181,34 @@ def test_survives_daemon_restart(d: Skiffd, images: TestImages) -> None:
     d.docker("rm", "-f", "keep")
     assert wget_in_ns(d, "http://127.0.0.1:8282/") == ""
     d.docker("network", "rm", "keepnet")
+
+
+def test_udp_port_ip_range_and_container_mode(d: Skiffd, images: TestImages) -> None:
+    bb = images.busybox
+    # UDP: a datagram sent to the published port on the VM side reaches the container. busybox has no UDP server,
+    # so socat listens inside the container's network namespace (its SandboxKey).
+    d.docker("run", "-d", "--name", "udp", "-p", "19999:9999/udp", bb, "sleep", "300")
+    assert d.docker("port", "udp").stdout.strip() == "9999/udp -> 0.0.0.0:19999"
+    sandbox = json.loads(d.docker("inspect", "udp").stdout)[0]["NetworkSettings"]["SandboxKey"]
+    got = Path(tempfile.mkdtemp(prefix="skudp-")) / "got"
+    srv = subprocess.Popen(["nsenter", f"--net={sandbox}", "socat", "-u", "UDP-RECV:9999", f"OPEN:{got},creat"])
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (got.exists() and "ping-udp" in got.read_text()):
+            d.ns.run(["sh", "-c", "echo ping-udp | socat - UDP:127.0.0.1:19999"])
+            time.sleep(0.3)
+        assert got.exists() and "ping-udp" in got.read_text()
+    finally:
+        srv.kill()
+        srv.wait()
+        shutil.rmtree(got.parent, ignore_errors=True)
+    # --ip-range: addresses come from the range, the gateway stays the subnet's first
+    d.docker("network", "create", "--subnet", "10.212.0.0/16", "--ip-range", "10.212.7.0/24", "rangenet")
+    out = d.docker("run", "--rm", "--network", "rangenet", bb, "sh", "-c", "ip -o -4 addr show eth0; ip route").stdout
+    assert "inet 10.212.7." in out and "default via 10.212.0.1" in out
+    # container:<id> shares the other container's network stack
+    d.docker("run", "-d", "--name", "owner", "--network", "rangenet", bb, "sh", "-c", HTTPD.format(text="shared-ns"))
+    out = d.docker("run", "--rm", "--network", "container:owner", bb, "sh", "-c",
+                   "wget -qO- http://127.0.0.1/; ip -o -4 addr show eth0").stdout
+    owner_ip = json.loads(d.docker("inspect", "owner").stdout)[0]["NetworkSettings"]["Networks"]["rangenet"]["IPAddress"]
+    assert out.startswith("shared-ns\n") and f"inet {owner_ip}/" in out

@@ -214,6 +214,25 @@ def scenario_default_bridge_none_internal(work: Path) -> dict[str, Any]:
         res["gw_ping_other"] = sh("busybox", "ping", "-c", "1", "-W", "1", o1_ip).returncode
         await n.teardown(o1, str(work / "o1"))
         netns.remove(work / "o1")  # right away, as the containers service does: the teardown holds its own reference
+        # outbound NAT: a server outside the "VM" sees the VM's address, not the container's
+        out_ns = NetNS("sknvout")
+        try:
+            sh("ip", "link", "add", "vmeth0", "type", "veth", "peer", "name", "outeth0", "netns", out_ns.name, check=True)
+            sh("ip", "addr", "add", "192.0.2.1/24", "dev", "vmeth0", check=True)
+            sh("ip", "link", "set", "vmeth0", "up", check=True)
+            out_ns.run(["ip", "addr", "add", "192.0.2.2/24", "dev", "outeth0"], check=True)
+            out_ns.run(["ip", "link", "set", "outeth0", "up"], check=True)
+            www = work / "outwww"
+            www.mkdir()
+            (www / "index.html").write_text("outside\n")
+            srv = subprocess.Popen(out_ns.cmd(["busybox", "httpd", "-f", "-vv", "-p", "8000", "-h", str(www)]),
+                                   stderr=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            res["outbound"] = sh("timeout", "10", "busybox", "wget", "-qO-", "http://192.0.2.2:8000/", netns=str(paths["b1"])).stdout
+            srv.terminate()
+            res["outbound_log"] = srv.communicate(timeout=10)[1]
+        finally:
+            out_ns.remove()
         res["host"] = await n.setup(ctr(5, "h", "host"), None)
         try:
             await n.setup(ctr(6, "bad", "bridge", aliases=["x"]), str(paths["none"]))
@@ -246,6 +265,7 @@ def test_default_bridge_none_internal_host(vm: Any) -> None:
     assert r["b1"]["hosts"][-1] == ("172.17.0.2", ["h-b1"])
     assert ("172.17.0.2", ["db1", "b1"]) in r["b2"]["hosts"]  # --link
     assert r["b1_ping_b2"] == 0
+    assert r["outbound"] == "outside\n" and "192.0.2.1" in r["outbound_log"] and "172.17." not in r["outbound_log"]
     assert r["b1_ping_other"] != 0 and r["gw_ping_other"] == 0  # bridge networks are isolated from each other
     # none: loopback only, and it is up
     assert r["none"]["networks"] == {"none": r["none"]["networks"]["none"]} and r["none"]["ports"] == {}

@@ -182,3 +182,15 @@ def test_docker_py(d: Skiffd, images: TestImages) -> None:
         assert out == b"py\n"
     finally:
         v.remove()
+
+
+def test_option_volume_bind(d: Skiffd, images: TestImages, hostdir: Path) -> None:
+    (hostdir / "seed").write_text("seeded\n")
+    d.docker("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={hostdir}", "bindvol")
+    out = d.docker("run", "--rm", "-v", "bindvol:/b", images.busybox, "sh", "-c", "cat /b/seed; echo new > /b/new").stdout
+    assert out == "seeded\n" and (hostdir / "new").read_text() == "new\n"
+    d.docker("volume", "rm", "bindvol")
+    assert (hostdir / "seed").exists()  # removing the volume leaves the device's files alone
+    d.docker("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", "device=/nonexistent/skiff", "badbind")
+    r = d.docker("run", "--rm", "-v", "badbind:/b", images.busybox, "true", check=False)
+    assert r.returncode != 0 and "no such file or directory" in r.stderr
