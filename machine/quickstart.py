@@ -150,7 +150,8 @@ class Quickstart:
                 host.provision(self.progress)
             return host
         flags = toolbox_flags(self.driver, self.environ)
-        sizes = [f"{v} MB {k.rsplit('_', 1)[-1]}" for k, v in flags.items() if k.endswith(("_memory", "_disk_size"))]
+        sizes = [f"{v} MB {'memory' if k.endswith('_memory') else 'disk'}" for k, v in flags.items()
+                 if k.endswith(("_memory", "_disk_size"))]
         self.progress(f'Creating "{self.name}" with the {self.driver} driver'
                       + (f" ({', '.join(sizes)})" if sizes else ""))
         engine = {**self.engine_options, "Env": proxy_env(self.environ)}

@@ -37,9 +37,10 @@ class Tmux:
                         "-x", "160", "-y", "60", *cmd], env=env, cwd=cwd, check=True)
         # keep the pane after the command exits, to read why it ended
         subprocess.run(["tmux", "-L", self.sock, "set-option", "-g", "remain-on-exit", "on"], check=False)
-        out = subprocess.run(["tmux", "-L", self.sock, "display-message", "-p", "#{pid}"],
-                             capture_output=True, text=True)
-        self.server_pid = int(out.stdout.strip()) if out.stdout.strip().isdigit() else 0
+        out = subprocess.run(["tmux", "-L", self.sock, "display-message", "-p", "#{pid} #{socket_path}"],
+                             capture_output=True, text=True).stdout.split(maxsplit=1)
+        self.server_pid = int(out[0]) if out and out[0].isdigit() else 0
+        self.socket_path = Path(out[1].strip()) if len(out) > 1 else None
 
     def screen(self) -> str:
         r = subprocess.run(["tmux", "-L", self.sock, "capture-pane", "-p", "-J", "-S", "-3000", "-t", "qs"],
@@ -72,6 +73,8 @@ class Tmux:
                 if not Path(f"/proc/{self.server_pid}").exists():
                     break
                 time.sleep(0.1)
+        if self.socket_path is not None:  # kill-server leaves the socket file behind
+            self.socket_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
