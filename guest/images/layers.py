@@ -67,7 +67,7 @@ class Limits:
 
 @dataclass
 class UnpackResult:
-    size: int  # bytes of regular-file data (each inode once)
+    size: int  # Docker's layer size: regular files (each inode once) and symlinks
     entries: int
 
 
@@ -215,6 +215,7 @@ class _Unpacker:
         if m.issym():
             self._check_symlink(parts, m.linkname)
             self._remove_existing(parent, base, parts, keep_dir=False)
+            self.size += len(os.fsencode(m.linkname))  # Docker's layer size counts symlinks too
             os.symlink(m.linkname, base, dir_fd=parent)
             os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
             os.utime(base, ns=(_ns(m.mtime), _ns(m.mtime)), dir_fd=parent, follow_symlinks=False)
@@ -459,16 +460,16 @@ def _tarinfo(path: str, arc: str, st: os.stat_result) -> tarfile.TarInfo | None:
 
 
 def dir_size(path: Path) -> int:
-    """Bytes of regular-file data under `path`, each inode once (what Docker reports as a layer's size)."""
+    """What Docker reports as a layer's size: the sizes of everything but directories, each inode once."""
     seen: set[int] = set()
     total = 0
     for dirpath, dirnames, filenames in os.walk(path):
-        for n in filenames:
+        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             try:
                 st = os.lstat(os.path.join(dirpath, n))
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_ino not in seen:
+            if st.st_size and not stat.S_ISDIR(st.st_mode) and st.st_ino not in seen:
                 seen.add(st.st_ino)
                 total += st.st_size
     return total

@@ -159,13 +159,29 @@ def _gzip_source(svc: "ImageService", l: LayerRec) -> dict[str, Any]:
     return {"digest": digest, "mediaType": MT_DOCKER_LAYER, "size": size, "repos": []}
 
 
+def mount_candidates(repos: list[str], domain: str, target: str, limit: int = 3) -> list[str]:
+    """Repositories of the same registry the blob came from: the most alike to `target` first (shared
+    leading path components), then the most recently seen — moby's order; at most `limit` attempts."""
+    tparts = target.split("/")
+
+    def likeness(path: str) -> int:
+        n = 0
+        for a, b in zip(path.split("/"), tparts):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    cands = [r.partition("/")[2] for r in reversed(repos) if r.partition("/")[0] == domain and r.partition("/")[2] != target]
+    return sorted(cands, key=likeness, reverse=True)[:limit]
+
+
 def _push_blob(svc: "ImageService", client: RegistryClient, blob: dict[str, Any], short: str, emit: Any) -> str:
     digest, size = blob["digest"], blob["size"]
     if client.blob_exists(digest) is not None:
         return "Layer already exists"
-    for repo in blob.get("repos") or []:
-        domain, _, path = repo.partition("/")
-        if domain == client.domain and path != client.repo and client.mount_blob(digest, path):
+    for path in mount_candidates(blob.get("repos") or [], client.domain, client.repo):
+        if client.mount_blob(digest, path):
             return f"Mounted from {path}"
     with svc.store.blobs.open(digest) as f:
         body = _Counting(f, size, lambda n: emit(pmsg.status("Pushing", short, current=n, total=size)))

@@ -163,7 +163,9 @@ class ImageService:
         digest_ref = str(r.with_digest(top_digest))
         key = str(r)
         old = self.store.refs.get(key)
-        if self.store.refs.get(digest_ref) != rec.id:
+        if digest_ref not in self.store.refs:
+            # Like moby, a digest reference, once made, is never moved to another image (an index
+            # pulled for another platform leaves it with the first image).
             self.store.set_ref(digest_ref, rec.id)
         if old != rec.id:
             self.store.set_ref(key, rec.id)

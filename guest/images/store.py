@@ -210,10 +210,12 @@ class Store:
         rec = self.layers[chain_id]
         for b in rec.blobs:
             if b["digest"] == blob["digest"]:
-                repos = set(b.get("repos") or []) | set(blob.get("repos") or [])
-                if repos == set(b.get("repos") or []):
+                # Oldest first, most recently seen last: pushes prefer recent mount sources (as moby does).
+                old = list(b.get("repos") or [])
+                repos = [r for r in old if r not in (blob.get("repos") or [])] + list(blob.get("repos") or [])
+                if repos == old:
                     return
-                b["repos"] = sorted(repos)
+                b["repos"] = repos
                 break
         else:
             rec.blobs.append(blob)
