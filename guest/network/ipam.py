@@ -120,7 +120,7 @@ class Ipam:
         gw = ipaddress.ip_address(gateway) if gateway else None
         alloc = self._net(net_id)["alloc"]
         for held, who in alloc.items():
-            if who == owner:
+            if who == owner and ipaddress.ip_address(held) in sn:
                 return held
         cand = int(sn.broadcast_address)
         while cand > int(sn.network_address):

@@ -87,6 +87,7 @@ class Netavark:
     async def setup(self, netns: str, options: dict[str, Any]) -> dict[str, Any]:
         rc, out, err = await self._run("setup", netns, options)
         if rc != 0:
+            log.debug("netavark setup failed for %s", json.dumps(options))
             raise NetavarkError(f"netavark setup: {self._error_text(rc, out, err)}")
         try:
             return json.loads(out)

@@ -212,3 +212,15 @@ def test_udp_port_ip_range_and_container_mode(d: Skiffd, images: TestImages) -> 
                    "wget -qO- http://127.0.0.1/; ip -o -4 addr show eth0").stdout
     owner_ip = json.loads(d.docker("inspect", "owner").stdout)[0]["NetworkSettings"]["Networks"]["rangenet"]["IPAddress"]
     assert out.startswith("shared-ns\n") and f"inet {owner_ip}/" in out
+
+
+def test_ipv6_network(d: Skiffd, images: TestImages) -> None:
+    d.docker("network", "create", "--ipv6", "--subnet", "fd00:5ca1::/64", "v6net")
+    net = json.loads(d.docker("network", "inspect", "v6net").stdout)[0]
+    subnets = [c["Subnet"] for c in net["IPAM"]["Config"]]
+    assert "fd00:5ca1::/64" in subnets and any(s.startswith("172.") for s in subnets) and net["EnableIPv6"] is True
+    d.docker("run", "-d", "--name", "v6a", "--network", "v6net", images.busybox, "sleep", "300")
+    ep = json.loads(d.docker("inspect", "v6a").stdout)[0]["NetworkSettings"]["Networks"]["v6net"]
+    assert ep["GlobalIPv6Address"] == "fd00:5ca1::2" and ep["GlobalIPv6PrefixLen"] == 64 and ep["IPv6Gateway"] == "fd00:5ca1::1"
+    out = d.docker("run", "--rm", "--network", "v6net", images.busybox, "ping", "-6", "-c", "1", "-W", "3", "fd00:5ca1::2").stdout
+    assert "1 packets received" in out
