@@ -269,6 +269,11 @@ def build_image(cache_dir: Path, progress: Progress = print, *, mirror: str | No
         return image
 
 
+def _size_bytes(size: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
 def _cleanup(work: Path) -> None:
     # the rootfs may still carry bind mounts if a step died mid-way
     rootfs = work / "rootfs"
@@ -353,14 +358,7 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     shutil.copy(rootfs / "boot" / f"vmlinuz-{kver}", work / "vmlinuz")
     shutil.copy(rootfs / "boot" / f"initrd.img-{kver}", work / "initrd.img")
 
-    progress("make the ext4 root filesystem (mkfs.ext4 -d, no mounts)")
-    root_img = work / "root.img"
-    _run(["truncate", "-s", ROOT_SIZE, str(root_img)], progress)
-    _run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", str(rootfs),
-          str(root_img)], progress)
-    shutil.rmtree(rootfs)
-
-    progress("make the BIOS-bootable disk (MBR + syslinux FAT + root)")
+    progress("make the BIOS-bootable disk (MBR + syslinux FAT + ext4 root, no mounts)")
     boot_img = work / "boot.fat"
     _run(["mkfs.vfat", "-C", "-n", "BOOT", str(boot_img), str(BOOT_MB * 1024)], progress)
     (work / "syslinux.cfg").write_text(SYSLINUX_CFG)
@@ -368,9 +366,9 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
         _run(["mcopy", "-i", str(boot_img), str(work / name), f"::{name}"], progress)
     _run(["syslinux", "--install", str(boot_img)], progress)
     disk = work / "disk.img"
-    root_bytes = root_img.stat().st_size
+    root_offset = (1 + BOOT_MB) * 1024 * 1024
     with open(disk, "wb") as fh:
-        fh.truncate(1024 * 1024 + BOOT_MB * 1024 * 1024 + root_bytes)
+        fh.truncate(root_offset + _size_bytes(ROOT_SIZE))
     layout = (f"label: dos\nstart=2048, size={BOOT_MB * 2048}, type=e, bootable\n"
               f"start={2048 + BOOT_MB * 2048}, type=83\n")
     progress("$ sfdisk disk.img")
@@ -378,10 +376,11 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     _run(["dd", f"if={MBR_BIN}", f"of={disk}", "bs=440", "count=1", "conv=notrunc", "status=none"], progress)
     _run(["dd", f"if={boot_img}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"],
          progress)
-    _run(["dd", f"if={root_img}", f"of={disk}", "bs=1M", f"seek={1 + BOOT_MB}", "conv=notrunc,sparse",
-          "status=none"], progress)
+    # the root filesystem is made in place at the partition's offset: no 10 GiB copy
+    _run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", f"root_owner=0:0,offset={root_offset}",
+          "-d", str(rootfs), str(disk), ROOT_SIZE], progress)
+    shutil.rmtree(rootfs)
     boot_img.unlink()
-    root_img.unlink()
     (work / "syslinux.cfg").unlink()
 
     progress("convert to qcow2")

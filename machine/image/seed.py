@@ -68,7 +68,10 @@ def user_data(cfg: SeedConfig) -> dict:
     if cfg.data_device:
         doc["fs_setup"] = [{"label": DATA_LABEL, "filesystem": "ext4", "device": cfg.data_device,
                             "partition": "none", "overwrite": False}]
-        doc["mounts"].append([f"LABEL={DATA_LABEL}", cfg.data_mount, "ext4", "defaults,nofail", "0", "2"])
+        # not `nofail`: local-fs.target (and so the engine) must wait for it, or the engine's first
+        # writes after a reboot would land on the root disk under the mount point
+        doc["mounts"].append([f"LABEL={DATA_LABEL}", cfg.data_mount, "ext4",
+                              "defaults,x-systemd.device-timeout=60s", "0", "2"])
     for share in cfg.shares:
         doc["mounts"].append([share.tag, share.guest_path, share.fstype, share.options, "0", "0"])
     if cfg.packages:

@@ -1,0 +1,530 @@
+"""The `qemu` driver: a local VM under QEMU (KVM, HVF or TCG) with user-mode networking.
+
+Files in the machine folder:
+    id_rsa, id_rsa.pub   the SSH key the seed installs for user `docker`
+    disk.qcow2           root disk: a qcow2 overlay whose backing file is the cached boot image
+    data.qcow2           the data disk (`--qemu-disk-size`, sparse), mounted at /var/lib/skiff:
+                         `upgrade` swaps the root overlay and keeps this, like boot2docker's disk
+    seed.iso             NoCloud seed (SSH key, hostname, data disk, shared folder)
+    qemu.pid qmp.sock    written by QEMU; QEMU removes both on a clean exit, so a pidfile whose
+                         process is gone means the VM died (state Error, console.log says why)
+    qmp-portfwd.sock     a second QMP socket for the port forwarder (QEMU serves one client per socket)
+    console.log          the serial console
+    portfwd.json/.pid/.log   the published-port forwarder (machine/portfwd.py)
+
+Networking is QEMU's user-mode stack: SSH and the engine are host forwards on 127.0.0.1, so a VPN
+or a changed host IP never matters and `DOCKER_HOST` is tcp://127.0.0.1:PORT. QEMU runs with
+-daemonize, in its own session, so the VM outlives the `machine` command that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from machine.drivers.base import CreateFlag, Driver, DriverError, PortForward, State
+from machine.qmp import QMPClient, QMPError
+
+DEFAULT_MEMORY = 2048
+DEFAULT_CPUS = 2
+DEFAULT_DISK_MB = 20000
+ROOT_MIN_BYTES = 10 << 30  # root overlay size: room for the engine's venv and logs
+# TCG on a busy host can take minutes (seconds with KVM); SKIFF_QEMU_BOOT_TIMEOUT overrides
+BOOT_TIMEOUT = float(os.environ.get("SKIFF_QEMU_BOOT_TIMEOUT", "900"))
+STOP_TIMEOUT = 60.0
+SHARE_TAG = "home0"
+ACCELS = ("auto", "kvm", "hvf", "tcg")
+
+
+def _qemu_binary() -> str:
+    # Our images are amd64 (on arm64 hosts QEMU emulates x86_64 with TCG).
+    return os.environ.get("SKIFF_QEMU", "qemu-system-x86_64")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ssh_banner(host: str, port: int, timeout: float = 3.0) -> bool:
+    """True when an SSH server answers. A bare TCP connect is not enough: QEMU's user-mode
+    forward accepts connections before the guest listens, then drops them."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class QemuDriver(Driver):
+    name = "qemu"
+
+    def __init__(self, machine_name: str, machine_dir: Path) -> None:
+        super().__init__(machine_name, machine_dir)
+        self.ssh_user = "docker"
+        self.ip_address = "127.0.0.1"
+        self.memory = DEFAULT_MEMORY
+        self.cpus = DEFAULT_CPUS
+        self.disk_size_mb = DEFAULT_DISK_MB
+        self.boot_image = ""
+        self.accel = "auto"
+        self.share_folder = str(Path.home())
+        self.ssh_port = 0
+        self.engine_host_port = 0
+        self.image: dict[str, Any] = {}  # ResolvedImage.to_config()
+        self.instance_id = ""
+        self.resolved_accel = ""
+
+    # ---- flags and persistence -------------------------------------------------------------
+    @classmethod
+    def create_flags(cls) -> list[CreateFlag]:
+        return [
+            CreateFlag("qemu-memory", "Memory of the VM in MiB", DEFAULT_MEMORY, "QEMU_MEMORY", int),
+            CreateFlag("qemu-cpu-count", "Number of virtual CPUs", DEFAULT_CPUS, "QEMU_CPU_COUNT", int),
+            CreateFlag("qemu-disk-size", "Size of the data disk in MB (sparse: costs nothing at create)",
+                       DEFAULT_DISK_MB, "QEMU_DISK_SIZE", int),
+            CreateFlag("qemu-boot-image", "Boot image: 'debian' (the Debian 12 cloud image, downloaded), "
+                       "'build' (made offline by `machine image build`), a URL or a file",
+                       "", "QEMU_BOOT_IMAGE", str),
+            CreateFlag("qemu-accel", "Acceleration: auto, kvm, hvf or tcg", "auto", "QEMU_ACCEL", str),
+            CreateFlag("qemu-share-folder", "Host folder shared into the VM at the same path "
+                       "('none' to share nothing)", str(Path.home()), "QEMU_SHARE_FOLDER", str),
+        ]
+
+    def set_config_from_flags(self, flags: dict[str, Any]) -> None:
+        def get(key: str, default: Any) -> Any:
+            value = flags.get(key)
+            return default if value is None or value == "" else value
+
+        self.memory = int(get("qemu_memory", DEFAULT_MEMORY))
+        self.cpus = int(get("qemu_cpu_count", DEFAULT_CPUS))
+        self.disk_size_mb = int(get("qemu_disk_size", DEFAULT_DISK_MB))
+        self.boot_image = str(get("qemu_boot_image", get("boot_image", "")))
+        self.accel = str(get("qemu_accel", "auto")).lower()
+        share = str(get("qemu_share_folder", str(Path.home())))
+        self.share_folder = "" if share.lower() == "none" else str(Path(share).expanduser().resolve())
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            **super().to_config(),
+            "Memory": self.memory, "CPU": self.cpus, "DiskSize": self.disk_size_mb,
+            "BootImage": self.boot_image, "Accel": self.accel, "ResolvedAccel": self.resolved_accel,
+            "ShareFolder": self.share_folder, "EnginePort": self.engine_host_port,
+            "Image": self.image, "InstanceID": self.instance_id,
+            # live, for `inspect` (docker's "127.0.0.1:8080->8080/tcp" notation)
+            "PortForwards": [f"{p.host_ip}:{p.host_port}->{p.guest_port}/{p.proto}" for p in self.port_forwards()],
+        }
+
+    def load_config(self, data: dict[str, Any]) -> None:
+        super().load_config(data)
+        self.ip_address = data.get("IPAddress") or "127.0.0.1"
+        self.memory = int(data.get("Memory", self.memory))
+        self.cpus = int(data.get("CPU", self.cpus))
+        self.disk_size_mb = int(data.get("DiskSize", self.disk_size_mb))
+        self.boot_image = data.get("BootImage", "")
+        self.accel = data.get("Accel", "auto")
+        self.resolved_accel = data.get("ResolvedAccel", "")
+        self.share_folder = data.get("ShareFolder", "")
+        self.engine_host_port = int(data.get("EnginePort", 0))
+        self.image = data.get("Image") or {}
+        self.instance_id = data.get("InstanceID", "")
+
+    # ---- paths -----------------------------------------------------------------------------
+    def _p(self, name: str) -> Path:
+        return self.machine_dir / name
+
+    @property
+    def pidfile(self) -> Path:
+        return self._p("qemu.pid")
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self._p("qmp.sock")
+
+    @property
+    def portfwd_socket(self) -> Path:
+        return self._p("qmp-portfwd.sock")
+
+    def cache_dir(self) -> Path:
+        from machine.image.cache import default_cache_dir
+
+        # the store root is machines/NAME/../..; its cache/ holds images (or $SKIFF_IMAGE_CACHE)
+        return default_cache_dir(self.machine_dir.parent.parent)
+
+    # ---- checks ----------------------------------------------------------------------------
+    def pre_create_check(self) -> None:
+        for binary in (_qemu_binary(), "qemu-img"):
+            if shutil.which(binary) is None:
+                raise DriverError(f"{binary} not found: install QEMU (Debian/Ubuntu: apt-get install "
+                                  "qemu-system-x86 qemu-utils; macOS: brew install qemu)")
+        if self.accel not in ACCELS:
+            raise DriverError(f"--qemu-accel must be one of {', '.join(ACCELS)}, not {self.accel!r}")
+        if self.memory < 512:
+            raise DriverError("--qemu-memory must be at least 512 (MiB)")
+        if self.cpus < 1 or self.disk_size_mb < 1024:
+            raise DriverError("--qemu-cpu-count must be >= 1 and --qemu-disk-size >= 1024 (MB)")
+        if self.share_folder and not Path(self.share_folder).is_dir():
+            raise DriverError(f"--qemu-share-folder {self.share_folder} is not a folder")
+        spec = self.boot_image
+        if spec and spec not in ("debian", "build") and not spec.startswith(("http://", "https://")) \
+                and not Path(spec).expanduser().exists():
+            raise DriverError(f"--qemu-boot-image {spec}: no such file")
+
+    # ---- create ----------------------------------------------------------------------------
+    def create(self) -> None:
+        from machine.image import ImageError, resolve
+
+        self.machine_dir.mkdir(parents=True, exist_ok=True)
+        self._make_ssh_key()
+        try:
+            img = resolve(self.boot_image, self.cache_dir())
+        except ImageError as e:
+            raise DriverError(str(e)) from None
+        self.image = img.to_config()
+        self._make_root_disk()
+        self._run(["qemu-img", "create", "-q", "-f", "qcow2", str(self._p("data.qcow2")),
+                   f"{self.disk_size_mb}M"])
+        self.instance_id = f"skiff-{uuid.uuid4()}"
+        self._write_seed()
+        self.ssh_port = free_port()
+        self.engine_host_port = free_port()
+        self.start()
+
+    def _make_root_disk(self) -> None:
+        from machine.image import ResolvedImage
+
+        img = ResolvedImage.from_config(self.image)
+        size = max(img.virtual_size, ROOT_MIN_BYTES)  # never smaller than the image: that truncates it
+        disk = self._p("disk.qcow2")
+        disk.unlink(missing_ok=True)
+        self._run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", img.format, "-b", str(img.disk),
+                   str(disk), str(size)])
+
+    def _make_ssh_key(self) -> None:
+        if not self.ssh_key_path().exists():
+            from machine.certs import generate_ssh_key
+
+            generate_ssh_key(self.ssh_key_path(), f"skiff-{self.machine_name}")
+
+    def _write_seed(self) -> None:
+        from machine.image import ResolvedImage
+        from machine.image.seed import SeedConfig, Share, write_seed_iso
+
+        img = ResolvedImage.from_config(self.image)
+        shares = [Share(SHARE_TAG, self.share_folder)] if self.share_folder else []
+        cfg = SeedConfig(
+            instance_id=self.instance_id, hostname=self.machine_name, user=self.ssh_user,
+            ssh_public_key=Path(str(self.ssh_key_path()) + ".pub").read_text(),
+            data_device="/dev/disk/by-id/virtio-skiff-data", shares=shares,
+        )
+        if img.has_runtime:
+            cfg.packages = []  # our built image has them; the cloud image gets them from cloud-init
+        write_seed_iso(self._p("seed.iso"), cfg)
+
+    # ---- acceleration ----------------------------------------------------------------------
+    def choose_accel(self) -> str:
+        if self.accel != "auto":
+            return self.accel
+        if sys.platform == "darwin":
+            out = subprocess.run(["sysctl", "-n", "kern.hv_support"], capture_output=True, text=True)
+            return "hvf" if out.stdout.strip() == "1" else "tcg"
+        if sys.platform.startswith("linux") and os.access("/dev/kvm", os.R_OK | os.W_OK):
+            return "kvm" if self._kvm_works() else "tcg"
+        return "tcg"
+
+    def _kvm_works(self) -> bool:
+        """/dev/kvm can exist and still not run a stock kernel (e.g. kvm-pvm hosts, where the
+        guest hangs once it leaves real mode). Boot the image's kernel under KVM until it panics
+        for want of a root disk: that proves long mode works. The verdict is cached per host
+        kernel, QEMU binary and guest kernel."""
+        from machine.image import ResolvedImage
+
+        kernel = ResolvedImage.from_config(self.image).kernel if self.image else None
+        qemu = shutil.which(_qemu_binary()) or _qemu_binary()
+        if kernel is None or not kernel.exists():
+            # no kernel to try: trust KVM unless QEMU refuses it outright
+            probe = subprocess.run([qemu, "-accel", "kvm", "-cpu", "host", "-display", "none", "-S",
+                                    "-machine", "none", "-qmp", "stdio"], input='{"execute":"qmp_capabilities"}\n'
+                                   '{"execute":"quit"}\n', capture_output=True, text=True, timeout=20)
+            return probe.returncode == 0
+        key = f"{os.uname().release}|{qemu}|{os.stat(qemu).st_mtime_ns}|{kernel}"
+        verdicts = self.cache_dir() / "kvm-probe.json"
+        try:
+            known = json.loads(verdicts.read_text())
+        except (FileNotFoundError, ValueError):
+            known = {}
+        if key in known:
+            return bool(known[key])
+        try:
+            proc = subprocess.run(
+                [qemu, "-accel", "kvm", "-cpu", "host", "-m", "256", "-display", "none", "-no-reboot",
+                 "-serial", "stdio", "-monitor", "none", "-kernel", str(kernel),
+                 "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent"],
+                capture_output=True, timeout=30)
+            ok = b"Kernel panic" in proc.stdout or b"VFS:" in proc.stdout
+        except subprocess.TimeoutExpired:
+            ok = False
+        known[key] = ok
+        verdicts.parent.mkdir(parents=True, exist_ok=True)
+        verdicts.write_text(json.dumps(known, indent=1))
+        return ok
+
+    # ---- qemu command ----------------------------------------------------------------------
+    def qemu_command(self, accel: str) -> list[str]:
+        from machine.image import ResolvedImage
+
+        img = ResolvedImage.from_config(self.image)
+        cpu = "max" if accel == "tcg" else "host"
+        fwd = (f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,"
+               f"hostfwd=tcp:127.0.0.1:{self.engine_host_port}-:{self.engine_port}")
+        cmd = [
+            _qemu_binary(), "-name", f"skiff-{self.machine_name}",
+            "-machine", "q35", "-accel", accel, "-cpu", cpu, "-m", str(self.memory), "-smp", str(self.cpus),
+            "-drive", f"file={self._p('disk.qcow2')},if=none,id=root,format=qcow2,discard=unmap",
+            "-device", "virtio-blk-pci,drive=root" + ("" if img.kernel else ",bootindex=0"),
+            "-drive", f"file={self._p('data.qcow2')},if=none,id=data,format=qcow2,discard=unmap",
+            "-device", "virtio-blk-pci,drive=data,serial=skiff-data",
+            "-drive", f"file={self._p('seed.iso')},if=none,id=seed,format=raw,readonly=on",
+            "-device", "virtio-blk-pci,drive=seed",
+            "-netdev", f"user,id=net0,{fwd}", "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-rng-pci",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-qmp", f"unix:{self.portfwd_socket},server=on,wait=off",
+            "-serial", f"file:{self._p('console.log')}", "-display", "none", "-monitor", "none",
+            "-pidfile", str(self.pidfile), "-daemonize",
+        ]
+        if img.kernel and img.initrd:
+            cmd += ["-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", img.cmdline or ""]
+        if self.share_folder:
+            cmd += ["-virtfs", f"local,path={self.share_folder},mount_tag={SHARE_TAG},"
+                               f"security_model=none,id={SHARE_TAG}"]
+        return cmd
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._running_pid() is not None:
+            return
+        self._cleanup_runtime_files()
+        if not self._p("disk.qcow2").exists():
+            raise DriverError(f"{self._p('disk.qcow2')} is missing: remove and re-create the machine")
+        if not self.ssh_port or not self.engine_host_port:
+            self.ssh_port, self.engine_host_port = free_port(), free_port()
+        self.resolved_accel = self.choose_accel()
+        for attempt in range(2):
+            proc = subprocess.run(self.qemu_command(self.resolved_accel), capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+            if proc.returncode == 0:
+                break
+            err = (proc.stderr or proc.stdout).strip()
+            if attempt == 0 and "host forwarding rule" in err:
+                # a forwarded port was taken since create: pick new ones (the store saves them)
+                self.ssh_port, self.engine_host_port = free_port(), free_port()
+                continue
+            raise DriverError(f"QEMU failed to start the VM: {err}")
+        self._wait_for_ssh(BOOT_TIMEOUT)
+        self._start_portfwd()
+
+    def _wait_for_ssh(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not ssh_banner("127.0.0.1", self.ssh_port):
+            if self._running_pid() is None:
+                raise DriverError(f"the VM stopped while booting. {self.console_tail()}")
+            if time.monotonic() > deadline:
+                raise DriverError(f"the VM did not answer SSH on 127.0.0.1:{self.ssh_port} within "
+                                  f"{int(timeout)} s. {self.console_tail()}")
+            time.sleep(0.5)
+
+    def console_tail(self, lines: int = 15) -> str:
+        try:
+            text = self._p("console.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        tail = [ln for ln in text.replace("\r", "").splitlines() if ln.strip()][-lines:]
+        return "Last console lines:\n" + "\n".join(tail) if tail else ""
+
+    def stop(self) -> None:
+        self._stop_portfwd()  # before QEMU goes: a quick `start` must not find the old one alive
+        pid = self._running_pid()
+        if pid is None:
+            self._cleanup_runtime_files()
+            return
+        try:
+            with QMPClient(self.qmp_socket) as q:
+                q.execute("system_powerdown")  # ACPI power button: the guest shuts down cleanly
+        except QMPError:
+            pass
+        if not self._wait_exit(pid, STOP_TIMEOUT):
+            try:
+                with QMPClient(self.qmp_socket) as q:
+                    q.execute("quit")
+            except QMPError:
+                pass
+            if not self._wait_exit(pid, 10):
+                self._signal(pid, signal.SIGKILL)
+                self._wait_exit(pid, 10)
+        self._cleanup_runtime_files()
+
+    def kill(self) -> None:
+        self._stop_portfwd()
+        pid = self._running_pid()
+        if pid is not None:
+            self._signal(pid, signal.SIGKILL)
+            self._wait_exit(pid, 10)
+        self._cleanup_runtime_files()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        self.kill()
+        for name in ("disk.qcow2", "data.qcow2", "seed.iso", "console.log", "portfwd.json", "portfwd.log",
+                     "id_rsa", "id_rsa.pub"):
+            self._p(name).unlink(missing_ok=True)
+
+    def upgrade(self, refresh: bool = True) -> bool:
+        """Move the machine to the newest image of its `--qemu-boot-image` (Toolbox's `upgrade`).
+
+        The root overlay is rebuilt on the new image; the data disk (images, containers, volumes)
+        is kept. Returns False when the image did not change. The caller re-provisions.
+        """
+        from machine.image import ImageError, resolve
+
+        try:
+            img = resolve(self.boot_image, self.cache_dir(), refresh=refresh)
+        except ImageError as e:
+            raise DriverError(str(e)) from None
+        if self.image and img.to_config()["Disk"] == self.image.get("Disk") and \
+                self._p("disk.qcow2").exists():
+            return False
+        was_running = self._running_pid() is not None
+        self.stop()
+        self.image = img.to_config()
+        self._make_root_disk()
+        self.instance_id = f"skiff-{uuid.uuid4()}"
+        self._write_seed()
+        if was_running:
+            self.start()
+        return True
+
+    # ---- state -----------------------------------------------------------------------------
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _is_our_qemu(self, pid: int) -> bool:
+        if not _pid_alive(pid):
+            return False
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists():  # guard against a recycled pid
+            try:
+                return str(self.machine_dir).encode() in cmdline.read_bytes()
+            except OSError:
+                return False
+        return True
+
+    def _running_pid(self) -> int | None:
+        pid = self._read_pid()
+        return pid if pid is not None and self._is_our_qemu(pid) else None
+
+    def state(self) -> State:
+        pid = self._read_pid()
+        if pid is None:
+            return State.STOPPED
+        if not self._is_our_qemu(pid):
+            return State.ERROR  # QEMU removes its pidfile on a clean exit: this one died
+        try:
+            with QMPClient(self.qmp_socket, timeout=3.0) as q:
+                status = q.execute("query-status").get("status", "")
+        except QMPError:
+            return State.RUNNING if ssh_banner("127.0.0.1", self.ssh_port, 2.0) else State.ERROR
+        return {
+            "running": State.RUNNING, "paused": State.PAUSED, "suspended": State.PAUSED,
+            "shutdown": State.STOPPING, "inmigrate": State.STARTING, "prelaunch": State.STARTING,
+            "postmigrate": State.PAUSED, "save-vm": State.SAVED, "restore-vm": State.STARTING,
+            "finish-migrate": State.PAUSED, "debug": State.PAUSED,
+        }.get(status, State.ERROR)
+
+    def died(self) -> bool:
+        """The VM is not running and did not stop cleanly (killed, crashed)."""
+        pid = self._read_pid()
+        return pid is not None and not self._is_our_qemu(pid)
+
+    def _wait_exit(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    @staticmethod
+    def _signal(pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _cleanup_runtime_files(self) -> None:
+        for name in ("qemu.pid", "qmp.sock", "qmp-portfwd.sock"):
+            self._p(name).unlink(missing_ok=True)
+
+    @staticmethod
+    def _run(cmd: list[str]) -> None:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DriverError(f"{cmd[0]} failed: {(proc.stderr or proc.stdout).strip()}")
+
+    # ---- addressing ------------------------------------------------------------------------
+    def ip(self) -> str:
+        return "127.0.0.1"
+
+    def ssh_hostname(self) -> str:
+        return "127.0.0.1"
+
+    def engine_endpoint(self) -> tuple[str, int]:
+        return "127.0.0.1", self.engine_host_port
+
+    def shared_folders(self) -> list[tuple[str, str]]:
+        return [(self.share_folder, self.share_folder)] if self.share_folder else []
+
+    # ---- published ports (machine/portfwd.py) ----------------------------------------------
+    def _start_portfwd(self) -> None:
+        from machine import portfwd
+
+        portfwd.spawn(self.machine_dir, self.portfwd_socket, self.engine_host_port)
+
+    def _stop_portfwd(self) -> None:
+        from machine import portfwd
+
+        portfwd.stop(self.machine_dir)
+
+    def port_forwards(self) -> list[PortForward]:
+        from machine import portfwd
+
+        if self._running_pid() is None:
+            return []
+        return portfwd.current(self.machine_dir)

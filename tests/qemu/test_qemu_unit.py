@@ -1,0 +1,119 @@
+"""Fast checks of the qemu driver and the port forwarder that need no VM."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from machine.drivers.base import DriverError, PortForward, State, driver_class
+from machine.drivers.qemu import QemuDriver
+from machine.portfwd import _write_state, current, wanted_forwards
+
+
+def _driver(tmp_path: Path, **flags) -> QemuDriver:
+    d = driver_class("qemu")("m1", tmp_path / "machines" / "m1")
+    assert isinstance(d, QemuDriver)
+    d.set_config_from_flags(flags)
+    return d
+
+
+def test_flags_and_config_roundtrip(tmp_path: Path) -> None:
+    names = {f.name for f in QemuDriver.create_flags()}
+    assert {"qemu-memory", "qemu-cpu-count", "qemu-disk-size", "qemu-boot-image", "qemu-accel"} <= names
+    d = _driver(tmp_path, qemu_memory=3072, qemu_cpu_count=3, qemu_disk_size=30000, qemu_boot_image="build",
+                qemu_accel="TCG", qemu_share_folder=str(tmp_path))
+    d.ssh_port, d.engine_host_port = 40022, 40376
+    cfg = json.loads(json.dumps(d.to_config()))
+    again = QemuDriver("m1", d.machine_dir)
+    again.load_config(cfg)
+    assert (again.memory, again.cpus, again.disk_size_mb, again.boot_image, again.accel) == (3072, 3, 30000, "build", "tcg")
+    assert again.ssh_endpoint().port == 40022 and again.ssh_endpoint().host == "127.0.0.1"
+    assert again.url() == "tcp://127.0.0.1:40376" and again.ssh_user == "docker"
+    assert again.shared_folders() == [(str(tmp_path), str(tmp_path))]
+    assert _driver(tmp_path, qemu_share_folder="none").shared_folders() == []
+
+
+def test_pre_create_check_rejects_bad_flags(tmp_path: Path) -> None:
+    with pytest.raises(DriverError, match="qemu-accel"):
+        _driver(tmp_path, qemu_accel="xen").pre_create_check()
+    with pytest.raises(DriverError, match="no such file"):
+        _driver(tmp_path, qemu_boot_image=str(tmp_path / "nope.qcow2")).pre_create_check()
+    with pytest.raises(DriverError, match="512"):
+        _driver(tmp_path, qemu_memory=128).pre_create_check()
+
+
+def test_qemu_command_line(tmp_path: Path) -> None:
+    d = _driver(tmp_path, qemu_share_folder=str(tmp_path))
+    d.ssh_port, d.engine_host_port = 40022, 40376
+    d.image = {"Disk": "/img/disk.qcow2", "Format": "qcow2", "VirtualSize": 1, "Kernel": "/img/vmlinuz",
+               "Initrd": "/img/initrd.img", "Cmdline": "root=LABEL=rootfs"}
+    cmd = d.qemu_command("tcg")
+    joined = " ".join(cmd)
+    assert "hostfwd=tcp:127.0.0.1:40022-:22" in joined and "hostfwd=tcp:127.0.0.1:40376-:2376" in joined
+    assert "-daemonize" in cmd and cmd[cmd.index("-accel") + 1] == "tcg" and cmd[cmd.index("-cpu") + 1] == "max"
+    assert f"local,path={tmp_path},mount_tag=home0" in joined
+    assert cmd[cmd.index("-kernel") + 1] == "/img/vmlinuz" and "bootindex" not in joined
+    assert "serial=skiff-data" in joined and joined.count("-qmp") == 2
+    d.image.update(Kernel="", Initrd="")  # a cloud image boots from its own disk
+    cmd = d.qemu_command("kvm")
+    assert "-kernel" not in cmd and "bootindex=0" in " ".join(cmd) and cmd[cmd.index("-cpu") + 1] == "host"
+
+
+def test_accel_override_and_state_of_a_fresh_machine(tmp_path: Path) -> None:
+    assert _driver(tmp_path, qemu_accel="tcg").choose_accel() == "tcg"
+    d = _driver(tmp_path)
+    assert d.state() == State.STOPPED and not d.died()
+    d.machine_dir.mkdir(parents=True)
+    d.pidfile.write_text("999999999")  # a pidfile whose process is gone: the VM died
+    assert d.state() == State.ERROR and d.died()
+    d.kill()  # clears it
+    assert d.state() == State.STOPPED
+    d.remove()  # works on a half-made machine
+
+
+def test_wanted_forwards_from_containers_json() -> None:
+    containers = [
+        {"Ports": [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+                   {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+                   {"PrivatePort": 443, "Type": "tcp"},  # exposed, not published
+                   {"IP": "0.0.0.0", "PrivatePort": 53, "PublicPort": 5353, "Type": "udp"}]},
+        {"Ports": [{"IP": "10.0.2.15", "PrivatePort": 1, "PublicPort": 9000, "Type": "tcp"}]},  # not on all addrs
+        {"Ports": None},
+    ]
+    assert wanted_forwards(containers) == {"tcp/8080": PortForward("127.0.0.1", 8080, 8080, "tcp"),
+                                           "udp/5353": PortForward("127.0.0.1", 5353, 5353, "udp")}
+
+
+def test_state_file_roundtrip(tmp_path: Path) -> None:
+    _write_state(tmp_path, [PortForward("127.0.0.1", 9, 9, "udp"), PortForward("127.0.0.1", 8, 8)], {"tcp/7": "busy"})
+    assert current(tmp_path) == [PortForward("127.0.0.1", 8, 8, "tcp"), PortForward("127.0.0.1", 9, 9, "udp")]
+    assert current(tmp_path / "missing") == []
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_image_commands_register_and_list(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from machine.image.cli import list_images, register_image_commands
+
+    built = tmp_path / "images" / "debian-bookworm-skiff-abc"
+    built.mkdir(parents=True)
+    (built / "image.json").write_text(json.dumps({"kernel_version": "6.1.0-56-amd64", "built_at": "now"}))
+    (built / "disk.qcow2").write_bytes(b"x" * 10)
+    rows = list_images(tmp_path)
+    assert [(r["Kind"], r["Name"], r["Size"]) for r in rows] == [("built", built.name, 10)]
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    register_image_commands(app)
+    r = CliRunner().invoke(app, ["image", "ls", "-q", "--cache-dir", str(tmp_path)])
+    assert r.exit_code == 0 and r.stdout.strip() == str(built)
+    r = CliRunner().invoke(app, ["image", "--help"])
+    assert "build" in r.stdout and "pull" in r.stdout
