@@ -520,3 +520,31 @@ def test_image_commands_same_as_dockerd(fresh_skiffd: Skiffd, images: TestImages
         same("images", "-a", norm=rows)
     finally:
         dk.stop()
+
+
+def test_before_since_and_noprune(fresh_skiffd: Skiffd, tmp_path: Path) -> None:
+    """Images made locally at different times: before/since filters, and rmi --no-prune keeps parents."""
+    import io
+    import tarfile
+    import time as _t
+
+    d = fresh_skiffd
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("f")
+        tf.addfile(ti)
+    ids = []
+    for i in range(3):
+        ids.append(d.docker("import", "-m", f"n{i}", "-", f"t/img{i}", input=buf.getvalue(), text=False).stdout.strip().decode())
+        _t.sleep(1.1)
+    names = lambda *f: sorted(d.docker("images", *f, "--format", "{{.Repository}}").stdout.split())  # noqa: E731
+    assert names("--filter", "before=t/img2") == ["t/img0", "t/img1"]
+    assert names("--filter", "since=t/img0") == ["t/img1", "t/img2"]
+    assert names("--filter", "since=t/img0", "--filter", "before=t/img2") == ["t/img1"]
+    c = d.client()
+    assert [i.tags for i in c.images.list(filters={"before": ["t/img1"]})] == [["t/img0:latest"]]
+    r = d.docker("images", "--filter", "before=nothere", check=False)
+    assert r.returncode == 1 and "No such image: nothere:latest" in r.stderr
+    # all three share one layer: deleting one keeps it for the others
+    out = d.docker("rmi", "--no-prune", "t/img0").stdout.splitlines()
+    assert out == ["Untagged: t/img0:latest", f"Deleted: {ids[0]}"]

@@ -157,3 +157,64 @@ def test_insecure_registry_setting(netns: NetNS, tmp_path: Path, base_layer: byt
             rmtree(d.workdir)
         fake.stop()
         netns.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], check=False)
+
+
+def test_docker_manifest_list_variants_and_attestations(fresh_skiffd: Skiffd, netns: NetNS, tmp_path: Path,
+                                                        base_layer: bytes) -> None:
+    """A Docker schema-2 manifest list with arm/v7, arm64 (no variant) and amd64 images plus a BuildKit
+    attestation entry: the host gets amd64, `linux/arm64/v8` matches the variant-less arm64 entry,
+    `linux/arm/v6` falls back to nothing (v7 is newer), the attestation is never chosen."""
+    import io
+    import tarfile
+
+    def marker(arch: str) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            data = arch.encode()
+            ti = tarfile.TarInfo("arch")
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        return buf.getvalue()
+
+    routes: dict = {}
+    entries = []
+    for arch, variant in (("arm", "v7"), ("arm64", ""), ("amd64", "")):
+        cfg = {"architecture": arch, "os": "linux", **({"variant": variant} if variant else {}),
+               "rootfs": {"type": "layers", "diff_ids": [sha(marker(arch))]}}
+        r, mdigest = image_routes("ml/bb", f"{arch}{variant}", [marker(arch)], cfg)
+        routes.update(r)
+        mbody = r[f"/v2/ml/bb/manifests/{arch}{variant}"][2]
+        plat = {"architecture": arch, "os": "linux", **({"variant": variant} if variant else {})}
+        entries.append({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": mdigest,
+                        "size": len(mbody), "platform": plat})
+    att_routes, att_digest = image_routes("ml/bb", "att", [marker("attestation")])
+    routes.update(att_routes)
+    entries.insert(0, {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": att_digest,
+                       "size": len(att_routes["/v2/ml/bb/manifests/att"][2]),
+                       "platform": {"architecture": "unknown", "os": "unknown"},
+                       "annotations": {"vnd.docker.reference.type": "attestation-manifest"}})
+    lst = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+                      "manifests": entries}).encode()
+    routes["/v2/ml/bb/manifests/latest"] = (200, {"Content-Type": "application/vnd.docker.distribution.manifest.list.v2+json"}, lst)
+    fake = FakeRegistry(netns, tmp_path, 5501, routes)
+    ref = f"{fake.addr}/ml/bb"
+    try:
+        d = fresh_skiffd
+        c = d.client()
+
+        def arch_of() -> str:
+            top = Path(c.images.get(ref).attrs["GraphDriver"]["Data"]["UpperDir"])
+            return (top / "arch").read_text()
+
+        assert f"Digest: {sha(lst)}" in d.docker("pull", ref).stdout
+        assert arch_of() == "amd64"
+        d.docker("pull", "--platform", "linux/arm64/v8", ref)
+        assert arch_of() == "arm64"
+        d.docker("pull", "--platform", "linux/arm/v7", ref)
+        assert arch_of() == "arm" and c.images.get(ref).attrs["Variant"] == "v7"
+        r = d.docker("pull", "--platform", "linux/arm/v6", ref, check=False)
+        assert r.returncode == 1 and "no matching manifest for linux/arm/v6" in r.stderr
+        r = d.docker("pull", "--platform", "unknown/unknown", ref, check=False)
+        assert r.returncode == 1
+    finally:
+        fake.stop()
