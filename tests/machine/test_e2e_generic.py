@@ -96,6 +96,8 @@ def test_ls_inspect_ip_url_status(ctx: Ctx) -> None:
     assert ctx.machine("ip", NAME).stdout == f"{h.ip}\n"
     assert ctx.machine("url", NAME).stdout == f"tcp://{h.ip}:2376\n"
     assert ctx.machine("status", NAME).stdout == "Running\n"
+    assert ctx.machine("version", NAME).stdout.strip()  # the engine's version
+    assert ctx.machine("version").stdout.startswith("machine version ")
     assert ctx.machine("inspect", "-f", "{{.Driver.IPAddress}} {{.DriverName}}", NAME).stdout == f"{h.ip} generic\n"
     env = dict(ctx.env, DOCKER_HOST=f"tcp://{h.ip}:2376")
     r = subprocess.run([str(VENV_BIN / "machine"), "active"], env=env, capture_output=True, text=True)
