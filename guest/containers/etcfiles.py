@@ -98,12 +98,13 @@ def resolv_text(host_config: dict[str, Any], network_mode: str, provided: str | 
     ns, search, opts = _parse_resolv(base)
     if provided is None and network_mode != "host":
         ns = [n for n in ns if not _loopback(n)] or ["8.8.8.8", "8.8.4.4"]
-    if host_config.get("Dns"):
-        ns = list(host_config["Dns"])
-    if host_config.get("DnsSearch"):
-        search = list(host_config["DnsSearch"])
-    if host_config.get("DnsOptions"):
-        opts = list(host_config["DnsOptions"])
+    if provided is None:  # a network service's file already reflects --dns/--dns-search/--dns-option
+        if host_config.get("Dns"):
+            ns = list(host_config["Dns"])
+        if host_config.get("DnsSearch"):
+            search = list(host_config["DnsSearch"])
+        if host_config.get("DnsOptions"):
+            opts = list(host_config["DnsOptions"])
     out = [f"nameserver {n}\n" for n in ns]
     if search:
         out.append("search " + " ".join(search) + "\n")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import copy
+import functools
 import re
 import time
 from datetime import datetime
@@ -18,6 +18,7 @@ LIST_FILTERS = {"ancestor", "before", "expose", "exited", "health", "id", "isola
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
+@functools.lru_cache(maxsize=4096)
 def _ts(s: str | None) -> float:
     if not s or s.startswith("0001-"):
         return 0.0
@@ -130,7 +131,7 @@ def summary(c: Container, size: tuple[int, int] | None = None) -> dict[str, Any]
         "State": state_name(c),
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "bridge"},
-        "NetworkSettings": {"Networks": copy.deepcopy(ns.get("Networks") or {})},
+        "NetworkSettings": {"Networks": ns.get("Networks") or {}},  # serialised at once: no copy needed
         "Mounts": [_summary_mount(m) for m in c.rec.get("Mounts") or []],
     }
     if size is not None:

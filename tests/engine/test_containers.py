@@ -323,6 +323,9 @@ def test_binds_and_sysctls_ulimits(skiffd: Skiffd, bb: str, tmp_path) -> None:
                       "--shm-size", "16m", bb, "sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; df -k /dev/shm | tail -1")
     lines = r.stdout.splitlines()
     assert lines[0] == "1" and lines[1] == "512" and lines[2].split()[1] == "16384"
+    r = skiffd.docker("run", "--rm", "--device", "/dev/null:/dev/mynull", "--security-opt", "no-new-privileges",
+                      bb, "sh", "-c", "echo x > /dev/mynull && ls -l /dev/mynull; grep NoNewPrivs /proc/self/status")
+    assert r.stdout.startswith("crw") and r.stdout.split()[4] == "1," and r.stdout.split()[-1] == "1"
 
 
 def test_attach_and_detach_keys_on_a_pty(skiffd: Skiffd, bb: str) -> None:
