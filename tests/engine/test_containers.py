@@ -4,6 +4,7 @@ limits (OOM, pids), -it on a real pseudo-terminal, restart policies, healthcheck
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -358,3 +359,43 @@ def test_update_and_port(skiffd: Skiffd, bb: str) -> None:
                       "2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max")
     assert r.stdout.split() == [str(96 * 1024 * 1024), "50"]
     assert skiffd.docker("port", "upd").stdout.strip() == ""
+
+
+def test_ps_filters_size_limit(skiffd: Skiffd, bb: str, tmp_path) -> None:
+    a = skiffd.docker("run", "-d", "--name", "pa", "-l", "tier=a", bb, "sh", "-c", "echo 12345 > /f; sleep 1000").stdout.strip()[:12]
+    b = skiffd.docker("run", "--name", "pb", "-l", "tier=b", "--network", "none", bb, "sh", "-c", "exit 2", check=False)
+    b_id = skiffd.docker("ps", "-aq", "--filter", "name=^pb$").stdout.strip()
+    c = skiffd.docker("create", "--name", "pc", "-v", f"{tmp_path}:/data", bb, "true").stdout.strip()[:12]
+    q = lambda *f: skiffd.docker("ps", "-aq", *f).stdout.split()  # noqa: E731
+    assert b.returncode == 2
+    assert q("--filter", "status=created") == [c]
+    assert q("--filter", "exited=2") == [b_id]
+    assert q("--filter", "label=tier") == [b_id, a]
+    assert q("--filter", "before=pc") == [b_id, a] and q("--filter", "since=pa") == [c, b_id]
+    assert q("--filter", f"ancestor={bb}") == [c, b_id, a]
+    assert q("--filter", "network=none") == [b_id]
+    assert q("--filter", "volume=/data") == [c]
+    assert skiffd.docker("ps", "-q", "-n", "1").stdout.split() == [c]  # -n implies -a, newest first
+    assert skiffd.docker("ps", "-q").stdout.split() == [a]
+    r = skiffd.docker("ps", "--filter", "bogus=1", check=False)
+    assert r.returncode != 0 and "invalid filter" in r.stderr
+    sizes = skiffd.docker("ps", "-s", "--filter", "name=pa", "--format", "{{.Size}}").stdout
+    assert sizes.startswith("6B")  # the 6-byte /f, plus the image's size in "(virtual …)"
+    # stats streaming: the second document's precpu_stats is the first one's cpu_stats
+    it = skiffd.client().api.stats("pa", stream=True, decode=True)
+    first, second = next(it), next(it)
+    assert second["precpu_stats"]["cpu_usage"]["total_usage"] == first["cpu_stats"]["cpu_usage"]["total_usage"]
+    assert second["preread"] == first["read"]
+
+
+def test_shared_namespaces(skiffd: Skiffd, bb: str) -> None:
+    skiffd.docker("run", "-d", "--name", "ns1", bb, "sleep", "1000")
+    own = skiffd.docker("exec", "ns1", "sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/pid").stdout.split()
+    r = skiffd.docker("run", "--rm", "--network", "container:ns1", "--pid", "container:ns1", bb, "sh", "-c",
+                      "readlink /proc/self/ns/net; readlink /proc/self/ns/pid; ps | grep -c '[s]leep 1000'")
+    lines = r.stdout.split()
+    assert lines[:2] == own and lines[2] == "1"
+    assert skiffd.proc is not None
+    r = skiffd.docker("run", "--rm", "--pid", "host", "--uts", "host", bb, "sh", "-c",
+                      f"test -d /proc/{skiffd.proc.pid} && echo sees-host; hostname")
+    assert r.stdout.split() == ["sees-host", os.uname().nodename]
