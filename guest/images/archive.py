@@ -298,12 +298,12 @@ async def save_stream(svc: "ImageService", names: list[str]) -> AsyncIterator[by
                 for k in tagged:
                     add(svc.store.images[svc.store.refs[k]], k)
                 continue
-        rec = svc._lookup(n)
+        rec = svc.lookup(n)
         key = str(ref.tag_or_latest()) if ref is not None else None
         add(rec, key if key and ref is not None and not ref.digest and svc.store.refs.get(key) == rec.id else None)
     items = list(by_id.values())
     for rec, _ in items:
-        svc._event("save", rec.id, rec.id)
+        svc.event("save", rec.id, rec.id)
     pipe = PipeWriter()
 
     def work() -> None:
@@ -509,9 +509,9 @@ async def load_archive(svc: "ImageService", src_chunks: AsyncIterator[bytes], ou
                 old = svc.store.refs.get(str(ref))
                 if old and old != rec.id:
                     out(pmsg.stream(f"The image {ref.familiar()} already exists, renaming the old one with ID {old} to empty string\n"))
-                svc._set_tag(ref, rec.id)
+                svc.set_tag(ref, rec.id)
                 loaded_tags.append(ref.familiar())
-            svc._event("load", rec.id, rec.id)
+            svc.event("load", rec.id, rec.id)
             if loaded_tags:
                 for t in loaded_tags:
                     out(pmsg.stream(f"Loaded image: {t}\n"))

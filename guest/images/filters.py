@@ -75,8 +75,8 @@ def image_filter(svc: "ImageService", flt: dict[str, list[str]]) -> Callable[[Im
         if k not in ALLOWED:
             raise InvalidParameter(f"invalid filter '{k}'")
     dangling = bool_value(flt.get("dangling"), "dangling")
-    before = min((parse_created(svc._lookup(v).config.get("created")) for v in flt.get("before", [])), default=None)
-    since = max((parse_created(svc._lookup(v).config.get("created")) for v in flt.get("since", [])), default=None)
+    before = min((parse_created(svc.lookup(v).config.get("created")) for v in flt.get("before", [])), default=None)
+    since = max((parse_created(svc.lookup(v).config.get("created")) for v in flt.get("since", [])), default=None)
     until = parse_time(flt["until"][-1]) if flt.get("until") else None
     patterns = flt.get("reference") or []
 

@@ -59,8 +59,8 @@ async def import_image(svc: "ImageService", chunks: AsyncIterator[bytes], ref: R
         cfg["variant"] = plat.variant
     img = await svc.create_from_layer(layer, cfg, {"created": created, "comment": message})
     if ref is not None:
-        svc._set_tag(ref.tag_or_latest(), img.id)
-    svc._event("import", img.id, img.id)
+        svc.set_tag(ref.tag_or_latest(), img.id)
+    svc.event("import", img.id, img.id)
     return await svc.resolve(img.id)
 
 

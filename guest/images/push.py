@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import shutil
 from typing import TYPE_CHECKING, Any
 
 from guest.errors import EngineError, NotFound, SystemError_
@@ -127,7 +126,7 @@ async def _push_one(svc: "ImageService", client: RegistryClient, ref: Reference,
     svc.store.set_ref(str(ref.with_digest(digest)), rec.id)
     out(pmsg.status(f"{ref.tag}: digest: {digest} size: {len(body)}"))
     out(pmsg.aux({"Tag": ref.tag, "Digest": digest, "Size": len(body)}))
-    svc._event("push", ref.familiar(), ref.familiar())
+    svc.event("push", ref.familiar(), ref.familiar())
 
 
 def _push_error(ref: Reference, e: RegistryError) -> EngineError:

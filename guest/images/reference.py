@@ -118,7 +118,7 @@ def _parse(s: str) -> tuple[str, str | None, str | None]:
     if len(name) > NAME_TOTAL_MAX:
         raise ReferenceError_(f"invalid reference format: repository name must not be more than {NAME_TOTAL_MAX} characters")
     if digest and not digest.startswith("sha256:"):
-        raise ReferenceError_(f"invalid reference format: unsupported digest algorithm")
+        raise ReferenceError_("invalid reference format: unsupported digest algorithm")
     if digest and len(digest) != 71:
         raise ReferenceError_("invalid reference format: invalid checksum digest length")
     return name, tag, digest
@@ -144,7 +144,7 @@ def parse_tagged(s: str) -> Reference:
 
 def validate_tag(tag: str) -> None:
     if not _TAG_RE.match(tag):
-        raise ReferenceError_(f"invalid tag format")
+        raise ReferenceError_("invalid tag format")
 
 
 def is_full_id(s: str) -> bool:

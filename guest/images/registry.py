@@ -24,11 +24,11 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from guest.errors import EngineError, InvalidParameter, NotFound, SystemError_, Unauthorized
+from guest.errors import EngineError, InvalidParameter, SystemError_, Unauthorized
 
 log = logging.getLogger("skiffd.registry")
 
@@ -302,7 +302,7 @@ class RegistryClient:
                 if attempt == 0 and (body is None or isinstance(body, bytes)):
                     continue
                 raise SystemError_(f"registry {self.host}: {e}") from None
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, http.client.HTTPException):
                 conn.close()
                 raise
         raise SystemError_(f"registry {self.host}: connection failed")

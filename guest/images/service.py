@@ -36,7 +36,6 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,7 @@ class ImageService:
             _dirs=[self.store.layer_path(c) for c in chains],
         )
 
-    def _lookup(self, ref_or_id: str, hidden_ok: bool = False) -> ImageRec:
+    def lookup(self, ref_or_id: str, hidden_ok: bool = False) -> ImageRec:
         s = (ref_or_id or "").strip()
         if not s:
             raise no_such_image(ref_or_id)
@@ -128,24 +127,26 @@ class ImageService:
 
     async def resolve(self, ref_or_id: str) -> Image:
         # Containers resolve their image by full ID, also after `rmi -f` removed it from view.
-        return self.image(self._lookup(ref_or_id, hidden_ok=True))
+        return self.image(self.lookup(ref_or_id, hidden_ok=True))
 
     def get(self, ref_or_id: str) -> Image:
         """Synchronous `resolve` (for code that is not async)."""
-        return self.image(self._lookup(ref_or_id))
+        return self.image(self.lookup(ref_or_id))
 
     def count(self) -> int:
         return len(self.store.images)
 
     # -- events --------------------------------------------------------------------------------------
-    def _event(self, action: str, actor: str, name: str | None, labels_of: str | None = None) -> None:
+    def event(self, action: str, actor: str, name: str | None, rec: ImageRec | None = None) -> None:
+        """moby's LogImageEvent: the image's labels ride along (when it still exists), plus `name`."""
+        if rec is None and action != "delete":
+            rec = self.store.images.get(actor)
+            if rec is None:
+                try:
+                    rec = self.lookup(actor)
+                except EngineError:
+                    rec = None
         attrs: dict[str, str] = {}
-        rec = self.store.images.get(labels_of or actor)
-        if rec is None and labels_of is None:
-            try:
-                rec = self._lookup(actor)
-            except EngineError:
-                rec = None
         if rec is not None:
             attrs.update({str(k): str(v) for k, v in ((rec.config.get("config") or {}).get("Labels") or {}).items()})
         if name:
@@ -175,7 +176,7 @@ class ImageService:
             out(pmsg.status(f"Status: Image is up to date for {r.familiar()}"))
         else:
             out(pmsg.status(f"Status: Downloaded newer image for {r.familiar()}"))
-        self._event("pull", r.familiar(), r.familiar())
+        self.event("pull", r.familiar(), r.familiar())
         return self.image(rec)
 
     async def pull_all_tags(self, ref: Reference, auth: dict | AuthConfig | None = None, platform: str | None = None,
@@ -240,7 +241,7 @@ class ImageService:
 
     # -- tags --------------------------------------------------------------------------------------
     async def tag(self, source: str, repo: str, tag: str | None) -> Image:
-        rec = self._lookup(source)
+        rec = self.lookup(source)
         if not repo:
             raise InvalidParameter("repository name must have at least one component")
         ref = split_repo_tag(repo, tag)
@@ -249,13 +250,13 @@ class ImageService:
         ref = ref.tag_or_latest()
         if ref.path.split("/")[-1] == "sha256" and is_full_id(f"sha256:{ref.tag}"):
             raise InvalidParameter("refusing to create an ambiguous tag using digest algorithm as name")
-        self._set_tag(ref, rec.id)
+        self.set_tag(ref, rec.id)
         return self.image(rec)
 
-    def _set_tag(self, ref: Reference, iid: str) -> None:
+    def set_tag(self, ref: Reference, iid: str) -> None:
         self.store.set_ref(str(ref), iid)
         self.store.touch_tag_time(iid)
-        self._event("tag", iid, ref.familiar())
+        self.event("tag", iid, ref.familiar())
 
     # -- create (commit, build) ------------------------------------------------------------------
     async def create_from_diff(self, diff_tar_path: Path | None, parent: Image | None, config: dict[str, Any],
@@ -291,7 +292,7 @@ class ImageService:
         raw = json.dumps(cfg, separators=(",", ":")).encode()
         rec = self.store.add_image(raw, parent=prec.id if prec else "")
         for t in tags:
-            self._set_tag(parse_normalized(t).tag_or_latest(), rec.id)
+            self.set_tag(parse_normalized(t).tag_or_latest(), rec.id)
         return self.image(rec)
 
     async def create_from_layer(self, layer: Any, config: dict[str, Any], history_entry: dict[str, Any]) -> Image:
@@ -346,7 +347,7 @@ class ImageService:
     def inspect(self, ref_or_id: str, api_version_at_least: Any = None) -> dict[str, Any]:
         from guest.api.filters import rfc3339
 
-        rec = self._lookup(ref_or_id)
+        rec = self.lookup(ref_or_id)
         img = self.image(rec)
         cfg = rec.config
         c = cfg.get("config") or {}
@@ -380,7 +381,7 @@ class ImageService:
         return out
 
     def history(self, ref_or_id: str) -> list[dict[str, Any]]:
-        rec = self._lookup(ref_or_id)
+        rec = self.lookup(ref_or_id)
         rows: list[dict[str, Any]] = []
         diff_ids = rec.diff_ids
         chains = chain_ids(diff_ids)
@@ -443,10 +444,10 @@ class ImageService:
     def _untag(self, ref: str, iid: str, records: list[dict[str, str]]) -> None:
         self.store.remove_ref(ref)
         records.append({"Untagged": familiar(ref)})
-        self._event("untag", iid, iid)
+        self.event("untag", iid, iid)
 
     async def delete(self, ref_or_id: str, force: bool = False, noprune: bool = False) -> list[dict[str, str]]:
-        rec = self._lookup(ref_or_id)
+        rec = self.lookup(ref_or_id)
         iid = rec.id
         records: list[dict[str, str]] = []
         refs = self.store.refs_for(iid)
@@ -512,7 +513,7 @@ class ImageService:
             self.store.hide_image(iid)
         else:
             self.store.remove_image(iid)
-        self._event("delete", iid, iid, labels_of="")
+        self.event("delete", iid, iid)
         records.append({"Deleted": iid})
         for chain, _ in await self.gc():
             records.append({"Deleted": chain})

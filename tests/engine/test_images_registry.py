@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.engine.harness import NetNS, Registry, Skiffd, TestImages, busybox_rootfs_layer, wait_for
+from tests.engine.harness import NetNS, Registry, Skiffd, busybox_rootfs_layer, wait_for
 from tests.engine.images_fixtures import FakeRegistry, RegistryProxy, image_routes, push_random_image, sha
 
 
