@@ -3,7 +3,7 @@
 Setup: a temporary store with 10 `none`-driver machines whose engine URL is a local mutual-TLS HTTPS
 server answering /version (so `ls` really queries 10 engines over TLS, in parallel). Each command runs
 `--runs` times after a warm-up (which also writes the bytecode caches, as an installed package has).
-Reported: median and p90 wall ms, next to `python -c pass` (the interpreter's own start-up) and the
+Reported: median and p90 wall ms and median CPU ms (user+sys), next to `python -c pass` (the interpreter's own start-up) and the
 same commands forced through the typer front end (MACHINE_NO_FAST_PATH=1).
 
     .venv/bin/python bench/machine_cli.py [--runs 20] [--json out.json]
@@ -51,14 +51,20 @@ def tls_server(mdir: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
     return srv, srv.server_address[1]
 
 
-def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
+def timed(argv: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall ms and CPU ms (user+sys of the child: steadier than wall time on a busy machine)."""
+    import resource
+
     subprocess.run(argv, env=env, capture_output=True, check=True)  # warm-up, writes .pyc
-    out = []
+    wall, cpu = [], []
     for _ in range(runs):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(argv, env=env, capture_output=True, check=True)
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+        wall.append((time.perf_counter() - t0) * 1000)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000)
+    return wall, cpu
 
 
 def main() -> None:
@@ -92,14 +98,17 @@ def main() -> None:
         }
         results = {}
         for label, (argv, e) in cases.items():
-            ts = sorted(timed(argv, e, a.runs))
+            wall, cpu = timed(argv, e, a.runs)
+            ts = sorted(wall)
             results[label] = {"median_ms": round(statistics.median(ts), 1),
-                              "p90_ms": round(ts[int(0.9 * (len(ts) - 1))], 1), "runs": len(ts)}
+                              "p90_ms": round(ts[int(0.9 * (len(ts) - 1))], 1),
+                              "cpu_median_ms": round(statistics.median(cpu), 1), "runs": len(ts)}
         srv.shutdown()
     w = max(len(k) for k in results)
-    print(f"{'command':<{w}}  median ms  p90 ms")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'command':<{w}}  median ms  p90 ms  cpu ms")
     for k, r in results.items():
-        print(f"{k:<{w}}  {r['median_ms']:>9}  {r['p90_ms']:>6}")
+        print(f"{k:<{w}}  {r['median_ms']:>9}  {r['p90_ms']:>6}  {r['cpu_median_ms']:>6}")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2) + "\n")
 
