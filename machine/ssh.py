@@ -248,8 +248,11 @@ class SSHClient:
 
     def interactive(self, command: str | None = None) -> int:
         """A shell (or command) on a PTY, our terminal in raw mode; returns the remote exit code."""
-        import termios
-        import tty
+        try:
+            import termios
+            import tty
+        except ImportError:  # Windows: no raw mode via termios; forward typed lines instead
+            return self._interactive_lines(command)
 
         size = os.get_terminal_size() if sys.stdout.isatty() else os.terminal_size((80, 24))
         t = self._c.get_transport()
@@ -291,6 +294,36 @@ class SSHClient:
                     break
         finally:
             termios.tcsetattr(fd, termios.TCSADRAIN, old)
+        rc = ch.recv_exit_status()
+        ch.close()
+        return rc
+
+    def _interactive_lines(self, command: str | None) -> int:
+        """Line-mode fallback where termios is missing: our console edits lines, the PTY echoes."""
+        t = self._c.get_transport()
+        assert t is not None
+        ch = t.open_session()
+        size = os.get_terminal_size() if sys.stdout.isatty() else os.terminal_size((80, 24))
+        ch.get_pty(term="xterm", width=size.columns, height=size.lines)
+        if command:
+            ch.exec_command(command)
+        else:
+            ch.invoke_shell()
+
+        def feed() -> None:
+            try:
+                for line in sys.stdin:
+                    ch.sendall(line.replace("\r\n", "\n").encode())
+            except (OSError, EOFError):
+                pass
+
+        threading.Thread(target=feed, daemon=True).start()
+        while True:
+            data = ch.recv(65536)
+            if not data:
+                break
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
         rc = ch.recv_exit_status()
         ch.close()
         return rc

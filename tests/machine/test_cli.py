@@ -217,3 +217,23 @@ def test_rm_and_global_storage_flag(store_root: Path, tmp_path: Path) -> None:
     assert not (store_root / "machines" / "r1").exists()
     r = machine("rm", "-y", "nope", check=False)
     assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_regenerate_client_certs_reissues_every_machine(store_root: Path) -> None:
+    """A new CA (regenerate-certs --client-certs) invalidates every machine's server cert; each is
+    re-issued from the new CA the next time it is used, without another regenerate-certs."""
+    from machine import certs
+
+    for n in ("c1", "c2"):
+        machine("create", "-d", "none", "--url", "tcp://127.0.0.1:9", n)
+    ca_before = (store_root / "certs" / "ca.pem").read_bytes()
+    r = machine("regenerate-certs", "c1", check=False)  # asks first; no answer means no
+    assert r.returncode == 1 and "Regenerate TLS machine certs?" in r.stderr
+    machine("regenerate-certs", "-f", "--client-certs", "c1")
+    ca = store_root / "certs" / "ca.pem"
+    assert ca.read_bytes() != ca_before
+    c2 = store_root / "machines" / "c2"
+    assert not certs.cert_valid(c2 / "server.pem", ca)
+    machine("env", "c2")
+    assert certs.cert_valid(c2 / "server.pem", ca) and (c2 / "ca.pem").read_bytes() == ca.read_bytes()
+    assert certs.cert_valid(c2 / "cert.pem", ca)
