@@ -8,7 +8,6 @@ is not ours to power off). `machine restart` restarts the engine instead (host.p
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +68,8 @@ class GenericDriver(Driver):
             raise DriverError(f"SSH key {self.ssh_key_source} does not exist (--generic-ssh-key)")
 
     def create(self) -> None:
+        import shutil  # not on the `env` path
+
         src = Path(self.ssh_key_source).expanduser()
         dst = self.ssh_key_path()
         shutil.copyfile(src, dst)

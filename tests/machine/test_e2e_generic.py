@@ -249,6 +249,10 @@ def test_scp(ctx: Ctx, tmp_path: Path) -> None:
     ctx.machine("scp", f"{NAME}:one.txt", str(back / "one-copy.txt"))  # relative to the remote home
     assert (back / "one-copy.txt").read_text() == "single\n"
     assert ctx.machine("scp", f"{NAME}:/nonexistent", str(back), check=False).returncode != 0
+    # machine to machine goes through the host (scp -3); here both ends are the same machine
+    ctx.machine("scp", "-r", f"{NAME}:/root/tree", f"root@{NAME}:/root/tree-copy")
+    sums = ctx.host.exec(["sha256sum", "/root/tree/sub/b.bin", "/root/tree-copy/sub/b.bin"]).stdout.split()[::2]
+    assert len(sums) == 2 and sums[0] == sums[1]
 
 
 def _serial(pem: Path) -> int:
