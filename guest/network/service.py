@@ -28,6 +28,7 @@ from typing import Any
 from guest.api.filters import bool_filter, match_labels, parse_time, rfc3339
 from guest.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from guest.network import dns, netns
+from guest.network.dnsmasq import NameServers
 from guest.network.endpoints import Endpoint, EndpointStore
 from guest.network.ipam import Ipam, default_gateway, pick_subnet
 from guest.network.netavark import Netavark, NetavarkError
@@ -89,6 +90,7 @@ class NetworkService:
         self.ipam = Ipam(self.run_dir / "ipam.json")
         self.endpoints = EndpointStore(self.run_dir)
         self.netavark = Netavark(self.run_dir / "netavark")
+        self.names = NameServers(self.run_dir)
         self.ports = PortAllocator()
         self._lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Task[None]] = {}  # container id → background teardown
@@ -158,6 +160,12 @@ class NetworkService:
             live = {ep["Id"] for ep in self.endpoints.all()}
             for owner in self.ipam.owners() - live:
                 self.ipam.release_owner(owner)
+            for rec in self.store.all():
+                if self._dns_net(rec) and self._in_use(rec):
+                    try:
+                        await self.names.ensure(rec["Id"], self._gateways(rec))
+                    except Exception as e:
+                        log.warning("name server of network %s: %s", rec["Name"], e)
 
     async def close(self) -> None:
         """Remove the anchors (containers keep running and keep their bridges; an idle bridge goes with its anchor)."""
@@ -165,6 +173,10 @@ class NetworkService:
         async with self._lock:
             for ep in [e for e in self.endpoints.all() if e.get("anchor")]:
                 await self._drop_anchor(ep)
+            for rec in self.store.all():
+                # Name servers of networks with running containers keep serving them while we are down.
+                if self._dns_net(rec) and not self._in_use(rec):
+                    await self.names.stop(rec["Id"])
 
     # ------------------------------------------------------------------------------------------
     # lookups
@@ -351,6 +363,7 @@ class NetworkService:
         anchor = self.endpoints.get(ANCHOR_PREFIX + rec["Id"])
         if anchor is not None:
             await self._drop_anchor(anchor)
+        await self.names.stop(rec["Id"])
         self.ipam.drop_network(rec["Id"])
         self.store.delete(rec["Id"])
 
@@ -393,11 +406,31 @@ class NetworkService:
         info: dict[str, Any] = {
             "name": rec["Name"], "id": rec["Id"], "driver": "bridge", "network_interface": rec["_bridge"],
             "subnets": subnets, "ipv6_enabled": bool(rec.get("EnableIPv6")), "internal": bool(rec.get("Internal")),
-            # Docker: name resolution on user networks only, never on the default bridge.
-            "dns_enabled": rec["Name"] != DEFAULT_BRIDGE, "ipam_options": {"driver": "host-local"},
+            # Names are served by our dnsmasq (dnsmasq.py), not by netavark's aardvark-dns.
+            "dns_enabled": False, "ipam_options": {"driver": "host-local"},
         }
         info["options"] = opts
         return info
+
+    @staticmethod
+    def _dns_net(rec: NetworkRecord) -> bool:
+        """Docker: name resolution on user networks only, never on the default bridge."""
+        return rec["Driver"] == "bridge" and rec["Name"] != DEFAULT_BRIDGE
+
+    @staticmethod
+    def _gateways(rec: NetworkRecord) -> list[str]:
+        gws = [c["Gateway"] for c in rec["IPAM"]["Config"] if c.get("Gateway")]
+        return sorted(gws, key=lambda g: ":" in g)  # IPv4 first
+
+    def _publish_names(self, rec: NetworkRecord, ctr: Any, cid: str, settings: dict[str, Any]) -> None:
+        names = list(dict.fromkeys([ctr_name(ctr) or cid[:12]] + list(settings.get("DNSNames") or [])))
+        entries = [(ip, names) for ip in (settings.get("IPAddress"), settings.get("GlobalIPv6Address")) if ip]
+        self.names.set_names(rec["Id"], cid, entries)
+
+    def _unpublish_names(self, ep: Endpoint) -> None:
+        for es in (ep.get("networks") or {}).values():
+            if es.get("NetworkID"):
+                self.names.drop_names(es["NetworkID"], ep["Id"])
 
     async def _netavark_teardown(self, ep: Endpoint, only: list[str] | None = None, path: str | None = None) -> None:
         opts = dict(ep["options"])
@@ -423,6 +456,7 @@ class NetworkService:
                 netns.remove(scratch)
 
     def _forget_endpoint(self, ep: Endpoint) -> None:
+        self._unpublish_names(ep)
         self.ports.release(ep["Id"])
         self.ipam.release_owner(ep["Id"])
         self.endpoints.delete(ep["Id"])
@@ -449,6 +483,8 @@ class NetworkService:
         owner = ANCHOR_PREFIX + rec["Id"]
         ep = self.endpoints.get(owner)
         if ep is not None and netns.is_netns(ep["netns"]):
+            if self._dns_net(rec):
+                await self.names.ensure(rec["Id"], self._gateways(rec))  # it may have died meanwhile
             return
         if ep is not None:
             self._forget_endpoint(ep)
@@ -472,6 +508,8 @@ class NetworkService:
             self.ipam.release_owner(owner)
             raise
         self.endpoints.save(ep)
+        if self._dns_net(rec):  # the bridge and its gateway address exist now
+            await self.names.ensure(rec["Id"], self._gateways(rec))
 
     async def _drop_anchor(self, ep: Endpoint) -> None:
         await self._netavark_teardown(ep)
@@ -667,8 +705,6 @@ class NetworkService:
                                     "networks": nets, "network_info": infos}
             if mappings and not all(rec.get("Internal") for rec, _ in wanted):
                 opts["port_mappings"] = [m.netavark() for m in mappings]
-            if dns_servers:
-                opts["dns_servers"] = dns_servers
             ep: Endpoint = {"Id": cid, "Name": ctr_name(ctr), "netns": netns_path, "options": opts, "networks": {}}
             try:
                 status = await self.netavark.setup(netns_path, opts)
@@ -682,9 +718,11 @@ class NetworkService:
                 settings[rec["Name"]] = self._endpoint_settings(rec, es, all_ips[rec["Name"]], status, f"eth{i}", ctr,
                                                                 nets[rec["Name"]])
             ep["networks"] = settings
-            # Only networks with their own DNS server count (netavark echoes `dns_servers` for the others).
-            dns_ips = [s for name, v in status.items() if infos.get(name, {}).get("dns_enabled")
-                       for s in (v.get("dns_server_ips") or [])]
+            dns_ips: list[str] = []
+            for rec, _ in wanted:
+                if self._dns_net(rec):
+                    self._publish_names(rec, ctr, cid, settings[rec["Name"]])
+                    dns_ips += self._gateways(rec)
             resolv = (dns.resolv_for_embedded(list(dict.fromkeys(dns_ips)), dns_search, dns_options) if dns_ips
                       else dns.resolv_for_bridge(dns_servers, dns_search, dns_options))
             primary_ip = settings[wanted[0][0]["Name"]].get("IPAddress") or None
@@ -692,12 +730,12 @@ class NetworkService:
             ep.update(resolv_conf=resolv, hosts=hosts, exposed=exposed)
             self.endpoints.save(ep)
         if dns_ips:
-            # Each setup reloads aardvark-dns, which then drops queries for a moment: wait (from the container's
-            # netns, since aardvark answers by the asker's address) until it answers our own name.
+            # dnsmasq picks the new hosts file up through inotify within milliseconds: make sure it did, from the
+            # container's side, before the container's first lookup.
             name = ctr_name(ctr) or cid[:12]
             took = await asyncio.to_thread(netns.run_in, netns_path, dns.query_until_answered, dns_ips[0], name)
             if took is None:
-                log.warning("aardvark-dns on %s did not answer %s within 3 s", dns_ips[0], name)
+                log.warning("name server on %s did not answer %s within 3 s", dns_ips[0], name)
         for rec, _ in wanted:
             self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
         return {"resolv_conf": resolv, "hosts": hosts, "networks": settings,
@@ -712,6 +750,7 @@ class NetworkService:
         ep = self.endpoints.get(cid)
         if ep is None or cid in self._pending:
             return
+        self._unpublish_names(ep)  # the names go at once; the plumbing in the background
         path = ep.get("netns") or netns_path or ""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC) if netns.is_netns(path) else None
         task = asyncio.get_running_loop().create_task(self._finish_teardown(ep, fd))
@@ -821,8 +860,6 @@ class NetworkService:
             per, ips = self._build_netavark_network(rec, es, cid, ifname, ctr)
             one = {"container_id": cid, "container_name": ep["options"]["container_name"],
                    "networks": {rec["Name"]: per}, "network_info": {rec["Name"]: self._network_info(rec)}}
-            if ep["options"].get("dns_servers"):
-                one["dns_servers"] = ep["options"]["dns_servers"]
             try:
                 status = await self.netavark.setup(ep["netns"], one)
             except NetavarkError:
@@ -834,6 +871,8 @@ class NetworkService:
             ep["options"]["network_info"][rec["Name"]] = one["network_info"][rec["Name"]]
             ep["networks"][rec["Name"]] = settings
             self.endpoints.save(ep)
+            if self._dns_net(rec):
+                self._publish_names(rec, ctr, cid, settings)
         self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
         return settings
 
@@ -846,6 +885,7 @@ class NetworkService:
             ep = self.endpoints.get(cid)
             if ep is None or rec["Name"] not in ep["networks"]:
                 return False
+            self.names.drop_names(rec["Id"], cid)
             await self._netavark_teardown(ep, only=[rec["Name"]])
             self.ipam.release(rec["Id"], cid)
             ep["options"]["networks"].pop(rec["Name"], None)

@@ -1,7 +1,7 @@
-"""NetworkService driving the real netavark + aardvark-dns, on network namespaces these tests create.
+"""NetworkService driving the real netavark (+ dnsmasq for names), on network namespaces these tests create.
 
 Each test forks a child that joins a fresh namespace (the "VM"); the engine's services run there, so bridges,
-NAT rules and aardvark-dns never reach the machine's own network. netns files stand in for containers' network
+NAT rules and name servers never reach the machine's own network. netns files stand in for containers' network
 namespaces, and busybox run with `nsenter` stands in for their processes.
 """
 
@@ -29,7 +29,7 @@ def vm() -> Any:
     ns = NetNS("sknv")
     work = tempdir("sknv-")
     yield ns, work
-    # Everything netavark made (bridges, veths, rules) lives in ns; aardvark-dns exits with its last network.
+    # Everything netavark made (bridges, veths, rules) lives in ns; the network's dnsmasq goes with `network rm`.
     ns.remove()
     for line in open("/proc/mounts"):
         if line.split()[1].startswith(str(work)):
@@ -58,12 +58,12 @@ def _links() -> list[str]:
     return [l.split(":")[1].strip().split("@")[0] for l in out.splitlines()]
 
 
-def _aardvark_running() -> bool:
-    """An aardvark-dns of ours: in this network namespace (others' tests may run theirs elsewhere)."""
+def _dns_running(name: str = "dnsmasq") -> bool:
+    """A name server of ours: in this network namespace (others' tests may run theirs elsewhere)."""
     me = os.stat("/proc/self/ns/net").st_ino
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if open(f"/proc/{pid}/comm").read().strip() == "aardvark-dns" and os.stat(f"/proc/{pid}/ns/net").st_ino == me \
+            if open(f"/proc/{pid}/comm").read().strip() == name and os.stat(f"/proc/{pid}/ns/net").st_ino == me \
                     and open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] != "Z":
                 return True
         except OSError:
@@ -110,7 +110,8 @@ def scenario_user_network(work: Path) -> dict[str, Any]:
             res["ctr_addr"] = sh("ip", "-o", "-4", "addr", "show", "eth0", netns=str(paths[1])).stdout
             res["ctr_route"] = sh("ip", "route", netns=str(paths[1])).stdout
             res["nat"] = sh("iptables-save", "-t", "nat").stdout
-            res["aardvark_during"] = _aardvark_running()
+            res["dns_during"] = _dns_running()
+            res["aardvark_during"] = _dns_running("aardvark-dns")
         finally:
             httpd.kill()
             httpd.wait()
@@ -142,11 +143,7 @@ def scenario_user_network(work: Path) -> dict[str, Any]:
         res["links_final"] = _links()
         for p in paths + [p3]:
             netns.remove(p)
-        for _ in range(40):  # aardvark-dns exits ~1.5 s after its last network goes
-            if not _aardvark_running():
-                break
-            time.sleep(0.1)
-        res["aardvark_after"] = _aardvark_running()
+        res["dns_after"] = _dns_running()
 
     asyncio.run(main())
     return res
@@ -171,7 +168,7 @@ def test_user_network_names_ports_teardown(vm: Any) -> None:
     assert r["nx"] != 0
     assert r["published_local"] == "hello-from-web\n"
     assert "MASQUERADE" in r["nat"] and "10.201.0.2:80" in r["nat"]  # outbound NAT + the DNAT of the port
-    assert r["aardvark_during"]
+    assert r["dns_during"] and not r["aardvark_during"]  # dnsmasq serves names, netavark's aardvark-dns is off
     assert set(r["inspect"]["Containers"]) == {"1" * 64, "2" * 64}  # the anchor is not a container
     assert r["inspect"]["Containers"]["1" * 64]["IPv4Address"] == "10.201.0.2/24"
     assert "port is already allocated" in r["dup_port_error"]
@@ -180,9 +177,9 @@ def test_user_network_names_ports_teardown(vm: Any) -> None:
     assert r["inspect_after"] == {}
     assert "eth0" not in r["ctr_links_after"]
     assert "pre-defined" in r["rm_bridge"]
-    # network rm + shutdown took the anchors, so the bridges went too, and aardvark-dns with them
+    # network rm + shutdown took the anchors, so the bridges went too, and the name server with them
     assert not [l for l in r["links_final"] if l.startswith(("br-", "skiff0", "veth"))], r["links_final"]
-    assert not r["aardvark_after"]
+    assert not r["dns_after"]
 
 
 def scenario_default_bridge_none_internal(work: Path) -> dict[str, Any]:
