@@ -62,6 +62,9 @@ def _running_host(store: Store, name: str, what: str):
     from machine.drivers.base import State
 
     h = _load(store, name)
+    if h.skiff.get("State") == "creating":
+        raise CLIError(f'machine "{name}" is still being created (or its creation was interrupted: see '
+                       f"`machine ls`); wait for `machine create` to finish")
     st = h.state()
     if st != State.RUNNING:
         raise CLIError(f'Error checking TLS connection: machine "{name}" is not running (state: {st.value or "unknown"}). '

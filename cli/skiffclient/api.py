@@ -10,13 +10,20 @@ Errors: a status >= 400 raises `APIError` whose message is the engine's `{"messa
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable, Iterator
-from typing import Any
-from urllib.parse import quote
 
-from cli.skiffclient.transport import Hijacked, Response, Transport
+from cli.skiffclient.transport import Hijacked, Response, Transport, loads, quote
+
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
+
+
+def dumps(obj: Any) -> str:
+    import json  # requests with a JSON body are off the `ps`/`images` path
+
+    return json.dumps(obj, separators=(",", ":"))
 
 MAX_API_VERSION = "1.50"
 FALLBACK_API_VERSION = "1.24"
@@ -41,7 +48,7 @@ def filters_param(filters: dict[str, list[str]] | None) -> str | None:
     """The Go client's map-of-bools encoding: {"label":{"a=b":true}}."""
     if not filters:
         return None
-    return json.dumps({k: {v: True for v in vs} for k, vs in filters.items()}, separators=(",", ":"))
+    return dumps({k: {v: True for v in vs} for k, vs in filters.items()})
 
 
 def q(name: str) -> str:
@@ -55,7 +62,7 @@ def error_from(resp: Response) -> APIError:
     msg = ""
     if ctype == "application/json":
         try:
-            data = json.loads(body)
+            data = loads(body)
             msg = data.get("message", "") if isinstance(data, dict) else ""
         except ValueError:
             msg = ""
@@ -107,7 +114,7 @@ class APIClient:
         """A request that raises APIError on >= 400; the caller reads the body."""
         headers = dict(headers or {})
         if json_body is not None:
-            body = json.dumps(json_body, separators=(",", ":")).encode()
+            body = dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
         resp = self.t.request(method, self._path(path), query, headers, body)
         if resp.status >= 400:
@@ -121,19 +128,19 @@ class APIClient:
         r = self.raw("POST", path, query, headers, json_body=json_body)
         data = r.read()
         if data and r.headers.get("content-type", "").startswith("application/json"):
-            return json.loads(data)
+            return loads(data)
         return None
 
     def delete(self, path: str, query: Any = None) -> Any:
         r = self.raw("DELETE", path, query)
         data = r.read()
-        return json.loads(data) if data and r.headers.get("content-type", "").startswith("application/json") else None
+        return loads(data) if data and r.headers.get("content-type", "").startswith("application/json") else None
 
     def hijack(self, path: str, query: Any = None, json_body: Any = None,
                headers: dict[str, str] | None = None) -> Hijacked:
         h = dict(headers or {})
         if json_body is not None:
-            body = json.dumps(json_body, separators=(",", ":")).encode()
+            body = dumps(json_body).encode()
             h["Content-Type"] = "application/json"
         else:
             body = b""
@@ -264,7 +271,7 @@ class APIClient:
 
         r = self.raw("HEAD", f"/containers/{q(cid)}/archive", {"path": path})
         r.read()
-        return json.loads(base64.b64decode(r.headers.get("x-docker-container-path-stat", "") or "e30="))
+        return loads(base64.b64decode(r.headers.get("x-docker-container-path-stat", "") or "e30="))
 
     def archive_get(self, cid: str, path: str) -> Response:
         return self.raw("GET", f"/containers/{q(cid)}/archive", {"path": path})
@@ -318,6 +325,8 @@ class APIClient:
 
 def iter_json_stream(resp: Response) -> Iterator[dict[str, Any]]:
     """Objects of a JSON-lines progress stream (pull, push, build, events); tolerates concatenated objects."""
+    import json
+
     dec = json.JSONDecoder()
     buf = ""
     for chunk in resp.iter_chunks():

@@ -15,15 +15,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-from cli.skiffclient.transport import Endpoint
+from cli.skiffclient.transport import Endpoint, loads
+
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_UNIX = "unix:///var/run/docker.sock"
 INDEX_SERVER = "https://index.docker.io/v1/"
@@ -33,21 +31,33 @@ class ConfigError(Exception):
     pass
 
 
-def config_dir() -> Path:
-    d = os.environ.get("DOCKER_CONFIG")
-    return Path(d) if d else Path.home() / ".docker"
+def config_dir() -> str:
+    return os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
 
 
-@dataclass
 class GlobalOptions:
-    hosts: list[str]
-    tls: bool | None = None
-    tlsverify: bool | None = None
-    tlscacert: str | None = None
-    tlscert: str | None = None
-    tlskey: str | None = None
-    machine: str | None = None
-    config: str | None = None
+    """The global flags; None means "not given" (the environment decides)."""
+
+    def __init__(self, hosts: list[str], tls: bool | None = None, tlsverify: bool | None = None,
+                 tlscacert: str | None = None, tlscert: str | None = None, tlskey: str | None = None,
+                 machine: str | None = None, config: str | None = None) -> None:
+        self.hosts, self.tls, self.tlsverify = hosts, tls, tlsverify
+        self.tlscacert, self.tlscert, self.tlskey = tlscacert, tlscert, tlskey
+        self.machine, self.config = machine, config
+
+
+def _split_url(raw: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of scheme://host[:port][/path]; IPv6 hosts in brackets. ValueError if malformed."""
+    scheme, _, rest = raw.partition("://")
+    netloc = rest.split("/", 1)[0]
+    if netloc.startswith("["):
+        host, _, tail = netloc[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
+    if port and not port.isdigit():
+        raise ValueError(raw)
+    return scheme.lower(), host, int(port) if port else None
 
 
 def parse_host(raw: str, tls: bool) -> Endpoint:
@@ -57,21 +67,21 @@ def parse_host(raw: str, tls: bool) -> Endpoint:
         raw = DEFAULT_UNIX
     if "://" not in raw:
         raw = "tcp://" + raw
-    u = urlsplit(raw)
-    if u.scheme == "unix":
+    if raw.startswith("unix://"):
         path = raw[len("unix://"):]
         if not path:
             raise ConfigError(f"invalid bind address format: {raw}")
         return Endpoint("unix", path, url=raw)
-    if u.scheme in ("tcp", "http", "https"):
-        host = u.hostname or "localhost"
-        try:
-            port = u.port or (2376 if tls else 2375)
-        except ValueError:
-            raise ConfigError(f"invalid bind address format: {raw}") from None
+    try:
+        scheme, host, port = _split_url(raw)
+    except ValueError:
+        raise ConfigError(f"invalid bind address format: {raw}") from None
+    if scheme in ("tcp", "http", "https"):
+        host = host or "localhost"
+        port = port or (2376 if tls else 2375)
         shown = f"tcp://{host if ':' not in host else '[' + host + ']'}:{port}"
         return Endpoint("tcp", host, port, url=shown)
-    if u.scheme == "ssh":
+    if scheme == "ssh":
         raise ConfigError(f"{raw}: ssh:// hosts are not supported by skiff; use `machine env` or --machine")
     raise ConfigError(f"invalid bind address format: {raw}")
 
@@ -102,10 +112,10 @@ def _resolve(opts: GlobalOptions) -> Endpoint:
     tls = (opts.tls if opts.tls is not None else _truthy_env("DOCKER_TLS")) or tlsverify
     ep = parse_host(host, tls)
     if tls and ep.scheme == "tcp":
-        cert_dir = Path(os.environ.get("DOCKER_CERT_PATH") or config_dir())
-        ca = opts.tlscacert or str(cert_dir / "ca.pem")
-        cert = opts.tlscert or str(cert_dir / "cert.pem")
-        key = opts.tlskey or str(cert_dir / "key.pem")
+        cert_dir = os.environ.get("DOCKER_CERT_PATH") or config_dir()
+        ca = opts.tlscacert or os.path.join(cert_dir, "ca.pem")
+        cert = opts.tlscert or os.path.join(cert_dir, "cert.pem")
+        key = opts.tlskey or os.path.join(cert_dir, "key.pem")
         ep.tls = True
         ep.verify = tlsverify
         ep.ca = ca if tlsverify else None
@@ -158,7 +168,8 @@ def load_config_file() -> dict[str, Any]:
     global _cfg_cache
     if _cfg_cache is None:
         try:
-            _cfg_cache = json.loads((config_dir() / "config.json").read_text())
+            with open(os.path.join(config_dir(), "config.json"), "rb") as f:
+                _cfg_cache = loads(f.read())
         except (OSError, ValueError):
             _cfg_cache = {}
     return _cfg_cache
@@ -173,7 +184,7 @@ def registry_key(registry: str) -> str:
 
 def _normalize(key: str) -> str:
     if "://" in key:
-        key = urlsplit(key).netloc or key
+        key = key.split("://", 1)[1]
     return key.split("/", 1)[0]
 
 
@@ -189,7 +200,7 @@ def credentials(registry: str) -> dict[str, str]:
             r = subprocess.run([f"docker-credential-{helper}", "get"], input=key.encode(), capture_output=True,
                                timeout=30)
             if r.returncode == 0:
-                d = json.loads(r.stdout)
+                d = loads(r.stdout)
                 if d.get("Username") == "<token>":
                     return {"identitytoken": d.get("Secret", ""), "serveraddress": key}
                 return {"username": d.get("Username", ""), "password": d.get("Secret", ""), "serveraddress": key}
@@ -204,6 +215,8 @@ def credentials(registry: str) -> dict[str, str]:
         return {}
     out: dict[str, str] = {"serveraddress": key}
     if entry.get("auth"):
+        import base64
+
         user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
         out.update(username=user, password=pw)
     if entry.get("identitytoken"):
@@ -213,6 +226,9 @@ def credentials(registry: str) -> dict[str, str]:
 
 def encode_auth(auth: dict[str, str]) -> str:
     """X-Registry-Auth: base64url of the JSON; `{}` ("e30=") when there are no credentials, as the CLI sends."""
+    import base64
+    import json
+
     return base64.urlsafe_b64encode(json.dumps(auth, separators=(",", ":")).encode()).decode()
 
 

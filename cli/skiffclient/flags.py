@@ -10,9 +10,10 @@ A command declares `Flag`s; `parse(cmd, argv)` returns (values by flag name, pos
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 PROG = "skiff"
 
@@ -25,16 +26,14 @@ class ArgsError(Exception):
     status = 1
 
 
-@dataclass
 class Flag:
-    name: str  # long name without dashes
-    short: str = ""
-    kind: str = "bool"  # bool | string | int | list | float
-    default: Any = None
-    help: str = ""
-    metavar: str = ""
-    hidden: bool = False
-    check: Callable[[str], None] | None = None  # raises ValueError(reason) for a bad value, as a pflag.Value does
+    """One flag: `kind` is bool | string | int | list | float; `check` raises ValueError(reason) for a bad
+    value, as a pflag.Value's Set does. (Plain class: dataclasses cost startup time.)"""
+
+    def __init__(self, name: str, short: str = "", kind: str = "bool", default: Any = None, help: str = "",
+                 metavar: str = "", hidden: bool = False, check: Callable[[str], None] | None = None) -> None:
+        self.name, self.short, self.kind, self.default = name, short, kind, default
+        self.help, self.metavar, self.hidden, self.check = help, metavar, hidden, check
 
     @property
     def dest(self) -> str:
@@ -51,18 +50,17 @@ class Flag:
         return f"-{self.short}, --{self.name}" if self.short else f"--{self.name}"
 
 
-@dataclass
 class Command:
-    path: str  # "ps", "image ls", …
-    usage: str  # "[OPTIONS]" part, e.g. "[OPTIONS] IMAGE [COMMAND] [ARG...]"
-    short: str
-    run: Callable[..., int | None] | None = None
-    flags: list[Flag] = field(default_factory=list)
-    min_args: int = 0
-    max_args: int | None = None
-    exact_args: int | None = None
-    interspersed: bool = True  # False: flags end at the first positional argument (run, exec)
-    aliases: Sequence[str] = ()
+    """`path` is "ps", "image ls", …; `usage` the part after it ("[OPTIONS] IMAGE [COMMAND] [ARG...]");
+    interspersed=False: flags end at the first positional argument (run, exec)."""
+
+    def __init__(self, path: str, usage: str, short: str, run: Callable[..., int | None] | None = None,
+                 flags: list[Flag] | None = None, min_args: int = 0, max_args: int | None = None,
+                 exact_args: int | None = None, interspersed: bool = True, aliases: Sequence[str] = ()) -> None:
+        self.path, self.usage, self.short, self.run = path, usage, short, run
+        self.flags = flags or []
+        self.min_args, self.max_args, self.exact_args = min_args, max_args, exact_args
+        self.interspersed, self.aliases = interspersed, aliases
 
     def usage_line(self) -> str:
         return f"Usage:  {PROG} {self.path} {self.usage}".rstrip()

@@ -1,6 +1,7 @@
 """Docker's list output: table columns, sizes, durations, ports, and `--format` templates.
 
-Templates are rendered by machine/gotemplate.py (the Go text/template subset shared with `machine ls`);
+Templates are rendered by machine/gotemplate.py (the Go text/template subset shared with `machine ls`),
+loaded only when a template needs more than `{{.Field}}` substitutions (the default tables do not);
 what is docker-CLI specific lives here: the row fields of each listing (docker's formatter contexts, with
 the same names and values), the `table`/`json`/custom dispatch, the `{{.Label "k"}}` method call, and the
 tabwriter settings (minwidth 10, padding 3, as cli/command/formatter does).
@@ -8,13 +9,15 @@ tabwriter settings (minwidth 10, padding 3, as cli/command/formatter does).
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
-from machine import gotemplate
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any
+
+# `re` and `json` are imported inside the functions that need them: the default `ps`/`images` tables are
+# rendered without either (each costs milliseconds at start-up, which is most of the 2x budget).
 
 TABLE_MINWIDTH = 10
 TABLE_PADDING = 3
@@ -87,6 +90,8 @@ def since(ts: float, now: float | None = None) -> str:
 
 def parse_size(raw: str, binary: bool = True) -> int:
     """units.RAMInBytes (binary) / FromHumanSize (decimal): "512m", "1.5g", "100kb", "1024"."""
+    import re
+
     m = re.fullmatch(r"(?i)(\d+(?:\.\d+)*) ?([kmgtp])?i?b?", raw.strip())
     if not m:
         raise ValueError(f"invalid size: '{raw}'")
@@ -119,6 +124,8 @@ def ellipsis(s: str, width: int) -> str:
 
 def natural_less_key(s: str) -> list[Any]:
     """fvbommel/sortorder.NaturalLess as a key: digit runs compare by value, case-sensitive otherwise."""
+    import re
+
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", s) if p]
 
 
@@ -176,15 +183,17 @@ def _join_host_port(ip: str, port: str) -> str:
 
 
 def _ip_key(ip: str) -> tuple[int, bytes]:
-    import ipaddress
+    """Sort key like netip.Addr.Less: IPv4 before IPv6, then by address bytes (no `ipaddress` import)."""
+    import _socket
 
     if not ip:
         return (0, b"")
-    try:
-        a = ipaddress.ip_address(ip)
-        return (1 if a.version == 4 else 2, a.packed)
-    except ValueError:
-        return (3, ip.encode())
+    for rank, family in ((1, _socket.AF_INET), (2, _socket.AF_INET6)):
+        try:
+            return (rank, _socket.inet_pton(family, ip))
+        except OSError:
+            continue
+    return (3, ip.encode())
 
 
 def displayable_ports(ports: Sequence[Mapping[str, Any]] | None) -> str:
@@ -245,6 +254,28 @@ def _joined_labels(labels: Mapping[str, str] | None, sort: bool = True) -> str:
     return ",".join(sorted(items) if sort else items)
 
 
+_GO_CHAR_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                    "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
+def go_quote(s: str) -> str:
+    """strconv.Quote: printable characters as they are, the rest escaped Go's way."""
+    out = ['"']
+    for ch in s:
+        if ch in _GO_CHAR_ESCAPES:
+            out.append(_GO_CHAR_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
 def container_row(c: Mapping[str, Any], trunc: bool = True, now: float | None = None) -> dict[str, Any]:
     names = [n.lstrip("/") for n in c.get("Names") or []]
     if trunc:
@@ -270,7 +301,7 @@ def container_row(c: Mapping[str, Any], trunc: bool = True, now: float | None = 
         size = f"{size} (virtual {human_size(srf)})"
     created = c.get("Created") or 0
     row = {
-        "Command": json.dumps(ellipsis(cmd, 20) if trunc else cmd, ensure_ascii=False),
+        "Command": go_quote(ellipsis(cmd, 20) if trunc else cmd),
         "CreatedAt": go_time(created),
         "ID": truncate_id(c.get("Id", "")) if trunc else c.get("Id", ""),
         "Image": image,
@@ -396,6 +427,8 @@ def _go_time_rfc3339(s: str) -> str:
     """An RFC 3339 timestamp shown as Go's time.String() in UTC ("2026-11-28 04:30:00.123 +0000 UTC")."""
     if not s:
         return "0001-01-01 00:00:00 +0000 UTC"
+    import re
+
     m = re.match(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", s)
     if not m:
         return s
@@ -472,21 +505,43 @@ def tabwrite(text: str, minwidth: int = TABLE_MINWIDTH, padding: int = TABLE_PAD
     fmt(0, len(lines))
     return "".join(out)
 
-_LABEL_CALL = re.compile(r'\.Label\s+"((?:[^"\\]|\\.)*)"')
+def _actions(body: str) -> list[tuple[int, int, str]] | None:
+    """(start, end, inner text) of each {{…}} in a template; None if braces do not pair up."""
+    out = []
+    pos = 0
+    while True:
+        a = body.find("{{", pos)
+        if a < 0:
+            return None if "}}" in body[pos:] else out
+        b = body.find("}}", a + 2)
+        if b < 0:
+            return None
+        out.append((a, b + 2, body[a + 2:b]))
+        pos = b + 2
+
+
+def _simple_field(inner: str) -> str | None:
+    """"Name" for an action that is just `.Name`, else None."""
+    t = inner.strip()
+    return t[1:] if t.startswith(".") and t[1:].isidentifier() else None
 
 
 def _prepare(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> str:
     """Rewrite `{{.Label "k"}}` (a method call gotemplate cannot express) to a plain field lookup; its
     header is the key's last dotted part with - and _ as spaces (docker's SubHeaderContext.Label)."""
-    calls = list(dict.fromkeys(_LABEL_CALL.findall(fmt)))
+    if ".Label" not in fmt:
+        return fmt
+    import json
+    import re
+
+    label_call = re.compile(r'\.Label\s+"((?:[^"\\]|\\.)*)"')
+    calls = list(dict.fromkeys(label_call.findall(fmt)))
     for i, raw in enumerate(calls):
         key = json.loads(f'"{raw}"')
         for r in rows:
             r[f"_label{i}"] = (r.get("_labels") or {}).get(key, "")
         headers[f"_label{i}"] = key.split(".")[-1].replace("-", " ").replace("_", " ")
-    if not calls:
-        return fmt
-    return _LABEL_CALL.sub(lambda m: f".{'_label' + str(calls.index(m.group(1)))}", fmt)
+    return label_call.sub(lambda m: f".{'_label' + str(calls.index(m.group(1)))}", fmt)
 
 
 class TemplateError(Exception):
@@ -497,11 +552,19 @@ def _check_fields(body: str, rows: list[dict[str, Any]]) -> None:
     """A field the listing does not have is an error, as with docker's typed contexts (not "<no value>")."""
     if not rows:
         return
-    for m in re.finditer(r"{{(.*?)}}", body, re.S):
-        for name in re.findall(r"(?<![\w\"])\.([A-Za-z_]\w*)", m.group(1)):
-            if name not in rows[0]:
-                raise TemplateError(f'template parsing error: template: :1: executing "" at <.{name}>: '
-                                    f"can't evaluate field {name}")
+    names: list[str] = []
+    for _, _, inner in _actions(body) or []:
+        field = _simple_field(inner)
+        if field is not None:
+            names.append(field)
+        elif "." in inner:
+            import re
+
+            names += re.findall(r"(?<![\w\"])\.([A-Za-z_]\w*)", inner)
+    for name in names:
+        if name not in rows[0]:
+            raise TemplateError(f'template parsing error: template: :1: executing "" at <.{name}>: '
+                                f"can't evaluate field {name}")
 
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -510,14 +573,45 @@ _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u202
 def go_json(obj: Any) -> str:
     """encoding/json's compact output: HTML-safe escapes (<, >, &) and raw UTF-8 otherwise. Those characters
     can only occur inside JSON strings, so replacing them in the encoded text is exact."""
+    import json
+
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    if any(c in text for c in _GO_ESCAPES):
-        text = re.sub("[<>&\u2028\u2029]", lambda m: _GO_ESCAPES[m.group(0)], text)
+    for c, esc in _GO_ESCAPES.items():
+        if c in text:
+            text = text.replace(c, esc)
     return text
 
 
 def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def _simple_parts(body: str) -> list[str] | None:
+    """The template split into literals (even indexes) and field names (odd), if it only has `{{.Field}}`s."""
+    acts = _actions(body)
+    if acts is None:
+        return None
+    parts: list[str] = []
+    pos = 0
+    for a, b, inner in acts:
+        field = _simple_field(inner)
+        if field is None:
+            return None
+        parts += [body[pos:a], field]
+        pos = b
+    parts.append(body[pos:])
+    return parts
+
+
+def _fill(parts: list[str], values: Mapping[str, Any]) -> str:
+    out = []
+    for i, p in enumerate(parts):
+        if i % 2 == 0:
+            out.append(p)
+        else:
+            v = values[p] if p in values else p.upper()
+            out.append(v if isinstance(v, str) else ("<nil>" if v is None else str(v)))
+    return "".join(out)
 
 
 def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]) -> str:
@@ -532,18 +626,28 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
     body = body.strip(" ")
     body = body.replace("\\t", "\t").replace("\\n", "\n")
     headers = dict(headers)
-    try:
-        body = _prepare(body, rows, headers)
-        _check_fields(body, rows)
-        if body == "{{json .}}":  # the common case, without the template engine's detour
-            lines = [go_json(dict(sorted(_public(r).items()))) for r in rows]  # Go marshals a map: sorted
+    body = _prepare(body, rows, headers)
+    _check_fields(body, rows)
+    parts = _simple_parts(body)
+    if body.replace(" ", "") == "{{json.}}":  # the common case, without the template engine's detour
+        lines = [go_json(dict(sorted(_public(r).items()))) for r in rows]  # Go marshals a map: sorted
+    elif parts is not None:
+        lines = [_fill(parts, r) for r in rows]
+    else:
+        from machine import gotemplate
+
+        try:
+            lines = [gotemplate.render(body, _public(r) if "json ." in body else r) for r in rows]
+        except gotemplate.TemplateError as e:
+            raise TemplateError(f"template parsing error: {e}") from None
+    if is_table:
+        if parts is not None:
+            header = _fill(parts, headers)
         else:
-            lines = [gotemplate.render(body, _public(r) if "{{json .}}" in body else r) for r in rows]
-        if is_table:
+            from machine import gotemplate
+
             header = gotemplate.header_for(body, headers)
-            return tabwrite("".join(line + "\n" for line in [header] + lines))
-    except gotemplate.TemplateError as e:
-        raise TemplateError(f"template parsing error: {e}") from None
+        return tabwrite("".join(line + "\n" for line in [header] + lines))
     return "".join(line + "\n" for line in lines)
 
 
@@ -576,9 +680,11 @@ def go_view(obj: Any) -> Any:
 def render_object(fmt: str, obj: Any) -> str:
     """`inspect --format` / `version --format`: one template against one object (JSON-decoded)."""
     fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
+    if fmt.strip() == "{{json .}}":
+        return go_json(obj)
+    from machine import gotemplate
+
     try:
-        if fmt.strip() == "{{json .}}":
-            return go_json(obj)
         return gotemplate.render(fmt, go_view(obj))
     except gotemplate.TemplateError as e:
         raise TemplateError(f"template parsing error: {e}") from None

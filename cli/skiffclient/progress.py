@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any, TextIO
 
 from cli.skiffclient.formatting import human_size
 

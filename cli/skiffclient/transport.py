@@ -3,7 +3,9 @@
 Why not http.client: importing it (and the email package behind it) costs ~40 ms, which alone would
 spend most of `skiff ps`'s time budget against the Go client. The engine speaks a narrow HTTP/1.1
 (Content-Length, chunked, or read-to-close bodies; `101 UPGRADED` for attach/exec), so a small reader on
-a buffered socket file is enough, and it gives us the raw socket after an upgrade for free.
+a buffered socket is enough, and it gives us the raw socket after an upgrade for free. For the same
+reason the plain (unix/TCP) path uses `_socket` and `_json` directly: `socket.py` and `json` pull in
+enum, selectors and `re` (~10 ms together); TLS loads `ssl` (and with it `socket`) only when asked for.
 
 API:
     t = Transport(Endpoint(...))
@@ -15,14 +17,13 @@ API:
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import socket
-import struct
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote, urlencode
+
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
 
 USER_AGENT = "Skiff-Client/0.1.0 (linux)"
 _CHUNK = 64 * 1024
@@ -32,20 +33,18 @@ class TransportError(Exception):
     """The engine could not be reached or spoke something that is not HTTP."""
 
 
-@dataclass
 class Endpoint:
-    """Where the engine is: `unix` (path) or `tcp` (host, port), with optional TLS material."""
+    """Where the engine is: `unix` (address = socket path) or `tcp` (address = host, port), with optional TLS
+    material; `url` is shown in messages ("Cannot connect to the Docker daemon at …")."""
 
-    scheme: str  # "unix" | "tcp"
-    address: str  # socket path, or host
-    port: int = 0
-    tls: bool = False
-    verify: bool = False
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    url: str = ""  # as the user typed it, for messages ("Cannot connect to the Docker daemon at …")
-    server_hostname: str | None = None
+    def __init__(self, scheme: str, address: str, port: int = 0, url: str = "") -> None:
+        self.scheme, self.address, self.port, self.url = scheme, address, port, url
+        self.tls = False
+        self.verify = False
+        self.ca: str | None = None
+        self.cert: str | None = None
+        self.key: str | None = None
+        self.server_hostname: str | None = None
 
     def host_header(self) -> str:
         # The Go client sends api.moby.localhost over unix sockets; for TCP the real host:port.
@@ -54,16 +53,15 @@ class Endpoint:
         return f"{self.address}:{self.port}"
 
 
-@dataclass
 class Response:
-    status: int
-    reason: str
-    headers: dict[str, str]
-    _conn: "_Conn | None" = field(repr=False)
-    _mode: str = "close"  # "length" | "chunked" | "close" | "none"
-    _left: int = 0
-    _done: bool = False
-    _transport: "Transport | None" = field(default=None, repr=False)
+    """Status, lower-cased headers and a body read as it arrives. `mode`: length | chunked | close | none."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str], conn: _Conn | None, mode: str = "close",
+                 left: int = 0, transport: Transport | None = None) -> None:
+        self.status, self.reason, self.headers = status, reason, headers
+        self._conn, self._mode, self._left = conn, mode, left
+        self._done = False
+        self._transport = transport
 
     # ---- body -------------------------------------------------------------------------------
     def read1(self) -> bytes:
@@ -141,7 +139,7 @@ class Response:
             yield buf
 
     def json(self) -> Any:
-        return json.loads(self.read() or b"null")
+        return loads(self.read() or b"null")
 
     def close(self) -> None:
         if not self._done:
@@ -151,10 +149,47 @@ class Response:
                 conn.close()
 
 
-class _Conn:
-    def __init__(self, sock: socket.socket) -> None:
+class _Reader:
+    """A read buffer over a socket (plain or TLS): readline / read1, what HTTP parsing needs."""
+
+    def __init__(self, sock: Any) -> None:
         self.sock = sock
-        self.rfile = sock.makefile("rb", buffering=_CHUNK)
+        self.buf = b""
+
+    def _fill(self) -> bool:
+        try:
+            data = self.sock.recv(_CHUNK)
+        except (OSError, ValueError):
+            data = b""
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def readline(self, limit: int = 65536) -> bytes:
+        while True:
+            i = self.buf.find(b"\n", 0, limit)
+            if i >= 0:
+                line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+                return line
+            if len(self.buf) >= limit or not self._fill():
+                line, self.buf = self.buf[:limit], self.buf[limit:]
+                return line
+
+    def read1(self, n: int = _CHUNK) -> bytes:
+        if not self.buf and not self._fill():
+            return b""
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def close(self) -> None:
+        self.buf = b""
+
+
+class _Conn:
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.rfile = _Reader(sock)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -178,10 +213,7 @@ class Hijacked:
         self._write_closed = False
 
     def read1(self, n: int = _CHUNK) -> bytes:
-        try:
-            return self.reader.read1(n)
-        except (OSError, ValueError):
-            return b""
+        return self.reader.read1(n)
 
     def send(self, data: bytes) -> None:
         self._conn.send(data)
@@ -195,7 +227,7 @@ class Hijacked:
         if self._tls:
             return
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
 
@@ -203,12 +235,21 @@ class Hijacked:
         self._conn.close()
 
 
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(s: str, safe: str = "") -> str:
+    """Percent-encode like urllib.parse.quote (which would pull in urllib and ipaddress at startup)."""
+    ok = _SAFE | frozenset(safe.encode())
+    return "".join(chr(b) if b in ok else f"%{b:02X}" for b in str(s).encode("utf-8"))
+
+
 def encode_query(query: dict[str, Any] | Iterable[tuple[str, Any]] | None) -> str:
     if not query:
         return ""
     items = query.items() if isinstance(query, dict) else query
-    pairs = [(k, v) for k, v in items if v is not None]
-    return "?" + urlencode(pairs, quote_via=quote, safe="/:") if pairs else ""
+    pairs = [f"{quote(k)}={quote(v, '/:')}" for k, v in items if v is not None]
+    return "?" + "&".join(pairs) if pairs else ""
 
 
 class Transport:
@@ -245,14 +286,17 @@ class Transport:
         ep = self.endpoint
         try:
             if ep.scheme == "unix":
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 s.settimeout(self.timeout)
                 s.connect(ep.address)
-            else:
+            elif ep.tls:
+                import socket
+
                 s = socket.create_connection((ep.address, ep.port), timeout=self.timeout)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if ep.tls:
-                    s = self._ssl_context().wrap_socket(s, server_hostname=ep.server_hostname or ep.address)
+                s = self._ssl_context().wrap_socket(s, server_hostname=ep.server_hostname or ep.address)
+            else:
+                s = _tcp_connect(ep.address, ep.port, self.timeout)
         except OSError as e:
             if type(e).__module__ == "ssl" or type(e).__name__.startswith("SSL"):
                 # The engine answered but TLS failed (unknown CA, no client certificate, …): say why.
@@ -348,7 +392,7 @@ class Transport:
             mode, left = "length", int(headers["content-length"])
         else:
             mode, left = "close", 0
-        resp = Response(status, reason, headers, conn, mode, left, _transport=self)
+        resp = Response(status, reason, headers, conn, mode, left, transport=self)
         if mode == "none" or (mode == "length" and left == 0):
             resp._finish(b"")
         return resp
@@ -373,7 +417,58 @@ class Transport:
             mode, left = "length", int(rh["content-length"])
         else:
             mode, left = "close", 0
-        return Response(status, reason, rh, conn, mode, left, _transport=None)
+        return Response(status, reason, rh, conn, mode, left)
+
+
+def _tcp_connect(host: str, port: int, timeout: float | None) -> Any:
+    """socket.create_connection, on `_socket`: try each address getaddrinfo gives."""
+    err: OSError | None = None
+    for family, type_, proto, _, addr in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        s = _socket.socket(family, type_, proto)
+        try:
+            s.settimeout(timeout)
+            s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            s.connect(addr)
+            return s
+        except OSError as e:
+            err = e
+            s.close()
+    raise err or OSError(f"no address for {host}")
+
+
+class _Ctx:
+    # What _json.make_scanner reads from a JSONDecoder; plain types select its C fast paths.
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = None
+    memo: dict = {}
+
+
+_scanner = None
+
+
+def loads(data: bytes | str) -> Any:
+    """json.loads without importing `json` (whose decoder compiles regexes with `re` at import)."""
+    global _scanner
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    try:
+        if _scanner is None:
+            import _json
+
+            _Ctx.parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+            _scanner = _json.make_scanner(_Ctx)
+        i = len(text) - len(text.lstrip())
+        obj, end = _scanner(text, i)
+        if text[end:].strip():
+            raise ValueError("extra data")
+        return obj
+    except (ImportError, StopIteration, ValueError):
+        import json  # the full decoder gives the proper error (or handles what the fast path did not)
+
+        return json.loads(text)
 
 
 class ConnectFailed(TransportError):
@@ -402,7 +497,7 @@ def demux(read1, initial: bytes = b"") -> Iterator[tuple[int, bytes]]:
             if not data:
                 return
             buf += data
-        stream, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+        stream, size = buf[0], int.from_bytes(buf[4:8], "big")
         buf = buf[8:]
         while size > 0:
             if not buf:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, TextIO
+
 
 from cli.skiffclient.flags import Command
+
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 # path -> (module, command key). Aliases map to the same entry.
 _GROUPS: dict[str, dict[str, tuple[str, str]]] = {

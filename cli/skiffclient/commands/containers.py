@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any
 
 from cli.skiffclient.api import APIError
 from cli.skiffclient.commands import Cli, CliError
 from cli.skiffclient.flags import Command, Flag
 from cli.skiffclient.formatting import CONTAINER_HEADERS, CONTAINER_TABLE, container_row, render_rows
+
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 def parse_filters(raw: list[str]) -> dict[str, list[str]]:
@@ -63,9 +65,8 @@ def run_ps(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 def _uses_size(fmt: str) -> bool:
     """docker runs the template once to see whether it reads .Size ({{json .}} does) and then asks for sizes."""
-    import re
-
-    return ".Size" in fmt or fmt == "json" or re.search(r"{{-?\s*json\s+\.\s*-?}}", fmt) is not None
+    compact = fmt.replace(" ", "").replace("-", "")
+    return ".Size" in fmt or fmt == "json" or "{{json.}}" in compact
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
 
 from cli.skiffclient.api import APIError
 from cli.skiffclient.commands import Cli, CliError
@@ -11,6 +10,10 @@ from cli.skiffclient.commands.containers import api_error_text, inspect_refs, jo
 from cli.skiffclient.flags import Command, Flag
 from cli.skiffclient.formatting import (IMAGE_HEADERS, IMAGE_TABLE, IMAGE_TABLE_DIGESTS, familiar_name, human_size,
                                         image_rows, normalize_name, registry_of, render_rows, split_reference)
+
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 def auth_header(name: str) -> str:

@@ -428,10 +428,17 @@ def start_and_stream(cli: Cli, cid: str, *, tty: bool, a_in: bool, a_out: bool, 
         if attached:
             conn = api.attach(cid, stdin=a_in, stdout=a_out, stderr=a_err, detach_keys=keys_spec)
         wait_resp = api.wait(cid, "removed" if auto_remove else "next-exit")
+    except (APIError, OSError) as e:
+        if conn is not None:
+            conn.close()
+        raise _run_failed(e, path) from None
+    try:
         api.start(cid)
     except (APIError, OSError) as e:
         if conn is not None:
             conn.close()
+        if auto_remove:  # like docker: let the engine remove it before reporting (bounded, unlike docker)
+            _await(wait_resp, 10.0)
         raise _run_failed(e, path) from None
     if print_id and not attached:
         cli.out.write(cid + "\n")
@@ -478,6 +485,16 @@ def start_and_stream(cli: Cli, cid: str, *, tty: bool, a_in: bool, a_out: bool, 
     if status:
         raise StatusError("", status)
     return 0
+
+
+def _await(resp, timeout: float) -> None:
+    conn = getattr(resp, "_conn", None)
+    try:
+        if conn is not None:
+            conn.sock.settimeout(timeout)
+        resp.read()
+    except Exception:
+        resp.close()
 
 
 def _config_detach_keys() -> str:
