@@ -1,10 +1,11 @@
-"""Name resolution for containers: their /etc/resolv.conf, and a readiness probe for aardvark-dns.
+"""Name resolution for containers: their /etc/resolv.conf, and a readiness probe for the network's name server.
 
 Docker's rules: on the default bridge a container gets the host's resolvers (loopback ones removed, since they
 cannot be reached from another netns; Google's if none are left); on user networks it gets the network's own DNS
-server (here aardvark-dns on the bridge gateway), which answers container names and aliases and forwards the rest
-to the host's resolvers. `--dns`, `--dns-search`, `--dns-option` override (on user networks `--dns` becomes the
-upstream of the network's DNS server, as with Docker's embedded DNS).
+server (here a dnsmasq on the bridge gateway, see dnsmasq.py), which answers container names and aliases and forwards the rest
+to the host's resolvers. `--dns`, `--dns-search`, `--dns-option` override on the default bridge; on user networks
+the network's server stays the resolver (it forwards to the host's resolvers; a per-container `--dns` upstream,
+which Docker's embedded DNS honours, is not applied).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import struct
 HOST_RESOLV = "/etc/resolv.conf"
 SYSTEMD_RESOLV = "/run/systemd/resolve/resolv.conf"
 FALLBACK_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
-# aardvark-dns 1.4 drops queries for a moment after each reload (SIGHUP on every container setup/teardown, see
-# conmon_netavark.md §2.4): a short timeout with several attempts makes a resolver ride that out quickly.
-RESOLVER_OPTIONS = ["ndots:0", "timeout:1", "attempts:5"]
+# Docker's embedded-DNS resolv.conf has `ndots:0`; a 1 s timeout (glibc's default is 5 s) lets a lookup that a
+# busy name server missed be retried quickly.
+RESOLVER_OPTIONS = ["ndots:0", "timeout:1", "attempts:3"]
 
 
 def parse_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
@@ -103,7 +104,7 @@ def _query(name: str, qid: int) -> bytes:
 
 def query_until_answered(server: str, name: str, timeout: float = 3.0, per_try: float = 0.1) -> float | None:
     """Blocking: ask `server` for `name` until it answers with a record; seconds it took, or None on timeout.
-    Run it from inside a container's netns: aardvark-dns only answers container names to its containers."""
+    Run it from inside the container's netns: that checks the path its own lookups will take."""
     import time
 
     deadline = time.monotonic() + timeout

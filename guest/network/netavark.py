@@ -1,4 +1,5 @@
-"""Runs netavark (Podman's network tool): bridges, veths, NAT and port forwards, plus aardvark-dns for names.
+"""Runs netavark (Podman's network tool): bridges, veths, NAT, isolation and port forwards. (Its aardvark-dns is
+left off: names come from dnsmasq.py; the --aardvark-binary flag is still passed so netavark never looks elsewhere.)
 
 netavark works in its own current network namespace as the "host" (skiffd's netns: the VM's, or a test's) and moves
 the container end of a veth into the given netns file. Input is the NetworkOptions JSON on stdin; on success it prints

@@ -1,15 +1,17 @@
-"""NetworkService: Docker's networks over netavark + aardvark-dns.
+"""NetworkService: Docker's networks over netavark (plumbing) and dnsmasq (names on user networks).
 
 * Definitions (`docker network create`) are JSON records under `<data-root>/networks/` (store.py). `bridge` (the
-  default, docker0-like: device skiff0, 172.17.0.0/16 unless that is routed already, no name resolution, as Docker), `host` and `none` always exist.
+  default, docker0-like: device skiff0, 172.17.0.0/16 unless that is routed already, no name resolution, as
+  Docker), `host` and `none` always exist.
 * For a container, `setup()` allocates addresses (ipam.py) and host ports (ports.py), runs `netavark setup` on the
-  container's netns file (netavark.py), and returns what the container engineer needs: resolv.conf text, hosts
-  entries, `NetworkSettings.Networks` and `.Ports`. `teardown()` undoes it with the very same JSON.
+  container's netns file (netavark.py), publishes its names to the network's dnsmasq (dnsmasq.py) and returns
+  what the containers service needs: resolv.conf text, hosts entries, `NetworkSettings.Networks` and `.Ports`.
+  `teardown()` undoes it with the very same JSON, in the background (off the `run --rm` path).
 * Each bridge in use gets an *anchor*: a tiny netns of the engine's own, attached with the highest free address.
   netavark deletes a bridge (and its NAT chains, ~300 ms) when its last endpoint goes; the anchor keeps it up, as
-  dockerd keeps docker0, so `docker run --rm` pays ~20 ms for teardown instead. Anchors go at `network rm`/shutdown.
-* Runtime state (allocations, endpoint records, netavark's aardvark dir, anchors) lives under the exec root, so a
-  daemon restart finds it again and a reboot starts clean.
+  dockerd keeps docker0, so a container's teardown stays cheap. Anchors go at `network rm` and shutdown.
+* Runtime state (allocations, endpoint records, name servers, anchors) lives under the exec root, so a daemon
+  restart finds it again and a reboot starts clean.
 """
 
 from __future__ import annotations
