@@ -240,3 +240,33 @@ def test_tls_env_like_docker(tmp_path, monkeypatch) -> None:
     assert not ep.tls
     ep = resolve_endpoint(GlobalOptions(hosts=["tcp://h:1"], tls=True))
     assert ep.tls and not ep.verify and ep.ca is None
+
+
+# ---- start-up cost ------------------------------------------------------------------------------
+
+def test_ps_path_does_not_import_heavy_modules() -> None:
+    """`skiff ps`/`images` must stay within 2x of the Go client's wall time (bench/client.py); the modules
+    below each cost milliseconds at start-up, so the default listing path must not load them."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from cli.skiff import main
+from cli.skiffclient.commands import containers, images
+from cli.skiffclient import api, config, transport
+from cli.skiffclient.formatting import container_row, image_rows, render_rows, CONTAINER_TABLE, CONTAINER_HEADERS
+rows = [container_row({"Id": "a" * 64, "Names": ["/x"], "Image": "i", "Command": "c", "Created": 1, "Labels": {},
+                       "Ports": [{"PrivatePort": 80, "Type": "tcp", "IP": "0.0.0.0", "PublicPort": 8080}],
+                       "State": "running", "Status": "Up"})]
+render_rows(CONTAINER_TABLE, rows, CONTAINER_HEADERS)
+transport.loads(b'[{"Id": "x", "Created": 1.5, "Labels": null}]')
+config.resolve_endpoint(config.GlobalOptions(hosts=["unix:///nonexistent"]))
+heavy = {"re", "json", "typing", "dataclasses", "socket", "urllib.parse", "ipaddress", "enum", "pathlib", "ssl",
+         "machine.gotemplate", "http.client", "email"}
+print(sorted(heavy & set(sys.modules)))
+"""
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
