@@ -306,6 +306,12 @@ def test_restart_restarts_the_engine_not_the_host(ctx: Ctx) -> None:
     assert ctx.host.exec(["cat", "/run/skiff/skiffd.pid"]).stdout.strip() != pid_before
     ctx.docker("docker version --format '{{.Server.Version}}' >/dev/null")
     assert "not stop" in ctx.machine("stop", NAME, check=False).stderr
+    # a host that came back without its engine (no systemd there): `start` brings the engine up
+    ctx.host.exec(["/etc/skiff/start.sh", "stop"])
+    assert ctx.docker("docker version >/dev/null 2>&1", check=False).returncode != 0
+    r = ctx.machine("start", NAME)
+    assert "Starting the engine" in r.stderr
+    ctx.docker("docker version --format '{{.Server.Version}}' >/dev/null")
 
 
 def test_provision_without_a_mirror_says_so(ctx: Ctx) -> None:
