@@ -757,7 +757,8 @@ def build_app():
             quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output"),
             delta: bool = typer.Option(False, "--delta", "-d", hidden=True)) -> None:
         if delta:
-            done(lambda: (_ for _ in ()).throw(CLIError("--delta (rsync) is not supported; copy with -r")))
+            print("--delta (rsync) is not supported; copy with -r", file=sys.stderr)
+            raise typer.Exit(1)
         done(lambda: cmd_scp(src, dst, recursive, quiet))
 
     _add_create_command(app)
