@@ -9,7 +9,6 @@ Everything else — columns, spacing, JSON, exit statuses — must be identical.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

@@ -241,3 +241,37 @@ def test_cp_like_docker(pair: Pair, bb: str, tmp_path: Path) -> None:
     d = subprocess.run(["docker", "cp", "cpx:/d/a", "-"], env=p.env, capture_output=True)
     s = subprocess.run([SKIFF, "cp", "cpx:/d/a", "-"], env=p.env, capture_output=True)
     assert s.returncode == 0 and d.stdout == s.stdout
+
+
+def test_signals_are_forwarded_to_the_container(pair: Pair, bb: str) -> None:
+    """sig-proxy: SIGINT/SIGTERM to `skiff run` (no TTY) reach the container, whose status skiff returns."""
+    import signal
+
+    script = "trap 'echo got-$1; exit 5' TERM; trap 'echo got-int; exit 6' INT; echo ready; while :; do sleep 0.1; done"
+    for sig, want in ((signal.SIGINT, (6, "got-int")), (signal.SIGTERM, (5, "got-"))):
+        proc = subprocess.Popen([SKIFF, "run", "--rm", bb, "sh", "-c", script], env=pair.env, stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == want[0] and out.startswith(want[1]), (sig, proc.returncode, out)
+
+
+def test_run_on_a_user_network_with_alias(pair: Pair, bb: str) -> None:
+    p = pair
+    p.docker("network", "create", "runnet")
+    p.skiff("run", "-d", "--name", "srv", "--network", "runnet", "--network-alias", "db", bb, "sleep", "300")
+    d, s = p.assert_same("run", "--rm", "--network", "runnet", bb, "sh", "-c", "nslookup db >/dev/null && echo found")
+    assert s.stdout == "found\n"
+    nets = json.loads(p.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "srv").stdout)
+    assert list(nets) == ["runnet"] and "db" in (nets["runnet"]["Aliases"] or [])
+
+
+def test_events_stream(pair: Pair, bb: str) -> None:
+    since = str(int(time.time()) - 1)
+    p = pair
+    p.docker("run", "--rm", "--name", "evt", bb, "true")
+    until = str(int(time.time()) + 1)
+    d, s = p.assert_same("events", "--since", since, "--until", until, "--filter", "container=evt", times=False)
+    assert " container start " in s.stdout and " container destroy " in s.stdout, s
+    p.assert_same("events", "--since", since, "--until", until, "-f", "container=evt", "--format", "{{json .}}")

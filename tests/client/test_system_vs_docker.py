@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.client.compare import Pair, normalize
+from tests.client.compare import Pair
 
 
 def _server_part(text: str) -> str:

@@ -11,7 +11,7 @@ from cli.skiffclient.formatting import CONTAINER_HEADERS, CONTAINER_TABLE, conta
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import Any
 
 
 def parse_filters(raw: list[str]) -> dict[str, list[str]]:
@@ -19,7 +19,7 @@ def parse_filters(raw: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for f in raw or []:
         if "=" not in f:
-            raise CliError(f"bad format of filter (expected name=value)")
+            raise CliError("bad format of filter (expected name=value)")
         k, v = f.split("=", 1)
         out.setdefault(k.strip().lower(), []).append(v.strip())
     return out

@@ -7,7 +7,7 @@ from typing import Any
 
 from cli.skiffclient.api import APIError, q
 from cli.skiffclient.commands import Cli, CliError
-from cli.skiffclient.commands.containers import api_error_text, inspect_refs, join_errors, parse_filters
+from cli.skiffclient.commands.containers import api_error_text, inspect_refs, parse_filters
 from cli.skiffclient.flags import Command, Flag
 from cli.skiffclient.formatting import NETWORK_HEADERS, NETWORK_TABLE, natural_less_key, network_row, render_rows
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import Any
 
 from cli.skiffclient.api import APIError
@@ -553,7 +552,7 @@ def _check_stream(v: str) -> None:
 
 
 def _container_flags() -> list[Flag]:
-    S, L, I, B = "string", "list", "int", "bool"
+    S, L, I = "string", "list", "int"
     return [
         Flag("add-host", kind=L, help="Add a custom host-to-IP mapping (host:ip)"),
         Flag("attach", "a", kind=L, help="Attach to STDIN, STDOUT or STDERR", check=_check_stream),

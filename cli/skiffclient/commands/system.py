@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -11,7 +10,7 @@ from typing import Any
 from cli.skiffclient.commands import Cli, CliError
 from cli.skiffclient.flags import Command, Flag
 from cli.skiffclient.formatting import (CONTAINER_HEADERS, IMAGE_HEADERS, VOLUME_HEADERS, bytes_size, container_row,
-                                        human_size, render_object, render_rows, since, tabwrite)
+                                        human_size, render_object, render_rows, tabwrite)
 
 CLIENT_VERSION = "0.1.0"
 CLIENT_API = "1.50"
@@ -324,6 +323,16 @@ def _df_verbose(cli: Cli, du: dict[str, Any], fmt: str) -> int:
     return 0
 
 
+def _go_event(ev: dict[str, Any]) -> dict[str, Any]:
+    """The event as the Go CLI re-encodes events.Message: its field order, Attributes (a map) sorted."""
+    out: dict[str, Any] = {k: ev[k] for k in ("status", "id", "from") if ev.get(k)}
+    actor = dict(ev.get("Actor") or {})
+    actor["Attributes"] = dict(sorted((actor.get("Attributes") or {}).items()))
+    out.update(Type=ev.get("Type", ""), Action=ev.get("Action", ""), Actor=actor, scope=ev.get("scope", ""),
+               time=ev.get("time", 0), timeNano=ev.get("timeNano", 0))
+    return out
+
+
 def run_events(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     from cli.skiffclient.api import iter_json_stream
     from cli.skiffclient.commands.containers import parse_filters
@@ -332,7 +341,7 @@ def run_events(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     fmt = o["format"]
     for ev in iter_json_stream(resp):
         if fmt:
-            cli.out.write(render_object("{{json .}}" if fmt == "json" else fmt, ev) + "\n")
+            cli.out.write(render_object("{{json .}}" if fmt == "json" else fmt, _go_event(ev)) + "\n")
         else:
             ts = ev.get("timeNano", 0) / 1e9
             lt = time.localtime(ts)

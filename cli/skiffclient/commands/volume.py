@@ -35,8 +35,8 @@ def run_ls(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 def run_create(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     name = o["name"] or (args[0] if args else "")
     if args and o["name"] and args[0] != o["name"]:
-        raise CliError(f"conflicting options: cannot specify a volume-name through both --name and as a positional "
-                       f"arg")
+        raise CliError("conflicting options: cannot specify a volume-name through both --name and as a positional "
+                       "arg")
     body: dict[str, Any] = {"Driver": o["driver"] or "local"}
     opts = {}
     for kv in o["opt"]:
