@@ -35,7 +35,7 @@ class EndpointStore:
         return self._recs.get(owner)
 
     def save(self, rec: Endpoint) -> None:
-        atomic_write_json(self.dir / f"{rec['Id']}.json", rec)
+        atomic_write_json(self.dir / f"{rec['Id']}.json", rec, durable=False)
         self._recs[rec["Id"]] = rec
 
     def delete(self, owner: str) -> None:

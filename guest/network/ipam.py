@@ -156,4 +156,4 @@ class Ipam:
             self._flush()
 
     def _flush(self) -> None:
-        atomic_write_json(self.path, self._state)
+        atomic_write_json(self.path, self._state, durable=False)

@@ -19,14 +19,17 @@ DEFAULT_BRIDGE = "bridge"
 PREDEFINED = ("bridge", "host", "none")
 
 
-def atomic_write_json(path: Path, obj: Any, mode: int = 0o600) -> None:
-    """Write-then-rename so a crash leaves either the old or the new file, never half of one."""
+def atomic_write_json(path: Path, obj: Any, mode: int = 0o600, durable: bool = True) -> None:
+    """Write-then-rename so a crash leaves either the old or the new file, never half of one. `durable=False` skips
+    the fsync, for runtime state under the exec root: it only has to survive a daemon crash (the rename does
+    that), since a power loss wipes /run anyway."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
 
