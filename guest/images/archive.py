@@ -101,8 +101,20 @@ class QueueReader:
                 await asyncio.to_thread(self.q.put, c)
             await asyncio.to_thread(self.q.put, None)
         except BaseException as e:
-            await asyncio.to_thread(self.q.put, e)
+            self.abort(e)
             raise
+
+    def abort(self, e: BaseException) -> None:
+        """Wake the reading thread with an error, without blocking (cancellation, shutdown)."""
+        while True:
+            try:
+                self.q.put_nowait(e)
+                return
+            except queue.Full:
+                try:
+                    self.q.get_nowait()
+                except queue.Empty:
+                    pass
 
     def read(self, n: int = -1) -> bytes:
         while not self._buf and not self._eof:
@@ -462,6 +474,22 @@ def _oci_entry(sp: _Spool, d: Any, depth: int) -> list[tuple[str, list[str], lis
     return [(_blob_path(cfg.get("digest")), layers, tags)]
 
 
+async def _load_layers(svc: "ImageService", sp: _Spool, layer_names: list[str], diff_ids: list[str], chains: list[str],
+                       out: Progress, quiet: bool) -> None:
+    for i, (lname, diff_id, cid) in enumerate(zip(layer_names, diff_ids, chains)):
+        if cid in svc.store.layers:
+            continue
+        if not quiet:
+            out(pmsg.status("Loading layer", diff_id[7:19], current=0, total=0))
+        f = sp.open(lname)
+        try:
+            rec = await add_layer_from_stream(svc, f, chains[i - 1] if i else None)
+        finally:
+            f.close()
+        if rec.diff_id != diff_id:
+            raise InvalidParameter(f"invalid archive: layer {lname} does not match diff ID {diff_id}")
+
+
 async def load_archive(svc: "ImageService", src_chunks: AsyncIterator[bytes], out: Progress, quiet: bool) -> None:
     tmp = svc.root / f".tmp-load-{secrets.token_hex(4)}"
     tmp.mkdir()
@@ -488,19 +516,9 @@ async def load_archive(svc: "ImageService", src_chunks: AsyncIterator[bytes], ou
             if len(diff_ids) != len(layer_names):
                 raise InvalidParameter("invalid archive: layer count does not match the config's diff IDs")
             chains = chain_ids([check_digest(d) for d in diff_ids])
-            for i, (lname, diff_id, cid) in enumerate(zip(layer_names, diff_ids, chains)):
-                if cid in svc.store.layers:
-                    continue
-                if not quiet:
-                    out(pmsg.status("Loading layer", diff_id[7:19], current=0, total=0))
-                f = sp.open(lname)
-                try:
-                    rec = await add_layer_from_stream(svc, f, chains[i - 1] if i else None)
-                finally:
-                    f.close()
-                if rec.diff_id != diff_id:
-                    raise InvalidParameter(f"invalid archive: layer {lname} does not match diff ID {diff_id}")
-            rec = svc.store.add_image(cfg_bytes)
+            with svc.pinned(chains):  # layers stay until the image that uses them is registered
+                await _load_layers(svc, sp, layer_names, diff_ids, chains, out, quiet)
+                rec = svc.store.add_image(cfg_bytes)
             loaded_tags = []
             for t in tags:
                 ref = parse_normalized(t).tag_or_latest()

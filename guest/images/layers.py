@@ -185,7 +185,7 @@ class _Unpacker:
             if not kept:
                 os.mkdir(base, 0o700, dir_fd=parent)
             fd = self.dirfd(parts)
-            self._meta_dir(fd, parts, m)
+            self._meta_dir(fd, parts, m, fresh=not kept)
             return
         if m.isreg():
             self._remove_existing(parent, base, parts, keep_dir=False)
@@ -217,7 +217,8 @@ class _Unpacker:
             self._remove_existing(parent, base, parts, keep_dir=False)
             self.size += len(os.fsencode(m.linkname))  # Docker's layer size counts symlinks too
             os.symlink(m.linkname, base, dir_fd=parent)
-            os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+            if m.uid or m.gid:  # we run as root: new entries are already 0:0
+                os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
             os.utime(base, ns=(_ns(m.mtime), _ns(m.mtime)), dir_fd=parent, follow_symlinks=False)
             return
         if m.islnk():
@@ -298,8 +299,9 @@ class _Unpacker:
         self._xattrs(fd, m)
         os.utime(fd, ns=(_ns(m.mtime), _ns(m.mtime)))
 
-    def _meta_dir(self, fd: int, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
-        os.fchown(fd, m.uid, m.gid)
+    def _meta_dir(self, fd: int, parts: tuple[str, ...], m: tarfile.TarInfo, fresh: bool = False) -> None:
+        if m.uid or m.gid or not fresh:  # a directory we just made as root is already 0:0
+            os.fchown(fd, m.uid, m.gid)
         os.fchmod(fd, m.mode & 0o7777)
         self._xattrs(fd, m)
         self.dir_times[parts] = _ns(m.mtime)  # set last: adding children changes a directory's mtime

@@ -219,12 +219,20 @@ class Puller:
             raise InvalidParameter(f"image with reference {ref.familiar()} was found but its platform ({got}) does not "
                                    f"match the specified platform ({want})")
         chains = chain_ids(diff_ids)
+        with svc.pinned(chains):
+            return await self._pull_layers(client, m, cfg_bytes, diff_ids, chains, out)
+
+    async def _pull_layers(self, client: RegistryClient, m: dict[str, Any], cfg_bytes: bytes, diff_ids: list[str],
+                           chains: list[str], out: Progress) -> ImageRec:
+        svc = self.svc
+        layers = m["layers"]
+        ref_repo = f"{client.domain}/{client.repo}"
         jobs = []
         for i, (desc, diff_id, cid) in enumerate(zip(layers, diff_ids, chains)):
             short = desc["digest"][7:19]
             if cid in svc.store.layers:
                 if any(b["digest"] == desc["digest"] for b in svc.store.layers[cid].blobs):
-                    svc.store.add_layer_blob(cid, {"digest": desc["digest"], "repos": [f"{ref.domain}/{ref.path}"]})
+                    svc.store.add_layer_blob(cid, {"digest": desc["digest"], "repos": [ref_repo]})
                 out(progress.status("Already exists", short))
                 continue
             out(progress.status("Pulling fs layer", short))
@@ -291,6 +299,8 @@ class Puller:
             total = size if size > 0 else reader.total
 
             def on_compressed(n: int) -> None:
+                if self.svc.closing.is_set():
+                    raise SystemError_("the daemon is shutting down")
                 if size > 0 and n > size:
                     raise InvalidParameter(f"blob {digest} is larger than its descriptor says ({size} bytes)")
                 if thr.ready():

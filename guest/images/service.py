@@ -32,10 +32,14 @@ Events published: image pull, tag, untag, delete, push, save, load, import, prun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +71,26 @@ class ImageService:
         from guest.images.pull import Puller
 
         self.puller = Puller(self)
-        self._trash: list[Path] = []
+        # Chain IDs a running pull or load has made but not yet registered in an image: kept by gc.
+        self.pins: Counter[str] = Counter()
+        self.closing = threading.Event()  # set at shutdown: worker threads stop at their next chunk
 
     async def start(self) -> None:
         await self.purge_hidden()
 
     async def close(self) -> None:
-        return None
+        self.closing.set()
+
+    @contextlib.contextmanager
+    def pinned(self, chains: list[str]) -> Iterator[None]:
+        self.pins.update(chains)
+        try:
+            yield
+        finally:
+            self.pins.subtract(chains)
+            for c in chains:
+                if self.pins[c] <= 0:
+                    del self.pins[c]
 
     async def purge_hidden(self) -> None:
         """Forget deleted images once no container uses them any more, then free their layers."""
@@ -524,7 +541,7 @@ class ImageService:
         """Drop layers and blobs no image needs (keeping what running pulls need); trash deleted off-loop."""
         for iid in [i for i in self.store.hidden if not self._users(i)]:
             self.store.remove_image(iid)
-        removed = self.store.gc(busy=self.puller.busy())
+        removed = self.store.gc(busy=self.puller.busy() | set(self.pins))
         removed.reverse()  # top layer first, as Docker lists them
         trash = [t for _, t in removed]
         if trash:
