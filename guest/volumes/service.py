@@ -70,16 +70,22 @@ class VolumeService:
     # ------------------------------------------------------------------------------------------
     # lifecycle
     # ------------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Drop mount records of containers that no longer exist (removed while we were down or crashed)."""
+    def _container_gone(self, cid: str) -> bool:
+        """A mount record whose container no longer exists (removed while we were down, or a removal that never
+        reached forget()): it must not keep volumes "in use" forever."""
         ctrs = self.engine.containers
-        lister = getattr(ctrs, "all_ids", None) if ctrs is not None else None
-        if lister is None:
-            return
-        known = set(await _maybe_await(lister()))
-        for cid in list(self._mps):
-            if cid not in known:
-                self._drop_record(cid)
+        getter = getattr(ctrs, "get", None) if ctrs is not None else None
+        if getter is None:
+            return False
+        try:
+            r = getter(cid)
+            if inspect.iscoroutine(r):  # an async lookup cannot be used from here; assume it exists
+                r.close()
+            return False
+        except NotFound:
+            return True
+        except Exception:
+            return False
 
     async def close(self) -> None:
         """Unmount option volumes in the daemon's namespace; running containers keep their own copies of the mounts."""
@@ -116,7 +122,11 @@ class VolumeService:
         return self.public(self.get(name))
 
     def _users_of(self, name: str) -> list[str]:
-        return [cid for cid, mps in self._mps.items() if any(m.Type == "volume" and m.Name == name for m in mps)]
+        users = [cid for cid, mps in self._mps.items() if any(m.Type == "volume" and m.Name == name for m in mps)]
+        for cid in [c for c in users if self._container_gone(c)]:
+            self._drop_record(cid)
+            users.remove(cid)
+        return users
 
     def create(self, name: str | None, driver: str | None = "local", driver_opts: dict[str, str] | None = None,
                labels: dict[str, str] | None = None, anonymous: bool = False) -> Volume:
