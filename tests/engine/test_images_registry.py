@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,25 @@ def test_docker_manifest_list_variants_and_attestations(fresh_skiffd: Skiffd, ne
         assert r.returncode == 1
     finally:
         fake.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_pull_stops_promptly(fresh_skiffd: Skiffd, netns: NetNS, registry: Registry, tmp_path: Path) -> None:
+    d = fresh_skiffd
+    ref = push_random_image(registry, tmp_path, "test/big2:v1", [16 << 20])
+    proxy = RegistryProxy(netns, tmp_path, 5107, rate=2_000_000)
+    try:
+        p = subprocess.Popen(["docker", "pull", ref.replace(registry.addr, proxy.addr)], env=d.env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        blobs = d.data_root / "image" / "blobs" / "tmp"
+        wait_for(lambda: sum(f.stat().st_size for f in blobs.iterdir()) > 2_000_000, timeout=60, what="download in progress")
+        t0 = time.monotonic()
+        d.stop()  # SIGTERM
+        assert d.proc is not None and d.proc.returncode == 0
+        assert time.monotonic() - t0 < 8  # the worker threads stop at their next chunk
+        p.wait(30)
+        d.start()
+        assert d.docker("images", "-aq").stdout.strip() == ""
+        assert list(blobs.iterdir()) == []
+    finally:
+        proxy.stop()

@@ -169,3 +169,20 @@ def test_rmi_of_image_used_by_container(fresh_skiffd: Skiffd, images: TestImages
     d.docker("rm", cid)
     d.docker("image", "prune", "-f")  # forgets the deleted image now nothing uses it
     assert list((d.data_root / "image" / "l").iterdir()) == []
+
+
+def test_gc_keeps_pinned_layers(tmp_path: Path) -> None:
+    """A layer a pull has finished but not yet registered in an image survives a concurrent rmi's gc."""
+    from guest.images.archive import add_layer_from_tar
+
+    async def main() -> None:
+        svc, _ = make_service(tmp_path / "root")
+        layer = await add_layer_from_tar(svc, diff_tar(tmp_path / "x.tar", {"x": b"x"}), None)
+        with svc.pinned([layer.chain_id]):
+            await svc.gc()
+            assert layer.chain_id in svc.store.layers
+        removed = await svc.gc()
+        assert [c for c, _ in removed] == [layer.chain_id] and svc.store.layers == {}
+        assert list((tmp_path / "root" / "image" / "l").iterdir()) == []
+
+    asyncio.run(main())
