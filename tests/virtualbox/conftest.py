@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +62,17 @@ class FakeVBox:
     def vm(self, name: str) -> dict[str, Any]:
         return next(v for v in self.state()["vms"].values() if v["name"] == name)
 
+    def kill_qemus(self) -> None:
+        """QEMU processes the stand-in's QEMU mode started (by their pidfiles), never others."""
+        for pidfile in self.state_dir.glob("qemu-*.pid"):
+            try:
+                pid = int(pidfile.read_text())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if str(pidfile).encode() in cmdline:  # still the QEMU we started
+                os.kill(pid, signal.SIGKILL)
+
     def allow_networks(self, *cidrs: str) -> None:
         """Write the stand-in's copy of /etc/vbox/networks.conf."""
         (self.state_dir / "networks.conf").write_text("* " + " ".join(cidrs) + "\n")
@@ -74,4 +86,6 @@ def fake_vbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeV
     # Only the stand-in: PATH lookup finds it first; VBOX_INSTALL_PATH points at it too.
     monkeypatch.setenv("PATH", f"{FAKE_DIR}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("VBOX_INSTALL_PATH", str(FAKE_DIR))
-    yield FakeVBox(state, dict(os.environ))
+    fake = FakeVBox(state, dict(os.environ))
+    yield fake
+    fake.kill_qemus()
