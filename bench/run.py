@@ -130,6 +130,22 @@ class Engine:
             self.docker("rm", "-f", *ids[i:i + 50], check=False)
 
 
+def _remove_empty_cgroups(parents: list[str]) -> None:
+    """dockerd and podman leave their cgroup parents behind; remove them bottom-up where empty
+    (rmdir fails on a cgroup still in use, e.g. by another engine running right now)."""
+    root = Path("/sys/fs/cgroup")
+    for h in [p for p in root.iterdir() if p.is_dir()]:
+        for name in parents:
+            top = h / name
+            if not top.is_dir():
+                continue
+            for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -t[0].count("/")):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
+
+
 def _median_ms(xs: list[float]) -> float:
     return round(statistics.median(xs) * 1000, 1)
 
@@ -217,6 +233,8 @@ def main() -> int:
                 print(f"stopping {d}: {ex}", file=sys.stderr)
         ns.remove()
         rmtree(work)
+        _remove_empty_cgroups([{"dockerd": "docker", "podman": "libpod_parent"}[e.name] for e in engines
+                               if e.name in ("dockerd", "podman")])
 
     print(report(results, args))
     if args.json:
