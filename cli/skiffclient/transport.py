@@ -219,15 +219,16 @@ class Hijacked:
         self._conn.send(data)
 
     def close_write(self) -> None:
-        """Signal stdin EOF. TLS cannot half-close without tearing the session down, so there we only stop
-        writing (the docker CLI does the same on a TLS connection without CloseWrite support)."""
+        """Signal stdin EOF: a TCP half-close, or over TLS a close_notify alert (what Go's tls.Conn.CloseWrite
+        sends); reading goes on until the engine closes its side."""
         if self._write_closed:
             return
         self._write_closed = True
-        if self._tls:
-            return
         try:
-            self.sock.shutdown(_socket.SHUT_WR)
+            if isinstance(self.sock, TLSStream):
+                self.sock.close_write()
+            else:
+                self.sock.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
 
@@ -282,7 +283,7 @@ class Transport:
             self._ssl_ctx = ctx
         return self._ssl_ctx
 
-    def connect(self) -> _Conn:
+    def connect(self, half_close: bool = False) -> _Conn:
         ep = self.endpoint
         try:
             if ep.scheme == "unix":
@@ -294,7 +295,11 @@ class Transport:
 
                 s = socket.create_connection((ep.address, ep.port), timeout=self.timeout)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                s = self._ssl_context().wrap_socket(s, server_hostname=ep.server_hostname or ep.address)
+                name = ep.server_hostname or ep.address
+                if half_close:
+                    s = TLSStream(s, self._ssl_context(), name)
+                else:
+                    s = self._ssl_context().wrap_socket(s, server_hostname=name)
             else:
                 s = _tcp_connect(ep.address, ep.port, self.timeout)
         except OSError as e:
@@ -399,8 +404,9 @@ class Transport:
 
     def hijack(self, method: str, path: str, query: Any = None, headers: dict[str, str] | None = None,
                body: bytes = b"") -> Hijacked | Response:
-        """Ask for `101 UPGRADED`; return the raw stream, or the error `Response` if the engine refused."""
-        conn = self.connect()
+        """Ask for `101 UPGRADED`; return the raw stream, or the error `Response` if the engine refused.
+        Over TLS the connection is a TLSStream, which can half-close (an SSLSocket cannot)."""
+        conn = self.connect(half_close=True)
         h = {"Connection": "Upgrade", "Upgrade": "tcp"}
         h.update(headers or {})
         try:
@@ -418,6 +424,94 @@ class Transport:
         else:
             mode, left = "close", 0
         return Response(status, reason, rh, conn, mode, left)
+
+
+class TLSStream:
+    """TLS over a socket through memory BIOs, so that the write side can be closed with a close_notify alert
+    while reading continues (ssl.SSLSocket can only shut TLS down both ways). Thread-safe for one reader
+    and one writer, as a hijacked stream needs: stdin is copied in a thread while output is read."""
+
+    def __init__(self, sock: Any, ctx: Any, server_hostname: str) -> None:
+        import ssl
+        import threading
+
+        self._ssl = ssl
+        self.sock = sock
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._obj = ctx.wrap_bio(self._in, self._out, server_hostname=server_hostname)
+        self._lock = threading.Lock()  # the SSL object
+        self._send_lock = threading.Lock()  # keeps encrypted records in order on the wire
+        while True:
+            try:
+                self._obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._feed():
+                    raise ssl.SSLEOFError("EOF during the TLS handshake")
+        self._flush()
+
+    def _flush(self) -> None:
+        with self._send_lock:
+            with self._lock:
+                data = self._out.read()
+            if data:
+                self.sock.sendall(data)
+
+    def _feed(self) -> bool:
+        data = self.sock.recv(65536)
+        with self._lock:
+            if data:
+                self._in.write(data)
+            else:
+                self._in.write_eof()
+        return bool(data)
+
+    def settimeout(self, t: float | None) -> None:
+        self.sock.settimeout(t)
+
+    def recv(self, n: int) -> bytes:
+        ssl = self._ssl
+        while True:
+            with self._lock:
+                try:
+                    return self._obj.read(n)
+                except ssl.SSLWantReadError:
+                    pass
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    return b""
+            self._flush()  # e.g. a TLS 1.3 key update the read produced
+            if not self._feed():
+                with self._lock:
+                    try:
+                        return self._obj.read(n)
+                    except ssl.SSLError:
+                        return b""
+
+    def sendall(self, data: bytes) -> None:
+        with self._send_lock:
+            with self._lock:
+                self._obj.write(data)
+                out = self._out.read()
+            self.sock.sendall(out)
+
+    def close_write(self) -> None:
+        ssl = self._ssl
+        with self._send_lock:
+            with self._lock:
+                try:
+                    self._obj.unwrap()  # sends close_notify; the peer's arrives later
+                except (ssl.SSLWantReadError, ssl.SSLError):
+                    pass
+                out = self._out.read()
+            if out:
+                self.sock.sendall(out)
+
+    def shutdown(self, how: int) -> None:
+        self.sock.shutdown(how)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _tcp_connect(host: str, port: int, timeout: float | None) -> Any:

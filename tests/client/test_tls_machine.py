@@ -67,17 +67,20 @@ def test_tls_env_like_docker(tls_engine: TLSEngine, images: TestImages) -> None:
     assert (s.returncode, s.stdout, s.stderr) == (3, "out\n", "err\n"), s
 
 
-def test_tls_hijacked_stdin(tls_engine: TLSEngine, images: TestImages) -> None:
-    """`-i` over TLS: stdin is forwarded through the hijacked TLS stream. (Its end is not: TLS cannot half-close
-    a Python SSLSocket, and skiffd's asyncio TLS closes the whole stream on close_notify anyway; so these
-    commands stop reading on their own.)"""
+def test_tls_hijacked_stdin_like_docker(tls_engine: TLSEngine, images: TestImages) -> None:
+    """`-i` over TLS: stdin goes through the hijacked TLS stream and its end is sent as a close_notify, as Go's
+    tls.Conn.CloseWrite does; skiff must end like docker (no hang) with the same output. (skiffd's asyncio TLS
+    currently ends the whole stream on close_notify, so both lose the output: an engine issue.)"""
     e = tls_engine
-    r = e.run("skiff", "run", "--rm", "-i", images.busybox, "sh", "-c", "head -n 2; echo done", input="a\nb\nc\n")
-    assert (r.returncode, r.stdout) == (0, "a\nb\ndone\n"), r
+    args = ["run", "--rm", "-i", images.busybox, "sh", "-c", "cat; echo done"]
+    d, s = e.run("docker", *args, input="a\nb\n"), e.run("skiff", *args, input="a\nb\n")
+    assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr), (d, s)
+    assert s.stdout in ("", "a\nb\ndone\n")
     e.daemon.docker("run", "-d", "--name", "tls-exec", images.busybox, "sleep", "300")
     try:
-        r = e.run("skiff", "exec", "-i", "tls-exec", "sh", "-c", "read x; echo $x | tr a-z A-Z", input="hello\n")
-        assert (r.returncode, r.stdout) == (0, "HELLO\n"), r
+        args = ["exec", "-i", "tls-exec", "tr", "a-z", "A-Z"]
+        d, s = e.run("docker", *args, input="hello\n"), e.run("skiff", *args, input="hello\n")
+        assert (s.returncode, s.stdout) == (d.returncode, d.stdout), (d, s)
     finally:
         e.daemon.docker("rm", "-f", "tls-exec")
 
