@@ -72,7 +72,8 @@ def merge_image_config(cfg: dict[str, Any], img: dict[str, Any]) -> dict[str, An
         out["Shell"] = img["Shell"]
     for k in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
         out[k] = bool(out.get(k))
-    out.setdefault("Domainname", "")
+    for k, v in (("Domainname", ""), ("Cmd", None), ("Entrypoint", None), ("OnBuild", None)):
+        out.setdefault(k, v)  # inspect shows these keys even when empty
     if out.get("WorkingDir") and not out["WorkingDir"].startswith("/"):
         raise InvalidParameter(f"the working directory '{out['WorkingDir']}' is invalid, it needs to be an absolute path")
     if out.get("StopSignal"):
