@@ -86,8 +86,11 @@ def _conmon_error(bundle: Path, fallback: str) -> str:
 
 
 async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str | None, *, tty: bool, stdin: bool,
-                 leave_stdin_open: bool, log_size_max: int | None = None) -> Launched:
-    """conmon → `runtime create`; returns once the container exists (not yet started)."""
+                 leave_stdin_open: bool, log_size_max: int | None = None, monitor_cgroup: Path | None = None) -> Launched:
+    """conmon → `runtime create`; returns once the container exists (not yet started).
+
+    `monitor_cgroup` (a cgroup dir) receives conmon before it forks, while it waits on the start pipe: out of
+    the daemon's own cgroup, a `systemctl restart` of the daemon's unit does not take the monitors with it."""
     exit_dir(bundle).mkdir(parents=True, exist_ok=True)
     args = rt.conmon_prefix() + [
         CONMON, "--api-version", "1", "-c", cid, "-u", cid, "-r", rt.path, "-b", str(bundle),
@@ -113,6 +116,8 @@ async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str |
         finally:
             csync.close()
             cstart.close()
+        if monitor_cgroup is not None:
+            _join_cgroup(monitor_cgroup, p.pid)
         pstart.send(b"\0")
         # The first conmon process exits ~2 ms later, after writing the long-lived one's pid file.
         await _wait_child(p)
@@ -129,6 +134,14 @@ async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str |
     finally:
         psync.close()
         pstart.close()
+
+
+def _join_cgroup(cg: Path, pid: int) -> None:
+    try:
+        cg.mkdir(parents=True, exist_ok=True)
+        (cg / "cgroup.procs").write_text(str(pid))
+    except OSError as e:  # not fatal: the monitor then stays in the daemon's cgroup
+        log.debug("moving conmon %d to %s: %s", pid, cg, e)
 
 
 def _runtime_message(msg: str) -> str:

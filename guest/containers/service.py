@@ -65,6 +65,12 @@ class ContainerService:
         self.runtime: Runtime = choose(engine.cfg.runtime, engine.run_root)
         self.runtime_name = self.runtime.name
         self.cgroup_v2 = hostinfo.cgroup_version() == "2"
+        # conmon lives in <parent>/conmon: the unified hierarchy on v2, systemd's named one on v1 (what systemd
+        # uses to find a unit's processes), so that restarting the daemon's unit leaves the monitors alone.
+        sysd = Path("/sys/fs/cgroup/systemd")
+        self.monitor_cgroup: Path | None = (
+            Path("/sys/fs/cgroup") / CGROUP_PARENT / "conmon" if self.cgroup_v2
+            else (sysd / CGROUP_PARENT / "conmon" if sysd.is_dir() else None))
         self.active = 0  # containers starting or running: cgroup parents are only removed at zero
         self._warned_network = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -323,7 +329,7 @@ class ContainerService:
             launched = await monitor.launch(
                 self.runtime, c.id, c.name, c.bundle, str(c.log_path) if hc["LogConfig"]["Type"] != "none" else None,
                 tty=bool(cfg.get("Tty")), stdin=stdin, leave_stdin_open=stdin and not cfg.get("StdinOnce"),
-                log_size_max=log_max)
+                log_size_max=log_max, monitor_cgroup=self.monitor_cgroup)
             c.watch = monitor.ExitWatch(launched.conmon_pid)
             # Attach clients that came before start connect now, so they see every byte of output.
             for fut in c.attachers:
@@ -637,6 +643,11 @@ class ContainerService:
         for c in self.store.all():
             if c.running:
                 return
+        if self.monitor_cgroup is not None:
+            try:
+                self.monitor_cgroup.rmdir()
+            except OSError:
+                pass
         _remove_cgroup(f"/{CGROUP_PARENT}", self.cgroup_v2)
 
     def _resolve_exit(self, c: Container, code: int, error: str | None) -> None:

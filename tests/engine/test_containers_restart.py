@@ -34,6 +34,11 @@ def test_sigkill_daemon_and_readopt(fresh_skiffd: Skiffd, images: TestImages) ->
         d.docker("run", "-d", "--name", "tty", "-t", bb, "sh").stdout.strip()
         wait_for(lambda: "tick5" in d.docker("logs", "ticker").stdout, what="ticks")
         pid = inspect(d, "ticker")["State"]["Pid"]
+        # The monitor left the daemon's cgroup (systemd would kill it with the daemon's unit otherwise).
+        (mon,) = conmon_pids(ticker)
+        cg = open(f"/proc/{mon}/cgroup").read()
+        if os.path.isdir("/sys/fs/cgroup/systemd") or os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            assert "/skiff/conmon" in cg, cg
 
         d.kill()
         assert _alive(pid), "the container died with the daemon"
