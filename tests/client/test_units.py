@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import json
 import struct
 
@@ -270,3 +271,31 @@ print(sorted(heavy & set(sys.modules)))
                        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_registry_credentials_from_docker_config(tmp_path, monkeypatch) -> None:
+    """config.json `auths` (base64 user:pass, Hub under its legacy key) and credential helpers, as docker reads them."""
+    import base64
+    import stat
+
+    from cli.skiffclient import config
+
+    helper = tmp_path / "bin" / "docker-credential-fake"
+    helper.parent.mkdir()
+    helper.write_text('#!/bin/sh\nread server\necho "{\\"ServerURL\\":\\"$server\\",\\"Username\\":\\"hu\\",'
+                      '\\"Secret\\":\\"hs\\"}"\n')
+    helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+    (tmp_path / "config.json").write_text(json.dumps({
+        "auths": {"https://index.docker.io/v1/": {"auth": base64.b64encode(b"hub:pw").decode()},
+                  "http://reg.example:5000/v2/": {"auth": base64.b64encode(b"u:p:x").decode()}},
+        "credHelpers": {"helped.example": "fake"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(config, "_cfg_cache", None)
+    assert config.credentials("docker.io") == {"serveraddress": "https://index.docker.io/v1/", "username": "hub",
+                                               "password": "pw"}
+    assert config.credentials("reg.example:5000")["password"] == "p:x"  # normalised key, ':' kept in the password
+    assert config.credentials("helped.example") == {"username": "hu", "password": "hs",
+                                                    "serveraddress": "helped.example"}
+    assert config.credentials("other.example") == {}
+    assert config.encode_auth({}) == "e30="  # what the CLI sends without credentials
