@@ -151,10 +151,12 @@ class Host:
         return names
 
     def _ca_hash(self) -> str:
-        import hashlib
+        """Identifies the CA a server cert came from (detects a regenerated CA; not a security check).
+        zlib, not hashlib: this runs on every `env`, and hashlib's import costs more than the rest."""
+        import zlib
 
         try:
-            return hashlib.sha256((self.store.certs_dir / "ca.pem").read_bytes()).hexdigest()[:16]
+            return f"crc32:{zlib.crc32((self.store.certs_dir / 'ca.pem').read_bytes()):08x}"
         except FileNotFoundError:
             return ""
 
