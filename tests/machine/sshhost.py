@@ -95,6 +95,15 @@ def missing_requirements() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """If the test process dies hard, unshare gets SIGKILL; its --kill-child then ends the namespace."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _free_subnet() -> int:
     used = _run(["ip", "-4", "-o", "addr"]).stdout
     for _ in range(200):
@@ -160,6 +169,7 @@ class SSHHost:
             ["nsenter", f"--net={ns}", "unshare", "--mount", "--pid", "--uts", "--fork", "--propagation", "private",
              "--kill-child", "sh", str(w / "setup.sh"), str(w)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + timeout
