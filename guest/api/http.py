@@ -75,7 +75,7 @@ class Stream:
 class RawConn:
     """The hijacked connection: bytes already read by h11 come first, then the socket."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: bytes) -> None:
+    def __init__(self, reader: Any, writer: Any, pending: bytes) -> None:
         self._reader = reader
         self.writer = writer
         self._pending = pending
@@ -277,12 +277,108 @@ class _MethodNotAllowed(EngineError):
 
 
 # ---------------------------------------------------------------------------------------------
+# TLS over memory BIOs
+# ---------------------------------------------------------------------------------------------
+
+
+class TLSStream:
+    """Server-side TLS done by hand over a plain TCP stream, standing in for both reader and writer.
+
+    Why not asyncio's SSL transport: it cannot half-close. The docker CLI sends close_notify as soon as
+    stdin ends on a hijacked attach/exec stream (Go's CloseWrite) and keeps reading; asyncio then shuts
+    the whole connection and the container's output is lost. Here close_notify is just EOF on the read
+    side, and we go on writing until we are done.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ssl.SSLContext) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = ctx.wrap_bio(self._in, self._out, server_side=True)
+        self._eof = False
+
+    async def handshake(self, timeout: float = 30.0) -> None:
+        async def run() -> None:
+            while True:
+                try:
+                    self._obj.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    await self._flush()
+                    data = await self._reader.read(_READ_SIZE)
+                    if not data:
+                        raise ConnectionResetError("client closed during the TLS handshake")
+                    self._in.write(data)
+                except ssl.SSLError:
+                    await self._flush()  # send the alert so the client learns why
+                    raise
+            await self._flush()
+
+        await asyncio.wait_for(run(), timeout)
+
+    async def _flush(self) -> None:
+        data = self._out.read()
+        if data:
+            self._writer.write(data)
+            await self._writer.drain()
+
+    async def read(self, n: int = _READ_SIZE) -> bytes:
+        while not self._eof:
+            try:
+                return self._obj.read(n)
+            except ssl.SSLWantReadError:
+                await self._flush()  # e.g. TLS 1.3 key updates
+                data = await self._reader.read(_READ_SIZE)
+                if not data:
+                    self._eof = True
+                    break
+                self._in.write(data)
+            except ssl.SSLZeroReturnError:  # close_notify: the client finished sending
+                self._eof = True
+        return b""
+
+    def write(self, data: bytes) -> None:
+        self._obj.write(data)
+        out = self._out.read()
+        if out:
+            self._writer.write(out)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def write_eof(self) -> None:
+        raise RuntimeError("TLS streams close whole")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "ssl_object":
+            return self._obj
+        return self._writer.get_extra_info(name, default)
+
+    def close(self) -> None:
+        try:
+            self._obj.unwrap()
+        except ssl.SSLError:
+            pass
+        try:
+            out = self._out.read()
+            if out:
+                self._writer.write(out)
+        except Exception:
+            pass
+        self._writer.close()
+
+
+# ---------------------------------------------------------------------------------------------
 # Connections
 # ---------------------------------------------------------------------------------------------
 
 
 class _Connection:
-    def __init__(self, app: "App", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, app: "App", reader: Any, writer: Any) -> None:
         self.app = app
         self.reader = reader
         self.writer = writer
@@ -475,12 +571,23 @@ class App:
         req.params = params
         return await handler(req)
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         ssl_ctx: ssl.SSLContext | None = None) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
         try:
-            await _Connection(self, reader, writer).serve()
+            if ssl_ctx is None:
+                await _Connection(self, reader, writer).serve()
+                return
+            tls = TLSStream(reader, writer, ssl_ctx)
+            try:
+                await tls.handshake()
+            except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError) as e:
+                log.info("TLS handshake with %s refused: %s", writer.get_extra_info("peername"), e)
+                writer.close()
+                return
+            await _Connection(self, tls, tls).serve()
         finally:
             self._conns.discard(task)
 
@@ -497,7 +604,10 @@ class App:
         self._servers.append(srv)
 
     async def listen_tcp(self, host: str, port: int, ssl_ctx: ssl.SSLContext | None) -> None:
-        srv = await asyncio.start_server(self._on_client, host=host or None, port=port, ssl=ssl_ctx, limit=_READ_SIZE)
+        async def on_client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await self._on_client(r, w, ssl_ctx)
+
+        srv = await asyncio.start_server(on_client, host=host or None, port=port, limit=_READ_SIZE)
         self._servers.append(srv)
 
     async def close(self) -> None:

@@ -123,3 +123,27 @@ def test_mutual_tls(netns, tmp_path: Path) -> None:
         assert r.stdout != "OK"
     finally:
         daemon.stop()
+
+
+def test_run_and_stdin_over_mutual_tls(netns, images, tmp_path: Path) -> None:
+    """The docker CLI half-closes hijacked TLS streams (close_notify) when stdin ends; output must still arrive."""
+    certs = _make_certs(tmp_path)
+    port = 23761
+    daemon = Skiffd(netns, tmp_path / "daemon", ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", str(certs["ca"]),
+                                                 "--tlscert", str(certs["server"]), "--tlskey", str(certs["server-key"])])
+    try:
+        cfg = tmp_path / "client-certs"
+        cfg.mkdir()
+        for src, dst in (("ca", "ca.pem"), ("client", "cert.pem"), ("client-key", "key.pem")):
+            (cfg / dst).write_bytes(certs[src].read_bytes())
+        env = ["env", f"DOCKER_HOST=tcp://127.0.0.1:{port}", "DOCKER_TLS_VERIFY=1", f"DOCKER_CERT_PATH={cfg}", f"DOCKER_CONFIG={tmp_path}"]
+        r = netns.run([*env, "docker", "pull", "-q", images.busybox], timeout=120)
+        assert r.returncode == 0, r.stderr
+        r = netns.run([*env, "docker", "run", "--rm", images.busybox, "echo", "hi over tls"], timeout=120)
+        assert (r.returncode, r.stdout) == (0, "hi over tls\n"), r.stderr
+        r = netns.run([*env, "docker", "run", "--rm", "-i", images.busybox, "sh", "-c", "cat; echo done; exit 5"],
+                      input="line1\nline2\n", timeout=120)
+        assert r.returncode == 5, r.stderr
+        assert r.stdout == "line1\nline2\ndone\n"
+    finally:
+        daemon.stop()
