@@ -96,6 +96,7 @@ class NetworkService:
         self.ports = PortAllocator()
         self._lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Task[None]] = {}  # container id → background teardown
+        self._ready: dict[str, asyncio.Task[None]] = {}  # container id → background setup (setup(background=True))
         self._ensure_predefined()
 
     # ------------------------------------------------------------------------------------------
@@ -587,8 +588,11 @@ class NetworkService:
             hostname = (cget(ctr, "Config", {}) or {}).get("Hostname") or ""
             extra = [owner[:12]] + ([hostname] if hostname else [])
             per["aliases"] = list(dict.fromkeys(aliases + [e for e in extra if e != ctr_name(ctr)]))
-        if es.get("MacAddress"):
-            per["static_mac"] = es["MacAddress"]
+        # Docker's classic MAC, 02:42 + the IPv4 address: unique on the bridge, known before netavark runs.
+        v4 = next((ipaddress.ip_address(a) for a in ips if ":" not in a), None)
+        per["static_mac"] = es.get("MacAddress") or (
+            "02:42:" + ":".join(f"{b:02x}" for b in v4.packed) if v4 is not None else
+            "02:42:" + ":".join(f"{b:02x}" for b in os.urandom(4)))
         return per, ips
 
     @staticmethod
@@ -597,7 +601,7 @@ class NetworkService:
         iface = ((status.get(rec["Name"]) or {}).get("interfaces") or {}).get(ifname) or {}
         out: dict[str, Any] = {
             "IPAMConfig": es.get("IPAMConfig") or None, "Links": es.get("Links"), "Aliases": es.get("Aliases"),
-            "MacAddress": iface.get("mac_address", ""), "DriverOpts": es.get("DriverOpts"),
+            "MacAddress": iface.get("mac_address") or per.get("static_mac", ""), "DriverOpts": es.get("DriverOpts"),
             "GwPriority": es.get("GwPriority", 0), "NetworkID": rec["Id"], "EndpointID": new_id(),
             "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
@@ -651,7 +655,9 @@ class NetworkService:
                 return ep
         return None
 
-    async def setup(self, ctr: Any, netns_path: str | None) -> dict[str, Any]:
+    async def setup(self, ctr: Any, netns_path: str | None, background: bool = False) -> dict[str, Any]:
+        """Wire the container's netns. With `background=True` it returns as soon as everything is decided and
+        netavark runs on; the caller must `await ready(ctr)` before the container's process runs."""
         cid = str(cget(ctr, "Id"))
         hc = cget(ctr, "HostConfig", {}) or {}
         config = cget(ctr, "Config", {}) or {}
@@ -708,40 +714,61 @@ class NetworkService:
             if mappings and not all(rec.get("Internal") for rec, _ in wanted):
                 opts["port_mappings"] = [m.netavark() for m in mappings]
             ep: Endpoint = {"Id": cid, "Name": ctr_name(ctr), "netns": netns_path, "options": opts, "networks": {}}
-            try:
-                status = await self.netavark.setup(netns_path, opts)
-            except NetavarkError:
-                await self._netavark_teardown(ep)  # setup stops half-way (veth moved, rules added): undo it
-                self.ports.release(cid)
-                self.ipam.release_owner(cid)
-                raise
+            # Everything the container needs to know (addresses, MACs, ports, resolv.conf, hosts) is decided here,
+            # before netavark runs: that lets the caller overlap netavark with the rest of the container's start.
             settings = {}
             for i, (rec, es) in enumerate(wanted):
-                settings[rec["Name"]] = self._endpoint_settings(rec, es, all_ips[rec["Name"]], status, f"eth{i}", ctr,
+                settings[rec["Name"]] = self._endpoint_settings(rec, es, all_ips[rec["Name"]], {}, f"eth{i}", ctr,
                                                                 nets[rec["Name"]])
             ep["networks"] = settings
             dns_ips: list[str] = []
             for rec, _ in wanted:
                 if self._dns_net(rec):
-                    self._publish_names(rec, ctr, cid, settings[rec["Name"]])
                     dns_ips += self._gateways(rec)
             resolv = (dns.resolv_for_embedded(list(dict.fromkeys(dns_ips)), dns_search, dns_options) if dns_ips
                       else dns.resolv_for_bridge(dns_servers, dns_search, dns_options))
             primary_ip = settings[wanted[0][0]["Name"]].get("IPAddress") or None
             hosts = self._hosts_entries(ctr, primary_ip)
             ep.update(resolv_conf=resolv, hosts=hosts, exposed=exposed)
-            self.endpoints.save(ep)
+            self.endpoints.save(ep)  # before netavark: a crash half-way still leaves what teardown needs
+        task = asyncio.get_running_loop().create_task(self._plumb(ctr, ep, wanted, dns_ips))
+        if background:
+            self._ready[cid] = task
+        else:
+            await task
+        return {"resolv_conf": resolv, "hosts": hosts, "networks": settings,
+                "ports": docker_ports(exposed, mappings), "netns_owner": None}
+
+    async def _plumb(self, ctr: Any, ep: Endpoint, wanted: list[tuple[NetworkRecord, dict[str, Any]]],
+                     dns_ips: list[str]) -> None:
+        """netavark setup of a decided endpoint, then its names; on failure, everything is undone."""
+        cid = ep["Id"]
+        try:
+            await self.netavark.setup(ep["netns"], ep["options"])
+        except BaseException:
+            await self._netavark_teardown(ep)  # setup stops half-way (veth moved, rules added): undo it
+            async with self._lock:
+                self._forget_endpoint(ep)
+            raise
+        for rec, _ in wanted:
+            if self._dns_net(rec):
+                self._publish_names(rec, ctr, cid, ep["networks"][rec["Name"]])
         if dns_ips:
             # dnsmasq picks the new hosts file up through inotify within milliseconds: make sure it did, from the
             # container's side, before the container's first lookup.
             name = ctr_name(ctr) or cid[:12]
-            took = await asyncio.to_thread(netns.run_in, netns_path, dns.query_until_answered, dns_ips[0], name)
+            took = await asyncio.to_thread(netns.run_in, ep["netns"], dns.query_until_answered, dns_ips[0], name)
             if took is None:
                 log.warning("name server on %s did not answer %s within 3 s", dns_ips[0], name)
         for rec, _ in wanted:
             self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
-        return {"resolv_conf": resolv, "hosts": hosts, "networks": settings,
-                "ports": docker_ports(exposed, mappings), "netns_owner": None}
+
+    async def ready(self, ctr: Any) -> None:
+        """After `setup(..., background=True)`: wait until the network is plumbed (call it right before the
+        runtime starts the container's process); raises what netavark raised."""
+        task = self._ready.pop(str(cget(ctr, "Id")), None)
+        if task is not None:
+            await task
 
     async def teardown(self, ctr: Any, netns_path: str | None = None) -> None:
         """Returns at once; netavark runs in the background (it is off the path of `docker run --rm` / `stop`).
@@ -749,6 +776,9 @@ class NetworkService:
         An fd on the netns keeps it alive after the caller unmounts it, so netavark still removes the veth itself.
         Whatever needs the endpoint gone (a new setup, `network rm`, shutdown) waits for it first (`settle`)."""
         cid = str(cget(ctr, "Id"))
+        setting_up = self._ready.pop(cid, None)
+        if setting_up is not None:  # a start given up half-way: let its setup finish (or fail) first
+            await asyncio.gather(setting_up, return_exceptions=True)
         ep = self.endpoints.get(cid)
         if ep is None or cid in self._pending:
             return

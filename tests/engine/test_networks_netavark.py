@@ -360,3 +360,50 @@ def test_default_bridge_avoids_a_foreign_docker0(vm: Any) -> None:
     assert r["subnet_before"] == "172.17.0.0/16"
     assert r["subnet_after"] == "172.18.0.0/16" and r["ip"] == "172.18.0.2"
     assert r["docker0_ports"] == ""  # dockerd's bridge was left alone
+
+
+def scenario_background_setup(work: Path) -> dict[str, Any]:
+    """setup(background=True) decides everything first and plumbs while the caller goes on; ready() waits."""
+    res: dict[str, Any] = {}
+
+    async def main() -> None:
+        eng = engine(work)
+        await eng.start()
+        n = eng.networks
+        await n.create({"Name": "bg", "IPAM": {"Config": [{"Subnet": "10.202.0.0/24"}]}})
+        netns.create(work / "a")
+        c = ctr(1, "bga", "bg")
+        r = await n.setup(c, str(work / "a"), background=True)
+        res["result"] = r
+        await n.ready(c)
+        res["link"] = sh("ip", "-o", "link", "show", "eth0", netns=str(work / "a")).stdout
+        res["addr"] = sh("ip", "-o", "-4", "addr", "show", "eth0", netns=str(work / "a")).stdout
+        # a setup that fails in the background surfaces in ready(), and leaves nothing behind
+        bad = ctr(2, "bgb", "bg")
+        r2 = await n.setup(bad, str(work / "missing-netns"), background=True)
+        res["bad_ip"] = r2["networks"]["bg"]["IPAddress"]
+        try:
+            await n.ready(bad)
+            res["bad_error"] = None
+        except Exception as e:
+            res["bad_error"] = str(e)
+        res["owned_after"] = sorted(n.ipam.owned(n.resolve("bg")["Id"]).values())
+        res["containers_after"] = sorted(n.inspect("bg")["Containers"])
+        await n.teardown(c, str(work / "a"))
+        netns.remove(work / "a")
+        await n.remove("bg")
+        await eng.close()
+
+    asyncio.run(main())
+    return res
+
+
+def test_background_setup(vm: Any) -> None:
+    ns, work = vm
+    r = run_in_netns(ns.path, scenario_background_setup, work)
+    ep = r["result"]["networks"]["bg"]
+    assert ep["IPAddress"] == "10.202.0.2" and ep["MacAddress"] == "02:42:0a:ca:00:02"  # Docker's MAC-from-IP
+    assert "02:42:0a:ca:00:02" in r["link"] and "10.202.0.2/24" in r["addr"]
+    assert "invalid namespace path" in r["bad_error"]
+    assert "2" * 64 not in r["owned_after"] and "1" * 64 in r["owned_after"]  # the failed one freed its address
+    assert r["containers_after"] == ["1" * 64]
