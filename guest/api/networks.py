@@ -36,7 +36,7 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/networks")
     async def list_networks(req: Request) -> Response:
-        return json_response(svc().list(parse_filters(req.q("filters"), LIST_FILTERS)))
+        return json_response(svc().ls(parse_filters(req.q("filters"), LIST_FILTERS)))
 
     @r.route("GET", "/networks/{id}")
     async def inspect_network(req: Request) -> Response:

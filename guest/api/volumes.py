@@ -23,7 +23,7 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/volumes")
     async def list_volumes(req: Request) -> Response:
-        return json_response({"Volumes": svc().list(parse_filters(req.q("filters"), LIST_FILTERS)), "Warnings": []})
+        return json_response({"Volumes": svc().ls(parse_filters(req.q("filters"), LIST_FILTERS)), "Warnings": []})
 
     @r.route("POST", "/volumes/create")
     async def create(req: Request) -> Response:

@@ -61,10 +61,10 @@ def normalize_mode(mode: str | None) -> str:
     return DEFAULT_BRIDGE if mode in ("", "default") else mode
 
 
-def _host_routes(skip_dev: str | None = None) -> list[ipaddress.IPv4Network]:
+def _host_routes(skip_dev: str | None = None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Destinations routed in skiffd's netns (a new network must not shadow the VM's own LAN, nor another
     engine's bridge), except those via `skip_dev` (our own bridge)."""
-    out = []
+    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     try:
         with open("/proc/net/route") as f:
             next(f)
@@ -215,7 +215,7 @@ class NetworkService:
     def inspect(self, ref: str) -> dict[str, Any]:
         return self.public(self.resolve(ref))
 
-    def list(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    def ls(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         return [self.public(r, with_containers=False) for r in self.store.all() if self._matches(r, filters)]
 
     def _in_use(self, rec: NetworkRecord) -> bool:
@@ -297,12 +297,12 @@ class NetworkService:
         self.engine.events.publish("network", "create", rec["Id"], {"name": name, "type": "bridge"})
         return {"Id": rec["Id"], "Warning": ""}
 
-    def _ipam_config(self, name: str, configs: list[dict[str, Any]], ipv6: bool) -> tuple[list[dict[str, str]], bool]:
+    def _ipam_config(self, name: str, configs: list[dict[str, Any]], ipv6: bool) -> tuple[list[dict[str, Any]], bool]:
         in_use: list[Any] = []
         for r in self.store.all():
             for c in r["IPAM"]["Config"]:
                 in_use.append(ipaddress.ip_network(c["Subnet"], strict=False))
-        out: list[dict[str, str]] = []
+        out: list[dict[str, Any]] = []
         user_subnet = False
         for c in configs:
             if not c.get("Subnet"):
@@ -317,7 +317,7 @@ class NetworkService:
                 raise InvalidParameter("IPv6 subnet given but IPv6 is not enabled (--ipv6)")
             if any(sn.overlaps(u) for u in in_use):
                 raise Forbidden("Pool overlaps with other one on this address space")
-            entry = {"Subnet": str(sn)}
+            entry: dict[str, Any] = {"Subnet": str(sn)}
             if c.get("IPRange"):
                 try:
                     rng = ipaddress.ip_network(c["IPRange"], strict=False)
@@ -342,7 +342,7 @@ class NetworkService:
             out.append(entry)
             user_subnet = True
         if not any(ipaddress.ip_network(e["Subnet"]).version == 4 for e in out):
-            sn = pick_subnet(in_use + _host_routes())  # type: ignore[operator]
+            sn = pick_subnet(in_use + _host_routes())
             out.insert(0, {"Subnet": str(sn), "Gateway": str(default_gateway(sn))})
         if ipv6 and not any(ipaddress.ip_network(e["Subnet"]).version == 6 for e in out):
             # Docker hands out a ULA /64 from its default pool; derive one from the name so it is stable.
@@ -371,7 +371,7 @@ class NetworkService:
         self.store.delete(rec["Id"])
 
     async def prune(self, filters: dict[str, list[str]]) -> list[str]:
-        until = parse_time((filters.get("until") or [None])[-1])
+        until = parse_time((filters.get("until") or [""])[-1])
         gone: list[NetworkRecord] = []
         await self.settle()
         async with self._lock:
@@ -876,7 +876,7 @@ class NetworkService:
         rec = self.resolve(network)
         es = dict(endpoint_config or {})
         if rec["Driver"] != "bridge":
-            raise Forbidden(f"container cannot be disconnected from host network or connected to host network")
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
         self.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es})
         cid = str(cget(ctr, "Id"))
         await self.settle(cid)

@@ -22,7 +22,7 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 def validate_name(name: str) -> None:
     if len(name) < 2:
-        raise InvalidParameter(f'volume name is too short, names should be at least two alphanumeric characters')
+        raise InvalidParameter('volume name is too short, names should be at least two alphanumeric characters')
     if not _NAME_RE.match(name):
         raise InvalidParameter(f'"{name}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" '
                                "are allowed. If you intended to pass a host directory, use absolute path")

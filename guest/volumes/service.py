@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guest.api.filters import bool_filter, match_labels, rfc3339
+from guest.api.filters import bool_filter, match_labels
 from guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
 from guest.network.store import atomic_write_json, container_field, read_json
 from guest.volumes import local
@@ -193,7 +193,7 @@ class VolumeService:
             return False
         return True
 
-    def list(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    def ls(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         vols = sorted(self._vols.values(), key=lambda v: v.get("_created", 0))
         return [self.public(v) for v in vols if self._matches(v, filters)]
 

@@ -8,7 +8,6 @@ namespaces, and busybox run with `nsenter` stands in for their processes.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import time
