@@ -40,7 +40,7 @@ DEFAULT_DISK_MB = 20000
 ROOT_MIN_BYTES = 10 << 30  # root overlay size: room for the engine's venv and logs
 # TCG on a busy host can take minutes (seconds with KVM); SKIFF_QEMU_BOOT_TIMEOUT overrides
 BOOT_TIMEOUT = float(os.environ.get("SKIFF_QEMU_BOOT_TIMEOUT", "900"))
-STOP_TIMEOUT = 60.0
+STOP_TIMEOUT = 90.0  # ACPI shutdown; a loaded TCG guest can take a minute
 SHARE_TAG = "home0"
 ACCELS = ("auto", "kvm", "hvf", "tcg")
 
@@ -247,6 +247,8 @@ class QemuDriver(Driver):
         if self.accel != "auto":
             return self.accel
         if sys.platform == "darwin":
+            if os.uname().machine != "x86_64":
+                return "tcg"  # HVF cannot run an amd64 guest on Apple silicon
             out = subprocess.run(["sysctl", "-n", "kern.hv_support"], capture_output=True, text=True)
             return "hvf" if out.stdout.strip() == "1" else "tcg"
         if sys.platform.startswith("linux") and os.access("/dev/kvm", os.R_OK | os.W_OK):

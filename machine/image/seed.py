@@ -18,6 +18,8 @@ from machine.image.errors import ImageError
 
 SEED_LABEL = "cidata"
 DATA_LABEL = "skiff-data"
+DATA_MOUNT_OPTS = ("defaults,nofail,x-systemd.device-timeout=900s,"
+                   "x-systemd.before=skiffd.service,x-systemd.required-by=skiffd.service")
 NINEP_OPTS = "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,nofail"
 # what the engine needs in the guest (also in build.PACKAGES); cloud-init installs them on first boot
 RUNTIME_PACKAGES = ["python3", "python3-venv", "python3-h11", "runc", "crun", "conmon", "netavark",
@@ -68,10 +70,10 @@ def user_data(cfg: SeedConfig) -> dict:
     if cfg.data_device:
         doc["fs_setup"] = [{"label": DATA_LABEL, "filesystem": "ext4", "device": cfg.data_device,
                             "partition": "none", "overwrite": False}]
-        # not `nofail`: local-fs.target (and so the engine) must wait for it, or the engine's first
-        # writes after a reboot would land on the root disk under the mount point
-        doc["mounts"].append([f"LABEL={DATA_LABEL}", cfg.data_mount, "ext4",
-                              "defaults,x-systemd.device-timeout=60s", "0", "2"])
+        # `nofail`: a slow udev (TCG on a busy host takes minutes) must never drop the boot into
+        # emergency mode; instead the engine requires the mount and waits for it, so its writes
+        # never land on the root disk under the mount point.
+        doc["mounts"].append([f"LABEL={DATA_LABEL}", cfg.data_mount, "ext4", DATA_MOUNT_OPTS, "0", "2"])
     for share in cfg.shares:
         doc["mounts"].append([share.tag, share.guest_path, share.fstype, share.options, "0", "0"])
     if cfg.packages:
