@@ -170,6 +170,11 @@ def test_option_volume_tmpfs(d: Skiffd, images: TestImages) -> None:
     d.docker("rm", "-f", cid)
     assert not any(line.split()[1] == mp for line in open("/proc/mounts"))  # unmounted after the last user
     d.docker("volume", "rm", "tmpv")
+    # the same through --mount volume-opt (the volume is created with those options on first use)
+    out = d.docker("run", "--rm", "--mount", "type=volume,src=mvol,dst=/m2,volume-opt=type=tmpfs,volume-opt=device=tmpfs,"
+                   "volume-opt=o=size=4m", bb, "grep", " /m2 ", "/proc/mounts").stdout
+    assert "tmpfs /m2 tmpfs" in out and "size=4096k" in out
+    assert json.loads(d.docker("volume", "inspect", "mvol").stdout)[0]["Options"]["type"] == "tmpfs"
 
 
 def test_docker_py(d: Skiffd, images: TestImages) -> None:
