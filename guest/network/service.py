@@ -197,7 +197,7 @@ class NetworkService:
     def _containers_on(self, rec: NetworkRecord) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
         for ep in self.endpoints.on_network(rec["Name"]):
-            if ep["Id"] in self._pending:
+            if ep["Id"] in self._pending or self._stale(ep):
                 continue
             es = ep["networks"][rec["Name"]]
             out[ep["Id"]] = {
@@ -219,7 +219,7 @@ class NetworkService:
         return [self.public(r, with_containers=False) for r in self.store.all() if self._matches(r, filters)]
 
     def _in_use(self, rec: NetworkRecord) -> bool:
-        return any(ep["Id"] not in self._pending for ep in self.endpoints.on_network(rec["Name"]))
+        return any(ep["Id"] not in self._pending and not self._stale(ep) for ep in self.endpoints.on_network(rec["Name"]))
 
     def _matches(self, rec: NetworkRecord, f: dict[str, list[str]]) -> bool:
         if f.get("name") and not any(n in rec["Name"] for n in f["name"]):
@@ -357,6 +357,7 @@ class NetworkService:
             raise Forbidden(f"{rec['Name']} is a pre-defined network and cannot be removed")
         await self.settle()
         async with self._lock:
+            await self._reap_stale()
             if self._in_use(rec):
                 raise Forbidden(f"error while removing network: network {rec['Name']} id {rec['Id']} has active endpoints")
             await self._remove_locked(rec)
@@ -457,6 +458,18 @@ class NetworkService:
         finally:
             if scratch is not None:
                 netns.remove(scratch)
+
+    def _stale(self, ep: Endpoint) -> bool:
+        """A container endpoint whose netns is gone without a teardown (its container was swept away)."""
+        return not ep.get("anchor") and ep["Id"] not in self._pending and ep["Id"] not in self._ready \
+            and not netns.is_netns(ep.get("netns") or "")
+
+    async def _reap_stale(self) -> None:
+        """(Under the lock) tear down stale endpoints: their NAT rules, names, addresses and host ports."""
+        for ep in [e for e in self.endpoints.all() if self._stale(e)]:
+            log.info("network endpoint of %s outlived its netns: cleaning up", ep["Id"][:12])
+            await self._netavark_teardown(ep)
+            self._forget_endpoint(ep)
 
     def _forget_endpoint(self, ep: Endpoint) -> None:
         self._unpublish_names(ep)
@@ -689,6 +702,7 @@ class NetworkService:
         wanted = self.wanted_networks(ctr)
         await self.settle()  # host ports and addresses of containers just gone are free again
         async with self._lock:
+            await self._reap_stale()
             old = self.endpoints.get(cid)
             if old is not None:
                 await self._netavark_teardown(old)

@@ -388,6 +388,19 @@ def scenario_background_setup(work: Path) -> dict[str, Any]:
             res["bad_error"] = str(e)
         res["owned_after"] = sorted(n.ipam.owned(n.resolve("bg")["Id"]).values())
         res["containers_after"] = sorted(n.inspect("bg")["Containers"])
+        # an endpoint whose netns vanished without a teardown (its container swept away) is reaped
+        netns.create(work / "s")
+        swept = ctr(3, "swept", "bg", PortBindings={"80/tcp": [{"HostPort": "9393"}]})
+        res["swept_ip"] = (await n.setup(swept, str(work / "s")))["networks"]["bg"]["IPAddress"]
+        netns.remove(work / "s")
+        res["containers_swept"] = sorted(n.inspect("bg")["Containers"])
+        netns.create(work / "s2")
+        again = ctr(4, "again", "bg", PortBindings={"80/tcp": [{"HostPort": "9393"}]})
+        r3 = await n.setup(again, str(work / "s2"))
+        res["again_ports"], res["again_ip"] = r3["ports"], r3["networks"]["bg"]["IPAddress"]
+        res["nat_swept"] = sh("iptables-save", "-t", "nat").stdout
+        await n.teardown(again, str(work / "s2"))
+        netns.remove(work / "s2")
         await n.teardown(c, str(work / "a"))
         netns.remove(work / "a")
         await n.remove("bg")
@@ -406,3 +419,6 @@ def test_background_setup(vm: Any) -> None:
     assert "invalid namespace path" in r["bad_error"]
     assert "2" * 64 not in r["owned_after"] and "1" * 64 in r["owned_after"]  # the failed one freed its address
     assert r["containers_after"] == ["1" * 64]
+    assert r["containers_swept"] == ["1" * 64]
+    assert r["again_ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "9393"}]}  # the swept one's port is free
+    assert f"{r['swept_ip']}:80" not in r["nat_swept"] and f"{r['again_ip']}:80" in r["nat_swept"]
