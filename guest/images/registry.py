@@ -116,13 +116,18 @@ def is_insecure(host: str, insecure: list[str]) -> bool:
     if host in insecure:
         return True
     h = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:].split("]")[0]
+    if h in insecure:
+        return True
+    cidrs = [e for e in insecure if "/" in e]
+    if not cidrs:
+        return False
     try:
         ip = ipaddress.ip_address(h)
     except ValueError:
-        try:
+        try:  # a name: only looked up when CIDRs are configured
             ip = ipaddress.ip_address(socket.gethostbyname(h))
         except (OSError, UnicodeError):
-            return h in insecure
+            return False
     for entry in insecure:
         if "/" in entry:
             try:
@@ -229,10 +234,25 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._tokens: dict[str, _Token] = {}
-        self._schemes = self._pick_schemes()
-        self.scheme = self._schemes[0]
+        self._ctx: dict[bool, ssl.SSLContext] = {}
+        self._schemes: list[str] | None = None  # picked on first use, in a worker thread (may resolve DNS)
+        self._scheme: str | None = None
 
     # -- transport -------------------------------------------------------------------------------
+    @property
+    def scheme(self) -> str:
+        if self._scheme is None:
+            self._schemes = self._pick_schemes()
+            self._scheme = self._schemes[0]
+        return self._scheme
+
+    @scheme.setter
+    def scheme(self, value: str) -> None:
+        self._scheme = value
+
+    def _can_fall_back(self) -> bool:
+        return self.scheme == "https-insecure" and "http" in (self._schemes or [])[1:]
+
     def _pick_schemes(self) -> list[str]:
         if is_loopback(self.host):
             return ["http"]
@@ -241,6 +261,13 @@ class RegistryClient:
         return ["https"]
 
     def _ssl_context(self, verify: bool) -> ssl.SSLContext:
+        """Built once per client and mode (loading the system CAs is not cheap)."""
+        ctx = self._ctx.get(verify)
+        if ctx is None:
+            ctx = self._ctx[verify] = self._make_ssl_context(verify)
+        return ctx
+
+    def _make_ssl_context(self, verify: bool) -> ssl.SSLContext:
         if not verify:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
@@ -387,7 +414,7 @@ class RegistryClient:
             try:
                 r = self._raw(method, url, {**hdrs, **self._auth_header(extra_scopes, force_new=retried)}, body)
             except ssl.SSLError as e:
-                if self.scheme == "https-insecure" and "http" in self._schemes[1:]:
+                if self._can_fall_back():
                     self.scheme = "http"
                     url = self.base_url() + urlsplit(url).path + (f"?{urlsplit(url).query}" if urlsplit(url).query else "")
                     continue
@@ -395,7 +422,7 @@ class RegistryClient:
                        else f"tls: {getattr(e, 'reason', None) or e}")
                 raise SystemError_(f'{method.capitalize()} "{url}": {why}') from None
             except (OSError, http.client.HTTPException) as e:
-                if self.scheme == "https-insecure" and "http" in self._schemes[1:]:
+                if self._can_fall_back():
                     self.scheme = "http"
                     url = self.base_url() + urlsplit(url).path + (f"?{urlsplit(url).query}" if urlsplit(url).query else "")
                     continue

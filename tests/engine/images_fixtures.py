@@ -103,7 +103,8 @@ class RegistryProxy:
 class Dockerd:
     """Debian's dockerd (20.10) inside `ns` with its own data root: the reference to compare against.
 
-    It creates docker0 and its iptables rules inside that namespace only."""
+    Image tests need no container networking, so it runs without a bridge and without iptables: the
+    shared test namespace keeps no docker0 and no rules that other tests would trip over."""
 
     def __init__(self, ns, workdir: Path) -> None:
         import subprocess
@@ -117,7 +118,8 @@ class Dockerd:
         self.log = open(workdir / "dockerd.log", "wb")
         self.proc = subprocess.Popen(
             ns.cmd(["dockerd", "--host", self.host, "--data-root", str(workdir / "data"), "--exec-root", str(workdir / "exec"),
-                    "--pidfile", str(workdir / "docker.pid")]),
+                    "--pidfile", str(workdir / "docker.pid"), "--bridge", "none", "--iptables=false",
+                    "--ip-masq=false"]),
             stdout=self.log, stderr=self.log, start_new_session=True)
         wait_for(lambda: subprocess.run(["docker", "-H", self.host, "version"], capture_output=True).returncode == 0,
                  timeout=60, what="dockerd")
