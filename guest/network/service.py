@@ -83,6 +83,15 @@ def _host_routes(skip_dev: str | None = None) -> list[ipaddress.IPv4Network | ip
     return out
 
 
+def _dev_exists(name: str) -> bool:
+    """In skiffd's own netns (not /sys/class/net, which shows the netns that mounted /sys)."""
+    try:
+        socket.if_nametoindex(name)
+        return True
+    except OSError:
+        return False
+
+
 class NetworkService:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -477,23 +486,34 @@ class NetworkService:
         self.ipam.release_owner(ep["Id"])
         self.endpoints.delete(ep["Id"])
 
-    def _repick_if_routed(self, rec: NetworkRecord) -> None:
-        """Before a bridge comes up: an engine-chosen subnet that something else now routes (a dockerd started after
-        us, a VPN) moves to a free one, as long as nobody holds an address in it."""
-        if rec.get("_user_subnet") or self.ipam.owned(rec["Id"]) or getattr(self.engine.cfg, "bip", None):
+    def _claim_bridge(self, rec: NetworkRecord) -> None:
+        """Before our bridge comes up, with nobody holding an address on it: a bridge device of that name that is
+        not ours (another skiffd in this netns, e.g. two test daemons) makes the default network take the next free
+        name; an engine-chosen subnet that something else now routes (a dockerd started after us, a VPN, that
+        other daemon's bridge) moves to a free one."""
+        if self.ipam.owned(rec["Id"]) or self._in_use(rec):
             return
-        routes = _host_routes(skip_dev=rec.get("_bridge"))
-        cfg = rec["IPAM"]["Config"]
-        v4 = [c for c in cfg if ipaddress.ip_network(c["Subnet"]).version == 4]
-        if not v4 or not any(ipaddress.ip_network(v4[0]["Subnet"]).overlaps(r) for r in routes):
-            return
-        others = [ipaddress.ip_network(c["Subnet"]) for r in self.store.all() if r["Id"] != rec["Id"]
-                  for c in r["IPAM"]["Config"]]
-        sn = pick_subnet(others + routes)
-        log.warning("network %s: %s is routed elsewhere now, using %s", rec["Name"], v4[0]["Subnet"], sn)
-        v4[0].update(Subnet=str(sn), Gateway=str(default_gateway(sn)))
-        v4[0].pop("IPRange", None)
-        self.store.save(rec)
+        changed = False
+        if rec["Name"] == DEFAULT_BRIDGE and not getattr(self.engine.cfg, "bridge", None) and _dev_exists(rec["_bridge"]):
+            taken = {r.get("_bridge") for r in self.store.all()}
+            dev = next(f"skiff{i}" for i in range(1, 100) if f"skiff{i}" not in taken and not _dev_exists(f"skiff{i}"))
+            log.warning("bridge %s belongs to someone else: the default network uses %s", rec["_bridge"], dev)
+            rec["_bridge"] = dev
+            rec["Options"][OPT_BRIDGE_NAME] = dev
+            changed = True
+        if not rec.get("_user_subnet") and not getattr(self.engine.cfg, "bip", None):
+            routes = _host_routes(skip_dev=rec.get("_bridge"))
+            v4 = [c for c in rec["IPAM"]["Config"] if ipaddress.ip_network(c["Subnet"]).version == 4]
+            if v4 and any(ipaddress.ip_network(v4[0]["Subnet"]).overlaps(r) for r in routes):
+                others = [ipaddress.ip_network(c["Subnet"]) for r in self.store.all() if r["Id"] != rec["Id"]
+                          for c in r["IPAM"]["Config"]]
+                sn = pick_subnet(others + routes)
+                log.warning("network %s: %s is routed elsewhere now, using %s", rec["Name"], v4[0]["Subnet"], sn)
+                v4[0].update(Subnet=str(sn), Gateway=str(default_gateway(sn)))
+                v4[0].pop("IPRange", None)
+                changed = True
+        if changed:
+            self.store.save(rec)
 
     async def _ensure_anchor(self, rec: NetworkRecord) -> None:
         owner = ANCHOR_PREFIX + rec["Id"]
@@ -504,7 +524,7 @@ class NetworkService:
             return
         if ep is not None:
             self._forget_endpoint(ep)
-        self._repick_if_routed(rec)
+        self._claim_bridge(rec)
         path = self.run_dir / "anchors" / rec["Id"][:12]
         netns.create(path)
         ips = [self.ipam.allocate_high(rec["Id"], c["Subnet"], c.get("Gateway"), owner) for c in rec["IPAM"]["Config"]]

@@ -422,3 +422,33 @@ def test_background_setup(vm: Any) -> None:
     assert r["containers_swept"] == ["1" * 64]
     assert r["again_ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "9393"}]}  # the swept one's port is free
     assert f"{r['swept_ip']}:80" not in r["nat_swept"] and f"{r['again_ip']}:80" in r["nat_swept"]
+
+
+def scenario_two_daemons(work: Path) -> dict[str, Any]:
+    """Two engines in one netns (two test daemons): the second must not share the first one's bridge and subnet."""
+    res: dict[str, Any] = {}
+
+    async def main() -> None:
+        e1 = Engine(DaemonConfig(data_root=work / "d1", exec_root=work / "r1"))
+        e2 = Engine(DaemonConfig(data_root=work / "d2", exec_root=work / "r2"))
+        await e1.start()
+        await e2.start()
+        for i, e in ((1, e1), (2, e2)):
+            netns.create(work / f"c{i}")
+            r = await e.networks.setup(ctr(i, f"c{i}", "bridge"), str(work / f"c{i}"))
+            res[f"ip{i}"] = r["networks"]["bridge"]["IPAddress"]
+            res[f"dev{i}"] = e.networks.inspect("bridge")["Options"]["com.docker.network.bridge.name"]
+        for i, e in ((1, e1), (2, e2)):
+            await e.networks.teardown(ctr(i, f"c{i}", "bridge"), str(work / f"c{i}"))
+            netns.remove(work / f"c{i}")
+            await e.close()
+
+    asyncio.run(main())
+    return res
+
+
+def test_two_daemons_in_one_netns(vm: Any) -> None:
+    ns, work = vm
+    r = run_in_netns(ns.path, scenario_two_daemons, work)
+    assert r["dev1"] == "skiff0" and r["ip1"] == "172.17.0.2"
+    assert r["dev2"] == "skiff1" and r["ip2"].startswith("172.18.")
