@@ -22,7 +22,12 @@ Interface the rest of the engine relies on (keep it stable):
                         (history_entry gets empty_layer=true); parent: Image or None; config: the image
                         config without rootfs/history (keys config, author, comment, created,
                         architecture, os, …); tags: references to point at the new image.
+    svc.get(ref_or_id) -> Image             synchronous resolve (for code that is not async)
+    await svc.tag(source, repo, tag)        tag (tag None: taken from `repo`, else `latest`)
     svc.count() -> int;  await svc.disk_usage() -> {"LayersSize": int, "Images": [...]}
+    guest.images.layers.write_tar(upper_dir, out, convert_whiteouts=True, exclude=None)
+                        an overlay upper dir as a Docker layer tar (0:0 char devices and opaque dirs
+                        become `.wh.` entries) for commit/diff/export
 
 Deleting an image asks `engine.containers.image_users(image_id) -> list[(container_id, running)]` when
 the containers service has it, else `engine.containers.image_in_use(image_id) -> bool`.
