@@ -23,7 +23,7 @@ services:
     command: ["sh", "-c", "mkdir -p /www && cp /data/index.html /www/ 2>/dev/null || echo hello-compose > /www/index.html; exec httpd -f -p 80 -h /www"]
     networks: [appnet]
     volumes: ["webdata:/data"]
-    ports: ["127.0.0.1:8383:80"]
+    ports: ["127.0.0.1:28383:80"]
   client:
     image: {image}
     command: ["sh", "-c", "for i in $$(seq 1 30); do wget -qO- http://web/ && break; sleep 1; done; echo client-done; exec sleep 300"]
@@ -75,7 +75,7 @@ def test_compose_stack(skiffd: Skiffd, project: Path) -> None:
         time.sleep(1)
     assert "hello-compose" in logs and "client-done" in logs, logs
     # the published port answers on the VM side
-    assert skiffd.ns.run(["timeout", "10", "busybox", "wget", "-qO-", "http://127.0.0.1:8383/"]).stdout == "hello-compose\n"
+    assert skiffd.ns.run(["timeout", "10", "busybox", "wget", "-qO-", "http://127.0.0.1:28383/"]).stdout == "hello-compose\n"
     net = json.loads(skiffd.docker("network", "inspect", "sktest_appnet").stdout)[0]
     assert net["Labels"]["com.docker.compose.project"] == "sktest"
     assert sorted(c["Name"] for c in net["Containers"].values()) == ["sktest_client_1", "sktest_web_1"]

@@ -71,26 +71,26 @@ def test_user_network_names_and_aliases(d: Skiffd, images: TestImages) -> None:
 
 def test_published_port_and_docker_port(d: Skiffd, images: TestImages) -> None:
     bb = images.busybox
-    d.docker("run", "-d", "--name", "pub", "-p", "8080:80", "-p", "127.0.0.1::81", "--expose", "90", "-P", bb,
+    d.docker("run", "-d", "--name", "pub", "-p", "28080:80", "-p", "127.0.0.1::81", "--expose", "90", "-P", bb,
              "sh", "-c", HTTPD.format(text="hello-pub"))
     ports = d.docker("port", "pub").stdout.splitlines()
-    assert "80/tcp -> 0.0.0.0:8080" in ports
+    assert "80/tcp -> 0.0.0.0:28080" in ports
     assert any(p.startswith("81/tcp -> 127.0.0.1:") for p in ports)
     assert any(p.startswith("90/tcp -> 0.0.0.0:") for p in ports)
     deadline = time.monotonic() + 10
-    while wget_in_ns(d, "http://127.0.0.1:8080/") != "hello-pub\n" and time.monotonic() < deadline:
+    while wget_in_ns(d, "http://127.0.0.1:28080/") != "hello-pub\n" and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert wget_in_ns(d, "http://127.0.0.1:8080/") == "hello-pub\n"
+    assert wget_in_ns(d, "http://127.0.0.1:28080/") == "hello-pub\n"
     insp = json.loads(d.docker("inspect", "pub").stdout)[0]
-    assert insp["NetworkSettings"]["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "8080"}]
+    assert insp["NetworkSettings"]["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "28080"}]
     summary = d.client().api.containers(filters={"name": "pub"})[0]
-    assert {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"} in summary["Ports"]
+    assert {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 28080, "Type": "tcp"} in summary["Ports"]
     # the same host port again is refused
-    r = d.docker("run", "-d", "--name", "pub2", "-p", "8080:80", bb, "sleep", "30", check=False)
+    r = d.docker("run", "-d", "--name", "pub2", "-p", "28080:80", bb, "sleep", "30", check=False)
     assert r.returncode != 0 and "already allocated" in r.stderr
     # after the container goes, so does the forward
     d.docker("rm", "-f", "pub")
-    assert wget_in_ns(d, "http://127.0.0.1:8080/") == ""
+    assert wget_in_ns(d, "http://127.0.0.1:28080/") == ""
 
 
 def test_network_none_and_host(d: Skiffd, images: TestImages) -> None:
@@ -154,13 +154,13 @@ def test_docker_py(d: Skiffd, images: TestImages) -> None:
     c = d.client()
     net = c.networks.create("pynet2")
     web = c.containers.run(images.busybox, ["sh", "-c", HTTPD.format(text="hello-py")], name="pyweb", network="pynet2",
-                           detach=True, ports={"80/tcp": ("127.0.0.1", 8181)})
+                           detach=True, ports={"80/tcp": ("127.0.0.1", 28181)})
     try:
         out = c.containers.run(images.busybox, ["wget", "-qO-", "http://pyweb/"], network="pynet2", remove=True)
         assert out == b"hello-py\n"
         web.reload()
-        assert web.ports == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8181"}]}
-        assert wget_in_ns(d, "http://127.0.0.1:8181/") == "hello-py\n"
+        assert web.ports == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "28181"}]}
+        assert wget_in_ns(d, "http://127.0.0.1:28181/") == "hello-py\n"
         net.reload()
         assert [ct.name for ct in net.containers] == ["pyweb"]
         out = c.containers.run(images.busybox, ["ip", "-o", "link"], network_mode="none", remove=True)
@@ -173,14 +173,14 @@ def test_docker_py(d: Skiffd, images: TestImages) -> None:
 def test_survives_daemon_restart(d: Skiffd, images: TestImages) -> None:
     bb = images.busybox
     d.docker("network", "create", "keepnet")
-    d.docker("run", "-d", "--name", "keep", "--network", "keepnet", "-p", "8282:80", bb, "sh", "-c", HTTPD.format(text="kept"))
+    d.docker("run", "-d", "--name", "keep", "--network", "keepnet", "-p", "28282:80", bb, "sh", "-c", HTTPD.format(text="kept"))
     d.restart()
-    assert wget_in_ns(d, "http://127.0.0.1:8282/") == "kept\n"
+    assert wget_in_ns(d, "http://127.0.0.1:28282/") == "kept\n"
     assert d.docker("run", "--rm", "--network", "keepnet", bb, "wget", "-qO-", "http://keep/").stdout == "kept\n"
     net = json.loads(d.docker("network", "inspect", "keepnet").stdout)[0]
     assert [v["Name"] for v in net["Containers"].values()] == ["keep"]
     d.docker("rm", "-f", "keep")
-    assert wget_in_ns(d, "http://127.0.0.1:8282/") == ""
+    assert wget_in_ns(d, "http://127.0.0.1:28282/") == ""
     d.docker("network", "rm", "keepnet")
 
 
@@ -188,15 +188,15 @@ def test_udp_port_ip_range_and_container_mode(d: Skiffd, images: TestImages) -> 
     bb = images.busybox
     # UDP: a datagram sent to the published port on the VM side reaches the container. busybox has no UDP server,
     # so socat listens inside the container's network namespace (its SandboxKey).
-    d.docker("run", "-d", "--name", "udp", "-p", "19999:9999/udp", bb, "sleep", "300")
-    assert d.docker("port", "udp").stdout.strip() == "9999/udp -> 0.0.0.0:19999"
+    d.docker("run", "-d", "--name", "udp", "-p", "29999:9999/udp", bb, "sleep", "300")
+    assert d.docker("port", "udp").stdout.strip() == "9999/udp -> 0.0.0.0:29999"
     sandbox = json.loads(d.docker("inspect", "udp").stdout)[0]["NetworkSettings"]["SandboxKey"]
     got = Path(tempfile.mkdtemp(prefix="skudp-")) / "got"
     srv = subprocess.Popen(["nsenter", f"--net={sandbox}", "socat", "-u", "UDP-RECV:9999", f"OPEN:{got},creat"])
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not (got.exists() and "ping-udp" in got.read_text()):
-            d.ns.run(["sh", "-c", "echo ping-udp | socat - UDP:127.0.0.1:19999"])
+            d.ns.run(["sh", "-c", "echo ping-udp | socat - UDP:127.0.0.1:29999"])
             time.sleep(0.3)
         assert got.exists() and "ping-udp" in got.read_text()
     finally:

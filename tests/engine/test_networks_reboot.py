@@ -43,12 +43,12 @@ def test_network_and_containers_come_back_after_reboot(iso: IsolatedSkiffd, imag
     bb = images.busybox
     nid = d.docker("network", "create", "--subnet", "10.222.0.0/24", "--label", "keep=1", "rbnet").stdout.strip()
     d.docker("run", "-d", "--name", "web", "--restart", "always", "--network", "rbnet", "--network-alias", "www",
-             "-p", "8484:80", bb, "sh", "-c", HTTPD.format(text="before-reboot"))
+             "-p", "28484:80", bb, "sh", "-c", HTTPD.format(text="before-reboot"))
     d.docker("run", "-d", "--name", "cli", "--restart", "always", "--network", "rbnet", "--ip", "10.222.0.99", bb,
              "sleep", "600")
 
     def fetch() -> str:
-        return d.ns.run(["timeout", "5", "busybox", "wget", "-qO-", "http://127.0.0.1:8484/"]).stdout
+        return d.ns.run(["timeout", "5", "busybox", "wget", "-qO-", "http://127.0.0.1:28484/"]).stdout
 
     assert _until(lambda: fetch() == "before-reboot\n")
     iso.reboot()
