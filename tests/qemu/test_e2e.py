@@ -122,7 +122,7 @@ def test_create(ctx: Ctx) -> None:
     print(f"machine create: {time.monotonic() - t0:.0f} s")
     assert ctx.machine("status", NAME).stdout.strip() == "Running"
     cfg = json.loads((ctx.mdir / "config.json").read_text())
-    assert cfg["DriverName"] == "qemu" if "DriverName" in cfg else True
+    assert cfg["DriverName"] == "qemu" and cfg["Driver"]["Image"]["Kernel"]  # booted our kernel directly
     url = ctx.machine("url", NAME).stdout.strip()
     assert url.startswith("tcp://127.0.0.1:")
     assert ctx.machine("ip", NAME).stdout.strip() == "127.0.0.1"

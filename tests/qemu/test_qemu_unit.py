@@ -117,3 +117,39 @@ def test_image_commands_register_and_list(tmp_path: Path) -> None:
     assert r.exit_code == 0 and r.stdout.strip() == str(built)
     r = CliRunner().invoke(app, ["image", "--help"])
     assert "build" in r.stdout and "pull" in r.stdout
+
+
+def test_upgrade_moves_a_stopped_machine_to_a_new_image_and_keeps_its_data(tmp_path: Path) -> None:
+    import subprocess
+
+    from machine.image import resolve
+
+    imgs = {}
+    for name in ("old", "new"):
+        imgs[name] = tmp_path / f"{name}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(imgs[name]), "64M"], check=True)
+    d = _driver(tmp_path, qemu_boot_image=str(imgs["old"]), qemu_share_folder="none")
+    d.machine_dir.mkdir(parents=True)
+    d._make_ssh_key()
+    d.image = resolve(str(imgs["old"]), tmp_path / "cache").to_config()
+    d._make_root_disk()
+    d._run(["qemu-img", "create", "-q", "-f", "qcow2", str(d.machine_dir / "data.qcow2"), "2G"])
+    (d.machine_dir / "data.qcow2").touch()
+    data_before = (d.machine_dir / "data.qcow2").read_bytes()
+    d.instance_id = "i-old"
+    d._write_seed()
+
+    def backing() -> str:
+        out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(d.machine_dir / "disk.qcow2")],
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out)["backing-filename"]
+
+    assert backing() == str(imgs["old"])
+    assert d.upgrade() is False  # same image: nothing to do
+    d.boot_image = str(imgs["new"])
+    assert d.upgrade() is True
+    assert backing() == str(imgs["new"]) and d.image["Disk"] == str(imgs["new"])
+    assert d.instance_id != "i-old"  # a new seed instance: the guest applies it on boot
+    assert (d.machine_dir / "data.qcow2").read_bytes() == data_before
+    assert d.state() == State.STOPPED  # it was stopped, it stays stopped
+    d.remove()
