@@ -225,3 +225,11 @@ def test_ipv6_network(d: Skiffd, images: TestImages) -> None:
     assert ep["GlobalIPv6Address"] == "fd00:5ca1::2" and ep["GlobalIPv6PrefixLen"] == 64 and ep["IPv6Gateway"] == "fd00:5ca1::1"
     out = d.docker("run", "--rm", "--network", "v6net", images.busybox, "ping", "-6", "-c", "1", "-W", "3", "fd00:5ca1::2").stdout
     assert "1 packets received" in out
+
+
+def test_internal_network(d: Skiffd, images: TestImages) -> None:
+    bb = images.busybox
+    d.docker("network", "create", "--internal", "intnet")
+    d.docker("run", "-d", "--name", "inweb", "--network", "intnet", bb, "sh", "-c", HTTPD.format(text="inside"))
+    out = d.docker("run", "--rm", "--network", "intnet", bb, "sh", "-c", "wget -qO- http://inweb/; ip route").stdout
+    assert out.startswith("inside\n") and "default" not in out  # names work, no way out
