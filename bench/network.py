@@ -8,7 +8,7 @@ Each engine runs in a network namespace made for the benchmark (so their bridges
 each other or the machine's own), with its own state dirs. Runs are interleaved engine by engine so background
 load hits both alike; 2 warm-up runs each. Everything is removed at the end.
 
-Usage (root): python bench/network.py [--runs 20] [--engines skiffd,dockerd] [--json results.json]
+Usage (root): python bench/network.py [--runs 20] [--engines skiffd,dockerd] [--cases bridge,none,...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -72,10 +72,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--engines", default="skiffd,dockerd")
+    ap.add_argument("--cases", default=",".join(c for c, _ in CASES) + ",net_create_rm",
+                    help="subset of: " + ", ".join(c for c, _ in CASES) + ", net_create_rm")
     ap.add_argument("--skiffd-args", default="", help="extra skiffd flags, e.g. '--runtime crun'")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     wanted = args.engines.split(",")
+    cases = [(c, cmd) for c, cmd in CASES if c in args.cases.split(",")]
 
     work = tempdir("skiff-bench-net-")
     namespaces: list[NetNS] = []
@@ -101,17 +104,17 @@ def main() -> int:
         for e in engines:
             e.docker("load", "-q", "-i", str(arc))
             e.docker("network", "create", "benchnet")
-            for _, cmd in CASES:
+            for _, cmd in cases:
                 for _ in range(2):
                     e.docker(*cmd)
             results["engines"][e.name] = {}
 
         times: dict[tuple[str, str], list[float]] = {}
         for i in range(args.runs):
-            for case, cmd in CASES:
+            for case, cmd in cases:
                 for e in engines:
                     times.setdefault((e.name, case), []).append(e.timed(*cmd))
-            for e in engines:
+            for e in engines if "net_create_rm" in args.cases else []:
                 t = time.perf_counter()
                 e.docker("network", "create", f"bn{i}")
                 e.docker("network", "rm", f"bn{i}")
@@ -119,7 +122,8 @@ def main() -> int:
         for (name, case), xs in times.items():
             results["engines"][name][case] = _stats(xs)
         for name, r in results["engines"].items():
-            r["network_overhead_ms"] = round(r["bridge"]["median"] - r["none"]["median"], 1)
+            if "bridge" in r and "none" in r:
+                r["network_overhead_ms"] = round(r["bridge"]["median"] - r["none"]["median"], 1)
     finally:
         for e in engines:
             try:
@@ -151,11 +155,11 @@ def report(results: dict[str, Any]) -> str:
              "| run --rm -p | network create+rm |", "|---|---|---|---|---|---|---|"]
     for name, r in results["engines"].items():
         def cell(k: str) -> str:
-            return f"{r[k]['median']} ({r[k]['min']} / {r[k]['p90']})"
-        lines.append(f"| {name} | {cell('bridge')} | {cell('none')} | **{r['network_overhead_ms']}** | {cell('user_net')} "
-                     f"| {cell('publish')} | {cell('net_create_rm')} |")
+            return f"{r[k]['median']} ({r[k]['min']} / {r[k]['p90']})" if k in r else "–"
+        lines.append(f"| {name} | {cell('bridge')} | {cell('none')} | **{r.get('network_overhead_ms', '–')}** | "
+                     f"{cell('user_net')} | {cell('publish')} | {cell('net_create_rm')} |")
     eng = results["engines"]
-    if "skiffd" in eng and "dockerd" in eng:
+    if "skiffd" in eng and "dockerd" in eng and "network_overhead_ms" in eng["skiffd"]:
         s, d = eng["skiffd"]["network_overhead_ms"], eng["dockerd"]["network_overhead_ms"]
         lines.append("")
         lines.append(f"networking overhead: skiffd {s} ms vs dockerd {d} ms (target: skiffd ≤ dockerd) → "
