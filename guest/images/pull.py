@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,9 +92,23 @@ class _Transfer:
                 pass
 
 
+def _unpack_stream(src: Any, dest: Path, limits: Limits, compressed: Callable[[], int]) -> tuple[Any, HashingReader]:
+    """Decompress `src`, hash the tar (diff ID) and unpack it; parsing runs a chunk-queue behind the
+    decompression (a second thread), so the two overlap."""
+    tar = HashingReader(decompressed(src), check=ratio_check(limits, compressed))
+    pre = Prefetcher(tar)
+    try:
+        res = unpack(pre, dest, limits)
+        pre.drain()
+    finally:
+        pre.close()
+    return res, tar
+
+
 class Puller:
     def __init__(self, svc: "ImageService") -> None:
         self.svc = svc
+        self._unpacking = threading.Lock()  # one layer unpacks at a time; the others download meanwhile
         self.flight: SingleFlight[LayerRec] = SingleFlight()
         self.config_flight: SingleFlight[bytes] = SingleFlight()
         self.transfers: dict[str, _Transfer] = {}
@@ -307,19 +322,29 @@ class Puller:
                     emit(progress.status("Downloading", short, current=n, total=total))
 
             comp = HashingReader(reader, tee=writer.write, check=on_compressed)
-            raw = decompressed(comp)
-            tar = HashingReader(raw, check=ratio_check(limits, lambda: comp.count))
-            pre = Prefetcher(tar)
-            try:
-                res = unpack(pre, tmp, limits)
-                pre.drain()
-            finally:
-                pre.close()
-            comp.drain()
-            emit(progress.status("Verifying Checksum", short))
-            if comp.digest != digest:
-                raise DigestMismatch(f"filesystem layer verification failed for digest {digest}")
-            emit(progress.status("Download complete", short))
+            if self._unpacking.acquire(blocking=False):
+                # Nobody is unpacking: download, verify, decompress and unpack in one pass.
+                try:
+                    res, tar = _unpack_stream(comp, tmp, limits, lambda: comp.count)
+                finally:
+                    self._unpacking.release()
+                comp.drain()
+                emit(progress.status("Verifying Checksum", short))
+                if comp.digest != digest:
+                    raise DigestMismatch(f"filesystem layer verification failed for digest {digest}")
+                emit(progress.status("Download complete", short))
+            else:
+                # Another layer is being unpacked: finish the download (and its digest check) meanwhile,
+                # then unpack from the stored blob. One unpack at a time keeps the interpreter lock with
+                # the thread that creates files instead of bouncing between several (as dockerd does).
+                comp.drain()
+                emit(progress.status("Verifying Checksum", short))
+                if comp.digest != digest:
+                    raise DigestMismatch(f"filesystem layer verification failed for digest {digest}")
+                emit(progress.status("Download complete", short))
+                writer.finish()
+                with self._unpacking, open(writer.tmp, "rb") as f:
+                    res, tar = _unpack_stream(f, tmp, limits, lambda: comp.count)
             if tar.digest != diff_id:
                 raise LayerError(f"layer {short}: content does not match the image config "
                                  f"(diff ID {tar.digest}, expected {diff_id})")
