@@ -49,7 +49,7 @@ DATA_ROOT = "/var/lib/skiff"
 EXEC_ROOT = "/run/skiff"
 GUEST_LOG = "/var/log/skiffd.log"
 # What the engine needs at run time (see the skiffd contract); python3-venv for the venv itself.
-GUEST_PACKAGES = ["python3", "python3-venv", "runc", "crun", "conmon", "netavark", "aardvark-dns",
+GUEST_PACKAGES = ["python3", "python3-venv", "runc", "crun", "conmon", "netavark", "aardvark-dns", "dnsmasq-base",
                   "iptables", "catatonit", "ca-certificates"]
 
 

@@ -45,7 +45,7 @@ PACKAGES = [
     "netbase", "ca-certificates", "e2fsprogs", "sudo", "openssh-server",
     # what provisioning and the engine need (guest/ runs on Debian's python3)
     "python3", "python3-venv", "python3-h11",
-    "runc", "crun", "conmon", "netavark", "aardvark-dns", "iptables", "catatonit",
+    "runc", "crun", "conmon", "netavark", "aardvark-dns", "dnsmasq-base", "iptables", "catatonit",
 ]
 # initramfs with only the block drivers both hypervisors use (virtio for QEMU, ahci/piix for
 # VirtualBox): smaller and faster to load under TCG than MODULES=most.
