@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import random
 import socket
 import statistics
@@ -136,6 +137,32 @@ def children_rss_kb(pid: int) -> int:
     return total
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user+system, reaped children included) of a process and its live children, in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid] + _children(pid):
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in f[11:15]) / tick
+        except OSError:
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if f"PPid:\t{pid}\n" in (p / "status").read_text():
+                    out.append(int(p.name))
+                    out += _children(int(p.name))
+            except OSError:
+                pass
+    return out
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -165,15 +192,21 @@ def main() -> int:
         hosts = {"skiffd": sk.host, "dockerd": dk.host}
 
         pulls: dict[str, list[float]] = {"skiffd": [], "dockerd": []}
+        cpus: dict[str, list[float]] = {"skiffd": [], "dockerd": []}
+        pids = {"skiffd": sk.proc.pid, "dockerd": dk.proc.pid}  # type: ignore[union-attr]
         for i in range(args.runs + 1):
             for name, host in hosts.items():
+                c0 = cpu_s(pids[name])
                 t = time.perf_counter()
                 docker(host, "pull", "-q", ref, config=cfg)
                 dt = time.perf_counter() - t
+                dc = cpu_s(pids[name]) - c0
                 if i:  # the first round warms caches (page cache of the registry's blobs)
                     pulls[name].append(dt)
+                    cpus[name].append(dc)
                 docker(host, "rmi", ref, config=cfg)
         results["pull"] = {"uncompressed_bytes": size, **pulls}
+        results["pull_cpu"] = cpus
 
         arc100 = work / "many.tar"
         many_images_archive(arc100, 100)
@@ -205,10 +238,13 @@ def main() -> int:
     print(f"image: {p['uncompressed_bytes'] / 1e6:.1f} MB uncompressed, {args.runs} pulls each; "
           f"`docker images` with 101 images, {args.list_runs} runs each (medians)")
     print(f"{'':24}{'skiffd':>10}{'dockerd':>10}{'ratio':>8}")
-    for label, d in (("pull (s)", p), ("docker images (ms)", l), ("GET /images/json (ms)", a)):
+    rows = (("pull (s)", p), ("pull, daemon CPU (s)", results["pull_cpu"]), ("docker images (ms)", l),
+            ("GET /images/json (ms)", a))
+    for label, d in rows:
         k = 1 if label.startswith("pull") else 1000
         s, dd = med(d["skiffd"]) * k, med(d["dockerd"]) * k
         print(f"{label:24}{s:>10.3f}{dd:>10.3f}{s / dd:>8.2f}")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f}")
     print(f"idle RSS: skiffd {results['rss_kb']['skiffd'] / 1024:.1f} MiB, "
           f"dockerd+containerd {results['rss_kb']['dockerd+containerd'] / 1024:.1f} MiB")
     if args.json:
