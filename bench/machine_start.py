@@ -100,7 +100,9 @@ def main() -> int:
         "accel": drv.resolved_accel,
         "machine_start_s": starts, "plain_boot_to_ssh_s": floors,
         "median_start_s": statistics.median(starts), "median_floor_s": statistics.median(floors),
-        "ratio": statistics.median(starts) / statistics.median(floors), "target_ratio": 1.3,
+        # per run: the pair shares the host's load at that moment (this host is shared and noisy)
+        "ratios": [s / f for s, f in zip(starts, floors)],
+        "ratio": statistics.median(s / f for s, f in zip(starts, floors)), "target_ratio": 1.3,
     }
     print(json.dumps(result, indent=2))
     if args.json:
