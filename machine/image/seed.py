@@ -23,7 +23,7 @@ DATA_MOUNT_OPTS = ("defaults,nofail,x-systemd.device-timeout=900s,"
 NINEP_OPTS = "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,nofail"
 # what the engine needs in the guest (also in build.PACKAGES); cloud-init installs them on first boot
 RUNTIME_PACKAGES = ["python3", "python3-venv", "python3-h11", "runc", "crun", "conmon", "netavark",
-                    "aardvark-dns", "iptables", "catatonit", "sudo"]
+                    "aardvark-dns", "dnsmasq-base", "iptables", "catatonit", "sudo"]
 
 
 @dataclass
