@@ -763,6 +763,10 @@ def build_app():
 
     _add_create_command(app)
 
+    from machine.image.cli import register_image_commands
+
+    register_image_commands(app)
+
     # ==== extension point: `machine quickstart` ==========================================
     # The quickstart command is added here by `register_quickstart(app)` (cli/quickstart, to come).
     # Keep this the last registration so it can rely on the commands above.

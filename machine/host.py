@@ -299,6 +299,12 @@ class Host:
                 if not self.certs_current():
                     self._issue_server_cert(progress)
                 return
+            if upgrade and hasattr(self.driver, "upgrade"):
+                # VM drivers move to the newest boot image first (Toolbox's upgrade); data disks stay.
+                progress("Checking for a newer boot image...")
+                if self.driver.upgrade():
+                    self.save()
+                    progress("Moved to the newest boot image")
             self._require_running("provision")
             progress("Waiting for SSH to be available...")
             client = self.ssh_client(timeout=SSH_WAIT, progress=progress)
