@@ -120,7 +120,9 @@ def main() -> None:
         env.update(DOCKER_HOST=host, DOCKER_CONFIG=str(cfg), DOCKER_CLI_HINTS="false")
         if not args.host:
             populate(env, [imgs.busybox, imgs.multilayer, imgs.busybox_oci])
-            cleanup.insert(len(cleanup) - 1, lambda: subprocess.run(
+            # Cleanup runs in reverse: appended last, this runs first, while the daemon still answers
+            # (running containers outlive a daemon stop by design).
+            cleanup.append(lambda: subprocess.run(
                 "docker rm -f $(docker ps -aq)", shell=True, env=env, capture_output=True))
         clients = {"docker": ["docker"], "skiff": [str(script)],
                    "skiff (editable)": [str(REPO / ".venv" / "bin" / "skiff")]}
