@@ -226,6 +226,7 @@ def cmd_inspect(names: Sequence[str], fmt: str = "") -> str:
     store = _store()
     name = _target(names)
     cfg = store.load(name)
+    _add_live_forwards(store, name, cfg)
     if not fmt:
         return json.dumps(cfg, indent=4) + "\n"
     from machine import gotemplate
@@ -234,6 +235,18 @@ def cmd_inspect(names: Sequence[str], fmt: str = "") -> str:
         return gotemplate.render(fmt, cfg) + "\n"
     except gotemplate.TemplateError as e:
         raise CLIError(f"Template parsing error: {e}") from None
+
+
+def _add_live_forwards(store: Any, name: str, cfg: dict) -> None:
+    """config.json is what was saved; the forwarded container ports are live, so inspect asks the driver."""
+    from machine.host import Host
+
+    try:
+        h = Host.load(store, name)
+    except Exception:
+        return
+    cfg.setdefault("Driver", {})["PortForwards"] = [
+        f"{p.host_ip}:{p.host_port}->{p.guest_port}/{p.proto}" for p in h.driver.port_forwards()]
 
 
 def cmd_version(names: Sequence[str]) -> str:

@@ -551,7 +551,7 @@ def describe(store: Store, name: str, timeout: float = 10.0, docker_host: str | 
     """One `ls` row. Never raises: problems land in State/Error like docker-machine's."""
     row: dict[str, Any] = {"Name": name, "Active": "-", "ActiveHost": False, "ActiveSwarm": False,
                            "DriverName": "", "State": "", "URL": "", "Swarm": "", "DockerVersion": "",
-                           "Error": "", "ResponseTime": "", "SwarmOptions": None, "EngineOptions": None}
+                           "Error": "", "ResponseTime": "", "SwarmOptions": None, "EngineOptions": None, "Ports": ""}
     t0 = time.monotonic()
     try:
         h = Host.load(store, name)
@@ -567,6 +567,8 @@ def describe(store: Store, name: str, timeout: float = 10.0, docker_host: str | 
                 return row
         st = h.state()
         row["State"] = st.value
+        # Published container ports the driver forwards to the host right now (Lima-style); `{{.Ports}}` in --format.
+        row["Ports"] = ", ".join(f"{p.host_ip}:{p.host_port}->{p.guest_port}/{p.proto}" for p in h.driver.port_forwards())
         if st == State.RUNNING:
             row["URL"] = h.url()
             if not h.certs_current():
