@@ -50,17 +50,9 @@ def write_hostname(path: Path, hostname: str) -> None:
     _atomic(path, hostname + "\n")
 
 
-def hosts_text(hostname: str, domainname: str, own: list[tuple[str, list[str]]], extra_hosts: list[str] | None) -> str:
-    lines = [HOSTS_HEADER]
-    for entry in extra_hosts or []:
-        name, _, ip = entry.partition(":")
-        if not ip:
-            name, _, ip = entry.partition("=")
-        if name and ip:
-            lines.append(f"{ip}\t{name}\n")
-    for ip, names in own:
-        lines.append(f"{ip}\t{' '.join(names)}\n")
-    return "".join(lines)
+def hosts_text(entries: list[tuple[str, list[str]]]) -> str:
+    """Docker's localhost lines, then `entries` ((ip, [names]) in order, as the network service gives them)."""
+    return HOSTS_HEADER + "".join(f"{ip}\t{' '.join(names)}\n" for ip, names in entries)
 
 
 def write_hosts(path: Path, text: str) -> None:

@@ -426,32 +426,22 @@ class ContainerService:
     async def _setup_network(self, c: Container) -> tuple[str | None, dict[str, Any] | None]:
         mode = c.host_config.get("NetworkMode") or "bridge"
         nets = self.engine.networks
-        if mode == "host":
-            if nets is not None and hasattr(nets, "setup"):
-                result = await nets.setup(c, None) or {}
-                self._apply_net_result(c, result)
-                return None, result
-            return None, None
         if mode.startswith("container:"):
             other = self.get(mode.split(":", 1)[1])
             if not other.running:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
             return other.netns_path or f"/proc/{other.state['Pid']}/ns/net", {"from": other}
-        if mode == "none":
-            # The runtime's own netns (loopback only) is all `none` needs: no netns file, no network call.
-            if nets is not None and hasattr(nets, "resolve"):
-                try:
-                    ns = c.rec["NetworkSettings"]
-                    ns["Networks"] = {"none": {**_empty_network_settings({"none": {}})["Networks"]["none"],
-                                               "NetworkID": nets.resolve("none")["Id"]}}
-                except Exception:
-                    pass
-            return None, None
         if nets is None or not hasattr(nets, "setup"):
-            if not self._warned_network:
+            if not self._warned_network and mode not in ("none", "host"):
                 log.warning("no network service: containers on %r get loopback only", mode)
                 self._warned_network = True
             return None, None
+        if mode == "host":
+            result = await nets.setup(c, None) or {}
+            self._apply_net_result(c, result)
+            return None, result
+        # `none` too gets its netns file and the network service's answer (its hosts entries, --add-host with
+        # host-gateway resolved, and its NetworkSettings), as Docker gives `none` a sandbox.
         path = await netns.create(self.engine.run_root, c.id)
         c.skiff["Netns"] = str(path)
         self.store.save(c)
@@ -476,8 +466,11 @@ class ContainerService:
             ns["Ports"] = result["ports"]
 
     def _write_etc(self, c: Container, net: dict[str, Any] | None) -> None:
+        """hostname, hosts, resolv.conf. The hosts entries (--add-host, links, the container's own address) are
+        the network service's: they are listed once, from there."""
         cfg, hc = c.config, c.host_config
         mode = hc.get("NetworkMode") or "bridge"
+        etcfiles.write_hostname(c.dir / "hostname", cfg.get("Hostname") or c.id[:12])
         if net and "from" in net:
             other: Container = net["from"]
             for n in ("hosts", "resolv.conf"):
@@ -485,23 +478,16 @@ class ContainerService:
                     shutil.copyfile(other.dir / n, c.dir / n)
                 except OSError:
                     pass
-            etcfiles.write_hostname(c.dir / "hostname", cfg.get("Hostname") or c.id[:12])
             return
-        etcfiles.write_hostname(c.dir / "hostname", cfg.get("Hostname") or c.id[:12])
-        if mode == "host":
+        entries = list((net or {}).get("hosts") or [])
+        hosts = None
+        if mode == "host" and not entries:
+            # Docker's rule: the host's own file, unless --add-host asks for entries (then a fresh one).
             try:
                 hosts = Path("/etc/hosts").read_text()
             except OSError:
-                hosts = etcfiles.HOSTS_HEADER
-            extra = etcfiles.hosts_text("", "", [], hc.get("ExtraHosts")).replace(etcfiles.HOSTS_HEADER, "")
-            etcfiles.write_hosts(c.dir / "hosts", hosts + extra)
-        else:
-            own = list((net or {}).get("hosts") or [])
-            names = [cfg.get("Hostname") or c.id[:12]]
-            if not own and mode != "none":
-                own = []
-            etcfiles.write_hosts(c.dir / "hosts", etcfiles.hosts_text(names[0], cfg.get("Domainname") or "", own,
-                                                                      hc.get("ExtraHosts")))
+                pass
+        etcfiles.write_hosts(c.dir / "hosts", hosts if hosts is not None else etcfiles.hosts_text(entries))
         provided = (net or {}).get("resolv_conf")
         etcfiles.write_hosts(c.dir / "resolv.conf", etcfiles.resolv_text(hc, mode, provided))
 
