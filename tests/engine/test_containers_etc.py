@@ -19,16 +19,11 @@ HEADER = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00
 ADD = ["--add-host", "a:1.2.3.4", "--add-host", "gw:host-gateway"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bb(skiffd: Skiffd, images: TestImages) -> Iterator[str]:
+    """busybox (pulled once; later pulls only check the tag), and no containers left after each test."""
     skiffd.docker("pull", "-q", images.busybox)
     yield images.busybox
-    remove_all(skiffd)
-
-
-@pytest.fixture(autouse=True)
-def _cleanup(skiffd: Skiffd) -> Iterator[None]:
-    yield
     remove_all(skiffd)
 
 
