@@ -11,7 +11,7 @@ Images (`engine.images`):
 
 Networks (`engine.networks`, optional):
     Before the runtime starts a container whose NetworkMode is not `none`/`host`/`container:…`, the engine
-    creates a netns file (guest/containers/netns.py) and calls
+    creates a netns file (with guest/network/netns.py) and calls
         `await networks.setup(ctr, netns_path) -> {"resolv_conf": str|None, "hosts": [(ip, [names])],
                                                   "networks": {name: EndpointSettings}, "ports": {"80/tcp": [...]}}`
     and, after the container has stopped (or when it is removed if that already happened),
@@ -45,12 +45,13 @@ from typing import Any
 
 from guest import hostinfo
 from guest.api.filters import parse_time
-from guest.containers import etcfiles, monitor, netns, rootfs, spec, views
+from guest.containers import etcfiles, monitor, rootfs, spec, views
 from guest.containers.merge import merge_image_config, normalize_host_config, split_create_body
 from guest.containers.runtime import Runtime, RuntimeError_, choose, signal_pid
 from guest.containers.store import Container, ContainerStore, atomic_write_json, now_rfc3339
 from guest.errors import (Conflict, EngineError, InvalidParameter, NotFound, NotModified,
                           no_such_image)
+from guest.network import netns
 
 log = logging.getLogger("skiffd.containers")
 
@@ -442,13 +443,14 @@ class ContainerService:
             return None, result
         # `none` too gets its netns file and the network service's answer (its hosts entries, --add-host with
         # host-gateway resolved, and its NetworkSettings), as Docker gives `none` a sandbox.
-        path = await netns.create(self.engine.run_root, c.id)
+        path = self._netns_path(c)
+        netns.create(path, loopback_up=True)  # a thread start and join: well under a millisecond
         c.skiff["Netns"] = str(path)
         self.store.save(c)
         try:
             result = await nets.setup(c, str(path)) or {}
         except BaseException:
-            await netns.remove(path)
+            netns.remove(path)
             c.skiff.pop("Netns", None)
             raise
         self._apply_net_result(c, result)
@@ -456,6 +458,11 @@ class ContainerService:
         ns["SandboxKey"] = str(path)
         ns["SandboxID"] = c.id[:12]
         return str(path), result
+
+    def _netns_path(self, c: Container) -> Path:
+        """The container's netns file (like Podman's `/run/netns/netns-…`): netavark needs the netns before the
+        container starts, so it is made here and the runtime joins it."""
+        return self.engine.run_root / "netns" / f"skiff-{c.id[:12]}"
 
     def _apply_net_result(self, c: Container, result: dict[str, Any]) -> None:
         ns = c.rec.setdefault("NetworkSettings", _empty_network_settings({}))
@@ -599,7 +606,7 @@ class ContainerService:
                     await self.engine.networks.teardown(c, path)
                 except Exception:
                     log.exception("network teardown of %s failed", c.id[:12])
-            await netns.remove(path)
+            netns.remove(Path(path))
             c.skiff.pop("Netns", None)
 
     async def _runtime_delete(self, c: Container) -> None:
@@ -698,7 +705,7 @@ class ContainerService:
         used = {c.skiff.get("Netns") for c in self.store.all()}
         for p in d.iterdir():
             if str(p) not in used:
-                netns.remove_sync(p)
+                netns.remove(p)
 
     # ------------------------------------------------------------------------------------------
     # Stop, kill, restart, pause
