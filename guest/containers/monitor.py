@@ -86,8 +86,10 @@ def _conmon_error(bundle: Path, fallback: str) -> str:
 
 
 async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str | None, *, tty: bool, stdin: bool,
-                 leave_stdin_open: bool, log_size_max: int | None = None, monitor_cgroup: Path | None = None) -> Launched:
-    """conmon → `runtime create`; returns once the container exists (not yet started).
+                 leave_stdin_open: bool, log_size_max: int | None = None, monitor_cgroup: Path | None = None,
+                 argv0: str | None = None) -> Launched:
+    """conmon → `runtime create`; returns once the container exists (not yet started). `argv0` (the process's
+    command) names it in the runtime's error if the runtime cannot execute it.
 
     `monitor_cgroup` (a cgroup dir) receives conmon before it forks, while it waits on the start pipe: out of
     the daemon's own cgroup, a `systemctl restart` of the daemon's unit does not take the monitors with it."""
@@ -128,7 +130,7 @@ async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str |
         except (asyncio.TimeoutError, ValueError, OSError) as e:
             raise RuntimeError_(f"conmon did not report the container: {e}; {_conmon_error(bundle, '')}") from None
         if int(msg.get("data", -1)) < 0:
-            raise RuntimeError_(_runtime_message(msg.get("message") or "runtime create failed"))
+            raise RuntimeError_(_runtime_message(msg.get("message") or "runtime create failed", argv0))
         conmon_pid = int((bundle / "conmon.pid").read_text().strip())
         return Launched(int(msg["data"]), conmon_pid)
     finally:
@@ -144,10 +146,10 @@ def _join_cgroup(cg: Path, pid: int) -> None:
         log.debug("moving conmon %d to %s: %s", pid, cg, e)
 
 
-def _runtime_message(msg: str) -> str:
+def _runtime_message(msg: str, argv0: str | None = None) -> str:
     from guest.containers.runtime import _clean
 
-    return _clean(msg)
+    return _clean(msg, argv0)
 
 
 async def _wait_child(p: subprocess.Popen, timeout: float = 10.0) -> None:

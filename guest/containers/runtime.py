@@ -134,18 +134,31 @@ def _release_fifo(path: Path, write: bool) -> None:
     path.unlink()
 
 
-_CRUN_NOT_FOUND = re.compile(r"executable file `([^`]*)` not found in \$PATH")
+_CRUN_NOT_FOUND = re.compile(r"executable file `([^`]*)` not found in \$PATH(?:: No such file or directory)?")
+# crun opens the executable before exec: a directory gives EPERM, a file without x bit EACCES (runc: both EACCES).
+_CRUN_NOT_EXECUTABLE = re.compile(r"open executable: (?:Operation not permitted|Permission denied)")
 
 
-def _clean(msg: str) -> str:
-    """runc logs as `time=… level=error msg="…"`: keep the message. crun's wording is turned into runc's,
-    which the docker CLI matches (case-sensitively) to choose exit code 127 or 126."""
+def _clean(msg: str, argv0: str | None = None) -> str:
+    """runc logs as `time=… level=error msg="…"`: keep the message. crun's wording is turned into runc's (what
+    Docker shows), which the docker CLI matches (case-sensitively) to choose exit code 127 ("executable file not
+    found", "no such file or directory") or 126 ("permission denied"); `argv0` is the command the runtime ran
+    (crun's message for a command it cannot execute does not name it)."""
     msg = msg.strip()
     if 'msg="' in msg:
         m = msg.split('msg="', 1)[1]
         m = m.rsplit('"', 1)[0]
         return m.replace('\\"', '"')
-    msg = _CRUN_NOT_FOUND.sub(lambda m: f'exec: "{m.group(1)}": executable file not found in $PATH', msg)
+
+    def not_found(m: re.Match[str]) -> str:
+        path = m.group(1)
+        if "/" in path:  # a path is not looked up in $PATH (runc stats it)
+            return f'exec: "{path}": stat {path}: no such file or directory'
+        return f'exec: "{path}": executable file not found in $PATH'
+
+    msg = _CRUN_NOT_FOUND.sub(not_found, msg)
+    msg = _CRUN_NOT_EXECUTABLE.sub(lambda _: f'exec: "{argv0}": permission denied' if argv0 else
+                                   "exec: permission denied", msg)
     return msg.replace("No such file or directory", "no such file or directory").replace(
         "Permission denied", "permission denied")
 

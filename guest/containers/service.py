@@ -330,7 +330,7 @@ class ContainerService:
             launched = await monitor.launch(
                 self.runtime, c.id, c.name, c.bundle, str(c.log_path) if hc["LogConfig"]["Type"] != "none" else None,
                 tty=bool(cfg.get("Tty")), stdin=stdin, leave_stdin_open=stdin and not cfg.get("StdinOnce"),
-                log_size_max=log_max, monitor_cgroup=self.monitor_cgroup)
+                log_size_max=log_max, monitor_cgroup=self.monitor_cgroup, argv0=(oci["process"]["args"] or [""])[0])
             c.watch = monitor.ExitWatch(launched.conmon_pid)
             # Attach clients that came before start connect now, so they see every byte of output.
             for fut in c.attachers:
@@ -356,16 +356,19 @@ class ContainerService:
             self.active -= 1
             msg = e.message if isinstance(e, EngineError) else str(e)
             never_ran = c.state.get("StartedAt", "").startswith("0001")
+            code = _start_error_code(msg)
             c.state.update(Status="created" if never_ran else "exited", Running=False, Pid=0, Error=msg,
-                           ExitCode=_start_error_code(msg))
+                           ExitCode=code)
             self.store.save(c)
             for fut in c.attachers:
                 if not fut.done():
                     fut.set_result(None)
             c.attachers.clear()
-            self._resolve_exit(c, _start_error_code(msg), msg)
+            self._resolve_exit(c, code, msg)
             if hc.get("AutoRemove"):
                 self._spawn(self._auto_remove(c))  # the CLI waits for the removal after a failed start
+            if isinstance(e, RuntimeError_) and code in (126, 127):
+                raise InvalidParameter(msg) from e  # a command that cannot run is the request's fault (Docker: 400)
             if isinstance(e, (EngineError, asyncio.CancelledError)):
                 raise
             if isinstance(e, OSError):
@@ -1148,6 +1151,6 @@ def _start_error_code(msg: str) -> int:
     m = msg.lower()
     if "executable file not found" in m or "no such file or directory" in m:
         return 127
-    if "permission denied" in m:
+    if "permission denied" in m or "is a directory" in m:
         return 126
     return 128

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 
+import docker
 import pytest
 
 from guest import hostinfo
@@ -38,6 +39,33 @@ def rt_skiffd(request: pytest.FixtureRequest, netns: NetNS, images: TestImages) 
 def test_info_reports_the_runtime(rt_skiffd: Skiffd) -> None:
     info = json.loads(rt_skiffd.docker("info", "--format", "{{json .}}").stdout)
     assert info["DefaultRuntime"] == rt_skiffd.runtime  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cmd, code, error", [
+    ("/tmp", 126, 'exec: "/tmp": permission denied'),  # a directory
+    ("/", 126, 'exec: "/": permission denied'),
+    ("/etc/passwd", 126, 'exec: "/etc/passwd": permission denied'),  # a file without the x bit
+    ("/nonexistent", 127, 'exec: "/nonexistent": stat /nonexistent: no such file or directory'),
+    ("nonexistent", 127, 'exec: "nonexistent": executable file not found in $PATH'),
+])
+def test_command_that_cannot_run(rt_skiffd: Skiffd, images: TestImages, cmd: str, code: int, error: str) -> None:
+    """Docker's exit statuses (126 cannot be invoked, 127 not found; the CLI picks them from the message, as with
+    dockerd + runc, whose wording both runtimes give) and its 400 for the start request."""
+    d = rt_skiffd
+    r = d.docker("run", "--rm", images.busybox, cmd, check=False)
+    assert r.returncode == code, r.stderr
+    assert error in r.stderr
+    d.docker("create", "--name", "bad", images.busybox, cmd)
+    try:
+        r = d.docker("start", "bad", check=False)
+        assert r.returncode == 1 and error in r.stderr
+        state = json.loads(d.docker("inspect", "-f", "{{json .State}}", "bad").stdout)
+        assert (state["Status"], state["ExitCode"]) == ("created", code) and error in state["Error"]
+        with pytest.raises(docker.errors.APIError) as e:
+            d.client().api.start("bad")
+        assert e.value.status_code == 400 and error in str(e.value.explanation)
+    finally:
+        d.docker("rm", "-f", "bad")
 
 
 def test_run_exec_stop_oom(rt_skiffd: Skiffd, images: TestImages) -> None:
