@@ -97,32 +97,68 @@ def resolv_for_embedded(servers: list[str], dns_search: list[str], dns_options: 
     return render(servers, list(dns_search) if dns_search else hsearch, RESOLVER_OPTIONS + list(dns_options))
 
 
-def _query(name: str, qid: int) -> bytes:
+def _query(name: str, qid: int, qtype: int) -> bytes:
     qname = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
-    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1)
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", qtype, 1)
 
 
-def query_until_answered(server: str, name: str, timeout: float = 3.0, per_try: float = 0.1) -> float | None:
-    """Blocking: ask `server` for `name` until it answers with a record; seconds it took, or None on timeout.
-    Run it from inside the container's netns: that checks the path its own lookups will take."""
+def _skip_name(data: bytes, off: int) -> int:
+    while True:
+        n = data[off]
+        if n & 0xC0 == 0xC0:  # compression pointer: the name ends here
+            return off + 2
+        off += 1 + n
+        if n == 0:
+            return off
+
+
+def answer_addresses(data: bytes) -> tuple[int, int, list[str]]:
+    """(query id, rcode, the A/AAAA addresses in the answer section) of a DNS reply."""
+    qid, flags, qd, an = struct.unpack("!HHHH", data[:8])
+    off = 12
+    for _ in range(qd):
+        off = _skip_name(data, off) + 4
+    out = []
+    for _ in range(an):
+        off = _skip_name(data, off)
+        rtype, _, _, rdlen = struct.unpack("!HHIH", data[off:off + 10])
+        off += 10
+        if (rtype, rdlen) in ((1, 4), (28, 16)):
+            out.append(str(ipaddress.ip_address(data[off:off + rdlen])))
+        off += rdlen
+    return qid, flags & 0x000F, out
+
+
+def confirm_names(server: str, expected: dict[str, str], timeout: float, per_try: float = 0.1) -> list[str]:
+    """Blocking: ask `server` for every name until each is answered with its expected address (A or AAAA by the
+    address family); returns the names still not confirmed at the deadline ([] when all are).
+
+    An answer with another address does not count: it can be a record of a removed container of the same name
+    that the server has not flushed yet. Run it from inside the container's netns: that checks the path its own
+    lookups take."""
     import time
 
     deadline = time.monotonic() + timeout
-    start = time.monotonic()
+    todo = dict(expected)
     with socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(per_try)
-        while time.monotonic() < deadline:
-            qid = random.randrange(65536)
+        while todo and time.monotonic() < deadline:
+            sent: dict[int, str] = {}
             try:
-                sock.sendto(_query(name, qid), (server, 53))
-                while True:
+                for name, ip in todo.items():
+                    qid = random.randrange(65536)
+                    sent[qid] = name
+                    sock.sendto(_query(name, qid, 28 if ":" in ip else 1), (server, 53))
+                end = min(deadline, time.monotonic() + per_try)
+                while sent and time.monotonic() < end:
+                    sock.settimeout(max(0.001, end - time.monotonic()))
                     data = sock.recv(4096)
-                    if len(data) >= 12:
-                        rid, flags, _, an = struct.unpack("!HHHH", data[:8])
-                        if rid == qid:
-                            if flags & 0x000F == 0 and an > 0:
-                                return time.monotonic() - start
-                            break
+                    try:
+                        qid, rcode, addrs = answer_addresses(data)
+                    except (struct.error, IndexError, ValueError):
+                        continue
+                    asked = sent.pop(qid, None)
+                    if asked is not None and rcode == 0 and todo.get(asked) in addrs:
+                        del todo[asked]
             except OSError:  # timeout, or the listener is not there yet (ICMP → ECONNREFUSED)
                 time.sleep(0.02)
-        return None
+    return sorted(todo)

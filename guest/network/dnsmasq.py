@@ -81,6 +81,8 @@ class NameServers:
                 # bare names are container names: never ask the Internet about them
                 "--domain-needed", "--resolv-file=/etc/resolv.conf", "--user=root", "--group=root",
                 f"--log-facility={d / 'log'}"]
+        if os.environ.get("SKIFF_DNSMASQ_LOG_QUERIES"):  # every query and answer in `log`, to diagnose lookups
+            args.append("--log-queries=extra")
         proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()  # it daemonizes: this returns once it listens
@@ -88,14 +90,35 @@ class NameServers:
             raise SystemError_(f"dnsmasq for network {net_id[:12]} failed: {(err or out).decode(errors='replace').strip()}")
         log.debug("dnsmasq for %s listening on %s", net_id[:12], listen)
 
-    def set_names(self, net_id: str, owner: str, entries: list[tuple[str, list[str]]]) -> None:
+    def set_names(self, net_id: str, owner: str, entries: list[tuple[str, list[str]]],
+                  only_if_changed: bool = False) -> bool:
         """Publish `owner`'s addresses and names (written beside the watched dir, then renamed into it, so dnsmasq
-        never reads half a file)."""
+        never reads half a file; its IN_MOVED_TO makes dnsmasq flush the file's old records and read it again).
+        Returns whether the file was written."""
         d = self._net_dir(net_id)
         (d / "hosts.d").mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{ip} {' '.join(names)}\n" for ip, names in entries if names)
+        dest = d / "hosts.d" / owner
+        if only_if_changed:
+            try:
+                if dest.read_text() == text:
+                    return False
+            except OSError:
+                pass
         tmp = d / f".{owner}.tmp"
-        tmp.write_text("".join(f"{ip} {' '.join(names)}\n" for ip, names in entries if names))
-        os.replace(tmp, d / "hosts.d" / owner)
+        tmp.write_text(text)
+        os.replace(tmp, dest)
+        return True
+
+    def reload(self, net_id: str) -> None:
+        """SIGHUP: dnsmasq drops every hosts record and reads the whole hosts dir again (the remedy for a file
+        event it missed)."""
+        pid = self._pid(net_id)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
 
     def drop_names(self, net_id: str, owner: str) -> None:
         try:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import ipaddress
 import logging
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from guest.api.filters import bool_filter, match_labels, parse_time, rfc3339
-from guest.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from guest.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
 from guest.network import dns, netns
 from guest.network.dnsmasq import NameServers
 from guest.network.endpoints import Endpoint, EndpointStore
@@ -47,6 +48,9 @@ OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
 ANCHOR_PREFIX = "anchor-"
+# How long a start waits for the network's dnsmasq to serve a container's names, then again after re-publishing.
+NAMES_CONFIRM_S = 3.0
+NAMES_RETRY_S = 5.0
 
 
 cget = container_field
@@ -92,6 +96,27 @@ def _dev_exists(name: str) -> bool:
         return False
 
 
+SIOCGIFHWADDR = 0x8927
+SIOCSIFHWADDR = 0x8924
+
+
+def pin_bridge_mac(dev: str) -> str:
+    """Make the bridge keep the MAC address it has now (returned).
+
+    A Linux bridge whose address was never set takes the lowest MAC of its ports, so it changes whenever a veth
+    with a lower one joins or the lowest one leaves. The containers' ARP entries for the gateway keep the old
+    MAC: once that port is gone their frames to the gateway are dropped (DNS queries to the network's dnsmasq, and
+    everything routed) until the kernel re-probes the entry, 5-45 s later: lookups fail with "bad address".
+    Setting the address, even to its current value, marks it user-assigned and the kernel never recomputes it
+    (dockerd sets one at bridge creation; netavark does since 1.9, PR #833; Debian 12 has 1.4)."""
+    ifreq = struct.pack("16s24x", dev.encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        got = fcntl.ioctl(s, SIOCGIFHWADDR, ifreq)
+        family, mac = struct.unpack_from("=H6s", got, 16)
+        fcntl.ioctl(s, SIOCSIFHWADDR, struct.pack("=16sH6s16x", dev.encode(), family, mac))
+    return mac.hex(":")
+
+
 class NetworkService:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -106,6 +131,7 @@ class NetworkService:
         self._lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Task[None]] = {}  # container id → background teardown
         self._ready: dict[str, asyncio.Task[None]] = {}  # container id → background setup (setup(background=True))
+        self._pinned: dict[str, int] = {}  # bridge device → ifindex whose MAC we pinned (a re-created one is new)
         self._ensure_predefined()
 
     # ------------------------------------------------------------------------------------------
@@ -172,12 +198,28 @@ class NetworkService:
             live = {ep["Id"] for ep in self.endpoints.all()}
             for owner in self.ipam.owners() - live:
                 self.ipam.release_owner(owner)
+            served: list[tuple[Endpoint, list[tuple[NetworkRecord, dict[str, Any]]]]] = []
             for rec in self.store.all():
                 if self._dns_net(rec) and self._in_use(rec):
                     try:
                         await self.names.ensure(rec["Id"], self._gateways(rec))
                     except Exception as e:
                         log.warning("name server of network %s: %s", rec["Name"], e)
+            for ep in self.endpoints.all():
+                named: list[tuple[NetworkRecord, dict[str, Any]]] = []
+                for net, es in ep["networks"].items():
+                    found = None if ep.get("anchor") else self.store.find(es.get("NetworkID") or net)
+                    if found is not None and self._dns_net(found):
+                        named.append((found, es))
+                for rec, es in named:  # a crash between netavark and the names, an exec root tidied by hand
+                    if self._publish_names(rec, ep, ep["Id"], es, only_if_changed=True):
+                        log.info("names of %s on %s were not published: published again", ep["Id"][:12], rec["Name"])
+                if named:
+                    served.append((ep, named))
+        # The containers kept running while we were down and their dnsmasq may have been restarted just now (it
+        # reads hosts.d when it starts): confirm their names from here, re-publishing what is missing.
+        for ep, named in served:
+            await self._confirm_names(None, ep, ep["Id"], named, fail=False)
 
     async def close(self) -> None:
         """Remove the anchors (containers keep running and keep their bridges; an idle bridge goes with its anchor)."""
@@ -435,10 +477,77 @@ class NetworkService:
         gws = [c["Gateway"] for c in rec["IPAM"]["Config"] if c.get("Gateway")]
         return sorted(gws, key=lambda g: ":" in g)  # IPv4 first
 
-    def _publish_names(self, rec: NetworkRecord, ctr: Any, cid: str, settings: dict[str, Any]) -> None:
+    @staticmethod
+    def _name_entries(ctr: Any, cid: str, settings: dict[str, Any]) -> list[tuple[str, list[str]]]:
+        """The container's (address, [name, aliases, short id, hostname]) lines for one network."""
         names = list(dict.fromkeys([ctr_name(ctr) or cid[:12]] + list(settings.get("DNSNames") or [])))
-        entries = [(ip, names) for ip in (settings.get("IPAddress"), settings.get("GlobalIPv6Address")) if ip]
-        self.names.set_names(rec["Id"], cid, entries)
+        return [(ip, names) for ip in (settings.get("IPAddress"), settings.get("GlobalIPv6Address")) if ip]
+
+    def _publish_names(self, rec: NetworkRecord, ctr: Any, cid: str, settings: dict[str, Any],
+                       only_if_changed: bool = False) -> bool:
+        return self.names.set_names(rec["Id"], cid, self._name_entries(ctr, cid, settings), only_if_changed)
+
+    def _expected_names(self, rec: NetworkRecord, ctr: Any, cid: str, settings: dict[str, Any]
+                        ) -> tuple[str, dict[str, str]] | None:
+        """(the gateway the container asks, {name: the address it must get}) on one user network."""
+        entries = self._name_entries(ctr, cid, settings)
+        gws = self._gateways(rec)
+        if not entries or not gws:
+            return None
+        ip, names = entries[0]  # IPv4 when the network has it, as the gateways are ordered
+        server = next((g for g in gws if (":" in g) == (":" in ip)), gws[0])
+        return server, {n: str(ipaddress.ip_address(ip)) for n in names}
+
+    async def _confirm_names(self, netns_path: str | None, ctr: Any, cid: str,
+                             named: list[tuple[NetworkRecord, dict[str, Any]]], fail: bool = True) -> None:
+        """Every name of the container on every user network it joined must be served by that network's dnsmasq
+        (with this container's address) before start/connect returns: asked from the container's netns (the path
+        of its own lookups; the peers reach the same gateway over the same bridge, whose MAC is pinned), or from
+        ours when `netns_path` is None. dnsmasq reads a new hosts file within milliseconds; on a miss (a loaded
+        machine, a server that died or lost an inotify event) the file is written again, the server started if
+        it is not running and told to re-read everything (SIGHUP), and asked again. Still missing: the start
+        fails (`fail`) rather than hand out a container its peers cannot name; else a warning."""
+        checks = [(rec, settings, exp) for rec, settings in named
+                  if (exp := self._expected_names(rec, ctr, cid, settings)) is not None]
+        if not checks:
+            return
+
+        def probe(todo: list[tuple[str, str, dict[str, str]]], timeout: float) -> dict[str, list[str]]:
+            deadline = time.monotonic() + timeout
+            out: dict[str, list[str]] = {}
+            for net_id, server, expected in todo:
+                missing = dns.confirm_names(server, expected, max(0.3, deadline - time.monotonic()))
+                if missing:
+                    out[net_id] = missing
+            return out
+
+        async def ask(todo: list[tuple[str, str, dict[str, str]]], timeout: float) -> dict[str, list[str]]:
+            if netns_path is None:
+                return await asyncio.to_thread(probe, todo, timeout)
+            return await asyncio.to_thread(netns.run_in, netns_path, probe, todo, timeout)
+
+        todo = [(rec["Id"], server, expected) for rec, _, (server, expected) in checks]
+        t0 = time.monotonic()
+        missing = await ask(todo, NAMES_CONFIRM_S)
+        if not missing:
+            return
+        by_id = {rec["Id"]: (rec, settings) for rec, settings, _ in checks}
+        for net_id, names in missing.items():
+            rec, settings = by_id[net_id]
+            log.warning("name server of network %s does not serve %s of %s after %.1f s: re-publishing",
+                        rec["Name"], ", ".join(names), cid[:12], time.monotonic() - t0)
+            async with self._lock:
+                await self.names.ensure(net_id, self._gateways(rec))
+            self._publish_names(rec, ctr, cid, settings)
+            self.names.reload(net_id)
+        missing = await ask([t for t in todo if t[0] in missing], NAMES_RETRY_S)
+        if not missing:
+            log.info("names of %s confirmed after re-publishing (%.1f s)", cid[:12], time.monotonic() - t0)
+            return
+        what = "; ".join(f"{by_id[i][0]['Name']}: {', '.join(n)}" for i, n in missing.items())
+        if fail:
+            raise SystemError_(f"the network name server does not serve the names of container {cid[:12]} ({what})")
+        log.warning("the network name server does not serve the names of container %s (%s)", cid[:12], what)
 
     def _unpublish_names(self, ep: Endpoint) -> None:
         for es in (ep.get("networks") or {}).values():
@@ -519,6 +628,7 @@ class NetworkService:
         owner = ANCHOR_PREFIX + rec["Id"]
         ep = self.endpoints.get(owner)
         if ep is not None and netns.is_netns(ep["netns"]):
+            self._pin_mac(rec)  # a bridge from before this daemon started
             if self._dns_net(rec):
                 await self.names.ensure(rec["Id"], self._gateways(rec))  # it may have died meanwhile
             return
@@ -544,8 +654,19 @@ class NetworkService:
             self.ipam.release_owner(owner)
             raise
         self.endpoints.save(ep)
+        self._pin_mac(rec)  # before any container joins: its gateway MAC never changes afterwards
         if self._dns_net(rec):  # the bridge and its gateway address exist now
             await self.names.ensure(rec["Id"], self._gateways(rec))
+
+    def _pin_mac(self, rec: NetworkRecord) -> None:
+        dev = rec["_bridge"]
+        try:
+            index = socket.if_nametoindex(dev)
+            if self._pinned.get(dev) != index:
+                log.debug("bridge %s keeps MAC %s", dev, pin_bridge_mac(dev))
+                self._pinned[dev] = index
+        except OSError as e:
+            log.warning("cannot pin the MAC address of bridge %s: %s", dev, e)
 
     async def _drop_anchor(self, ep: Endpoint) -> None:
         await self._netavark_teardown(ep)
@@ -765,7 +886,7 @@ class NetworkService:
             hosts = self._hosts_entries(ctr, primary_ip)
             ep.update(resolv_conf=resolv, hosts=hosts, exposed=exposed)
             self.endpoints.save(ep)  # before netavark: a crash half-way still leaves what teardown needs
-        task = asyncio.get_running_loop().create_task(self._plumb(ctr, ep, wanted, dns_ips))
+        task = asyncio.get_running_loop().create_task(self._plumb(ctr, ep, wanted))
         if background:
             self._ready[cid] = task
         else:
@@ -773,9 +894,9 @@ class NetworkService:
         return {"resolv_conf": resolv, "hosts": hosts, "networks": settings,
                 "ports": docker_ports(exposed, mappings), "netns_owner": None}
 
-    async def _plumb(self, ctr: Any, ep: Endpoint, wanted: list[tuple[NetworkRecord, dict[str, Any]]],
-                     dns_ips: list[str]) -> None:
-        """netavark setup of a decided endpoint, then its names; on failure, everything is undone."""
+    async def _plumb(self, ctr: Any, ep: Endpoint, wanted: list[tuple[NetworkRecord, dict[str, Any]]]) -> None:
+        """netavark setup of a decided endpoint, then its names (confirmed served); on failure, everything is
+        undone."""
         cid = ep["Id"]
         try:
             await self.netavark.setup(ep["netns"], ep["options"])
@@ -784,16 +905,16 @@ class NetworkService:
             async with self._lock:
                 self._forget_endpoint(ep)
             raise
-        for rec, _ in wanted:
-            if self._dns_net(rec):
-                self._publish_names(rec, ctr, cid, ep["networks"][rec["Name"]])
-        if dns_ips:
-            # dnsmasq picks the new hosts file up through inotify within milliseconds: make sure it did, from the
-            # container's side, before the container's first lookup.
-            name = ctr_name(ctr) or cid[:12]
-            took = await asyncio.to_thread(netns.run_in, ep["netns"], dns.query_until_answered, dns_ips[0], name)
-            if took is None:
-                log.warning("name server on %s did not answer %s within 3 s", dns_ips[0], name)
+        named = [(rec, ep["networks"][rec["Name"]]) for rec, _ in wanted if self._dns_net(rec)]
+        try:
+            for rec, settings in named:
+                self._publish_names(rec, ctr, cid, settings)
+            await self._confirm_names(ep["netns"], ctr, cid, named)
+        except BaseException:
+            await self._netavark_teardown(ep)
+            async with self._lock:
+                self._forget_endpoint(ep)
+            raise
         for rec, _ in wanted:
             self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
 
@@ -939,6 +1060,12 @@ class NetworkService:
             self.endpoints.save(ep)
             if self._dns_net(rec):
                 self._publish_names(rec, ctr, cid, settings)
+        if self._dns_net(rec):
+            try:
+                await self._confirm_names(ep["netns"], ctr, cid, [(rec, settings)])
+            except SystemError_:
+                await self.disconnect(rec["Name"], ctr, force=True)
+                raise
         self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
         return settings
 
