@@ -214,6 +214,7 @@ class NetworkService:
                 for rec, es in named:  # a crash between netavark and the names, an exec root tidied by hand
                     if self._publish_names(rec, ep, ep["Id"], es, only_if_changed=True):
                         log.info("names of %s on %s were not published: published again", ep["Id"][:12], rec["Name"])
+                named = [(rec, es) for rec, es in named if self.names.running(rec["Id"])]  # else warned above
                 if named:
                     served.append((ep, named))
         # The containers kept running while we were down and their dnsmasq may have been restarted just now (it
