@@ -5,10 +5,11 @@ it is extracted while it arrives, by a worker thread reading from a bounded queu
 is never held in memory. A body that is not an archive is the Dockerfile itself (`docker build - <
 Dockerfile`), as in Docker.
 
-Extraction follows the same safety rules as image layers: no absolute paths, no `..`, nothing written
-through a symlink (every directory is opened with O_NOFOLLOW from the root, never by path), hard links
-only to files already extracted, no device nodes. Modes and mtimes are kept (COPY keeps them); owners
-are not (COPY makes files root-owned unless --chown).
+Extraction is the one shared with image layers (guest/images/tarsafety.py: no absolute paths, no `..`,
+nothing written through a symlink, hard links only inside, bombs bounded), with the rules of a context:
+symlinks are kept whatever they point at (COPY copies them as links, never follows them), device nodes
+and FIFOs are skipped, modes and mtimes are kept (COPY keeps them), owners are not (COPY makes files
+root-owned unless --chown). ADD's local archives are extracted the same way, keeping owners.
 
 `.dockerignore` is applied on the server too: the docker CLI and docker-py filter before sending with
 the same rules, so this changes nothing for them, but a client that sends a raw directory tar still
@@ -19,12 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import bz2
-import errno
 import lzma
 import os
 import queue
 import shutil
-import stat
 import tarfile
 import zlib
 from collections.abc import AsyncIterator
@@ -35,9 +34,9 @@ from guest.build.dockerfile import DockerfileError
 from guest.build.dockerignore import Matcher, go_clean, read_patterns
 from guest.containers.rootfs import secure_join
 from guest.errors import InvalidParameter
+from guest.images import tarsafety
+from guest.images.tarsafety import Limits, SafeExtractor, TarRules
 
-_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_CHUNK = 256 * 1024
 _MAX_DOCKERFILE = 16 << 20
 _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
@@ -65,8 +64,11 @@ class _Feed:
     short is still refused.
     """
 
-    def __init__(self, decompressor: Any = None) -> None:
+    def __init__(self, decompressor: Any = None, limits: Limits | None = None) -> None:
         self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self.compressed = 0
+        self.out = 0  # decompressed bytes so far
+        self.ratio = tarsafety.ratio_check(_context_rules(limits or Limits()), lambda: self.compressed)
         self.buf = bytearray()
         self.pos = 0  # bytes handed out so far
         self.eof = False
@@ -84,10 +86,14 @@ class _Feed:
                 self.real_size = self.pos + len(self.buf)
                 self.buf += bytes(-self.real_size % 512 + 1024)
             elif self.dec is not None:
+                self.compressed += len(item)
                 try:
-                    self.buf += self.dec.decompress(item)
+                    out = self.dec.decompress(item)
                 except (zlib.error, OSError, lzma.LZMAError, EOFError) as e:
                     raise ContextError(f"the build context is not a valid archive: {e}") from None
+                self.out += len(out)
+                self.ratio(self.out)
+                self.buf += out
             else:
                 self.buf += item
         if n < 0 or n >= len(self.buf):
@@ -107,7 +113,8 @@ class _Feed:
                 self.eof = True
 
 
-def _looks_like_tar(head: bytes) -> bool:
+def looks_like_archive(head: bytes) -> bool:
+    """Whether the first 512 bytes of something are a tar (by its header checksum) or compressed."""
     if head.startswith(_COMPRESSED):
         return True
     if len(head) < 512:
@@ -122,172 +129,36 @@ def _looks_like_tar(head: bytes) -> bool:
     return want == got
 
 
-def _split(name: str) -> list[str]:
-    if "\x00" in name:
-        raise ContextError(f"invalid path {name!r} in build context")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ContextError(f"invalid path {name!r} in build context: '..' is not allowed")
-    return parts
+def _context_rules(limits: Limits, where: str = "build context", owners: bool = False) -> TarRules:
+    return TarRules(where, ContextError, limits, outside_symlinks=True, devices="skip", fifos=False, owners=owners)
 
 
-class _Extractor:
-    def __init__(self, dest: Path, keep_owner: bool = False, src: object = None) -> None:
-        self.keep_owner = keep_owner
-        self.src = src
-        self.root = os.open(dest, _O_DIR)
-        self.fds: dict[tuple[str, ...], int] = {(): self.root}
-        self.dir_times: dict[tuple[str, ...], int] = {}
+class _Extractor(SafeExtractor):
+    """The shared safe extraction; a context whose body ended inside a member's data is refused."""
 
-    def close(self) -> None:
-        for fd in set(self.fds.values()):
-            os.close(fd)
-        self.fds.clear()
+    def __init__(self, dest: Path, rules: TarRules, feed: _Feed) -> None:
+        super().__init__(dest, rules)
+        self.feed = feed
 
-    def dirfd(self, parts: tuple[str, ...], create: bool = True) -> int:
-        fd = self.fds.get(parts)
-        if fd is not None:
-            return fd
-        parent = self.dirfd(parts[:-1], create)
-        try:
-            fd = os.open(parts[-1], _O_DIR, dir_fd=parent)
-        except FileNotFoundError:
-            if not create:
-                raise
-            os.mkdir(parts[-1], 0o755, dir_fd=parent)
-            fd = os.open(parts[-1], _O_DIR, dir_fd=parent)
-        except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise ContextError(f"invalid path {'/'.join(parts)!r} in build context: it goes through a symlink or a file") from None
-            raise
-        if len(self.fds) > 1024:
-            for k in [k for k in self.fds if k]:
-                os.close(self.fds.pop(k))
-        self.fds[parts] = fd
-        return fd
-
-    def _clear(self, parent: int, name: str, parts: tuple[str, ...], keep_dir: bool) -> bool:
-        try:
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        if stat.S_ISDIR(st.st_mode):
-            if keep_dir:
-                return True
-            for k in [k for k in self.fds if k[: len(parts)] == parts and k]:
-                os.close(self.fds.pop(k))
-            shutil.rmtree(name, dir_fd=parent)
-        else:
-            os.unlink(name, dir_fd=parent)
-        return False
-
-    def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        parts = tuple(_split(m.name))
-        mtime = int(m.mtime * 1e9) if m.mtime > 0 else 0
-        if not parts:
-            return
-        parent = self.dirfd(parts[:-1])
-        base = parts[-1]
-        if m.isdir():
-            if not self._clear(parent, base, parts, keep_dir=True):
-                os.mkdir(base, 0o700, dir_fd=parent)
-            fd = self.dirfd(parts)
-            if self.keep_owner:
-                os.fchown(fd, m.uid, m.gid)
-            os.fchmod(fd, m.mode & 0o7777)
-            self.dir_times[parts] = mtime
-        elif m.isreg():
-            self._clear(parent, base, parts, keep_dir=False)
-            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
-            try:
-                src = tf.extractfile(m)
-                if src is not None:
-                    while True:
-                        b = src.read(_CHUNK)
-                        if not b:
-                            break
-                        mv = memoryview(b)
-                        while mv:
-                            mv = mv[os.write(fd, mv):]
-                real = getattr(self.src, "real_size", None)
-                if real is not None and m.offset_data + m.size > real:
-                    raise ContextError(f"the build context is truncated: {m.name!r} is incomplete")
-                if self.keep_owner:
-                    os.fchown(fd, m.uid, m.gid)
-                os.fchmod(fd, m.mode & 0o7777)
-                os.utime(fd, ns=(mtime, mtime))
-            finally:
-                os.close(fd)
-        elif m.issym():
-            if not m.linkname or "\x00" in m.linkname:
-                raise ContextError(f"invalid symlink {m.name!r} in build context")
-            self._clear(parent, base, parts, keep_dir=False)
-            os.symlink(m.linkname, base, dir_fd=parent)
-            if self.keep_owner:
-                os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
-            os.utime(base, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
-        elif m.islnk():
-            target = tuple(_split(m.linkname))
-            if not target:
-                raise ContextError(f"invalid hard link {m.name!r} in build context")
-            try:
-                tparent = self.dirfd(target[:-1], create=False)
-                st = os.stat(target[-1], dir_fd=tparent, follow_symlinks=False)
-            except FileNotFoundError:
-                raise ContextError(f"invalid hard link {m.name!r} in build context: {m.linkname!r} is not in it") from None
-            if not stat.S_ISREG(st.st_mode):
-                raise ContextError(f"invalid hard link {m.name!r} in build context: target is not a file")
-            if target != parts:
-                self._clear(parent, base, parts, keep_dir=False)
-                os.link(target[-1], base, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
-        # Devices, FIFOs and other special files have no place in an image built from a context: skipped.
-
-    def finish(self) -> None:
-        for parts in sorted(self.dir_times, key=len, reverse=True):
-            try:
-                fd = self.dirfd(parts, create=False)
-            except (OSError, ContextError):
-                continue
-            t = self.dir_times[parts]
-            os.utime(fd, ns=(t, t))
+    def data_written(self, m: tarfile.TarInfo) -> None:
+        real = self.feed.real_size
+        if real is not None and m.offset_data + m.size > real:
+            raise ContextError(f"the build context is truncated: {m.name!r} is incomplete")
 
 
-def _untar(src: object, dest: Path, keep_owner: bool, what: str, mode: str = "r|*") -> None:
-    ex = _Extractor(dest, keep_owner, src)
+def _extract(feed: _Feed, dest: Path, limits: Limits) -> None:
     try:
-        try:
-            tf = tarfile.open(fileobj=src, mode=mode)  # type: ignore[call-overload]
-        except tarfile.ReadError as e:
-            if "empty" in str(e):
-                return
-            raise ContextError(f"{what} is not a valid archive: {e}") from None
-        with tf:
-            while True:
-                try:
-                    m = tf.next()
-                except tarfile.TarError as e:
-                    raise ContextError(f"{what} is not a valid archive: {e}") from None
-                if m is None:
-                    break
-                ex.add(tf, m)
-        ex.finish()
-    except OSError as e:
-        raise ContextError(f"cannot extract {what}: {e}") from None
-    finally:
-        ex.close()
-
-
-def _extract(feed: _Feed, dest: Path) -> None:
-    try:
-        _untar(feed, dest, False, "the build context", mode="r|")  # the feed decompresses
+        tarsafety.extract(_Extractor(dest, _context_rules(limits), feed), feed, "r|", "the build context")
     finally:
         feed.drain()
 
 
 def extract_archive(path: Path, dest: Path) -> None:
-    """ADD's local archive extraction into the existing directory `dest` (owners kept, same safety rules)."""
+    """ADD's local archive extraction into the existing directory `dest` (owners kept)."""
+    name = os.path.basename(path)
+    rules = _context_rules(Limits(), f"archive {name!r}", owners=True)
     with open(path, "rb") as f:
-        _untar(f, dest, True, os.path.basename(path))
+        tarsafety.extract(SafeExtractor(dest, rules, fresh=False), f, "r|*", name)
 
 
 class BuildContext:
@@ -303,7 +174,8 @@ class BuildContext:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-async def receive(body: AsyncIterator[bytes], dest: Path, dockerfile_name: str = "Dockerfile") -> BuildContext:
+async def receive(body: AsyncIterator[bytes], dest: Path, dockerfile_name: str = "Dockerfile",
+                  limits: Limits | None = None) -> BuildContext:
     """Extract the request body into the (new, empty) directory `dest` and read the Dockerfile."""
     dest.mkdir(parents=True, exist_ok=False)
     os.chmod(dest, 0o700)
@@ -316,7 +188,7 @@ async def receive(body: AsyncIterator[bytes], dest: Path, dockerfile_name: str =
         except StopAsyncIteration:
             done = True
             break
-    if not _looks_like_tar(head):
+    if not looks_like_archive(head):
         text = head
         if not done:
             async for chunk in it:
@@ -325,9 +197,10 @@ async def receive(body: AsyncIterator[bytes], dest: Path, dockerfile_name: str =
                     raise ContextError("the Dockerfile sent as the build context is too large")
         return BuildContext(dest, text, "Dockerfile", Matcher([]))
 
-    feed = _Feed(_decompressor(head))
+    limits = limits or Limits()
+    feed = _Feed(_decompressor(head), limits)
     loop = asyncio.get_running_loop()
-    worker = loop.run_in_executor(None, _extract, feed, dest)
+    worker = loop.run_in_executor(None, _extract, feed, dest, limits)
     try:
         await loop.run_in_executor(None, feed.q.put, head)
         if not done:

@@ -19,11 +19,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from guest.build.context import extract_archive, looks_like_archive
 from guest.build.dockerignore import go_clean, go_match, has_wildcards
 from guest.containers.rootfs import secure_join
 from guest.errors import InvalidParameter
-
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 
 class CopyError(InvalidParameter):
@@ -206,20 +205,9 @@ def _copy_tree(src: Path, dst: Path, owner: tuple[int, int] | None, chmod: int |
 def is_archive(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
-            head = f.read(512)
+            return looks_like_archive(f.read(512))
     except OSError:
         return False
-    if head.startswith(_ARCHIVE_MAGIC):
-        return True
-    if len(head) < 512:
-        return False
-    if head[257:262] == b"ustar":
-        return True
-    try:
-        want = int(head[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
-    except ValueError:
-        return False
-    return want == sum(head[:148]) + 8 * 32 + sum(head[156:512])
 
 
 def copy_into(rootfs: Path, dest: str, sources: list[Source], *, owner: tuple[int, int] | None,
@@ -243,8 +231,6 @@ def copy_into(rootfs: Path, dest: str, sources: list[Source], *, owner: tuple[in
             continue
         if decompress and not s.remote and is_archive(s.path):
             _mkdir_all(rootfs, dest_path, None)
-            from guest.build.context import extract_archive
-
             extract_archive(s.path, dest_path)
             continue
         target = dest_path
