@@ -207,3 +207,16 @@ def test_start_waits_for_a_stalled_name_server_and_fails_if_it_never_serves(d: S
     d.docker("rm", "never")
     r = lookup(d, "web", "never")
     assert r.returncode != 0 and "bad address" in r.stderr
+
+
+def test_default_bridge_mac_is_pinned_too(d: Skiffd, images: TestImages) -> None:
+    """No names there, but routed traffic and published ports go through the same gateway MAC."""
+    bb = images.busybox
+    d.docker("run", "-d", "--name", "one", bb, "sleep", "300")
+    br = bridge_of(d, "bridge")
+    mac = link(d, br)["address"]
+    d.docker("run", "-d", "--name", "two", bb, "sleep", "300")
+    d.ns.run(["ip", "link", "set", "dev", host_veth(d, "two"), "address", "02:00:00:00:00:01"], check=True)
+    assert link(d, br)["address"] == mac  # unpinned, the bridge would take the lowest port MAC now
+    d.docker("rm", "-f", "two")
+    assert link(d, br)["address"] == mac
