@@ -27,6 +27,7 @@ from guest.images.progress import Progress
 from guest.images.reference import parse_normalized
 from guest.images.store import ImageRec, LayerRec, chain_ids
 from guest.images.streams import CHUNK, FullReader, HashingReader, Prefetcher, Readable, decompressed
+from guest.images.tarsafety import members, open_stream
 
 if TYPE_CHECKING:
     from guest.images.service import ImageService
@@ -350,19 +351,15 @@ class _Spool:
         self.links: dict[str, str] = {}
 
     def read_archive(self, src: Readable) -> None:
-        try:
-            tf = tarfile.open(fileobj=src, mode="r|*")  # type: ignore[call-overload]
-        except tarfile.TarError as e:
-            raise InvalidParameter(f"invalid archive: {e}") from None
+        def bad(reason: str) -> InvalidParameter:
+            return InvalidParameter(f"invalid archive: {reason}")
+
+        tf = open_stream(src, "r|*", bad)
+        if tf is None:
+            raise bad("empty file")
         n = 0
         with tf:
-            while True:
-                try:
-                    m = tf.next()
-                except tarfile.TarError as e:
-                    raise InvalidParameter(f"invalid archive: {e}") from None
-                if m is None:
-                    break
+            for m in members(tf, bad):
                 name = _norm(m.name)
                 if m.issym() or m.islnk():
                     self.links[name] = _norm(os.path.join(os.path.dirname(name), m.linkname) if m.issym() else m.linkname)

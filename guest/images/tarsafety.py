@@ -113,13 +113,12 @@ def ratio_check(rules: TarRules, compressed: Callable[[], int]) -> Callable[[int
     return check
 
 
-def open_stream(fileobj: Any, mode: str, bad: Callable[[str], Exception], *, allow_empty: bool = True,
-                **kw: Any) -> tarfile.TarFile | None:
+def open_stream(fileobj: Any, mode: str, bad: Callable[[str], Exception], **kw: Any) -> tarfile.TarFile | None:
     """`tarfile.open` on a stream, a malformed archive raised as `bad(reason)`; None for an empty one."""
     try:
         return tarfile.open(fileobj=fileobj, mode=mode, **kw)  # type: ignore[call-overload, no-any-return]
     except tarfile.TarError as e:
-        if allow_empty and "empty file" in str(e):
+        if "empty file" in str(e):
             return None
         raise bad(str(e)) from None
 
