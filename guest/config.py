@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from guest.images.proxy import ProxySettings, mask_credentials
 
 DEFAULT_SOCKET = "unix:///run/skiff/skiff.sock"
 DEFAULT_CONFIG_FILE = "/etc/skiff/daemon.json"
@@ -86,7 +90,51 @@ def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, argparse.N
             getattr(cfg, name).extend(v)
     if cfg.tlsverify and not (cfg.tlscacert and cfg.tlscert and cfg.tlskey):
         raise SystemExit("skiffd: --tlsverify needs --tlscacert, --tlscert and --tlskey")
+    try:
+        cfg.registry_mirrors = [validate_mirror(m) for m in cfg.registry_mirrors]
+    except ValueError as e:
+        raise SystemExit(f"skiffd: {e}") from None
+    apply_proxy_env(cfg)
     return cfg, args
+
+
+def validate_mirror(url: str) -> str:
+    """moby's registry.ValidateMirror: http(s)://host[:port][/path], no query, fragment or credentials;
+    normalised with a trailing slash (as /info shows it)."""
+    if not isinstance(url, str):
+        raise ValueError(f"invalid mirror: {url!r} is not a string")
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError(f"invalid mirror: no scheme specified for {url!r}: must use either 'https://' or 'http://'")
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"invalid mirror: {url!r} is not a valid URI") from None
+    if u.scheme not in ("http", "https"):
+        raise ValueError(f"invalid mirror: unsupported scheme {u.scheme!r} in {url!r}: must use either 'https://' or 'http://'")
+    if u.query or u.fragment or url.endswith(("?", "#")):
+        raise ValueError(f"invalid mirror: query or fragment at end of the URI {url!r}")
+    if u.username is not None or "@" in u.netloc:
+        raise ValueError(f"invalid mirror: username/password not allowed in URI {mask_credentials(url)!r}")
+    if not u.hostname:
+        raise ValueError(f"invalid mirror: {url!r} is not a valid URI")
+    return url.rstrip("/") + "/"
+
+
+def apply_proxy_env(cfg: DaemonConfig, environ: MutableMapping[str, str] | None = None) -> None:
+    """Proxies from daemon.json win over the environment; the result goes back into the environment (as
+    moby's configureProxyEnv), where the registry client reads it (guest/images/proxy.py)."""
+    env = os.environ if environ is None else environ
+    for attr, name in (("http_proxy", "HTTP_PROXY"), ("https_proxy", "HTTPS_PROXY"), ("no_proxy", "NO_PROXY")):
+        value = getattr(cfg, attr) or env.get(name) or env.get(name.lower()) or ""
+        setattr(cfg, attr, value)
+        if value:
+            env[name] = env[name.lower()] = value
+    try:
+        ProxySettings.parse(cfg.http_proxy, cfg.https_proxy, cfg.no_proxy)
+    except ValueError as e:
+        raise SystemExit(f"skiffd: {e}") from None
 
 
 def _apply_file(cfg: DaemonConfig, data: dict) -> None:
@@ -105,6 +153,10 @@ def _apply_file(cfg: DaemonConfig, data: dict) -> None:
     if "pidfile" in data:
         cfg.pidfile = Path(data["pidfile"])
     proxies = data.get("proxies") or {}
-    cfg.http_proxy = proxies.get("http-proxy", cfg.http_proxy)
-    cfg.https_proxy = proxies.get("https-proxy", cfg.https_proxy)
-    cfg.no_proxy = proxies.get("no-proxy", cfg.no_proxy)
+    if not isinstance(proxies, dict):
+        raise SystemExit('skiffd: daemon.json: "proxies" must be an object with http-proxy, https-proxy, no-proxy')
+    cfg.http_proxy = str(proxies.get("http-proxy") or cfg.http_proxy)
+    cfg.https_proxy = str(proxies.get("https-proxy") or cfg.https_proxy)
+    cfg.no_proxy = str(proxies.get("no-proxy") or cfg.no_proxy)
+    if not isinstance(cfg.registry_mirrors, list):
+        raise SystemExit('skiffd: daemon.json: "registry-mirrors" must be a list of URLs')

@@ -16,6 +16,7 @@ from guest import __version__, hostinfo
 from guest.api.filters import match_labels, parse_filters, parse_time
 from guest.api.http import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream, json_response
 from guest.engine import Engine
+from guest.images.proxy import mask_credentials
 
 GIT_COMMIT = "skiff"
 
@@ -97,7 +98,8 @@ async def engine_info(engine: Engine) -> dict[str, Any]:
     default_rt = engine.cfg.runtime or (engine.containers.runtime_name if engine.containers is not None else (rts[-1].name if rts else "runc"))
     cfg = engine.cfg
     insecure = ["127.0.0.0/8", "::1/128"] + [r for r in cfg.insecure_registries if "/" in r]
-    index_configs = {"docker.io": {"Name": "docker.io", "Mirrors": cfg.registry_mirrors, "Secure": True, "Official": True}}
+    # Mirrors as validated at start (trailing slash, as dockerd normalises them); they serve docker.io only.
+    index_configs = {"docker.io": {"Name": "docker.io", "Mirrors": list(cfg.registry_mirrors), "Secure": True, "Official": True}}
     for r in cfg.insecure_registries:
         if "/" not in r:
             index_configs[r] = {"Name": r, "Mirrors": [], "Secure": False, "Official": False}
@@ -137,13 +139,13 @@ async def engine_info(engine: Engine) -> dict[str, Any]:
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
                            "InsecureRegistryCIDRs": insecure, "IndexConfigs": index_configs,
-                           "Mirrors": cfg.registry_mirrors},
+                           "Mirrors": list(cfg.registry_mirrors)},
         "NCPU": os.cpu_count() or 1,
         "MemTotal": hostinfo.mem_total(),
         "GenericResources": None,
         "DockerRootDir": str(engine.root),
-        "HttpProxy": cfg.http_proxy,
-        "HttpsProxy": cfg.https_proxy,
+        "HttpProxy": mask_credentials(cfg.http_proxy),  # as moby: credentials never leave the daemon
+        "HttpsProxy": mask_credentials(cfg.https_proxy),
         "NoProxy": cfg.no_proxy,
         "Name": socket.gethostname(),
         "Labels": cfg.labels,

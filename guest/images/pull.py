@@ -25,7 +25,7 @@ from guest.images import platforms, progress
 from guest.images.blobs import BlobWriter, DigestMismatch, SingleFlight, check_digest
 from guest.images.layers import LayerError, Limits, ratio_check, unpack
 from guest.images.progress import Progress
-from guest.images.reference import Reference
+from guest.images.reference import DEFAULT_DOMAIN, Reference
 from guest.images.registry import (INDEX_TYPES, MANIFEST_TYPES, MT_SCHEMA1, AuthConfig, BlobReader, RegistryClient,
                                    RegistryError)
 from guest.images.store import ImageRec, LayerRec, chain_ids
@@ -168,9 +168,28 @@ class Puller:
 
     async def pull(self, ref: Reference, auth: AuthConfig | None, want: platforms.Platform | None,
                    out: Progress) -> tuple[ImageRec, str]:
-        """Returns the image and the digest the reference resolved to (printed as `Digest:`)."""
+        """Returns the image and the digest the reference resolved to (printed as `Digest:`).
+
+        Docker Hub images try each `registry-mirrors` entry in order, then Docker Hub itself: as in moby,
+        any failure on a mirror (unreachable, 404, 5xx, a broken blob…) moves on to the next endpoint,
+        and the last endpoint's error is the one reported. The image is recorded under its docker.io
+        name whichever endpoint served it."""
         svc = self.svc
-        client = RegistryClient(ref.domain, ref.path, auth, svc.engine.cfg.insecure_registries, endpoint=ref.endpoint_host)
+        mirrors: list[str] = list(svc.engine.cfg.registry_mirrors) if ref.domain == DEFAULT_DOMAIN else []
+        for mirror in [*mirrors, None]:
+            client = RegistryClient(ref.domain, ref.path, auth, svc.engine.cfg.insecure_registries,
+                                    endpoint=ref.endpoint_host, mirror=mirror)
+            try:
+                return await self._pull_from(client, ref, want, out)
+            except EngineError as e:
+                if mirror is None or svc.closing.is_set():
+                    raise
+                log.info("pull %s: mirror %s failed, trying the next endpoint: %s", ref, mirror, e)
+        raise AssertionError("unreachable")
+
+    async def _pull_from(self, client: RegistryClient, ref: Reference, want: platforms.Platform | None,
+                         out: Progress) -> tuple[ImageRec, str]:
+        svc = self.svc
         t0 = time.monotonic()
         try:
             m, top_digest, _ = await self.resolve_manifest(client, ref, want or platforms.host(), out)

@@ -2,7 +2,10 @@
 
 * Transport: loopback registries (localhost, 127.0.0.0/8, ::1) over plain HTTP; others over HTTPS, verified
   with the system CAs plus `/etc/docker/certs.d/<host>/ca.crt`; `insecure-registries` (names or CIDRs) try
-  HTTPS without verification, then plain HTTP.
+  HTTPS without verification, then plain HTTP. A mirror (`http(s)://host[:port][/path]`) is used with the
+  scheme it names. Every connection (token servers and blob redirects too) goes through the proxy
+  guest/images/proxy.py picks: http:// requests in absolute form to the proxy, https:// through a
+  CONNECT tunnel.
 * Auth: whatever the registry asks for in its 401 challenge: Bearer tokens from the realm (anonymous, with
   Basic credentials, an identity/refresh token, or a registry token as is) or Basic on every request.
   A later 401 (expired token, insufficient scope) fetches a new token once.
@@ -26,9 +29,10 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from guest.errors import EngineError, InvalidParameter, SystemError_, Unauthorized
+from guest.images.proxy import Proxy, ProxyConnectError, ProxySettings
 
 log = logging.getLogger("skiffd.registry")
 
@@ -140,16 +144,20 @@ def is_insecure(host: str, insecure: list[str]) -> bool:
     return False
 
 
-def _net_error(method: str, url: str, host: str, e: BaseException) -> str:
-    """Go's wording, which users search for: `Get "http://h/v2/": dial tcp h: connect: connection refused`."""
+def _dial_error(host: str, e: BaseException) -> str:
+    """Go's wording, which users search for: `dial tcp h:5000: connect: connection refused`."""
     if isinstance(e, ConnectionRefusedError):
-        why = f"dial tcp {host}: connect: connection refused"
-    elif isinstance(e, socket.gaierror):
-        why = f"dial tcp: lookup {host.rsplit(':', 1)[0]}: no such host"
-    elif isinstance(e, (socket.timeout, TimeoutError)):
-        why = f"dial tcp {host}: i/o timeout"
-    else:
-        why = str(e) or type(e).__name__
+        return f"dial tcp {host}: connect: connection refused"
+    if isinstance(e, socket.gaierror):
+        return f"dial tcp: lookup {host.rsplit(':', 1)[0]}: no such host"
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return f"dial tcp {host}: i/o timeout"
+    return str(e) or type(e).__name__
+
+
+def _net_error(method: str, url: str, host: str, e: BaseException) -> str:
+    """`Get "http://h/v2/": dial tcp h: connect: connection refused` (a proxy error names the proxy)."""
+    why = str(e) if isinstance(e, ProxyConnectError) else _dial_error(host, e)
     return f'{method.capitalize()} "{url}": {why}'
 
 
@@ -223,9 +231,18 @@ class RegistryClient:
     """One registry host, one repository (plus extra scopes, e.g. a mount source when pushing)."""
 
     def __init__(self, domain: str, repo: str, auth: AuthConfig | None = None, insecure: list[str] | None = None,
-                 push: bool = False, endpoint: str | None = None) -> None:
+                 push: bool = False, endpoint: str | None = None, mirror: str | None = None,
+                 proxies: ProxySettings | None = None) -> None:
+        """`endpoint` is the host to talk to for `domain` (registry-1.docker.io for docker.io); `mirror` a
+        validated mirror URL used instead of it; `proxies` default to the daemon's (its environment)."""
         self.domain = domain
         self.host = endpoint or domain
+        self._prefix = ""  # a mirror's path: the API is at <mirror>/v2/
+        self._mirror_scheme: str | None = None
+        if mirror:
+            u = urlsplit(mirror)
+            self.host, self._prefix, self._mirror_scheme = u.netloc, u.path.rstrip("/"), u.scheme
+        self.proxies = proxies if proxies is not None else ProxySettings.from_env()
         self.repo = repo
         self.auth = auth
         self.push = push
@@ -254,6 +271,10 @@ class RegistryClient:
         return self.scheme == "https-insecure" and "http" in (self._schemes or [])[1:]
 
     def _pick_schemes(self) -> list[str]:
+        if self._mirror_scheme == "http":
+            return ["http"]
+        if self._mirror_scheme == "https":  # as moby: the scheme it names; TLS unverified if insecure
+            return ["https-insecure" if is_loopback(self.host) or is_insecure(self.host, self.insecure) else "https"]
         if is_loopback(self.host):
             return ["http"]
         if is_insecure(self.host, self.insecure):
@@ -287,9 +308,40 @@ class RegistryClient:
         return ctx
 
     def _new_conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        if scheme == "http":
-            return http.client.HTTPConnection(netloc, timeout=_TIMEOUT)
-        return http.client.HTTPSConnection(netloc, timeout=_TIMEOUT, context=self._ssl_context(scheme == "https"))
+        proxy = self.proxies.for_target(scheme, netloc)
+        if proxy is None:
+            if scheme == "http":
+                return http.client.HTTPConnection(netloc, timeout=_TIMEOUT)
+            return http.client.HTTPSConnection(netloc, timeout=_TIMEOUT, context=self._ssl_context(scheme == "https"))
+        if scheme == "http":  # requests in absolute form to the proxy (see _raw)
+            conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=_TIMEOUT)
+        else:  # TLS to the registry inside a CONNECT tunnel (certificate checked against the registry's name)
+            conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=_TIMEOUT,
+                                               context=self._ssl_context(scheme == "https"))
+            host, _, port = netloc.rpartition(":") if not netloc.endswith("]") else (netloc, "", "")
+            if not host or not port.isdigit():
+                host, port = netloc, "443"
+            conn.set_tunnel(host.strip("[]"), int(port), headers=proxy.auth_headers())
+        conn.skiff_proxy = proxy  # type: ignore[attr-defined]
+        return conn
+
+    @staticmethod
+    def _connect(conn: http.client.HTTPConnection) -> None:
+        """Open a proxied connection up front, so a dead or refusing proxy is reported as such (Go's text)."""
+        proxy: Proxy | None = getattr(conn, "skiff_proxy", None)
+        if proxy is None or conn.sock is not None:
+            return
+        try:
+            conn.connect()
+        except ssl.SSLError:
+            raise
+        except OSError as e:
+            conn.close()
+            msg = str(e)
+            if msg.startswith("Tunnel connection failed"):  # the proxy answered CONNECT with an error status
+                status = msg.partition(":")[2].strip()
+                raise ProxyConnectError(f"proxyconnect tcp: proxy {proxy.addr} refused the CONNECT tunnel: {status}") from None
+            raise ProxyConnectError(f"proxyconnect tcp: {_dial_error(proxy.addr, e)}") from None
 
     def _get_conn(self, key: tuple[str, str]) -> http.client.HTTPConnection:
         with self._lock:
@@ -320,13 +372,26 @@ class RegistryClient:
         for attempt in range(2):
             conn = self._get_conn(key)
             try:
-                conn.request(method, path, body=body, headers=h)
+                self._connect(conn)
+                proxy: Proxy | None = getattr(conn, "skiff_proxy", None)
+                if proxy is not None and scheme == "http":
+                    conn.request(method, f"http://{u.netloc}{path}", body=body, headers={**h, **proxy.auth_headers()})
+                else:
+                    conn.request(method, path, body=body, headers=h)
                 r = conn.getresponse()
+                if r.status == 407 and proxy is not None:
+                    r.read()
+                    conn.close()
+                    raise ProxyConnectError(f"proxy {proxy.addr} refused the request: 407 {r.reason} "
+                                            "(check the user and password in the proxy URL)")
                 return Resp(self, key, conn, r, url)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 conn.close()
-                # A pooled keep-alive connection may have been closed by the server: retry once on a new one.
-                if attempt == 0 and (body is None or isinstance(body, bytes)):
+                # A pooled keep-alive connection may have been closed by the server (or by a proxy that
+                # closes after each request without saying so): retry once on a new one.
+                if attempt == 0 and (body is None or isinstance(body, bytes) or hasattr(body, "seek")):
+                    if hasattr(body, "seek"):
+                        body.seek(0)  # type: ignore[union-attr]
                     continue
                 raise SystemError_(f"registry {self.host}: {e}") from None
             except (OSError, http.client.HTTPException):
@@ -334,9 +399,23 @@ class RegistryClient:
                 raise
         raise SystemError_(f"registry {self.host}: connection failed")
 
+    def _raw_other(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None) -> Resp:
+        """A request to another host (token server, blob storage): its network errors name that URL and
+        never trigger the registry's HTTPS → HTTP fallback."""
+        try:
+            return self._raw(method, url, headers, body)
+        except ssl.SSLError as e:
+            raise SystemError_(f'{method.capitalize()} "{url}": tls: {getattr(e, "reason", None) or e}') from None
+        except (OSError, http.client.HTTPException) as e:
+            raise SystemError_(_net_error(method, url, urlsplit(url).netloc, e)) from None
+
     def base_url(self) -> str:
         s = "https" if self.scheme.startswith("https") else "http"
-        return f"{s}://{self.host}"
+        return f"{s}://{self.host}{self._prefix}"
+
+    def _as_http(self, url: str) -> str:
+        """The same URL over plain HTTP (an insecure registry that does not speak TLS)."""
+        return urlunsplit(("http",) + tuple(urlsplit(url))[1:])
 
     # -- auth ----------------------------------------------------------------------------------
     def _scope(self, extra: list[str] | None) -> list[str]:
@@ -373,7 +452,7 @@ class RegistryClient:
         if self.auth and self.auth.identitytoken:
             form = urlencode({"grant_type": "refresh_token", "refresh_token": self.auth.identitytoken,
                               "service": service, "scope": " ".join(scopes), "client_id": "docker"}).encode()
-            r = self._raw("POST", realm, {"Content-Type": "application/x-www-form-urlencoded"}, form)
+            r = self._raw_other("POST", realm, {"Content-Type": "application/x-www-form-urlencoded"}, form)
         else:
             q: list[tuple[str, str]] = [("service", service)] if service else []
             q += [("scope", s) for s in scopes]
@@ -382,7 +461,7 @@ class RegistryClient:
                 tok = base64.b64encode(f"{self.auth.username}:{self.auth.password}".encode()).decode()
                 headers["Authorization"] = f"Basic {tok}"
             sep = "&" if "?" in realm else "?"
-            r = self._raw("GET", realm + sep + urlencode(q), headers)
+            r = self._raw_other("GET", realm + sep + urlencode(q), headers)
         body = r.read_all()
         if r.status != 200:
             code, msg = _errors(body)
@@ -410,23 +489,31 @@ class RegistryClient:
         url = path if "://" in path else self.base_url() + path
         hdrs = dict(headers or {})
         retried = False
+        https_proxy_error: str | None = None  # a proxy refusing the HTTPS attempt of an insecure registry
         while True:
             try:
                 r = self._raw(method, url, {**hdrs, **self._auth_header(extra_scopes, force_new=retried)}, body)
             except ssl.SSLError as e:
                 if self._can_fall_back():
                     self.scheme = "http"
-                    url = self.base_url() + urlsplit(url).path + (f"?{urlsplit(url).query}" if urlsplit(url).query else "")
+                    url = self._as_http(url)
                     continue
-                why = ("http: server gave HTTP response to HTTPS client" if "WRONG_VERSION_NUMBER" in str(e)
-                       else f"tls: {getattr(e, 'reason', None) or e}")
+                if "WRONG_VERSION_NUMBER" in str(e):
+                    why = "http: server gave HTTP response to HTTPS client"
+                elif isinstance(e, ssl.SSLCertVerificationError):  # Go: tls: failed to verify certificate: x509: …
+                    why = f"tls: failed to verify certificate: {e.verify_message or e.reason}"
+                else:
+                    why = f"tls: {getattr(e, 'reason', None) or e}"
                 raise SystemError_(f'{method.capitalize()} "{url}": {why}') from None
             except (OSError, http.client.HTTPException) as e:
                 if self._can_fall_back():
+                    if isinstance(e, ProxyConnectError):
+                        https_proxy_error = _net_error(method, url, self.host, e)
                     self.scheme = "http"
-                    url = self.base_url() + urlsplit(url).path + (f"?{urlsplit(url).query}" if urlsplit(url).query else "")
+                    url = self._as_http(url)
                     continue
-                raise SystemError_(_net_error(method, url, self.host, e)) from None
+                # Plain HTTP failed too: the proxy's answer to the HTTPS attempt says more.
+                raise SystemError_(https_proxy_error or _net_error(method, url, self.host, e)) from None
             if r.status == 401 and not retried:
                 challenge = r.header("WWW-Authenticate")
                 r.read_all()
@@ -449,7 +536,7 @@ class RegistryClient:
             raise SystemError_(f"registry {self.host}: too many redirects")
         same = urlsplit(url).netloc == self.host
         h = {**headers, **(self._auth_header(None) if same else {})}
-        r = self._raw(method, url, h)
+        r = self._raw_other(method, url, h)
         if r.status in (301, 302, 303, 307, 308):
             loc = r.header("Location")
             r.read_all()
@@ -464,7 +551,12 @@ class RegistryClient:
         code, msg = _errors(body)
         if not code:
             code = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}.get(r.status, "UNKNOWN")
-            msg = msg or f"{what}: HTTP {r.status}"
+            if "html" in r.header("Content-Type"):
+                msg = ""  # an error page (often the proxy's own): the status says more than its markup
+            msg = msg or f"{what}: HTTP {r.status} {r.r.reason}".rstrip()
+            proxy: Proxy | None = getattr(r._conn, "skiff_proxy", None)
+            if proxy is not None:
+                msg += f" (through proxy {proxy.addr})"
         return RegistryError(r.status, code, msg)
 
     # -- operations ----
