@@ -20,8 +20,10 @@ class ExtraRegistry:
     """docker-registry listening on `addr` inside `ns`, with its own storage; TLS with a self-signed
     certificate when `tls` is set."""
 
-    def __init__(self, ns: NetNS, workdir: Path, addr: str, tls: bool = False, cert_ip: str = "127.0.0.1") -> None:
-        self.ns, self.addr, self.tls = ns, addr, tls
+    def __init__(self, ns: NetNS, workdir: Path, addr: str, tls: bool = False, cert_ip: str = "127.0.0.1",
+                 prefix: str = "", storage: Path | None = None) -> None:
+        """`prefix`: serve the API under /prefix/v2/; `storage`: share another registry's storage (read)."""
+        self.ns, self.addr, self.tls, self.prefix = ns, addr, tls, prefix.strip("/")
         self.dir = workdir / f"registry-{addr.replace(':', '_')}"
         self.dir.mkdir(parents=True)
         tls_cfg = ""
@@ -33,8 +35,8 @@ class ExtraRegistry:
             tls_cfg = f", tls: {{certificate: {cert}, key: {key}}}"
         cfg = self.dir / "config.yml"
         cfg.write_text("version: 0.1\nlog: {level: warn}\n"
-                       f"storage: {{filesystem: {{rootdirectory: {self.dir / 'data'}}}}}\n"
-                       f"http: {{addr: '{addr}'{tls_cfg}}}\n")
+                       f"storage: {{filesystem: {{rootdirectory: {storage or self.dir / 'data'}}}}}\n"
+                       f"http: {{addr: '{addr}'{tls_cfg}{f', prefix: /{self.prefix}/' if self.prefix else ''}}}\n")
         self.log = open(self.dir / "registry.log", "wb")
         self.proc = subprocess.Popen(ns.cmd(["docker-registry", "serve", str(cfg)]), stdout=self.log, stderr=self.log)
         try:
@@ -48,7 +50,7 @@ class ExtraRegistry:
         return f"{'https' if self.tls else 'http'}://{self.addr}"
 
     def ping(self) -> bool:
-        r = self.ns.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", f"{self.url}/v2/"])
+        r = self.ns.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", f"{self.url}/{self.prefix + '/' if self.prefix else ''}v2/"])
         return r.stdout.strip() == "200"
 
     def copy_from(self, src: str, dest_repo: str) -> None:

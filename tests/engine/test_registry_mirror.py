@@ -112,3 +112,17 @@ def test_mirror_with_path_accepted(netns: NetNS) -> None:
     with skiffd_with(netns, daemon_json={"registry-mirrors": ["https://mirror.example/hub", "http://m2.example:5000"]}) as d:
         info = json.loads(d.docker("info", "--format", "{{json .RegistryConfig}}").stdout)
         assert info["Mirrors"] == ["https://mirror.example/hub/", "http://m2.example:5000/"]
+
+
+def test_mirror_under_a_path(netns: NetNS, mirror: ExtraRegistry) -> None:
+    """A mirror served under a path (distribution's `http.prefix`, as behind a reverse proxy): the API is
+    asked for at <mirror>/hub/v2/."""
+    d0 = tempdir("skiff-mirror-prefix-")
+    reg = ExtraRegistry(netns, d0, "127.0.0.1:5004", prefix="/hub/", storage=mirror.dir / "data")
+    try:
+        with skiffd_with(netns, ["--registry-mirror", "http://127.0.0.1:5004/hub"]) as d:
+            d.docker("pull", "busybox")
+            assert "busybox:latest" in _tags(d)
+    finally:
+        reg.stop()
+        rmtree(d0)
