@@ -379,7 +379,7 @@ class RegistryClient:
                 else:
                     conn.request(method, path, body=body, headers=h)
                 r = conn.getresponse()
-                if r.status == 407 and proxy is not None:
+                if r.status == 407 and proxy is not None and scheme == "http":  # the proxy's answer, not the registry's
                     r.read()
                     conn.close()
                     raise ProxyConnectError(f"proxy {proxy.addr} refused the request: 407 {r.reason} "
