@@ -43,6 +43,12 @@ Progress = Callable[[str], None]
 CONFIG_VERSION = 3
 SSH_WAIT = 180.0  # docker-machine: 60 × 3 s
 ENGINE_WAIT = 60.0
+# `start`: how long the engine may take to answer after boot before we look at it over SSH, as a
+# share of the boot time (under TCG on a loaded host both stretch alike), within bounds
+ENGINE_GRACE_FACTOR = 0.5
+ENGINE_GRACE_MIN = 5.0
+ENGINE_GRACE_MAX = 60.0
+PING_INTERVAL = 0.2
 
 
 _TLS_CACHE: dict[tuple[bytes, ...], Any] = {}
@@ -51,6 +57,13 @@ _TLS_LOCK = threading.Lock()
 
 def stderr_progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def trace(event: str) -> None:
+    """With MACHINE_DEBUG (`machine -D`): a timestamped phase line. CLOCK_MONOTONIC is system-wide,
+    so bench/machine_start.py --split lines these up with what it observes from outside."""
+    if os.environ.get("MACHINE_DEBUG"):
+        print(f"[debug] t={time.monotonic():.3f} {event}", file=sys.stderr, flush=True)
 
 
 class HostError(Exception):
@@ -338,13 +351,30 @@ class Host:
                 raise HostError(f"machine {self.name} did not reach state Running within {int(timeout)} s")
             time.sleep(1.0)
 
-    def _after_boot(self, progress: Progress) -> None:
-        """Common tail of start/restart: SSH up, cert matches the (maybe new) IP, engine answering."""
+    def _after_boot(self, progress: Progress, booted_in: float = 0.0) -> None:
+        """Common tail of start/restart: cert matches the (maybe new) IP, engine answering.
+
+        The usual case needs no SSH at all: the engine starts with the VM, and the cert it holds is
+        the one we issued, so `/_ping` over mutual TLS on the forwarded port is the whole check
+        (an SSH login costs the booting guest CPU that skiffd's start-up wants). SSH is the fallback:
+        the cert must be re-issued (new IP, new CA), or the engine did not answer within a grace
+        period scaled to how slowly this VM booted (a loaded host boots and starts skiffd slowly
+        alike); then the engine is started over SSH (a no-op if it is merely slow) and awaited."""
         if getattr(self.driver, "skip_provision", False):
             return
+        self.save()  # drivers may learn a new IP/port on start
+        current = self.certs_current()
+        trace(f"certificates checked (current: {current})")
+        if current and self.skiff.get("GuestVersion"):
+            grace = min(ENGINE_GRACE_MAX, max(ENGINE_GRACE_MIN, booted_in * ENGINE_GRACE_FACTOR))
+            progress("Waiting for the engine to answer...")
+            if self._poll_ping(grace):
+                trace("engine answered")
+                return
+            progress(f"The engine did not answer within {grace:.0f} s: checking it over SSH...")
         client = self.ssh_client(timeout=SSH_WAIT, progress=progress)
+        trace("SSH connected and authenticated")
         try:
-            self.save()  # drivers may learn a new IP/port on start
             if not self.certs_current():
                 self.ensure_server_cert(progress, client=client)
             elif not self.ping(3.0):
@@ -353,20 +383,36 @@ class Host:
                 progress("Starting the engine...")
                 client.run(provision.SERVICE_CTL.format(verb="start"), sudo=True, check=False)
                 self.wait_for_engine(client=client)
+            trace("engine answered")
         finally:
             client.close()
 
+    def _poll_ping(self, timeout: float) -> bool:
+        """Poll /_ping until it answers 200 or `timeout` passes. Before skiffd listens, QEMU's and
+        VirtualBox's NAT forwards accept and then drop the connection at once, so polls are cheap."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.ping(min(5.0, max(1.0, deadline - time.monotonic()))):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(PING_INTERVAL)
+
     def start(self, progress: Progress = stderr_progress) -> None:
         with self.lock():
+            trace("machine start: command running")
+            t0 = time.monotonic()
             try:
                 progress(f'Starting "{self.name}"...')
                 self.driver.start()
             except NotSupported:
                 if self.state() != State.RUNNING:
                     raise
+            trace("driver started the VM (SSH answers)")
             self._wait_running()
+            booted_in = time.monotonic() - t0
             self.save()
-            self._after_boot(progress)
+            self._after_boot(progress, booted_in)
 
     def stop(self, progress: Progress = stderr_progress) -> None:
         with self.lock():
@@ -383,6 +429,7 @@ class Host:
     def restart(self, progress: Progress = stderr_progress) -> None:
         with self.lock():
             progress(f'Restarting "{self.name}"...')
+            t0 = time.monotonic()
             try:
                 self.driver.restart()
             except NotSupported:
@@ -396,8 +443,7 @@ class Host:
                     self.wait_for_engine(client=client)
                 return
             self._wait_running()
-            self.save()
-            self._after_boot(progress)
+            self._after_boot(progress, time.monotonic() - t0)
 
     def remove(self, force: bool = False, progress: Progress = stderr_progress) -> None:
         with self.lock():

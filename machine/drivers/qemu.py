@@ -355,7 +355,9 @@ class QemuDriver(Driver):
             if time.monotonic() > deadline:
                 raise DriverError(f"the VM did not answer SSH on 127.0.0.1:{self.ssh_port} within "
                                   f"{int(timeout)} s. {self.console_tail()}")
-            time.sleep(0.5)
+            # until sshd listens, slirp refuses at once: a short interval costs nothing, and the
+            # first answer ends the loop (each answered probe costs the guest an sshd fork)
+            time.sleep(0.2)
 
     def console_tail(self, lines: int = 15) -> str:
         try:

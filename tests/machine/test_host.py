@@ -34,13 +34,15 @@ class StubDriver(Driver):
         self.fail = flags.get("fail", "")
         self.ssh_port = flags.get("ssh_port", 22)
         self.ssh_user = "root"
+        self.engine_port = flags.get("engine_port", 2376)
 
     def to_config(self) -> dict[str, Any]:
-        return {**super().to_config(), "Fail": self.fail}
+        return {**super().to_config(), "Fail": self.fail, "EnginePort": self.engine_port}
 
     def load_config(self, data: dict[str, Any]) -> None:
         super().load_config(data)
         self.fail = data.get("Fail", "")
+        self.engine_port = data.get("EnginePort", 2376)
 
     def pre_create_check(self) -> None:
         if self.fail == "precheck":
@@ -148,3 +150,75 @@ def test_interrupted_create_is_reported_by_ls(store: Store) -> None:
         t.join()
     assert results[0]["Error"] == "being created"
     assert d.exists()
+
+
+class _TLSPing:
+    """A real mutual-TLS /_ping server with the machine's server cert (skiffd's side of the check)."""
+
+    def __init__(self, mdir: Path) -> None:
+        import http.server
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(mdir / "server.pem", mdir / "server-key.pem")
+        ctx.load_verify_locations(mdir / "ca.pem")
+        ctx.verify_mode = ssl.CERT_REQUIRED  # like skiffd --tlsverify
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_start_checks_the_engine_over_tls_and_needs_ssh_only_when_it_does_not_answer(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _closed_port()
+    store.create_dir("m")
+    drv = StubDriver("m", store.machine_dir("m"))
+    drv.set_config_from_flags({"ssh_port": _closed_port(), "engine_port": port})  # any SSH attempt fails
+    h = hostmod.Host(store, "m", "stub", drv, {}, {"State": "ok", "GuestVersion": "1"})
+    h._issue_server_cert(_quiet)
+    monkeypatch.setattr(hostmod, "SSH_WAIT", 1.0)
+    monkeypatch.setattr(hostmod, "ENGINE_GRACE_MIN", 1.0)
+    # the engine answers: start is done without SSH (the SSH port is closed, so SSH would fail)
+    srv = _TLSPing(store.machine_dir("m"))
+    try:
+        cfg = store.load("m")
+        cfg["Driver"]["EnginePort"] = srv.port
+        store.save("m", cfg)
+        lines: list[str] = []
+        hostmod.Host.load(store, "m").start(progress=lines.append)
+        assert srv.hits and srv.hits[-1] == "/_ping"
+        assert not any("SSH" in ln for ln in lines), lines
+    finally:
+        srv.close()
+    # the engine does not answer: after the grace period start falls back to SSH (here: unreachable)
+    lines = []
+    with pytest.raises(hostmod.HostError, match="SSH"):
+        hostmod.Host.load(store, "m").start(progress=lines.append)
+    assert any("checking it over SSH" in ln for ln in lines), lines
+    # a stale certificate (the machine got a new name in its SANs) goes to SSH at once, no grace
+    h = hostmod.Host.load(store, "m")
+    h.host_options.setdefault("AuthOptions", {})["ServerCertSANs"] = ["new.example"]
+    h.save()
+    lines = []
+    with pytest.raises(hostmod.HostError, match="SSH"):
+        hostmod.Host.load(store, "m").start(progress=lines.append)
+    assert not any("Waiting for the engine" in ln for ln in lines), lines
