@@ -344,6 +344,9 @@ class ContainerService:
             if cfg.get("Tty") and size and size[0] and size[1]:
                 monitor.write_ctl(c.bundle, 1, int(size[0]), int(size[1]))
             marks.append(("create", time.monotonic()))
+            if self.engine.networks is not None and hasattr(self.engine.networks, "ready"):
+                await self.engine.networks.ready(c)  # netavark ran alongside everything since _setup_network
+                marks.append(("network ready", time.monotonic()))
             await self.runtime.start(c.id)
             marks.append(("start", time.monotonic()))
         except BaseException as e:
@@ -451,7 +454,9 @@ class ContainerService:
         c.skiff["Netns"] = str(path)
         self.store.save(c)
         try:
-            result = await nets.setup(c, str(path)) or {}
+            # Returns once addresses, ports and names are decided; netavark plumbs on while the rest of the start
+            # (etc files, spec, conmon + `runtime create`) goes on: `ready()` before `runtime start` waits for it.
+            result = await nets.setup(c, str(path), background=True) or {}
         except BaseException:
             netns.remove(path)
             c.skiff.pop("Netns", None)

@@ -399,3 +399,27 @@ def test_shared_namespaces(skiffd: Skiffd, bb: str) -> None:
     r = skiffd.docker("run", "--rm", "--pid", "host", "--uts", "host", bb, "sh", "-c",
                       f"test -d /proc/{skiffd.proc.pid} && echo sees-host; hostname")
     assert r.stdout.split() == ["sees-host", os.uname().nodename]
+
+
+def test_network_failure_at_start_is_undone(skiffd: Skiffd, bb: str) -> None:
+    """netavark runs alongside the rest of the start; when it fails (here the kernel refuses a multicast MAC for
+    the veth) the start fails with its error and everything is undone: no netns file, no veth, no rootfs mount."""
+    def links() -> list[str]:
+        return [line.split(":")[1].strip() for line in skiffd.ns.run(["ip", "-o", "link"]).stdout.splitlines()]
+
+    def endpoints() -> dict:
+        return json.loads(skiffd.docker("network", "inspect", "bridge").stdout)[0]["Containers"]
+
+    skiffd.docker("run", "--rm", bb, "true")  # the bridge (and the network service's anchor on it) exist now
+    wait_for(lambda: endpoints() == {}, what="the last container's endpoint gone")  # its teardown is async
+    before = links()
+    r = skiffd.docker("run", "--name", "badmac", "--mac-address", "01:02:03:04:05:06", bb, "true", check=False)
+    assert r.returncode == 125 and "netavark setup" in r.stderr and "Cannot assign requested address" in r.stderr
+    c = inspect(skiffd, "badmac")
+    assert (c["State"]["Status"], c["State"]["ExitCode"]) == ("created", 128) and "netavark" in c["State"]["Error"]
+    assert c["NetworkSettings"]["SandboxKey"] == "" and c["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ""
+    netns_dir = skiffd.exec_root / "netns"
+    assert not netns_dir.exists() or not list(netns_dir.iterdir())
+    assert links() == before and endpoints() == {}
+    assert not [m for m in open("/proc/mounts") if f"{c['Id']}/rootfs" in m]
+    assert skiffd.docker("run", "--rm", bb, "echo", "ok").stdout == "ok\n"
