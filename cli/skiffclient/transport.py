@@ -391,12 +391,8 @@ class Transport:
         status, reason, headers = self._read_status(conn)
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             mode, left = "none", 0
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            mode, left = "chunked", 0
-        elif "content-length" in headers:
-            mode, left = "length", int(headers["content-length"])
         else:
-            mode, left = "close", 0
+            mode, left = _body_framing(headers)
         resp = Response(status, reason, headers, conn, mode, left, transport=self)
         if mode == "none" or (mode == "length" and left == 0):
             resp._finish(b"")
@@ -417,13 +413,17 @@ class Transport:
             raise
         if status == 101 or (status == 200 and "content-length" not in rh and "transfer-encoding" not in rh):
             return Hijacked(conn, rh.get("content-type", ""), self.endpoint.tls)
-        if "chunked" in rh.get("transfer-encoding", "").lower():
-            mode, left = "chunked", 0
-        elif "content-length" in rh:
-            mode, left = "length", int(rh["content-length"])
-        else:
-            mode, left = "close", 0
-        return Response(status, reason, rh, conn, mode, left)
+        return Response(status, reason, rh, conn, *_body_framing(rh))
+
+
+def _body_framing(headers: dict[str, str]) -> tuple[str, int]:
+    """How a response body that may have one is delimited: (mode, bytes left) for `Response`.
+    Chunked wins over Content-Length (RFC 9112 6.3); with neither, the body runs to the close."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return "chunked", 0
+    if "content-length" in headers:
+        return "length", int(headers["content-length"])
+    return "close", 0
 
 
 class TLSStream:
