@@ -156,6 +156,16 @@ class Session:
         return "detached" if self.detached.is_set() else "eof"
 
 
+def stream(conn: Hijacked, *, tty: bool, stdin: bool, detach_keys: bytes) -> str:
+    """Run a `Session` on an attach or exec connection ("eof" or "detached"); the local terminal goes raw
+    for its duration only when a TTY is asked for, stdin is attached and stdin is a terminal."""
+    sess = Session(conn, tty=tty, stdin=stdin, detach_keys=detach_keys)
+    if tty and stdin and stdin_is_tty():
+        with RawTerminal(0):
+            return sess.run()
+    return sess.run()
+
+
 class ResizeMonitor:
     """Keep the remote TTY the size of ours: once now, then on every SIGWINCH (docker's MonitorTtySize)."""
 

@@ -34,12 +34,7 @@ def run_exec(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     keys = streams.parse_detach_keys(o["detach_keys"] or _config_detach_keys())
     resizer = streams.ResizeMonitor(lambda h, w: api.exec_resize(eid, h, w)).start() if console else None
     try:
-        sess = streams.Session(conn, tty=tty, stdin=interactive, detach_keys=keys)
-        if tty and interactive and streams.stdin_is_tty():
-            with streams.RawTerminal(0):
-                outcome = sess.run()
-        else:
-            outcome = sess.run()
+        outcome = streams.stream(conn, tty=tty, stdin=interactive, detach_keys=keys)
     finally:
         if resizer:
             resizer.stop()
@@ -75,12 +70,7 @@ def run_attach(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         if tty and streams.terminal_size(1) else None
     proxy = streams.SignalProxy(lambda s: api.kill(c["Id"], s)).start() if o["sig_proxy"] and not tty else None
     try:
-        sess = streams.Session(conn, tty=tty, stdin=a_in, detach_keys=keys)
-        if tty and a_in and streams.stdin_is_tty():
-            with streams.RawTerminal(0):
-                outcome = sess.run()
-        else:
-            outcome = sess.run()
+        outcome = streams.stream(conn, tty=tty, stdin=a_in, detach_keys=keys)
     finally:
         if resizer:
             resizer.stop()

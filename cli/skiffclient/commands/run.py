@@ -453,12 +453,7 @@ def start_and_stream(cli: Cli, cid: str, *, tty: bool, a_in: bool, a_out: bool, 
     outcome = "eof"
     try:
         if conn is not None:
-            sess = streams.Session(conn, tty=tty, stdin=a_in, detach_keys=detach_keys)
-            if tty and a_in and streams.stdin_is_tty():
-                with streams.RawTerminal(0):
-                    outcome = sess.run()
-            else:
-                outcome = sess.run()
+            outcome = streams.stream(conn, tty=tty, stdin=a_in, detach_keys=detach_keys)
     finally:
         if resizer:
             resizer.stop()
