@@ -468,6 +468,18 @@ VOLUME_TABLE = "table {{.Driver}}\t{{.Name}}"
 # ---------------------------------------------------------------------------------------------
 
 
+def list_format(given: str, quiet: bool, config_key: str, *, table: str, raw: str, quiet_format: str) -> str:
+    """The template of `images`, `network ls` and `volume ls`: --format, else config.json's default (which -q
+    skips), else "table"; the "table" and "raw" keywords become the listing's own templates, and with -q its
+    one-column template (a custom --format stays as given)."""
+    from cli.skiffclient.config import default_format
+
+    fmt = given or (default_format(config_key) if not quiet else "") or "table"
+    if quiet and fmt in ("table", "raw"):
+        return quiet_format
+    return {"table": table, "raw": raw}.get(fmt, fmt)
+
+
 def tabwrite(text: str, minwidth: int = TABLE_MINWIDTH, padding: int = TABLE_PADDING) -> str:
     """Go's text/tabwriter (padchar ' ', no flags), elastic tabstops included: a column is aligned only
     over contiguous lines that have a cell in it, which `docker version`'s sections rely on."""

@@ -9,7 +9,8 @@ from cli.skiffclient.commands import Cli, CliError
 from cli.skiffclient.commands.containers import api_error_text, inspect_refs, join_errors, parse_filters
 from cli.skiffclient.flags import Command, Flag
 from cli.skiffclient.formatting import (IMAGE_HEADERS, IMAGE_TABLE, IMAGE_TABLE_DIGESTS, familiar_name, human_size,
-                                        image_rows, normalize_name, registry_of, render_rows, split_reference)
+                                        image_rows, list_format, normalize_name, registry_of, render_rows,
+                                        split_reference)
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
@@ -81,20 +82,14 @@ def run_push(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_images(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.config import default_format
-
     filters = parse_filters(o["filter"])
     if args:
         filters.setdefault("reference", []).append(args[0])
-    fmt = o["format"] or (default_format("imagesFormat") if not o["quiet"] else "") or "table"
-    if o["quiet"] and fmt in ("table", "raw"):
-        fmt = "{{.ID}}"
-    elif fmt == "table":
-        fmt = IMAGE_TABLE_DIGESTS if o["digests"] else IMAGE_TABLE
-    elif fmt == "raw":
-        fmt = "repository: {{ .Repository }}\ntag: {{.Tag}}\nimage_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\n" \
-              "virtual_size: {{.Size}}\n"
-    elif fmt.startswith("table") and o["digests"] and "{{.Digest}}" not in fmt:
+    fmt = list_format(o["format"], o["quiet"], "imagesFormat", quiet_format="{{.ID}}",
+                      table=IMAGE_TABLE_DIGESTS if o["digests"] else IMAGE_TABLE,
+                      raw="repository: {{ .Repository }}\ntag: {{.Tag}}\nimage_id: {{.ID}}\n"
+                          "created_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n")
+    if fmt.startswith("table") and o["digests"] and "{{.Digest}}" not in fmt:  # IMAGE_TABLE_DIGESTS has it
         fmt += "\t{{.Digest}}"
     images = cli.api.images(all=o["all"], filters=filters)
     rows = image_rows(images, o["digests"], not o["no_trunc"], o["digests"] or "{{.Digest}}" in fmt)

@@ -9,19 +9,13 @@ from cli.skiffclient.api import APIError, q
 from cli.skiffclient.commands import Cli, CliError
 from cli.skiffclient.commands.containers import api_error_text, inspect_refs, parse_filters
 from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import NETWORK_HEADERS, NETWORK_TABLE, natural_less_key, network_row, render_rows
+from cli.skiffclient.formatting import (NETWORK_HEADERS, NETWORK_TABLE, list_format, natural_less_key, network_row,
+                                        render_rows)
 
 
 def run_ls(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.config import default_format
-
-    fmt = o["format"] or (default_format("networksFormat") if not o["quiet"] else "") or "table"
-    if o["quiet"] and fmt in ("table", "raw"):
-        fmt = "{{.ID}}"
-    elif fmt == "table":
-        fmt = NETWORK_TABLE
-    elif fmt == "raw":
-        fmt = "network_id: {{.ID}}\nname: {{.Name}}\ndriver: {{.Driver}}\nscope: {{.Scope}}\n"
+    fmt = list_format(o["format"], o["quiet"], "networksFormat", table=NETWORK_TABLE, quiet_format="{{.ID}}",
+                      raw="network_id: {{.ID}}\nname: {{.Name}}\ndriver: {{.Driver}}\nscope: {{.Scope}}\n")
     nets = sorted(cli.api.networks(parse_filters(o["filter"])), key=lambda n: natural_less_key(n.get("Name", "")))
     cli.out.write(render_rows(fmt, [network_row(n, not o["no_trunc"]) for n in nets], NETWORK_HEADERS))
     return 0

@@ -9,21 +9,14 @@ from cli.skiffclient.api import APIError, q
 from cli.skiffclient.commands import Cli, CliError
 from cli.skiffclient.commands.containers import api_error_text, inspect_refs, join_errors, parse_filters
 from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import (VOLUME_HEADERS, VOLUME_TABLE, human_size, natural_less_key, render_rows,
-                                        volume_row)
+from cli.skiffclient.formatting import (VOLUME_HEADERS, VOLUME_TABLE, human_size, list_format, natural_less_key,
+                                        render_rows, volume_row)
 
 
 def run_ls(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.config import default_format
-
     filters = parse_filters(o["filter"])
-    fmt = o["format"] or (default_format("volumesFormat") if not o["quiet"] else "") or "table"
-    if o["quiet"] and fmt in ("table", "raw"):
-        fmt = "{{.Name}}"
-    elif fmt == "table":
-        fmt = VOLUME_TABLE
-    elif fmt == "raw":
-        fmt = "name: {{.Name}}\ndriver: {{.Driver}}\n"
+    fmt = list_format(o["format"], o["quiet"], "volumesFormat", table=VOLUME_TABLE, quiet_format="{{.Name}}",
+                      raw="name: {{.Name}}\ndriver: {{.Driver}}\n")
     res = cli.api.volumes(filters)
     vols = sorted(res.get("Volumes") or [], key=lambda v: natural_less_key(v.get("Name", "")))
     cli.out.write(render_rows(fmt, [volume_row(v) for v in vols], VOLUME_HEADERS))
