@@ -532,30 +532,31 @@ def cmd_scp(src: str, dst: str, recursive: bool = False, quiet: bool = False) ->
         if not quiet:
             print(msg, file=sys.stderr)
 
+    def copy(isdir: bool, shown: str, tree: Callable[[Any, Any], Any], file: Callable[[Any, Any], Any],
+             src: Any, dst: Any) -> None:
+        """A directory goes as a tree, and only with -r (as scp); anything else as one file."""
+        if isdir and not recursive:
+            raise CLIError(f"{shown} is a directory (use -r)")
+        (tree if isdir else file)(src, dst)
+
+    def remote_dst(c: Any, name: str) -> str:
+        """The destination on a machine: inside `dp` when that is a directory there (the home when empty)."""
+        rdst = dp or "."
+        return posixpath.join(rdst, name) if c.is_dir(rdst) else rdst
+
     try:
         if sm is None and dm is None:
             s, d = Path(sp), Path(dp)
-            if s.is_dir():
-                if not recursive:
-                    raise CLIError(f"{sp} is a directory (use -r)")
-                shutil.copytree(s, d / s.name if d.is_dir() else d, dirs_exist_ok=True)
-            else:
-                shutil.copy2(s, d)
+            copy(s.is_dir(), sp, lambda src, dst: shutil.copytree(src, dst, dirs_exist_ok=True), shutil.copy2,
+                 s, d / s.name if d.is_dir() else d)  # into a directory, as copy2 itself does with a file
             return ""
         if sm is None:  # host -> machine
             c = client(dm, du)  # type: ignore[arg-type]
             s = Path(sp)
             if not s.exists():
                 raise CLIError(f"{sp}: No such file or directory")
-            rdst = dp or "."
-            if c.is_dir(rdst):
-                rdst = posixpath.join(rdst, s.name)
-            if s.is_dir():
-                if not recursive:
-                    raise CLIError(f"{sp} is a directory (use -r)")
-                c.put_tree(s, rdst)
-            else:
-                c.put_file(s, rdst)
+            rdst = remote_dst(c, s.name)
+            copy(s.is_dir(), sp, c.put_tree, c.put_file, s, rdst)
             note(f"{sp} -> {dm}:{rdst}")
             return ""
         c = client(sm, su)
@@ -565,12 +566,7 @@ def cmd_scp(src: str, dst: str, recursive: bool = False, quiet: bool = False) ->
         if dm is None:  # machine -> host
             d = Path(dp)
             target = d / posixpath.basename(rsrc.rstrip("/")) if d.is_dir() else d
-            if c.is_dir(rsrc):
-                if not recursive:
-                    raise CLIError(f"{sm}:{rsrc} is a directory (use -r)")
-                c.get_tree(rsrc, target)
-            else:
-                c.get_file(rsrc, target)
+            copy(c.is_dir(rsrc), f"{sm}:{rsrc}", c.get_tree, c.get_file, rsrc, target)
             note(f"{sm}:{rsrc} -> {target}")
             return ""
         # machine -> machine, through the host (like scp -3)
@@ -578,13 +574,9 @@ def cmd_scp(src: str, dst: str, recursive: bool = False, quiet: bool = False) ->
         with tempfile.TemporaryDirectory(prefix="machine-scp-") as tmp:
             local = Path(tmp) / (posixpath.basename(rsrc.rstrip("/")) or "data")
             isdir = c.is_dir(rsrc)
-            if isdir and not recursive:
-                raise CLIError(f"{sm}:{rsrc} is a directory (use -r)")
-            (c.get_tree if isdir else c.get_file)(rsrc, local)
-            rdst = dp or "."
-            if c2.is_dir(rdst):
-                rdst = posixpath.join(rdst, local.name)
-            (c2.put_tree if isdir else c2.put_file)(local, rdst)
+            copy(isdir, f"{sm}:{rsrc}", c.get_tree, c.get_file, rsrc, local)
+            rdst = remote_dst(c2, local.name)
+            copy(isdir, f"{sm}:{rsrc}", c2.put_tree, c2.put_file, local, rdst)
         note(f"{sm}:{rsrc} -> {dm}:{rdst}")
         return ""
     finally:
