@@ -11,11 +11,12 @@ The guest image is built once (`machine image build`) into $SKIFF_IMAGE_CACHE or
 
 --split N adds N instrumented starts (after the ratio runs): where the time of ONE `machine -D start`
 goes, on one clock, so the split holds whatever the load. The host side comes from the command's
-`[debug] t=…` lines (machine/host.py:trace, CLOCK_MONOTONIC) and from probes this script runs in
-parallel (QEMU's pidfile, the SSH banner, the engine's /_ping); the guest side from its journal
-(sshd listening, skiffd exec'd and ready, skiffd's own start-up split), placed on the host clock by
-aligning sshd's "Server listening" with the banner this script saw. Shares are of the floor's
-equivalent inside the same start: command running → SSH banner.
+`[debug] t=…` lines (machine/host.py:trace, CLOCK_MONOTONIC; the SSH banner is the driver's, as a
+second banner probe would cost sshd a fork per try) and from probes this script runs in parallel
+(QEMU's pidfile, the engine's /_ping); the guest side from its journal (sshd listening, skiffd exec'd
+and ready, skiffd's own start-up split), placed on the host clock by aligning sshd's "Server
+listening" with the banner the driver saw. Shares are of the floor's equivalent inside the same
+start: command running → SSH banner.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine.drivers.qemu import QemuDriver, free_port, ssh_banner  # noqa: E402
+from machine.drivers.qemu import BannerProbe, QemuDriver, free_port  # noqa: E402
 from machine.qmp import QMPClient  # noqa: E402
 
 MACHINE = str(Path(sys.executable).with_name("machine"))
@@ -67,8 +68,8 @@ def plain_boot(drv: QemuDriver, work: Path) -> float:
     cmd = plain.qemu_command(drv.resolved_accel or drv.choose_accel())
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, start_new_session=True)
-    while not ssh_banner("127.0.0.1", ssh_port):  # the driver's probe, at its interval
-        time.sleep(0.2)
+    with BannerProbe("127.0.0.1", ssh_port) as probe:  # the driver's probe
+        probe.wait(3600)
     took = time.monotonic() - t0
     with QMPClient(plain.qmp_socket) as q:
         q.execute("quit")
@@ -130,7 +131,6 @@ def split_run(env: dict[str, str], store: Path, drv: QemuDriver) -> dict:
 
     run_machine(env, "stop", NAME)
     drv.load_config(json.loads((drv.machine_dir / "config.json").read_text())["Driver"])
-    ssh_port = drv.ssh_port
     host = Host.load(Store(store), NAME)
     marks: dict[str, float] = {}
     lines: list[tuple[float, str]] = []
@@ -156,9 +156,6 @@ def split_run(env: dict[str, str], store: Path, drv: QemuDriver) -> dict:
         if "QEMU pidfile" not in marks:
             if drv.pidfile.exists():
                 marks["QEMU pidfile"] = now
-        elif "SSH banner (probe)" not in marks:
-            if ssh_banner("127.0.0.1", ssh_port):  # the driver's probe, at its interval
-                marks["SSH banner (probe)"] = time.monotonic()
         elif "engine /_ping (probe)" not in marks:
             if host.ping(2.0):
                 marks["engine /_ping (probe)"] = time.monotonic()
@@ -172,13 +169,16 @@ def split_run(env: dict[str, str], store: Path, drv: QemuDriver) -> dict:
     g = _guest_marks(journal)
     detail = g.pop("_skiffd_detail", "")
     dropped = int(g.pop("_probes", 0))
-    if "sshd listening" in g and "SSH banner (probe)" in marks:
-        offset = marks["SSH banner (probe)"] - g["sshd listening"]  # guest monotonic → host monotonic
+    banner = marks.get("cmd: driver started the VM (SSH answers)")  # no probe of our own: sshd pays for each
+    if banner is not None:
+        marks["SSH banner (driver)"] = banner
+    if "sshd listening" in g and banner is not None:
+        offset = banner - g["sshd listening"]  # guest monotonic → host monotonic (upper bound)
         for k, v in g.items():
             marks["guest: " + k] = v + offset
         marks["guest: kernel started (mapped)"] = offset
     start = marks.get("cmd: machine start: command running", marks.get("first progress line", t_spawn))
-    floor = marks.get("SSH banner (probe)", marks["command exit"]) - start
+    floor = marks.get("SSH banner (driver)", marks["command exit"]) - start
     total = marks["command exit"] - t_spawn
     phases = sorted(((v - t_spawn, k) for k, v in marks.items()), key=lambda x: x[0])
     return {"total_s": total, "floor_equivalent_s": floor, "above_floor_s": total - floor,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -65,6 +66,79 @@ def ssh_banner(host: str, port: int, timeout: float = 3.0) -> bool:
             return s.recv(4).startswith(b"SSH-")
     except OSError:
         return False
+
+
+class BannerProbe:
+    """Waits for an SSH server's banner through a NAT forward without a probe storm.
+
+    Before the guest listens, QEMU's forward accepts and then drops each connection at once: cheap.
+    Once sshd listens, every connection costs the guest a forked (and, since OpenSSH 9, re-exec'd)
+    sshd, which under TCG on a loaded host can take longer than any short banner timeout. A probe
+    that gives up after a few seconds and reconnects then abandons sshd after sshd, trips its
+    MaxStartups throttle and delays SSH by tens of seconds (seen here: 40 dropped connections).
+    So connections are kept open, up to `patience` each, a new one every `interval` while fewer than
+    `max_open` wait (well below sshd's MaxStartups of 10), and the first banner on any of them wins.
+    `patience` is bounded too: before the guest's network is up, QEMU's slirp holds a connection
+    with SYN retries backing off (3, 6, 12 s…), so a fresh one soon beats an old one."""
+
+    def __init__(self, host: str, port: int, interval: float = 0.2, patience: float = 10.0,
+                 max_open: int = 3) -> None:
+        self.addr = (host, port)
+        self.interval, self.patience, self.max_open = interval, patience, max_open
+        self._sel = selectors.DefaultSelector()
+        self._opened: dict[socket.socket, float] = {}
+        self._next = 0.0
+
+    def wait(self, timeout: float) -> bool:
+        """True as soon as a banner arrives; False after `timeout` without one (keeps waiting sockets)."""
+        end = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            for s, t in list(self._opened.items()):
+                if now - t > self.patience:
+                    self._drop(s)
+            if len(self._opened) < self.max_open and now >= self._next:
+                self._open()
+                self._next = now + self.interval
+            until = min(end, self._next if len(self._opened) < self.max_open else end)
+            for key, _ in self._sel.select(max(0.0, until - time.monotonic())):
+                s = key.fileobj  # type: ignore[assignment]
+                try:
+                    data = s.recv(4, socket.MSG_PEEK)  # type: ignore[union-attr]
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data.startswith(b"SSH-"):
+                    return True
+                if len(data) < 4 and b"SSH-".startswith(data) and data:
+                    continue  # part of the banner: the rest follows
+                self._drop(s)  # type: ignore[arg-type]  # refused, dropped by the forward, or not SSH
+            if time.monotonic() >= end:
+                return False
+
+    def _open(self) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex(self.addr)  # in progress; a refusal shows up as readable with an error
+        self._opened[s] = time.monotonic()
+        self._sel.register(s, selectors.EVENT_READ)
+
+    def _drop(self, s: socket.socket) -> None:
+        self._sel.unregister(s)
+        self._opened.pop(s, None)
+        s.close()
+
+    def close(self) -> None:
+        for s in list(self._opened):
+            self._drop(s)
+        self._sel.close()
+
+    def __enter__(self) -> "BannerProbe":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -349,15 +423,13 @@ class QemuDriver(Driver):
 
     def _wait_for_ssh(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not ssh_banner("127.0.0.1", self.ssh_port):
-            if self._running_pid() is None:
-                raise DriverError(f"the VM stopped while booting. {self.console_tail()}")
-            if time.monotonic() > deadline:
-                raise DriverError(f"the VM did not answer SSH on 127.0.0.1:{self.ssh_port} within "
-                                  f"{int(timeout)} s. {self.console_tail()}")
-            # until sshd listens, slirp refuses at once: a short interval costs nothing, and the
-            # first answer ends the loop (each answered probe costs the guest an sshd fork)
-            time.sleep(0.2)
+        with BannerProbe("127.0.0.1", self.ssh_port) as probe:
+            while not probe.wait(1.0):
+                if self._running_pid() is None:
+                    raise DriverError(f"the VM stopped while booting. {self.console_tail()}")
+                if time.monotonic() > deadline:
+                    raise DriverError(f"the VM did not answer SSH on 127.0.0.1:{self.ssh_port} within "
+                                      f"{int(timeout)} s. {self.console_tail()}")
 
     def console_tail(self, lines: int = 15) -> str:
         try:

@@ -153,3 +153,80 @@ def test_upgrade_moves_a_stopped_machine_to_a_new_image_and_keeps_its_data(tmp_p
     assert (d.machine_dir / "data.qcow2").read_bytes() == data_before
     assert d.state() == State.STOPPED  # it was stopped, it stays stopped
     d.remove()
+
+
+class _FakeForward:
+    """A listener standing in for QEMU's SSH forward: `mode` "drop" accepts and closes at once (the
+    guest does not listen yet), "slow" sends the banner `delay` s after accepting (sshd under load)."""
+
+    def __init__(self, mode: str, delay: float = 0.0) -> None:
+        import socket
+        import threading
+
+        self.mode, self.delay, self.accepted = mode, delay, 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+        import time
+
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.mode == "drop":
+                c.close()
+                continue
+            self.conns.append(c)
+
+            def later(c=c) -> None:
+                time.sleep(self.delay)
+                try:
+                    c.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+                except OSError:
+                    pass
+
+            threading.Thread(target=later, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_banner_probe_waits_for_a_slow_sshd_without_a_storm() -> None:
+    """sshd slower than any short banner timeout: one probe's connections wait for it (no reconnects)."""
+    import time
+
+    from machine.drivers.qemu import BannerProbe
+
+    fwd = _FakeForward("slow", delay=4.0)
+    try:
+        t0 = time.monotonic()
+        with BannerProbe("127.0.0.1", fwd.port) as probe:
+            assert probe.wait(15.0)
+        assert 3.9 < time.monotonic() - t0 < 6.0
+        assert fwd.accepted <= 3  # the old probe (3 s timeout, reconnect) never saw this banner at all
+    finally:
+        fwd.close()
+
+
+def test_banner_probe_keeps_polling_while_the_forward_drops_connections() -> None:
+    from machine.drivers.qemu import BannerProbe, free_port
+
+    fwd = _FakeForward("drop")
+    try:
+        with BannerProbe("127.0.0.1", fwd.port, interval=0.1) as probe:
+            assert not probe.wait(1.0)
+        assert 5 <= fwd.accepted <= 12  # one fresh connection per interval, each dropped at once
+    finally:
+        fwd.close()
+    with BannerProbe("127.0.0.1", free_port()) as probe:  # nothing listening: refused, False in time
+        assert not probe.wait(0.5)
