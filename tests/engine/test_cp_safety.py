@@ -1,0 +1,193 @@
+"""`docker cp` never reads or writes outside the container (the CVE-2018-15664 pattern), through the real
+docker CLI and docker-py against a real skiffd: hostile tars sent to PUT /containers/{id}/archive, symlinks
+in the destination path, and a container that keeps swapping a directory for a symlink while files are
+copied in and out. The symlinks point at a host directory this test owns: the daemon runs on this host, so
+a path followed by host path strings would land there."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import shutil
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from tests.engine.containers_fixtures import remove_all
+from tests.engine.harness import Skiffd, TestImages
+
+
+@pytest.fixture(scope="module")
+def bb(skiffd: Skiffd, images: TestImages) -> Iterator[str]:
+    skiffd.docker("pull", "-q", images.busybox)
+    yield images.busybox
+    remove_all(skiffd)
+
+
+@pytest.fixture(autouse=True)
+def _cleanup(skiffd: Skiffd) -> Iterator[None]:
+    yield
+    remove_all(skiffd)
+
+
+@pytest.fixture
+def host_dir() -> Iterator[Path]:
+    """An existing, empty host directory that a container symlink names: an escape would write here."""
+    d = Path(f"/tmp/skiff-cp-escape-{secrets.token_hex(6)}")
+    d.mkdir()
+    yield d
+    shutil.rmtree(d)
+
+
+def tar_of(*entries: tuple) -> bytes:
+    """("name", "file", data) | ("name", "dir") | ("name", "sym", target) | ("name", "hard", target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, kind, *rest in entries:
+            ti = tarfile.TarInfo(name)
+            ti.mtime = int(time.time())
+            if kind == "file":
+                ti.size, ti.mode = len(rest[0]), 0o644
+                tf.addfile(ti, io.BytesIO(rest[0]))
+                continue
+            ti.type, ti.mode = {"dir": (tarfile.DIRTYPE, 0o755), "sym": (tarfile.SYMTYPE, 0o777),
+                                "hard": (tarfile.LNKTYPE, 0o644)}[kind]
+            if rest:
+                ti.linkname = rest[0]
+            tf.addfile(ti)
+    return buf.getvalue()
+
+
+def status_of(fn) -> int:  # type: ignore[no-untyped-def]
+    try:
+        fn()
+    except docker.errors.APIError as e:
+        return int(e.status_code or 0)
+    return 200
+
+
+def run_sh(skiffd: Skiffd, bb: str, name: str, script: str) -> None:
+    skiffd.docker("run", "-d", "--name", name, bb, "sh", "-c", script)
+
+
+def in_container(skiffd: Skiffd, name: str, script: str) -> str:
+    return skiffd.docker("exec", name, "sh", "-c", script).stdout
+
+
+def test_hostile_tars_are_refused_or_contained(skiffd: Skiffd, bb: str, host_dir: Path) -> None:
+    pwned = f"pwned-{secrets.token_hex(4)}"
+    run_sh(skiffd, bb, "hostile", f"mkdir -p /w/inside /a/b /a/bc && ln -s {host_dir} /w/esc && "
+           "ln -s / /w/root && ln -s ../../../../../w/inside /w/up && exec sleep 1000")
+    api = skiffd.client().api
+    put = lambda path, data: lambda: api.put_archive("hostile", path, data)  # noqa: E731
+    # Names that climb out or are absolute: 400 before anything is written.
+    assert status_of(put("/w", tar_of(("../x", "file", b"x")))) == 400
+    assert status_of(put("/w", tar_of(("d/../../x", "file", b"x")))) == 400
+    assert status_of(put("/w", tar_of((f"/{pwned}", "file", b"x")))) == 400
+    assert status_of(put("/w", tar_of(("hl", "hard", "../../etc/passwd")))) == 400
+    # A member below a container symlink that names a host path: resolved in the container (where
+    # that path does not exist), never on the host.
+    assert status_of(put("/w", tar_of(("esc/f", "file", b"x")))) == 400
+    # The destination itself is such a symlink: it resolves inside the container root → 404.
+    assert status_of(put("/w/esc", tar_of(("f", "file", b"x")))) == 404
+    assert status_of(put("/w/esc/", tar_of(("f", "file", b"x")))) == 404
+    # Symlinks in the destination that climb with `..` or point at `/` stay in the container root.
+    assert status_of(put("/w/up", tar_of(("via-up", "file", b"up")))) == 200
+    assert status_of(put("/w/root/w/inside", tar_of(("via-root", "file", b"root")))) == 200
+    # A tar that makes a symlink to `/` and writes through it: contained (Docker follows it in the
+    # container's root, as it would in a chroot).
+    assert status_of(put("/w", tar_of(("l", "sym", "/"), (f"l/{pwned}", "file", b"x")))) == 200
+    assert in_container(skiffd, "hostile", f"cat /w/inside/via-up /w/inside/via-root /{pwned}") == "uprootx"
+    assert not Path(f"/{pwned}").exists()
+    # The prefix bug: a relative symlink climbing out of /a/b into its sibling /a/bc is refused (it
+    # used to pass a check that /a/bc "starts with" /a/b), and nothing lands in /a/bc.
+    assert status_of(put("/a/b", tar_of(("l", "sym", "../bc"), ("l/f", "file", b"x")))) == 400
+    assert status_of(put("/a/b", tar_of(("l", "sym", "../bc")))) == 400
+    assert in_container(skiffd, "hostile", "ls -A /a/bc /a/b") == "/a/b:\n\n/a/bc:\n"
+    assert list(host_dir.iterdir()) == []
+
+
+def test_cp_of_symlinks_resolves_in_container(skiffd: Skiffd, bb: str, host_dir: Path, tmp_path: Path) -> None:
+    (host_dir / "secret").write_text("host secret\n")
+    run_sh(skiffd, bb, "links", f"mkdir -p /w/real && echo inside > /w/real/f && ln -s {host_dir} /w/esc && "
+           f"ln -s {host_dir}/secret /w/secret && ln -s /w/real /w/abs && exec sleep 1000")
+    api = skiffd.client().api
+    # HEAD/stat: the link target is reported as the container path it resolves to.
+    _, st = api.get_archive("links", "/w/abs")
+    assert st["mode"] & (1 << 27) and st["linkTarget"] == "/w/real"
+    # The CLI copies a link as a link; with -L it follows it, inside the container (where it dangles).
+    skiffd.docker("cp", "links:/w/secret", str(tmp_path / "s"))
+    assert (tmp_path / "s").is_symlink() and (tmp_path / "s").readlink() == host_dir / "secret"
+    r = skiffd.docker("cp", "-L", "links:/w/secret", str(tmp_path / "s2"), check=False)
+    assert r.returncode != 0 and "Could not find the file" in r.stderr and not (tmp_path / "s2").exists()
+    r = skiffd.docker("cp", "links:/w/esc/secret", str(tmp_path / "s3"), check=False)
+    assert r.returncode != 0 and "Could not find the file" in r.stderr and not (tmp_path / "s3").exists()
+    assert status_of(lambda: api.get_archive("links", "/w/esc/")) == 404
+    # Copying the directory sends the links as links, never what they point at on the host.
+    stream, _ = api.get_archive("links", "/w")
+    data = b"".join(stream)
+    assert b"host secret" not in data
+    members = {m.name: m for m in tarfile.open(fileobj=io.BytesIO(data))}
+    assert members["w/esc"].issym() and members["w/esc"].linkname == str(host_dir)
+    assert members["w/real/f"].isfile()
+    # Through a link that stays inside, the content is the container's.
+    skiffd.docker("cp", "links:/w/abs/f", str(tmp_path / "f"))
+    assert (tmp_path / "f").read_text() == "inside\n"
+
+
+@pytest.mark.slow
+def test_swapping_symlink_never_leads_cp_out(skiffd: Skiffd, bb: str, host_dir: Path, tmp_path: Path) -> None:
+    (host_dir / "secret").write_text("host secret\n")
+    snapshot = sorted(p.name for p in host_dir.iterdir())
+    # /w/d is a directory (holding f), then a symlink to the host directory, again and again.
+    run_sh(skiffd, bb, "swapper", "mkdir -p /w; while true; do rm -rf /w/d; mkdir /w/d; echo in > /w/d/f; "
+           f"rm -rf /w/d; ln -s {host_dir} /w/d; done")
+    src = tmp_path / "src"
+    (src / "d" / "sub").mkdir(parents=True)
+    (src / "d" / "planted").write_text("x")
+    (src / "d" / "sub" / "deep").write_text("y")
+    api = skiffd.client().api
+    into_d = tar_of(("planted", "file", b"x"), ("sub", "dir"), ("sub/deep", "file", b"y"))
+    through_d = tar_of(("d/planted", "file", b"x"), ("d/sub/deep", "file", b"y"))
+    stop = threading.Event()
+    leaked: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            for path in ("/w", "/w/d", "/w/d/"):
+                try:
+                    stream, _ = api.get_archive("swapper", path)
+                    if b"host secret" in b"".join(stream):
+                        leaked.append(path)
+                except docker.errors.APIError:
+                    pass
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        n = 0
+        while time.monotonic() < deadline:
+            for path, data in (("/w/d", into_d), ("/w/d/", into_d), ("/w", through_d), ("/w/d/sub", into_d)):
+                status_of(lambda: api.put_archive("swapper", path, data))  # noqa: B023
+                n += 1
+        for _ in range(5):  # the CLI's own stat-then-put sequence
+            skiffd.docker("cp", str(src / "d") + "/.", "swapper:/w/d", check=False)
+            skiffd.docker("cp", str(src / "d"), "swapper:/w/", check=False)
+            r = skiffd.docker("cp", "swapper:/w", str(tmp_path / f"out{n}"), check=False)
+            n += 1
+            assert "host secret" not in r.stdout
+    finally:
+        stop.set()
+        t.join()
+    assert n > 20
+    assert sorted(p.name for p in host_dir.iterdir()) == snapshot, "docker cp wrote outside the container"
+    assert leaked == [], "docker cp read a host file"
+    for out in tmp_path.glob("out*"):
+        for f in out.rglob("*"):
+            assert not f.is_file() or "host secret" not in f.read_text(errors="replace")
