@@ -1,29 +1,39 @@
 """`docker cp` (archive HEAD/GET/PUT) and `docker export`.
 
-Paths are resolved inside the container's root with `secure_join`, so symlinks in the container never
-lead to host files. Bind mounts (volumes, /etc/hosts, …) are read and written at their host source, as
-the container sees them. The stat header's `mode` uses Go's `os.FileMode` bits, which the CLI decodes.
-Extraction refuses entries that would climb out of the destination and never follows a symlink it
-did not just resolve safely.
+The container may be running while files are copied, and it owns every name in its root: it can swap a
+directory for a symlink at any moment (CVE-2018-15664). So nothing here follows a host path string below
+the container's root. `Scope` walks a container path one component at a time by descriptor, from a
+descriptor of the root, with O_NOFOLLOW; a symlink it meets is read from the very descriptor it opened
+and followed inside the container's root (moby's `FollowSymlinkInScope`: `..` and absolute targets stop
+at the root). Reading a tree (GET) goes on by descriptor the same way, and a file is read through the
+descriptor whose type was checked (never a device node swapped in); writing (PUT) is the one safe
+extractor (guest/images/tarsafety.py) rooted at the resolved descriptor.
+
+Bind mounts (volumes, /etc/hosts, …) are not visible in the rootfs from the host: a component whose
+container path is a mount destination continues at the mount's host source, as the container sees it.
+The stat header's `mode` uses Go's `os.FileMode` bits, which the CLI decodes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
-import shutil
+import posixpath
 import stat
 import tarfile
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guest.api.filters import rfc3339
-from guest.containers.rootfs import secure_join
 from guest.containers.store import Container
 from guest.errors import Conflict, EngineError, Forbidden, InvalidParameter, NotFound
+from guest.images import tarsafety
+from guest.images.tarsafety import SafeExtractor, TarRules
 
 if TYPE_CHECKING:
     from guest.containers.service import ContainerService
@@ -65,11 +75,23 @@ def go_mode(st_mode: int) -> int:
     return m
 
 
-class _Mounts:
-    """The container's bind mounts (dest → host source), longest destination first."""
+_O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_LINKS = 40  # as the kernel's ELOOP limit
+
+
+@dataclass(frozen=True)
+class Bind:
+    dest: str  # normalized container path
+    source: str  # host path (chosen by the daemon or the user, never by the container)
+    ro: bool
+
+
+class Mounts:
+    """The container's bind mounts, by destination."""
 
     def __init__(self, c: Container) -> None:
-        self.binds: list[tuple[str, str]] = []
+        self.binds: dict[str, Bind] = {}
         try:
             spec = json.loads((c.bundle / "config.json").read_text()) if c.running else None
         except (OSError, ValueError):
@@ -80,87 +102,236 @@ class _Mounts:
                       for d, n in (("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"), ("/etc/resolv.conf", "resolv.conf"))]
         for m in mounts:
             if m.get("type") == "bind" and m.get("source", "").startswith("/") and m["destination"] != "/sbin/docker-init":
-                self.binds.append((os.path.normpath(m["destination"]), m["source"]))
-        self.binds.sort(key=lambda b: len(b[0]), reverse=True)
+                dest = posixpath.normpath("/" + m["destination"].lstrip("/"))
+                self.binds[dest] = Bind(dest, m["source"], "ro" in (m.get("options") or []))
+
+    def at(self, cpath: str) -> Bind | None:
+        return self.binds.get(cpath) if self.binds else None
 
 
-def resolve(root: Path, mounts: _Mounts, path: str, follow_last: bool) -> tuple[Path, str]:
-    """Host path for a container path, plus the container path it resolved to."""
-    p = "/" + path.lstrip("/")
-    for dest, src in mounts.binds:
-        if p == dest or p.startswith(dest.rstrip("/") + "/"):
-            rest = p[len(dest):]
-            if not rest.strip("/") and not os.path.isdir(src):
-                return Path(src), dest
-            return secure_join(Path(src), rest, follow_last), p
-    host = secure_join(root, p, follow_last)
-    return host, "/" + os.path.relpath(host, root) if host != root else "/"
+@dataclass
+class Loc:
+    """Where a container path leads: `fd` an O_PATH descriptor of it (None: it does not exist),
+    `cpath` the container path it resolved to, `bind` the mount it lies in (None: the rootfs)."""
+
+    fd: int | None
+    cpath: str
+    bind: Bind | None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
-def _stat_dict(host: Path, name: str, root: Path) -> dict[str, Any]:
-    st = os.lstat(host)
-    link = ""
-    if stat.S_ISLNK(st.st_mode):
+class Scope:
+    """A container's filesystem as the container sees it, walked by descriptor from its root."""
+
+    def __init__(self, root: Path, mounts: Mounts) -> None:
+        self.mounts = mounts
+        self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        os.close(self.root_fd)
+
+    def open_bind(self, b: Bind) -> int:
+        return os.open(b.source, os.O_PATH | os.O_CLOEXEC)
+
+    def open_child(self, dir_fd: int, cpath: str, name: str) -> int:
+        """An O_PATH descriptor of `name` in the directory `dir_fd` (container path `cpath`)."""
+        b = self.mounts.at(posixpath.join(cpath, name))
+        return self.open_bind(b) if b is not None else os.open(name, _O_PATH, dir_fd=dir_fd)
+
+    def resolve(self, path: str, follow_last: bool) -> Loc:
+        """Resolve `path` inside the container: symlinks on the way (and the last one if `follow_last`)
+        are followed in the container's root. A missing component gives `fd` None."""
+        todo = [p for p in reversed(path.split("/")) if p not in ("", ".")]
+        stack: list[tuple[str, int, Bind | None]] = []  # the components resolved so far, below the root
+        links = 0
         try:
-            target = secure_join(root, "/" + os.path.relpath(host, root), follow_last=True)
-            link = "/" + os.path.relpath(target, root)
-        except (OSError, ValueError):
-            link = os.readlink(host)
-    return {"name": name, "size": st.st_size, "mode": go_mode(st.st_mode), "mtime": rfc3339(st.st_mtime),
-            "linkTarget": link}
+            while todo:
+                part = todo.pop()
+                if part == "..":
+                    if stack:
+                        os.close(stack.pop()[1])
+                    continue
+                cpath = "/" + "/".join([s[0] for s in stack] + [part])
+                b = self.mounts.at(cpath)
+                try:
+                    fd = self.open_bind(b) if b is not None else \
+                        os.open(part, _O_PATH, dir_fd=stack[-1][1] if stack else self.root_fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    rest = "/".join([part] + todo[::-1])
+                    return Loc(None, posixpath.normpath(posixpath.join(posixpath.dirname(cpath), rest)), None)
+                if b is None and (todo or follow_last) and stat.S_ISLNK(os.fstat(fd).st_mode):
+                    try:
+                        target = os.readlink("", dir_fd=fd)  # the link we opened, whatever the name is now
+                    finally:
+                        os.close(fd)
+                    links += 1
+                    if links > _MAX_LINKS:
+                        raise InvalidParameter(f"too many levels of symbolic links: {path}")
+                    if target.startswith("/"):
+                        while stack:
+                            os.close(stack.pop()[1])
+                    todo.extend(p for p in reversed(target.split("/")) if p not in ("", "."))
+                    continue
+                stack.append((part, fd, b))
+            if not stack:
+                return Loc(os.dup(self.root_fd), "/", None)
+            bind = next((s[2] for s in reversed(stack) if s[2] is not None), None)  # the innermost mount
+            cpath = "/" + "/".join(s[0] for s in stack)
+            return Loc(stack.pop()[1], cpath, bind)
+        finally:
+            for _, fd, _ in stack:
+                os.close(fd)
 
 
 def _not_found(c: Container, path: str) -> NotFound:
     return NotFound(f"Could not find the file {path} in container {c.name}")
 
 
+def _stat_dict(scope: Scope, loc: Loc, name: str) -> dict[str, Any]:
+    assert loc.fd is not None
+    st = os.fstat(loc.fd)
+    link = ""
+    if stat.S_ISLNK(st.st_mode):
+        target = scope.resolve(loc.cpath, follow_last=True)  # Docker reports where it leads, in the container
+        target.close()
+        link = target.cpath
+    return {"name": name, "size": st.st_size, "mode": go_mode(st.st_mode), "mtime": rfc3339(st.st_mtime),
+            "linkTarget": link}
+
+
+def _stat_name(path: str) -> str:
+    return os.path.basename(path.rstrip("/")) or "/"
+
+
 async def stat_path(svc: "ContainerService", c: Container, path: str) -> dict[str, Any]:
     root = await svc.acquire_rootfs(c)
     try:
-        host, _ = resolve(root, _Mounts(c), path, follow_last=False)
-        if not os.path.lexists(host):
-            raise _not_found(c, path)
-        return _stat_dict(host, os.path.basename(path.rstrip("/")) or "/", root)
+        scope = Scope(root, Mounts(c))
+        try:
+            loc = scope.resolve(path, follow_last=False)
+            try:
+                if loc.fd is None:
+                    raise _not_found(c, path)
+                return _stat_dict(scope, loc, _stat_name(path))
+            finally:
+                loc.close()
+        finally:
+            scope.close()
     finally:
         await svc.release_rootfs(c)
 
 
+class _Exactly:
+    """A file's first `size` bytes, zero-padded if it shrank while being read (the header is written)."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        b = self.f.read(n) if n else b""
+        if len(b) < n:
+            b += bytes(n - len(b))
+        self.left -= n
+        return b
+
+
+class TreeWriter:
+    """Writes what an O_PATH descriptor names (and everything below it) to a tar, by descriptor."""
+
+    def __init__(self, tf: tarfile.TarFile, scope: Scope) -> None:
+        self.tf, self.scope = tf, scope
+        self.links: dict[tuple[int, int], str] = {}
+
+    def add(self, fd: int, cpath: str, arcname: str) -> None:
+        st = os.fstat(fd)
+        ti = tarfile.TarInfo(arcname)
+        ti.mode, ti.uid, ti.gid, ti.mtime = st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_mtime
+        if stat.S_ISDIR(st.st_mode):
+            ti.type = tarfile.DIRTYPE
+            self.tf.addfile(ti)
+            self._children(fd, cpath, arcname)
+        elif stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self.links:
+                ti.type, ti.linkname = tarfile.LNKTYPE, self.links[key]
+                self.tf.addfile(ti)
+                return
+            if st.st_nlink > 1:
+                self.links[key] = arcname
+            ti.size = st.st_size
+            # Reopen the inode checked above: opening the name again could open a device node.
+            rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+            with os.fdopen(rfd, "rb") as f:
+                self.tf.addfile(ti, _Exactly(f, st.st_size))  # type: ignore[arg-type]
+        elif stat.S_ISLNK(st.st_mode):
+            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
+            self.tf.addfile(ti)
+        elif stat.S_ISFIFO(st.st_mode):
+            ti.type = tarfile.FIFOTYPE
+            self.tf.addfile(ti)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            self.tf.addfile(ti)
+        # sockets are not archived
+
+    def _children(self, fd: int, cpath: str, arcname: str) -> None:
+        dfd = os.open(".", _O_DIR, dir_fd=fd)
+        try:
+            for name in sorted(os.listdir(dfd)):
+                try:
+                    child = self.scope.open_child(dfd, cpath, name)
+                except FileNotFoundError:
+                    continue  # removed meanwhile
+                try:
+                    self.add(child, posixpath.join(cpath, name), f"{arcname}/{name}")
+                finally:
+                    os.close(child)
+        finally:
+            os.close(dfd)
+
+
 async def get_archive(svc: "ContainerService", c: Container, path: str) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
     root = await svc.acquire_rootfs(c)
+    scope: Scope | None = None
+    loc: Loc | None = None
     try:
-        mounts = _Mounts(c)
-        follow = path.endswith("/") or path.endswith("/.")
-        host, _ = resolve(root, mounts, path, follow_last=follow)
-        if not os.path.lexists(host):
+        scope = Scope(root, Mounts(c))
+        loc = scope.resolve(path, follow_last=path.endswith("/") or path.endswith("/."))
+        if loc.fd is None:
             raise _not_found(c, path)
-        if path.endswith("/") and not host.is_dir():
+        if path.endswith("/") and not stat.S_ISDIR(os.fstat(loc.fd).st_mode):
             raise InvalidParameter(f"not a directory: {path}")
-        st = _stat_dict(host, os.path.basename(path.rstrip("/")) or "/", root)
+        st = _stat_dict(scope, loc, _stat_name(path))
         base = "." if path.endswith("/.") else (os.path.basename(path.rstrip("/")) or ".")
     except BaseException:
+        if loc is not None:
+            loc.close()
+        if scope is not None:
+            scope.close()
         await svc.release_rootfs(c)
         raise
+    fd, cpath, sc = loc.fd, loc.cpath, scope
 
     def produce(w: Any) -> None:
         with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-            tf.add(str(host), arcname=base, recursive=True, filter=_numeric)
+            TreeWriter(tf, sc).add(fd, cpath, base)
 
     async def chunks() -> AsyncIterator[bytes]:
         try:
             async for b in _threaded_writer(produce):
                 yield b
-        finally:
+        finally:  # the writer thread has ended: its descriptors can go
+            loc.close()
+            sc.close()
             await svc.release_rootfs(c)
 
     return st, chunks()
-
-
-def _numeric(ti: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    if ti.type not in (tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE,
-                       tarfile.CHRTYPE, tarfile.BLKTYPE):
-        return None
-    ti.uname = ti.gname = ""
-    return ti
 
 
 class _PipeWriter:
@@ -274,89 +445,94 @@ class _ByteQueueReader:
         return out
 
 
-def _safe_parts(name: str) -> list[str]:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise InvalidParameter(f"invalid path in archive: {name!r}")
-    if any("\0" in p for p in parts):
-        raise InvalidParameter("invalid path in archive")
-    return parts
+class CpExtractor(SafeExtractor):
+    """The safe extractor, rooted at a directory resolved in a container. A member's path that meets a
+    symlink the container has (merged-/usr images: `lib -> usr/lib`) follows it inside the container's
+    root, as Docker's chrooted extraction does; one that meets a mount continues at its source."""
 
+    def __init__(self, scope: Scope, dest: Loc, rules: TarRules, chown_root: bool) -> None:
+        assert dest.fd is not None
+        super().__init__(dest.fd, rules, fresh=False)
+        self.scope, self.chown_root = scope, chown_root
+        # container paths of the directories reached through a symlink (and the destination)
+        self.cpaths: dict[tuple[str, ...], str] = {(): dest.cpath}
 
-def extract(src: Any, dest: Path, *, chown_root: bool, no_overwrite_dir_non_dir: bool) -> None:
-    """Extract a tar stream under `dest` (a directory inside a container root or a bind source)."""
-    with tarfile.open(fileobj=src, mode="r|*") as tf:
-        for m in tf:
-            parts = _safe_parts(m.name)
-            if not parts:
-                continue
-            parent = secure_join(dest, "/".join(parts[:-1]), follow_last=True) if parts[:-1] else dest
-            if not str(parent).startswith(str(dest)):
-                raise InvalidParameter(f"invalid path in archive: {m.name!r}")
-            parent.mkdir(parents=True, exist_ok=True)
-            target = parent / parts[-1]
-            exists = os.path.lexists(target)
-            if exists:
-                is_dir = target.is_dir() and not target.is_symlink()
-                if no_overwrite_dir_non_dir and is_dir != m.isdir():
-                    what = "directory" if is_dir else "non-directory"
-                    raise Conflict(f"cannot overwrite {what} \"{'/'.join(parts)}\" with "
-                                   f"{'directory' if m.isdir() else 'non-directory'}")
-                if not (is_dir and m.isdir()):
-                    if is_dir:
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink()
-            uid, gid = (0, 0) if chown_root else (m.uid, m.gid)
-            if m.isdir():
-                target.mkdir(exist_ok=True)
-                os.chmod(target, m.mode & 0o7777)
-            elif m.isreg():
-                f = tf.extractfile(m)
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    assert f is not None
-                    shutil.copyfileobj(f, out, CHUNK)
-                os.chmod(target, m.mode & 0o7777)
-            elif m.issym():
-                os.symlink(m.linkname, target)
-            elif m.islnk():
-                lparts = _safe_parts(m.linkname)
-                src_path = secure_join(dest, "/".join(lparts), follow_last=False)
-                if not str(src_path).startswith(str(dest)) or not os.path.lexists(src_path):
-                    raise InvalidParameter(f"invalid hard link in archive: {m.linkname!r}")
-                os.link(src_path, target, follow_symlinks=False)
-            elif m.isfifo():
-                os.mkfifo(target, m.mode & 0o777)
-            else:
-                continue  # devices are not copied into containers
+    def cpath(self, parts: tuple[str, ...]) -> str:
+        for i in range(len(parts), -1, -1):
+            base = self.cpaths.get(parts[:i])
+            if base is not None:
+                return posixpath.join(base, *parts[i:])
+        raise AssertionError("the root has a container path")
+
+    def open_dir(self, parent: int, parts: tuple[str, ...]) -> int:
+        self.cpaths.pop(parts, None)
+        cpath = posixpath.join(self.cpath(parts[:-1]), parts[-1])
+        b = self.scope.mounts.at(cpath)
+        if b is None:
             try:
-                os.chown(target, uid, gid, follow_symlinks=False)
-            except OSError:
-                pass
-            if not m.issym():
-                try:
-                    os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)
-                except OSError:
-                    pass
+                return super().open_dir(parent, parts)
+            except OSError as e:  # ENOTDIR too: O_DIRECTORY may report a symlink so
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR) or \
+                        not stat.S_ISLNK(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode):
+                    raise
+            loc = self.scope.resolve(cpath, follow_last=True)
+        else:
+            loc = Loc(self.scope.open_bind(b), cpath, b)
+        try:
+            if loc.fd is None:
+                raise OSError(errno.ELOOP, "a symlink that leads nowhere")
+            fd = os.open(".", _O_DIR, dir_fd=loc.fd)  # ENOTDIR unless a directory
+        finally:
+            loc.close()
+        self.cpaths[parts] = loc.cpath
+        return fd
+
+    def overwrite_refused(self, msg: str) -> Exception:
+        return Conflict(msg)
+
+    def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        if self.chown_root:
+            m.uid = m.gid = 0
+        super().add(tf, m)
+
+
+def cp_rules(no_overwrite_dir_non_dir: bool) -> TarRules:
+    """Docker's copy rules: names stay below the destination, and so do relative symlink targets."""
+    return TarRules(where="the archive", error=InvalidParameter, devices="skip", fifos=True, owners=True,
+                    no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, root_name="destination directory")
+
+
+def _extract_into(scope: Scope, c: Container, path: str, src: _ByteQueueReader, *,
+                  no_overwrite_dir_non_dir: bool, chown_root: bool) -> None:
+    """Runs in a worker thread, which owns the descriptors (closed here, never under it)."""
+    try:
+        loc = scope.resolve(path, follow_last=True)
+        try:
+            if loc.fd is None:
+                raise _not_found(c, path)
+            if not stat.S_ISDIR(os.fstat(loc.fd).st_mode):
+                raise InvalidParameter("extraction point is not a directory")
+            if loc.bind is None and c.host_config.get("ReadonlyRootfs"):
+                raise Forbidden("container rootfs is marked read-only")
+            if loc.bind is not None and loc.bind.ro:
+                raise Forbidden("mounted volume is marked read-only")
+            ex = CpExtractor(scope, loc, cp_rules(no_overwrite_dir_non_dir), chown_root)
+        finally:
+            loc.close()
+        tarsafety.extract(ex, src, "r|*", "the archive")
+    finally:
+        scope.close()
 
 
 async def put_archive(svc: "ContainerService", c: Container, path: str, body: AsyncIterator[bytes], *,
                       no_overwrite_dir_non_dir: bool, copy_uid_gid: bool) -> None:
     root = await svc.acquire_rootfs(c)
     try:
-        mounts = _Mounts(c)
-        host, cpath = resolve(root, mounts, path, follow_last=True)
-        if not os.path.lexists(host):
-            raise _not_found(c, path)
-        if not host.is_dir():
-            raise InvalidParameter("extraction point is not a directory")
-        if c.host_config.get("ReadonlyRootfs") and str(host).startswith(str(root)):
-            raise Forbidden("container rootfs is marked read-only")
+        scope = Scope(root, Mounts(c))
         reader = _ByteQueueReader()
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(None, lambda: extract(reader, host, chown_root=not copy_uid_gid,
-                                                         no_overwrite_dir_non_dir=no_overwrite_dir_non_dir))
+        job = loop.run_in_executor(None, lambda: _extract_into(
+            scope, c, path, reader, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, chown_root=not copy_uid_gid))
         try:
             async for chunk in body:
                 if job.done():
@@ -366,8 +542,10 @@ async def put_archive(svc: "ContainerService", c: Container, path: str, body: As
                     await asyncio.sleep(0.005)
         finally:
             reader.push(None)
+            # Never release the rootfs under the thread, even if this request was cancelled.
+            await asyncio.wait([job])
         try:
-            await job
+            job.result()
         except EngineError:
             raise
         except tarfile.TarError as e:

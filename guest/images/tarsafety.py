@@ -22,6 +22,11 @@ What differs per caller is what the tree is for (`TarRules`), never how safe it 
   context directory may hold one), where a layer refuses devices and keeps FIFOs;
 * layers and ADD archives apply owners and the safe xattrs, contexts do not (COPY makes files
   root-owned); only layers apply a `./` entry's metadata to the root (it is the container's `/`).
+* `docker cp` uploads (guest/containers/archive.py) extract into a directory of a live container: the
+  root is given as a descriptor resolved inside the container, the tree is not fresh, a directory and a
+  non-directory may be kept from replacing each other (`no_overwrite_dir_non_dir`), and a symlink the
+  container already has on a member's path is followed inside the container's root by an
+  `open_dir` override (never by the kernel on the host).
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ class TarRules:
     fifos: bool = True  # create FIFOs, or skip them
     owners: bool = True  # apply the tar's owners and safe xattrs
     root_entry: bool = False  # apply a `./` directory entry's metadata to the root itself
+    no_overwrite_dir_non_dir: bool = False  # refuse to replace a directory by a non-directory, and back
+    root_name: str = "image"  # what the root is, in "it points outside the …"
 
     def fail(self, msg: str) -> InvalidParameter:
         return self.error(msg)
@@ -147,12 +154,13 @@ def write_all(fd: int, b: bytes) -> None:
 
 class SafeExtractor:
     """Writes tar members under `dest` by descriptor. `fresh`: `dest` starts empty, so a path this
-    extraction has not created does not exist and needs no stat (file creation dominates unpack time)."""
+    extraction has not created does not exist and needs no stat (file creation dominates unpack time).
+    `dest` may be a descriptor of the directory (an O_PATH one will do): the extractor opens its own."""
 
-    def __init__(self, dest: Path, rules: TarRules, fresh: bool = True) -> None:
+    def __init__(self, dest: Path | int, rules: TarRules, fresh: bool = True) -> None:
         self.rules = rules
         self.limits = rules.limits
-        self.root = os.open(dest, _O_DIR)
+        self.root = os.open(".", _O_DIR, dir_fd=dest) if isinstance(dest, int) else os.open(dest, _O_DIR)
         self.fds: dict[tuple[str, ...], int] = {(): self.root}
         self.dir_times: dict[tuple[str, ...], int] = {}
         self.entries = 0
@@ -182,14 +190,14 @@ class SafeExtractor:
         parent = self.dirfd(parts[:-1], create)
         name = parts[-1]
         try:
-            fd = os.open(name, _O_DIR, dir_fd=parent)
+            fd = self.open_dir(parent, parts)
         except FileNotFoundError:
             if not create:
                 raise
             os.mkdir(name, 0o755, dir_fd=parent)
             if self.made is not None:
                 self.made.add(parts)
-            fd = os.open(name, _O_DIR, dir_fd=parent)
+            fd = self.open_dir(parent, parts)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise self.rules.fail(f"invalid path {'/'.join(parts)!r} in {self.rules.where}: "
@@ -201,6 +209,10 @@ class SafeExtractor:
         self.fds[parts] = fd
         return fd
 
+    def open_dir(self, parent: int, parts: tuple[str, ...]) -> int:
+        """Open the directory `parts[-1]` in `parent`; a symlink or a file there raises ELOOP/ENOTDIR."""
+        return os.open(parts[-1], _O_DIR, dir_fd=parent)
+
     def remove_existing(self, parent: int, name: str, parts: tuple[str, ...], keep_dir: bool) -> bool:
         """Later entries replace earlier ones (as in tar); returns True if a directory was kept."""
         if self.made is not None and parts not in self.made:
@@ -210,6 +222,9 @@ class SafeExtractor:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
             return False
+        if self.rules.no_overwrite_dir_non_dir and stat.S_ISDIR(st.st_mode) != keep_dir:
+            was, new = ("non-directory", "directory") if keep_dir else ("directory", "non-directory")
+            raise self.overwrite_refused(f"cannot overwrite {was} {'/'.join(parts)!r} with {new}")
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return True
@@ -236,6 +251,10 @@ class SafeExtractor:
         if len(parts) > self.limits.max_depth:
             raise self.rules.fail(f"path too deep in {where}: {m.name!r}")
         return parts
+
+    def overwrite_refused(self, msg: str) -> Exception:
+        """The error for `no_overwrite_dir_non_dir` (a caller may answer it as a conflict)."""
+        return self.rules.fail(msg)
 
     def special(self, parts: tuple[str, ...], m: tarfile.TarInfo) -> bool:
         """A member the caller handles itself (layers: whiteouts); True when it was."""
@@ -325,7 +344,7 @@ class SafeExtractor:
             depth += -1 if c == ".." else 1
             if depth < 0:
                 raise self.rules.fail(f"invalid symlink {'/'.join(parts)!r} -> {target!r} in {where}: "
-                                      "it points outside the image")
+                                      f"it points outside the {self.rules.root_name}")
 
     def _hardlink(self, m: tarfile.TarInfo, parent: int, base: str, parts: tuple[str, ...]) -> None:
         where = self.rules.where
