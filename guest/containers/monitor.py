@@ -208,6 +208,24 @@ def process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
         return False
 
 
+def find_conmons(cid: str) -> list[int]:
+    """Live conmon processes of container `cid`'s own process (`conmon … -c <cid> -u <cid>`; exec sessions have
+    their own -u), for a start the daemon did not see through: its pid file may not be written yet."""
+    out = []
+    want = f"\0-c\0{cid}\0-u\0{cid}\0".encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if os.path.basename(cmd.split(b"\0", 1)[0]) == b"conmon" and want in cmd and process_alive(int(d)):
+            out.append(int(d))
+    return out
+
+
 def proc_start_time(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -57,6 +57,16 @@ log = logging.getLogger("skiffd.containers")
 
 CGROUP_PARENT = "skiff"
 DEFAULT_STOP_TIMEOUT = 10
+# Test-only: `SKIFFD_TEST_PAUSE_BEFORE=<point>` makes every container start sleep at that point of
+# `_start_locked` ("launch": before conmon, "start": created, before `runtime start`, "running-saved": started,
+# before the record says so), so that a test can SIGKILL the daemon there. Never set it in production.
+_TEST_PAUSE_BEFORE = os.environ.get("SKIFFD_TEST_PAUSE_BEFORE", "")
+
+
+async def _test_pause(point: str) -> None:
+    if _TEST_PAUSE_BEFORE == point:
+        log.warning("test hook: start paused before %s", point)
+        await asyncio.sleep(3600)
 
 
 class ContainerService:
@@ -319,14 +329,19 @@ class ContainerService:
             self._namespace_paths(c, inputs)
             oci = spec.build_spec(c.rec, user, inputs)
             c.bundle.mkdir(parents=True, exist_ok=True)
-            for stale in ("attach", "ctl", "winsz", "oom", "pidfile"):
+            for stale in ("attach", "ctl", "winsz", "oom", "pidfile", "conmon.pid"):
                 (c.bundle / stale).unlink(missing_ok=True)
             shutil.rmtree(monitor.exit_dir(c.bundle), ignore_errors=True)
             atomic_write_json(c.bundle / "config.json", oci)
             cfg = c.config
             stdin = bool(cfg.get("OpenStdin"))
             log_max = _log_size_max(hc)
+            # From here on a process may exist that outlives us: a daemon killed before the record says
+            # `running` finds this marker and asks conmon and the runtime what became of the start (_recover_start).
+            c.skiff.update(Starting=True, Runtime=self.runtime.name, Bundle=str(c.bundle))
+            self.store.save(c)
             marks.append(("spec", time.monotonic()))
+            await _test_pause("launch")
             launched = await monitor.launch(
                 self.runtime, c.id, c.name, c.bundle, str(c.log_path) if hc["LogConfig"]["Type"] != "none" else None,
                 tty=bool(cfg.get("Tty")), stdin=stdin, leave_stdin_open=stdin and not cfg.get("StdinOnce"),
@@ -347,8 +362,10 @@ class ContainerService:
             if self.engine.networks is not None and hasattr(self.engine.networks, "ready"):
                 await self.engine.networks.ready(c)  # netavark ran alongside everything since _setup_network
                 marks.append(("network ready", time.monotonic()))
+            await _test_pause("start")
             await self.runtime.start(c.id)
             marks.append(("start", time.monotonic()))
+            await _test_pause("running-saved")
         except BaseException as e:
             if c.watch is not None:
                 c.watch.close()
@@ -362,6 +379,7 @@ class ContainerService:
             code = _start_error_code(msg)
             c.state.update(Status="created" if never_ran else "exited", Running=False, Pid=0, Error=msg,
                            ExitCode=code)
+            c.skiff.pop("Starting", None)
             self.store.save(c)
             for fut in c.attachers:
                 if not fut.done():
@@ -381,6 +399,7 @@ class ContainerService:
                        Pid=launched.pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
         c.skiff.update(ConmonPid=launched.conmon_pid, PidStart=monitor.proc_start_time(launched.pid),
                        Runtime=self.runtime.name, Bundle=str(c.bundle), Netns=netns_path)
+        c.skiff.pop("Starting", None)
         if c.state.get("Health") is not None:
             c.state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
         self.store.save(c)
@@ -670,6 +689,8 @@ class ContainerService:
         if c.state.get("Restarting"):
             c.state.update(Status="exited", Restarting=False)
             self.store.save(c)
+        if sk.get("Starting") and not c.running and not await self._recover_start(c):
+            return
         if not c.running:
             if rootfs.is_mountpoint(c.rootfs) and c.mount_refs == 0:
                 self._unmount(c)
@@ -695,6 +716,54 @@ class ContainerService:
             code = 137
         self.active += 1
         await self._handle_exit(c, code)
+
+    async def _recover_start(self, c: Container) -> bool:
+        """The daemon died in the middle of a start (the record still says `Starting`). If the process got to run
+        (the runtime released it: its state is running or stopped), the record is made `running` and True is
+        returned: the caller re-adopts it (conmon alive) or records its exit. Otherwise whatever the start had
+        made (a `runtime create`d init, conmon, cgroup, netns, network endpoint, rootfs mount) is undone and the
+        container is `created` again (or `exited` if it had run before)."""
+        state_dir = self.runtime.root / c.id
+        conmons = monitor.find_conmons(c.id)
+        st = await self.runtime.state(c.id) if state_dir.exists() else None
+        deadline = time.monotonic() + 10
+        while st is None and conmons and time.monotonic() < deadline:
+            # conmon may still be running `runtime create`: wait until the container exists or conmon gives up.
+            await asyncio.sleep(0.05)
+            conmons = [p for p in conmons if monitor.process_alive(p, c.id)]
+            st = await self.runtime.state(c.id) if state_dir.exists() else None
+        status = (st or {}).get("status")
+        released = not (state_dir / "exec.fifo").exists()
+        if status in ("running", "paused", "stopped") and released:
+            pid = int((st or {}).get("pid") or 0) or _read_int(c.bundle / "pidfile")
+            conmon_pid = _read_int(c.bundle / "conmon.pid") or (conmons[0] if conmons else 0)
+            c.state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
+                           Dead=False, Pid=pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
+            c.skiff.update(ConmonPid=conmon_pid, PidStart=monitor.proc_start_time(pid) if pid else None)
+            c.skiff.pop("Starting", None)
+            if c.state.get("Health") is not None:
+                c.state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
+            self.store.save(c)
+            log.info("container %s was started when the daemon stopped: it runs", c.id[:12])
+            return True
+        # It never ran: the init `runtime create` made (if any) goes, and conmon with it.
+        if st is not None:
+            await self.runtime.delete(c.id, force=True)
+        for p in conmons:
+            if monitor.process_alive(p, c.id):
+                signal_pid(p, _signal.SIGKILL)
+        for _ in range(100):
+            if not any(monitor.process_alive(p, c.id) for p in conmons):
+                break
+            await asyncio.sleep(0.05)
+        c.state["Pid"] = 0
+        await self._teardown(c)
+        never_ran = c.state.get("StartedAt", "").startswith("0001")
+        c.state.update(Status="created" if never_ran else "exited", Running=False, Paused=False, Restarting=False)
+        c.skiff.pop("Starting", None)
+        self.store.save(c)
+        log.info("container %s was being started when the daemon stopped: start undone", c.id[:12])
+        return False
 
     def _clean_stale_bundles(self) -> None:
         for d in self.store.run_root.iterdir():
@@ -1149,6 +1218,13 @@ def _log_size_max(hc: dict[str, Any]) -> int | None:
         return int(v)
     except ValueError:
         raise InvalidParameter(f"invalid max-size: {v}") from None
+
+
+def _read_int(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or "0")
+    except (OSError, ValueError):
+        return 0
 
 
 def _start_error_code(msg: str) -> int:
