@@ -24,7 +24,7 @@ import posixpath
 import stat
 import tarfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,8 +90,12 @@ class Bind:
 class Mounts:
     """The container's bind mounts, by destination."""
 
-    def __init__(self, c: Container) -> None:
-        self.binds: dict[str, Bind] = {}
+    def __init__(self, binds: Iterable[Bind] = ()) -> None:
+        self.binds: dict[str, Bind] = {b.dest: b for b in binds}
+
+    @classmethod
+    def of(cls, c: Container) -> "Mounts":
+        """A running container's from its OCI spec; a stopped one's /etc files."""
         try:
             spec = json.loads((c.bundle / "config.json").read_text()) if c.running else None
         except (OSError, ValueError):
@@ -100,10 +104,9 @@ class Mounts:
         if not mounts:
             mounts = [{"destination": d, "type": "bind", "source": str(c.dir / n)}
                       for d, n in (("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"), ("/etc/resolv.conf", "resolv.conf"))]
-        for m in mounts:
-            if m.get("type") == "bind" and m.get("source", "").startswith("/") and m["destination"] != "/sbin/docker-init":
-                dest = posixpath.normpath("/" + m["destination"].lstrip("/"))
-                self.binds[dest] = Bind(dest, m["source"], "ro" in (m.get("options") or []))
+        return cls(Bind(posixpath.normpath("/" + m["destination"].lstrip("/")), m["source"], "ro" in (m.get("options") or []))
+                   for m in mounts
+                   if m.get("type") == "bind" and m.get("source", "").startswith("/") and m["destination"] != "/sbin/docker-init")
 
     def at(self, cpath: str) -> Bind | None:
         return self.binds.get(cpath) if self.binds else None
@@ -210,7 +213,7 @@ def _stat_name(path: str) -> str:
 async def stat_path(svc: "ContainerService", c: Container, path: str) -> dict[str, Any]:
     root = await svc.acquire_rootfs(c)
     try:
-        scope = Scope(root, Mounts(c))
+        scope = Scope(root, Mounts.of(c))
         try:
             loc = scope.resolve(path, follow_last=False)
             try:
@@ -301,7 +304,7 @@ async def get_archive(svc: "ContainerService", c: Container, path: str) -> tuple
     scope: Scope | None = None
     loc: Loc | None = None
     try:
-        scope = Scope(root, Mounts(c))
+        scope = Scope(root, Mounts.of(c))
         loc = scope.resolve(path, follow_last=path.endswith("/") or path.endswith("/."))
         if loc.fd is None:
             raise _not_found(c, path)
@@ -528,7 +531,7 @@ async def put_archive(svc: "ContainerService", c: Container, path: str, body: As
                       no_overwrite_dir_non_dir: bool, copy_uid_gid: bool) -> None:
     root = await svc.acquire_rootfs(c)
     try:
-        scope = Scope(root, Mounts(c))
+        scope = Scope(root, Mounts.of(c))
         reader = _ByteQueueReader()
         loop = asyncio.get_running_loop()
         job = loop.run_in_executor(None, lambda: _extract_into(

@@ -7,6 +7,7 @@ a path followed by host path strings would land there."""
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import shutil
 import tarfile
@@ -18,6 +19,9 @@ from pathlib import Path
 import docker.errors
 import pytest
 
+from guest.containers.archive import Bind, CpExtractor, Mounts, Scope, cp_rules
+from guest.errors import Conflict, InvalidParameter
+from guest.images import tarsafety
 from tests.engine.containers_fixtures import remove_all
 from tests.engine.harness import Skiffd, TestImages
 
@@ -77,6 +81,80 @@ def run_sh(skiffd: Skiffd, bb: str, name: str, script: str) -> None:
 
 def in_container(skiffd: Skiffd, name: str, script: str) -> str:
     return skiffd.docker("exec", name, "sh", "-c", script).stdout
+
+
+@pytest.fixture
+def scope(tmp_path: Path) -> Iterator[Scope]:
+    """A container root (merged /usr, links that climb, a loop) with a volume mounted at /mnt/vol."""
+    root = tmp_path / "root"
+    (root / "usr" / "lib").mkdir(parents=True)
+    (root / "mnt" / "vol").mkdir(parents=True)
+    (root / "lib").symlink_to("usr/lib")
+    (root / "up").symlink_to("../../../../usr")
+    (root / "abs").symlink_to("/usr/lib")
+    (root / "loop").symlink_to("loop")
+    (root / "f").write_text("x")
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "v").write_text("v")
+    sc = Scope(root, Mounts([Bind("/mnt/vol", str(vol), False)]))
+    yield sc
+    sc.close()
+
+
+def resolved(sc: Scope, path: str, follow_last: bool = True) -> tuple[str, int | None, str | None]:
+    loc = sc.resolve(path, follow_last)
+    ino = os.fstat(loc.fd).st_ino if loc.fd is not None else None
+    loc.close()
+    return loc.cpath, ino, loc.bind.dest if loc.bind else None
+
+
+def test_scope_resolves_like_follow_symlink_in_scope(scope: Scope, tmp_path: Path) -> None:
+    root, usr_lib = tmp_path / "root", (tmp_path / "root" / "usr" / "lib").stat().st_ino
+    assert resolved(scope, "/lib") == ("/usr/lib", usr_lib, None)
+    assert resolved(scope, "/up/lib") == ("/usr/lib", usr_lib, None)  # `..` stops at the root
+    assert resolved(scope, "/abs") == ("/usr/lib", usr_lib, None)  # an absolute target starts at the root
+    assert resolved(scope, "/abs", follow_last=False) == ("/abs", (root / "abs").lstat().st_ino, None)
+    assert resolved(scope, "/lib/nothere/x") == ("/usr/lib/nothere/x", None, None)
+    assert resolved(scope, "/f/x") == ("/f/x", None, None)  # through a file: missing
+    assert resolved(scope, "/../../f") == ("/f", (root / "f").stat().st_ino, None)
+    assert resolved(scope, "/") == ("/", root.stat().st_ino, None)
+    assert resolved(scope, "/mnt/vol/v") == ("/mnt/vol/v", (tmp_path / "vol" / "v").stat().st_ino, "/mnt/vol")
+    assert resolved(scope, "/mnt/vol/../../f")[2] is None  # `..` leaves the mount
+    with pytest.raises(InvalidParameter, match="too many levels"):
+        scope.resolve("/loop/x", True)
+
+
+def extract_at(sc: Scope, path: str, data: bytes, no_overwrite: bool = False) -> None:
+    loc = sc.resolve(path, True)
+    try:
+        ex = CpExtractor(sc, loc, cp_rules(no_overwrite), chown_root=True)
+    finally:
+        loc.close()
+    tarsafety.extract(ex, io.BytesIO(data), "r|*", "the archive")
+
+
+def test_extractor_follows_container_links_in_scope(scope: Scope, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    extract_at(scope, "/", tar_of(("lib/a", "file", b"a"), ("up/b", "file", b"b"), ("abs/c", "file", b"c"),
+                                  ("mnt/vol/sub/d", "file", b"d")))
+    assert sorted(p.name for p in (root / "usr" / "lib").iterdir()) == ["a", "c"]
+    assert (root / "usr" / "b").read_text() == "b"
+    assert (tmp_path / "vol" / "sub" / "d").read_text() == "d" and not (root / "mnt" / "vol" / "sub").exists()
+    extract_at(scope, "/lib", tar_of(("e", "file", b"e")))  # the destination resolved in scope
+    assert (root / "usr" / "lib" / "e").read_text() == "e"
+    with pytest.raises(InvalidParameter, match="too many levels of symbolic links"):
+        extract_at(scope, "/", tar_of(("loop/x", "file", b"x")))
+    with pytest.raises(InvalidParameter, match="goes through a symlink"):  # dangles in the container
+        extract_at(scope, "/", tar_of(("nowhere", "sym", "/no/such"), ("nowhere/x", "file", b"x")))
+    with pytest.raises(InvalidParameter, match="outside the destination directory"):
+        extract_at(scope, "/usr", tar_of(("l", "sym", "../../x")))
+    with pytest.raises(Conflict, match="cannot overwrite directory 'lib' with non-directory"):
+        extract_at(scope, "/usr", tar_of(("lib", "file", b"x")), no_overwrite=True)
+    with pytest.raises(Conflict, match="cannot overwrite non-directory 'f' with directory"):
+        extract_at(scope, "/", tar_of(("f", "dir")), no_overwrite=True)
+    extract_at(scope, "/", tar_of(("f", "dir")))  # replaced when allowed
+    assert (root / "f").is_dir()
 
 
 def test_hostile_tars_are_refused_or_contained(skiffd: Skiffd, bb: str, host_dir: Path) -> None:
@@ -191,3 +269,42 @@ def test_swapping_symlink_never_leads_cp_out(skiffd: Skiffd, bb: str, host_dir: 
     for out in tmp_path.glob("out*"):
         for f in out.rglob("*"):
             assert not f.is_file() or "host secret" not in f.read_text(errors="replace")
+
+
+def test_cp_keeps_docker_behaviours(skiffd: Skiffd, bb: str, tmp_path: Path) -> None:
+    skiffd.docker("volume", "create", "cpvol")
+    skiffd.docker("volume", "create", "cpro")
+    try:
+        run_sh(skiffd, bb, "beh", "mkdir -p /usr/xx /t/x && ln -s usr/xx /lx && mknod /t/zero c 1 5 && "
+               "exec sleep 1000")
+        skiffd.docker("run", "-d", "--name", "vols", "-v", "cpvol:/data", "-v", "cpro:/ro:ro", bb, "sleep", "1000")
+        f = tmp_path / "x"
+        f.write_text("file\n")
+        os.chown(f, 1234, 5678)
+        # -a keeps the owner, the default makes files root-owned.
+        skiffd.docker("cp", "-a", str(f), "beh:/t/owned")
+        skiffd.docker("cp", str(f), "beh:/t/rooted")
+        assert in_container(skiffd, "beh", "stat -c %u:%g /t/owned /t/rooted").split() == ["1234:5678", "0:0"]
+        # The CLI asks not to replace a directory by a file.
+        r = skiffd.docker("cp", str(f), "beh:/t/", check=False)
+        assert r.returncode != 0 and "cannot overwrite directory" in r.stderr
+        # A member whose path meets a symlink the container has follows it in the container (merged /usr).
+        api = skiffd.client().api
+        api.put_archive("beh", "/", tar_of(("lx/f", "file", b"merged")))
+        assert in_container(skiffd, "beh", "cat /usr/xx/f") == "merged"
+        # A device node is archived as one, never opened (reading /dev/zero would never end).
+        stream, st = api.get_archive("beh", "/t/zero")
+        assert st["mode"] & (1 << 21)
+        m = tarfile.open(fileobj=io.BytesIO(b"".join(stream))).getmembers()
+        assert [(x.name, x.ischr(), x.devmajor, x.devminor) for x in m] == [("zero", True, 1, 5)]
+        # Volumes of a running container are written and read where the container sees them.
+        skiffd.docker("cp", str(f), "vols:/data/")
+        api.put_archive("vols", "/", tar_of(("data/sub/g", "file", b"g")))
+        assert in_container(skiffd, "vols", "cat /data/x /data/sub/g") == "file\ng"
+        skiffd.docker("cp", "vols:/data", str(tmp_path / "out"))
+        assert (tmp_path / "out" / "sub" / "g").read_text() == "g"
+        r = skiffd.docker("cp", str(f), "vols:/ro/", check=False)
+        assert r.returncode != 0 and "read-only" in r.stderr
+    finally:
+        remove_all(skiffd)
+        skiffd.docker("volume", "rm", "cpvol", "cpro", check=False)
