@@ -85,9 +85,6 @@ def normalize_host_config(hc: dict[str, Any], runtime_name: str) -> dict[str, An
     hc = dict(hc)
     mode = hc.get("NetworkMode") or "default"
     hc["NetworkMode"] = "bridge" if mode == "default" else mode
-    if mode.startswith("container:") and hc.get("ExtraHosts"):
-        # The hosts file is the other container's (Docker rejects this at create too).
-        raise InvalidParameter("conflicting options: custom host-to-IP mapping and the network mode")
     lc = hc.get("LogConfig") or {}
     # docker-py's containers.run() only streams output for json-file/journald; k8s-file is what is underneath.
     hc["LogConfig"] = {"Type": lc.get("Type") or "json-file", "Config": lc.get("Config") or {}}

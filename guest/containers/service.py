@@ -214,6 +214,7 @@ class ContainerService:
 
     async def create(self, body: dict[str, Any], name: str | None = None, platform: str | None = None) -> tuple[Container, list[str]]:
         config, hc, networking = split_create_body(body)
+        requested = dict(config)  # the network-mode checks look at the request's own ports, not the image's EXPOSE
         ref = config.get("Image") or ""
         if not ref:
             raise InvalidParameter("config cannot be empty in order to create a container")
@@ -231,7 +232,7 @@ class ContainerService:
                             "Memory limited without swap.")
         nets = self.engine.networks
         if nets is not None and hasattr(nets, "validate"):
-            nets.validate(hc, (networking.get("EndpointsConfig") or None))
+            warnings += nets.validate(hc, (networking.get("EndpointsConfig") or None), requested) or []
         cid = self.store.new_id()
         cname = self.store.reserve_name(name, cid)
         try:
@@ -456,6 +457,9 @@ class ContainerService:
             other = self.get(mode.split(":", 1)[1])
             if not other.running:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
+            # Its names too, as dockerd does at start (a hostname of its own is refused at create).
+            c.config["Hostname"] = other.config.get("Hostname") or other.id[:12]
+            c.config["Domainname"] = other.config.get("Domainname") or ""
             return other.netns_path or f"/proc/{other.state['Pid']}/ns/net", {"from": other}
         if nets is None or not hasattr(nets, "setup"):
             if not self._warned_network and mode not in ("none", "host"):

@@ -699,13 +699,13 @@ class NetworkService:
                 out.append((rec, cfgs[ref]))
         return out
 
-    def validate(self, host_config: dict[str, Any], endpoints_config: dict[str, Any] | None) -> None:
-        """Create-time checks (Docker ≥1.44 validates at create, not at start)."""
+    def validate(self, host_config: dict[str, Any], endpoints_config: dict[str, Any] | None,
+                 config: dict[str, Any] | None = None) -> list[str]:
+        """Create-time checks (Docker ≥1.44 validates at create, not at start); returns dockerd's warnings.
+        `config` is the request's own Config (before the image's is merged in: an image's EXPOSE is no conflict)."""
         mode = normalize_mode(host_config.get("NetworkMode"))
-        if mode in ("host", "none") or mode.startswith("container:"):
-            if host_config.get("PortBindings") and any(host_config["PortBindings"].values()) and mode != "none":
-                raise InvalidParameter("conflicting options: port publishing and the container type network mode")
-            return
+        if mode in ("host", "none", "container") or mode.startswith("container:"):
+            return self._shared_mode_conflicts(mode, host_config, endpoints_config or {}, config or {})
         recs = [self.resolve(mode)] + [self.resolve(k) for k in (endpoints_config or {}) if normalize_mode(k) != mode]
         for key, es in (endpoints_config or {}).items():
             rec = self.resolve(key)
@@ -723,6 +723,42 @@ class NetworkService:
                 raise InvalidParameter(f"container cannot be connected to network {rec['Name']} together with other networks")
             if rec.get("ConfigOnly"):
                 raise InvalidParameter(f"cannot attach to config-only network {rec['Name']}")
+        return []
+
+    @staticmethod
+    def _shared_mode_conflicts(mode: str, hc: dict[str, Any], endpoints: dict[str, Any],
+                               config: dict[str, Any]) -> list[str]:
+        """dockerd's rules (runconfig validateNetMode/validateNetContainerMode, the router's MAC address check) for a
+        container without a network namespace of its own, in dockerd's order and words. Only `--dns` conflicts
+        (dockerd lets --dns-search/--dns-option through: the other container's resolv.conf is used)."""
+        mac = config.get("MacAddress") or any((es or {}).get("MacAddress") for es in endpoints.values())
+        if mode == "host":
+            if hc.get("Links"):
+                raise InvalidParameter("conflicting options: host type networking can't be used with links. "
+                                       "This would result in undefined behavior")
+            if mac:
+                raise InvalidParameter("conflicting options: mac-address and the network mode")
+            if hc.get("PortBindings"):
+                return ["Published ports are discarded when using host network mode"]
+            return []
+        if mode == "none":
+            return []
+        if mac:  # the API router's check, before the daemon's
+            raise InvalidParameter("conflicting options: mac-address and the network mode")
+        if not mode.partition(":")[2]:
+            raise InvalidParameter("Invalid network mode: invalid container format container:<name|id>")
+        for present, message in (
+                (config.get("Hostname"), "conflicting options: hostname and the network mode"),
+                (hc.get("Links"), "conflicting options: container type network can't be used with links. "
+                                  "This would result in undefined behavior"),
+                (hc.get("Dns"), "conflicting options: dns and the network mode"),
+                (hc.get("ExtraHosts"), "conflicting options: custom host-to-IP mapping and the network mode"),
+                (hc.get("PortBindings") or hc.get("PublishAllPorts"),
+                 "conflicting options: port publishing and the container type network mode"),
+                (config.get("ExposedPorts"), "conflicting options: port exposing and the container type network mode")):
+            if present:
+                raise InvalidParameter(message)
+        return []
 
     def _build_netavark_network(self, rec: NetworkRecord, es: dict[str, Any], owner: str, ifname: str, ctr: Any
                                 ) -> tuple[dict[str, Any], list[str]]:
