@@ -33,7 +33,7 @@ from guest.api.filters import rfc3339
 from guest.containers.store import Container
 from guest.errors import Conflict, EngineError, Forbidden, InvalidParameter, NotFound
 from guest.images import tarsafety
-from guest.images.tarsafety import SafeExtractor, TarRules
+from guest.images.tarsafety import SAFE_XATTR_PREFIXES, SAFE_XATTRS, SafeExtractor, TarRules
 
 if TYPE_CHECKING:
     from guest.containers.service import ContainerService
@@ -244,7 +244,8 @@ class _Exactly:
 
 
 class TreeWriter:
-    """Writes what an O_PATH descriptor names (and everything below it) to a tar, by descriptor."""
+    """Writes what an O_PATH descriptor names (and everything below it) to a tar, by descriptor: numeric
+    owners, whole-second times, hard links once, the safe xattrs (as layers carry them)."""
 
     def __init__(self, tf: tarfile.TarFile, scope: Scope) -> None:
         self.tf, self.scope = tf, scope
@@ -253,11 +254,16 @@ class TreeWriter:
     def add(self, fd: int, cpath: str, arcname: str) -> None:
         st = os.fstat(fd)
         ti = tarfile.TarInfo(arcname)
-        ti.mode, ti.uid, ti.gid, ti.mtime = st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_mtime
+        ti.mode, ti.uid, ti.gid, ti.mtime = st.st_mode & 0o7777, st.st_uid, st.st_gid, int(st.st_mtime)
         if stat.S_ISDIR(st.st_mode):
             ti.type = tarfile.DIRTYPE
-            self.tf.addfile(ti)
-            self._children(fd, cpath, arcname)
+            dfd = os.open(".", _O_DIR, dir_fd=fd)
+            try:
+                ti.pax_headers = _xattrs(dfd)
+                self.tf.addfile(ti)
+                self.children(dfd, cpath, arcname)
+            finally:
+                os.close(dfd)
         elif stat.S_ISREG(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self.links:
@@ -270,6 +276,7 @@ class TreeWriter:
             # Reopen the inode checked above: opening the name again could open a device node.
             rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
             with os.fdopen(rfd, "rb") as f:
+                ti.pax_headers = _xattrs(rfd)
                 self.tf.addfile(ti, _Exactly(f, st.st_size))  # type: ignore[arg-type]
         elif stat.S_ISLNK(st.st_mode):
             ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
@@ -283,20 +290,29 @@ class TreeWriter:
             self.tf.addfile(ti)
         # sockets are not archived
 
-    def _children(self, fd: int, cpath: str, arcname: str) -> None:
-        dfd = os.open(".", _O_DIR, dir_fd=fd)
-        try:
-            for name in sorted(os.listdir(dfd)):
-                try:
-                    child = self.scope.open_child(dfd, cpath, name)
-                except FileNotFoundError:
-                    continue  # removed meanwhile
-                try:
-                    self.add(child, posixpath.join(cpath, name), f"{arcname}/{name}")
-                finally:
-                    os.close(child)
-        finally:
-            os.close(dfd)
+    def children(self, dfd: int, cpath: str, arcname: str) -> None:
+        """Everything in the open directory `dfd` (container path `cpath`), named below `arcname`."""
+        for name in sorted(os.listdir(dfd)):
+            try:
+                child = self.scope.open_child(dfd, cpath, name)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            try:
+                self.add(child, posixpath.join(cpath, name), f"{arcname}/{name}" if arcname else name)
+            finally:
+                os.close(child)
+
+
+def _xattrs(fd: int) -> dict[str, str]:
+    """The safe xattrs of an open file, as PAX records (what tarsafety applies on the way in)."""
+    out = {}
+    try:
+        for name in os.listxattr(fd):
+            if name.startswith(SAFE_XATTR_PREFIXES) or name in SAFE_XATTRS:
+                out["SCHILY.xattr." + name] = os.getxattr(fd, name).decode("utf-8", "surrogateescape")
+    except OSError:
+        pass
+    return out
 
 
 async def get_archive(svc: "ContainerService", c: Container, path: str) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
@@ -395,14 +411,24 @@ async def _threaded_writer(produce: Any) -> AsyncIterator[bytes]:
 
 
 async def export_stream(svc: "ContainerService", c: Container) -> AsyncIterator[bytes]:
-    from guest.images.layers import write_tar
-
+    """The container's root filesystem, without its mounts (as Docker exports it), by descriptor too."""
     root = await svc.acquire_rootfs(c)
     svc.event(c, "export")
+    scope = Scope(root, Mounts())
+
+    def produce(w: Any) -> None:
+        dfd = os.open(".", _O_DIR, dir_fd=scope.root_fd)
+        try:
+            with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+                TreeWriter(tf, scope).children(dfd, "/", "")
+        finally:
+            os.close(dfd)
+
     try:
-        async for b in _threaded_writer(lambda w: write_tar(root, w, convert_whiteouts=False)):
+        async for b in _threaded_writer(produce):
             yield b
     finally:
+        scope.close()
         await svc.release_rootfs(c)
 
 
