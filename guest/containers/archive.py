@@ -520,6 +520,10 @@ class CpExtractor(SafeExtractor):
         return Conflict(msg)
 
     def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        # Docker's cp joins every name (and hard link target) to the destination, absolute ones too.
+        m.name = m.name.lstrip("/")
+        if m.islnk():
+            m.linkname = m.linkname.lstrip("/")
         if self.chown_root:
             m.uid = m.gid = 0
         super().add(tf, m)

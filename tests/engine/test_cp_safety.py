@@ -163,11 +163,15 @@ def test_hostile_tars_are_refused_or_contained(skiffd: Skiffd, bb: str, host_dir
            "ln -s / /w/root && ln -s ../../../../../w/inside /w/up && exec sleep 1000")
     api = skiffd.client().api
     put = lambda path, data: lambda: api.put_archive("hostile", path, data)  # noqa: E731
-    # Names that climb out or are absolute: 400 before anything is written.
+    # Names that climb out: 400 before anything is written.
     assert status_of(put("/w", tar_of(("../x", "file", b"x")))) == 400
     assert status_of(put("/w", tar_of(("d/../../x", "file", b"x")))) == 400
-    assert status_of(put("/w", tar_of((f"/{pwned}", "file", b"x")))) == 400
     assert status_of(put("/w", tar_of(("hl", "hard", "../../etc/passwd")))) == 400
+    # Absolute names (and hard link targets) are placed under the destination, as Docker does.
+    assert status_of(put("/w", tar_of((f"/abs/{pwned}", "file", b"a"), ("/abs/hl", "hard", f"/abs/{pwned}")))) == 200
+    assert in_container(skiffd, "hostile", f"cat /w/abs/{pwned} /w/abs/hl; ls /abs 2>&1 || true") == \
+        "aa" + "ls: /abs: No such file or directory\n"
+    assert not Path(f"/abs/{pwned}").exists()
     # A member below a container symlink that names a host path: resolved in the container (where
     # that path does not exist), never on the host.
     assert status_of(put("/w", tar_of(("esc/f", "file", b"x")))) == 400
