@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from guest.containers import attach as attach_mod
 from guest.containers import monitor, spec
-from guest.containers.runtime import signal_pid
+from guest.containers.runtime import error_exit_code, signal_pid
 from guest.containers.store import Container
 from guest.errors import Conflict, EngineError, InvalidParameter, NotFound
 
@@ -142,7 +142,7 @@ class ExecManager:
         try:
             pf = self._process_file(s)
             launch = monitor.start_exec(self.svc.runtime, s.ctr.id, s.id, s.dir, pf, tty=s.tty, stdin=s.stdin,
-                                        attach=attach)
+                                        attach=attach, argv0=s.cmd[0])
             s.launch = launch
             await launch.ready()
         except BaseException:
@@ -166,8 +166,8 @@ class ExecManager:
         launch = await self._launch(s, attach=False)
         try:
             s.pid = await launch.run()
-        except BaseException:
-            self._finish(s, 126)
+        except BaseException as e:
+            self._finish(s, _failed_code(e))
             raise
         self.svc.event(s.ctr, f"exec_start: {' '.join(s.cmd)}", execID=s.id)
 
@@ -193,7 +193,7 @@ class ExecManager:
         except BaseException as e:
             if sock is not None:
                 sock.close()
-            self._finish(s, 126 if "permission" in str(e).lower() else 127)
+            self._finish(s, _failed_code(e))
             if isinstance(e, (EngineError, OSError)):
                 await _write_error(raw, s.tty, e.message if isinstance(e, EngineError) else str(e))
                 return
@@ -296,6 +296,11 @@ class ExecManager:
         for s in self.sessions.values():
             if s.launch is not None:
                 s.launch.close()
+
+
+def _failed_code(e: BaseException) -> int:
+    """An exec the runtime could not start exits as `run` would (runtime.error_exit_code); anything else 126."""
+    return error_exit_code(e.message if isinstance(e, EngineError) else str(e), default=126)
 
 
 async def _write_error(raw: attach_mod.RawIO, tty: bool, msg: str) -> None:

@@ -280,9 +280,10 @@ class ExecLaunch:
     """A running `conmon -e` session: the attach socket is ready before the process is started."""
 
     def __init__(self, p: subprocess.Popen, sync: socket.socket, start: socket.socket, attach_pipe: socket.socket | None,
-                 session_dir: Path, cid: str) -> None:
+                 session_dir: Path, cid: str, argv0: str | None = None) -> None:
         self.p = p
         self.cid = cid
+        self.argv0 = argv0  # the command, named in the runtime's error (crun's does not name it)
         self.sync = sync
         self.start_sock = start
         self.attach_pipe = attach_pipe
@@ -304,11 +305,23 @@ class ExecLaunch:
         """Let conmon run `runtime exec` and return the exec's pid."""
         if self.attach_pipe is not None:
             self.start_sock.send(b"\0")
-        msg = await _recv_json(self.sync)
+        try:
+            msg = await _recv_json(self.sync)
+        except RuntimeError_:
+            # conmon gives up without a word when the runtime fails an exec on a terminal (crun): its log says why.
+            raise RuntimeError_(_runtime_message(self._runtime_log() or "exec failed", self.argv0)) from None
         if int(msg.get("data", -1)) < 0:
-            raise RuntimeError_(_runtime_message(msg.get("message") or "exec failed"))
+            raise RuntimeError_(_runtime_message(msg.get("message") or self._runtime_log() or "exec failed",
+                                                 self.argv0))
         self.pid = int(msg["data"])
         return self.pid
+
+    def _runtime_log(self) -> str:
+        try:
+            lines = [ln for ln in (self.dir / RUNTIME_LOG).read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
 
     async def exit_code(self) -> int:
         try:
@@ -326,14 +339,18 @@ class ExecLaunch:
                 s.close()
 
 
+RUNTIME_LOG = "oci-log"  # the runtime's own error log of an exec session (`runtime --log`)
+
+
 def start_exec(rt: Runtime, cid: str, session_id: str, session_dir: Path, process_spec: Path, *, tty: bool,
-               stdin: bool, attach: bool) -> ExecLaunch:
+               stdin: bool, attach: bool, argv0: str | None = None) -> ExecLaunch:
     (session_dir / "exit").mkdir(parents=True, exist_ok=True)
     args = [
         CONMON, "--api-version", "1", "-c", cid, "-u", session_id, "-r", rt.path, "-b", str(session_dir),
         "-p", str(session_dir / "exec_pid"), "-n", session_id, "--exit-dir", str(session_dir / "exit"),
         "--persist-dir", str(session_dir / "exit"), "--full-attach", "--runtime-arg", "--root",
-        "--runtime-arg", str(rt.root), "--log-level", "error", "-l", "none",
+        "--runtime-arg", str(rt.root), "--runtime-arg", "--log", "--runtime-arg", str(session_dir / RUNTIME_LOG),
+        "--log-level", "error", "-l", "none",
         "-e", "--exec-process-spec", str(process_spec),
     ]
     if attach:
@@ -356,4 +373,4 @@ def start_exec(rt: Runtime, cid: str, session_id: str, session_dir: Path, proces
     finally:
         for s in fds.values():
             s.close()
-    return ExecLaunch(p, psync, pstart, pattach, session_dir, cid)
+    return ExecLaunch(p, psync, pstart, pattach, session_dir, cid, argv0)

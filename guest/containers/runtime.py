@@ -163,6 +163,17 @@ def _clean(msg: str, argv0: str | None = None) -> str:
         "Permission denied", "permission denied")
 
 
+def error_exit_code(msg: str, default: int = 128) -> int:
+    """The exit status Docker gives a process the runtime could not start (run, start, exec), from the runtime's
+    message as `_clean` words it: 127 not found, 126 found but not executable (a directory, no x bit)."""
+    m = msg.lower()
+    if "executable file not found" in m or "no such file or directory" in m:
+        return 127
+    if "permission denied" in m or "is a directory" in m:
+        return 126
+    return default
+
+
 def choose(preferred: str | None, exec_root: Path) -> Runtime:
     """runc or crun. Default: crun (faster to create, far smaller), on hybrid hosts through the workaround."""
     found = {rt.name: rt for rt in hostinfo.runtimes()}

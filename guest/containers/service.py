@@ -47,7 +47,7 @@ from guest import hostinfo
 from guest.api.filters import parse_time
 from guest.containers import etcfiles, monitor, rootfs, spec, views
 from guest.containers.merge import merge_image_config, normalize_host_config, split_create_body
-from guest.containers.runtime import Runtime, RuntimeError_, choose, signal_pid
+from guest.containers.runtime import Runtime, RuntimeError_, choose, error_exit_code, signal_pid
 from guest.containers.store import Container, ContainerStore, atomic_write_json, now_rfc3339
 from guest.errors import (Conflict, EngineError, InvalidParameter, NotFound, NotModified,
                           no_such_image)
@@ -377,7 +377,7 @@ class ContainerService:
             self.active -= 1
             msg = e.message if isinstance(e, EngineError) else str(e)
             never_ran = c.state.get("StartedAt", "").startswith("0001")
-            code = _start_error_code(msg)
+            code = error_exit_code(msg)
             c.state.update(Status="created" if never_ran else "exited", Running=False, Pid=0, Error=msg,
                            ExitCode=code)
             c.skiff.pop("Starting", None)
@@ -386,7 +386,8 @@ class ContainerService:
                 if not fut.done():
                     fut.set_result(None)
             c.attachers.clear()
-            self._resolve_exit(c, code, msg)
+            # Waits for the next exit stay pending, as with dockerd: the process never ran, so it did not exit (the
+            # CLI set one up before `start` and would print its error next to the start's).
             if hc.get("AutoRemove"):
                 self._spawn(self._auto_remove(c))  # the CLI waits for the removal after a failed start
             if isinstance(e, RuntimeError_) and code in (126, 127):
@@ -1229,13 +1230,3 @@ def _read_int(path: Path) -> int:
         return int(path.read_text().strip() or "0")
     except (OSError, ValueError):
         return 0
-
-
-def _start_error_code(msg: str) -> int:
-    """The exit codes the docker CLI uses for start failures: 127 not found, 126 not executable."""
-    m = msg.lower()
-    if "executable file not found" in m or "no such file or directory" in m:
-        return 127
-    if "permission denied" in m or "is a directory" in m:
-        return 126
-    return 128
