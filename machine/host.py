@@ -360,9 +360,9 @@ class Host:
         the cert must be re-issued (new IP, new CA), or the engine did not answer within a grace
         period scaled to how slowly this VM booted (a loaded host boots and starts skiffd slowly
         alike); then the engine is started over SSH (a no-op if it is merely slow) and awaited."""
+        self.save()  # drivers may learn a new IP/port on start
         if getattr(self.driver, "skip_provision", False):
             return
-        self.save()  # drivers may learn a new IP/port on start
         current = self.certs_current()
         trace(f"certificates checked (current: {current})")
         if current and self.skiff.get("GuestVersion"):
@@ -410,9 +410,7 @@ class Host:
                     raise
             trace("driver started the VM (SSH answers)")
             self._wait_running()
-            booted_in = time.monotonic() - t0
-            self.save()
-            self._after_boot(progress, booted_in)
+            self._after_boot(progress, time.monotonic() - t0)  # saves: the driver may have new ports
 
     def stop(self, progress: Progress = stderr_progress) -> None:
         with self.lock():
