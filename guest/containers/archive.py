@@ -5,8 +5,8 @@ directory for a symlink at any moment (CVE-2018-15664). So nothing here follows 
 the container's root. `Scope` walks a container path one component at a time by descriptor, from a
 descriptor of the root, with O_NOFOLLOW; a symlink it meets is read from the very descriptor it opened
 and followed inside the container's root (moby's `FollowSymlinkInScope`: `..` and absolute targets stop
-at the root). Reading a tree (GET) goes on by descriptor the same way, and a file is read through the
-descriptor whose type was checked (never a device node swapped in); writing (PUT) is the one safe
+at the root). Reading a tree (GET, export) is the one descriptor walk (guest/images/treewalk.py, which
+layer tars use too), continuing at a mount's source through `Scope.open_child`; writing (PUT) is the one safe
 extractor (guest/images/tarsafety.py) rooted at the resolved descriptor.
 
 Bind mounts (volumes, /etc/hosts, …) are not visible in the rootfs from the host: a component whose
@@ -33,7 +33,8 @@ from guest.api.filters import rfc3339
 from guest.containers.store import Container
 from guest.errors import Conflict, EngineError, Forbidden, InvalidParameter, NotFound
 from guest.images import tarsafety
-from guest.images.tarsafety import SAFE_XATTR_PREFIXES, SAFE_XATTRS, SafeExtractor, TarRules
+from guest.images.tarsafety import SafeExtractor, TarRules
+from guest.images.treewalk import O_DIR, O_PATH, TreeWriter
 
 if TYPE_CHECKING:
     from guest.containers.service import ContainerService
@@ -75,8 +76,6 @@ def go_mode(st_mode: int) -> int:
     return m
 
 
-_O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
 
 
@@ -143,7 +142,7 @@ class Scope:
     def open_child(self, dir_fd: int, cpath: str, name: str) -> int:
         """An O_PATH descriptor of `name` in the directory `dir_fd` (container path `cpath`)."""
         b = self.mounts.at(posixpath.join(cpath, name))
-        return self.open_bind(b) if b is not None else os.open(name, _O_PATH, dir_fd=dir_fd)
+        return self.open_bind(b) if b is not None else os.open(name, O_PATH, dir_fd=dir_fd)
 
     def resolve(self, path: str, follow_last: bool) -> Loc:
         """Resolve `path` inside the container: symlinks on the way (and the last one if `follow_last`)
@@ -162,7 +161,7 @@ class Scope:
                 b = self.mounts.at(cpath)
                 try:
                     fd = self.open_bind(b) if b is not None else \
-                        os.open(part, _O_PATH, dir_fd=stack[-1][1] if stack else self.root_fd)
+                        os.open(part, O_PATH, dir_fd=stack[-1][1] if stack else self.root_fd)
                 except (FileNotFoundError, NotADirectoryError):
                     rest = "/".join([part] + todo[::-1])
                     return Loc(None, posixpath.normpath(posixpath.join(posixpath.dirname(cpath), rest)), None)
@@ -228,93 +227,6 @@ async def stat_path(svc: "ContainerService", c: Container, path: str) -> dict[st
         await svc.release_rootfs(c)
 
 
-class _Exactly:
-    """A file's first `size` bytes, zero-padded if it shrank while being read (the header is written)."""
-
-    def __init__(self, f: Any, size: int) -> None:
-        self.f, self.left = f, size
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.left if n < 0 else min(n, self.left)
-        b = self.f.read(n) if n else b""
-        if len(b) < n:
-            b += bytes(n - len(b))
-        self.left -= n
-        return b
-
-
-class TreeWriter:
-    """Writes what an O_PATH descriptor names (and everything below it) to a tar, by descriptor: numeric
-    owners, whole-second times, hard links once, the safe xattrs (as layers carry them)."""
-
-    def __init__(self, tf: tarfile.TarFile, scope: Scope) -> None:
-        self.tf, self.scope = tf, scope
-        self.links: dict[tuple[int, int], str] = {}
-
-    def add(self, fd: int, cpath: str, arcname: str) -> None:
-        st = os.fstat(fd)
-        ti = tarfile.TarInfo(arcname)
-        ti.mode, ti.uid, ti.gid, ti.mtime = st.st_mode & 0o7777, st.st_uid, st.st_gid, int(st.st_mtime)
-        if stat.S_ISDIR(st.st_mode):
-            ti.type = tarfile.DIRTYPE
-            dfd = os.open(".", _O_DIR, dir_fd=fd)
-            try:
-                ti.pax_headers = _xattrs(dfd)
-                self.tf.addfile(ti)
-                self.children(dfd, cpath, arcname)
-            finally:
-                os.close(dfd)
-        elif stat.S_ISREG(st.st_mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in self.links:
-                ti.type, ti.linkname = tarfile.LNKTYPE, self.links[key]
-                self.tf.addfile(ti)
-                return
-            if st.st_nlink > 1:
-                self.links[key] = arcname
-            ti.size = st.st_size
-            # Reopen the inode checked above: opening the name again could open a device node.
-            rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
-            with os.fdopen(rfd, "rb") as f:
-                ti.pax_headers = _xattrs(rfd)
-                self.tf.addfile(ti, _Exactly(f, st.st_size))  # type: ignore[arg-type]
-        elif stat.S_ISLNK(st.st_mode):
-            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
-            self.tf.addfile(ti)
-        elif stat.S_ISFIFO(st.st_mode):
-            ti.type = tarfile.FIFOTYPE
-            self.tf.addfile(ti)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            self.tf.addfile(ti)
-        # sockets are not archived
-
-    def children(self, dfd: int, cpath: str, arcname: str) -> None:
-        """Everything in the open directory `dfd` (container path `cpath`), named below `arcname`."""
-        for name in sorted(os.listdir(dfd)):
-            try:
-                child = self.scope.open_child(dfd, cpath, name)
-            except FileNotFoundError:
-                continue  # removed meanwhile
-            try:
-                self.add(child, posixpath.join(cpath, name), f"{arcname}/{name}" if arcname else name)
-            finally:
-                os.close(child)
-
-
-def _xattrs(fd: int) -> dict[str, str]:
-    """The safe xattrs of an open file, as PAX records (what tarsafety applies on the way in)."""
-    out = {}
-    try:
-        for name in os.listxattr(fd):
-            if name.startswith(SAFE_XATTR_PREFIXES) or name in SAFE_XATTRS:
-                out["SCHILY.xattr." + name] = os.getxattr(fd, name).decode("utf-8", "surrogateescape")
-    except OSError:
-        pass
-    return out
-
-
 async def get_archive(svc: "ContainerService", c: Container, path: str) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
     root = await svc.acquire_rootfs(c)
     scope: Scope | None = None
@@ -339,7 +251,7 @@ async def get_archive(svc: "ContainerService", c: Container, path: str) -> tuple
 
     def produce(w: Any) -> None:
         with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-            TreeWriter(tf, sc).add(fd, cpath, base)
+            TreeWriter(tf, open_child=sc.open_child).add(fd, cpath, base)
 
     async def chunks() -> AsyncIterator[bytes]:
         try:
@@ -417,10 +329,10 @@ async def export_stream(svc: "ContainerService", c: Container) -> AsyncIterator[
     scope = Scope(root, Mounts())
 
     def produce(w: Any) -> None:
-        dfd = os.open(".", _O_DIR, dir_fd=scope.root_fd)
+        dfd = os.open(".", O_DIR, dir_fd=scope.root_fd)
         try:
             with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                TreeWriter(tf, scope).children(dfd, "/", "")
+                TreeWriter(tf, open_child=scope.open_child).children(dfd, "/", "")
         finally:
             os.close(dfd)
 
@@ -510,7 +422,7 @@ class CpExtractor(SafeExtractor):
         try:
             if loc.fd is None:
                 raise OSError(errno.ELOOP, "a symlink that leads nowhere")
-            fd = os.open(".", _O_DIR, dir_fd=loc.fd)  # ENOTDIR unless a directory
+            fd = os.open(".", O_DIR, dir_fd=loc.fd)  # ENOTDIR unless a directory
         finally:
             loc.close()
         self.cpaths[parts] = loc.cpath

@@ -26,7 +26,8 @@ from typing import BinaryIO
 from guest.errors import InvalidParameter
 from guest.images import tarsafety
 from guest.images.streams import ForwardReader, Readable
-from guest.images.tarsafety import SAFE_XATTR_PREFIXES, SAFE_XATTRS, Limits, SafeExtractor, TarRules
+from guest.images.tarsafety import Limits, SafeExtractor, TarRules
+from guest.images.treewalk import O_DIR, TreeWriter
 
 __all__ = ["LayerError", "Limits", "UnpackResult", "dir_size", "ratio_check", "unpack", "write_tar"]
 
@@ -96,100 +97,51 @@ def unpack(src: Readable, dest: Path, limits: Limits | None = None) -> UnpackRes
 # ---------------------------------------------------------------------------------------------
 
 
+class _LayerWriter(TreeWriter):
+    """The shared descriptor walk, plus overlayfs whiteouts turned back into Docker's `.wh.` entries."""
+
+    def special(self, fd: int, st: os.stat_result, arcname: str) -> bool:
+        if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
+            return False
+        head, _, tail = arcname.rpartition("/")
+        ti = tarfile.TarInfo((head + "/" if head else "") + WH_PREFIX + tail)
+        ti.mode, ti.uid, ti.gid, ti.mtime = 0o600, st.st_uid, st.st_gid, int(st.st_mtime)
+        self.tf.addfile(ti)
+        return True
+
+    def in_dir(self, dfd: int, st: os.stat_result, arcname: str) -> None:
+        try:
+            opaque = os.getxattr(dfd, OPAQUE_XATTR)
+        except OSError:
+            return
+        if opaque == b"y":
+            wo = tarfile.TarInfo(f"{arcname}/{WH_OPAQUE}")
+            wo.mode, wo.uid, wo.gid, wo.mtime = st.st_mode & 0o777, st.st_uid, st.st_gid, int(st.st_mtime)
+            self.tf.addfile(wo)
+
+
 def write_tar(src: Path, out: BinaryIO, *, convert_whiteouts: bool = True,
               exclude: Callable[[str], bool] | None = None, prefix: str = "") -> None:
     """Write `src` as a layer tar to `out` (sorted, numeric owners, Docker's whiteout encoding).
 
     With `convert_whiteouts`, 0:0 char devices become `.wh.<name>` and directories carrying
-    `trusted.overlay.opaque=y` get a `.wh..wh..opq` entry. `exclude(relpath)` skips paths (and below).
+    `trusted.overlay.opaque=y` get a `.wh..wh..opq` entry. `exclude(relpath)` skips paths (and below);
+    `prefix` is a directory the entries are put in. `src` may belong to a running container: the walk
+    is by descriptor (guest/images/treewalk.py), never following what the container swaps in.
     """
     tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
-    links: dict[tuple[int, int], str] = {}
     try:
-        _walk(tf, src, "", convert_whiteouts, exclude, links, prefix)
+        try:
+            root = os.open(src, O_DIR & ~os.O_NOFOLLOW)  # the daemon's own path, above the container's reach
+        except FileNotFoundError:
+            return
+        try:
+            cls = _LayerWriter if convert_whiteouts else TreeWriter
+            cls(tf, exclude=exclude).children(root, "", prefix.rstrip("/"))
+        finally:
+            os.close(root)
     finally:
         tf.close()
-
-
-def _walk(tf: tarfile.TarFile, root: Path, rel: str, wh: bool, exclude: Callable[[str], bool] | None,
-          links: dict[tuple[int, int], str], prefix: str) -> None:
-    base = os.path.join(root, rel) if rel else str(root)
-    try:
-        names = sorted(os.listdir(base))
-    except FileNotFoundError:
-        return
-    for name in names:
-        relp = f"{rel}/{name}" if rel else name
-        if exclude is not None and exclude(relp):
-            continue
-        path = os.path.join(base, name)
-        st = os.lstat(path)
-        arc = prefix + relp
-        if wh and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            head, _, tail = arc.rpartition("/")
-            ti = tarfile.TarInfo((head + "/" if head else "") + WH_PREFIX + tail)
-            ti.mode, ti.uid, ti.gid, ti.mtime = 0o600, st.st_uid, st.st_gid, int(st.st_mtime)
-            tf.addfile(ti)
-            continue
-        ti = _tarinfo(path, arc, st)
-        if ti is None:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            if key in links:
-                ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, links[key], 0
-                tf.addfile(ti)
-                continue
-            links[key] = arc
-        if stat.S_ISREG(st.st_mode):
-            with open(path, "rb") as f:
-                tf.addfile(ti, f)
-        else:
-            tf.addfile(ti)
-        if stat.S_ISDIR(st.st_mode):
-            if wh and _getxattr(path, OPAQUE_XATTR) == b"y":
-                wo = tarfile.TarInfo(f"{arc}/{WH_OPAQUE}")
-                wo.mode, wo.uid, wo.gid, wo.mtime = st.st_mode & 0o777, st.st_uid, st.st_gid, int(st.st_mtime)
-                tf.addfile(wo)
-            _walk(tf, root, relp, wh, exclude, links, prefix)
-
-
-def _getxattr(path: str, name: str) -> bytes | None:
-    try:
-        return os.getxattr(path, name, follow_symlinks=False)
-    except OSError:
-        return None
-
-
-def _tarinfo(path: str, arc: str, st: os.stat_result) -> tarfile.TarInfo | None:
-    ti = tarfile.TarInfo(arc)
-    ti.mode = st.st_mode & 0o7777
-    ti.uid, ti.gid = st.st_uid, st.st_gid
-    ti.mtime = int(st.st_mtime)
-    m = st.st_mode
-    if stat.S_ISREG(m):
-        ti.type, ti.size = tarfile.REGTYPE, st.st_size
-    elif stat.S_ISDIR(m):
-        ti.type = tarfile.DIRTYPE
-    elif stat.S_ISLNK(m):
-        ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
-    elif stat.S_ISFIFO(m):
-        ti.type = tarfile.FIFOTYPE
-    elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
-        ti.type = tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE
-        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    else:
-        return None  # sockets are not archived (as in Docker)
-    xattrs = {}
-    try:
-        for name in os.listxattr(path, follow_symlinks=False):
-            if name.startswith(SAFE_XATTR_PREFIXES) or name in SAFE_XATTRS:
-                xattrs["SCHILY.xattr." + name] = os.getxattr(path, name, follow_symlinks=False).decode("utf-8", "surrogateescape")
-    except OSError:
-        pass
-    if xattrs:
-        ti.pax_headers = xattrs
-    return ti
 
 
 def dir_size(path: Path) -> int:
