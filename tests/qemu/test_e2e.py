@@ -176,9 +176,15 @@ def test_stop_and_start(ctx: Ctx) -> None:
     assert ctx.machine("status", NAME).stdout.strip() == "Stopped"
     assert not Path(f"/proc/{pid}").exists()
     t0 = time.monotonic()
-    ctx.machine("start", NAME)
+    r = ctx.machine("start", NAME)
     print(f"machine start: {time.monotonic() - t0:.0f} s")
+    assert "Waiting for the engine to answer" in r.stderr  # certs current: /_ping over TLS, SSH only as fallback
     assert ctx.machine("status", NAME).stdout.strip() == "Running"
+    # the engine's bytecode was compiled at install, for the guest's Python, and is not rewritten on boot
+    pyc = ctx.machine("ssh", NAME, "boot=$(( $(date +%s) - $(cut -d. -f1 /proc/uptime) )); "
+                      "echo $(find /opt/skiff/venv -name '*.pyc' -path '*/guest/*' | wc -l) "
+                      "$(find /opt/skiff/venv -name '*.pyc' -newermt @$boot | wc -l)").stdout.split()
+    assert int(pyc[0]) > 20 and int(pyc[1]) == 0, pyc
     assert json.loads(ctx.docker("version", "--format", "{{json .Server}}").stdout)
     if ctx.skip_containers or "E2E_PORT" not in ctx.docker_env:
         _need_containers(ctx)
