@@ -12,6 +12,8 @@ The format: names in sorted order, depth first; numeric owners, whole-second tim
 several links is written once, later names as hard links to it; the safe xattrs (`user.*`,
 `security.capability`, what guest/images/tarsafety.py applies on the way in) as PAX records; sockets left
 out. Subclasses write entries of their own (layers: overlay whiteouts) through `special` and `in_dir`.
+
+`entries` is the same walk for readers that write no tar (`docker diff`: guest/containers/changes.py).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import posixpath
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from guest.images.tarsafety import SAFE_XATTR_PREFIXES, SAFE_XATTRS
 
-__all__ = ["O_DIR", "O_PATH", "TreeWriter", "xattrs"]
+__all__ = ["O_DIR", "O_PATH", "Entry", "TreeWriter", "entries", "xattrs"]
 
 O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -185,3 +188,60 @@ class TreeWriter:
         ti.pax_headers = xattrs(fd)
         self.tf.addfile(ti)
         return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of `entries`: `fd` (O_PATH, never followed) and `st` (its fstat) are valid only until
+    the walk goes on."""
+
+    path: str
+    fd: int
+    st: os.stat_result
+
+
+def entries(top: int, path: str = "", *, open_child: Callable[[int, str, str], int] = _open_child,
+            exclude: Callable[[str], bool] | None = None) -> Iterator[Entry]:
+    """Everything below the open directory `top` (left open), by descriptor as TreeWriter walks: names
+    sorted, depth first, a directory before its children, which are listed from that very inode.
+    `path`, `open_child` and `exclude` as for TreeWriter."""
+    stack: list[tuple[int, str, Iterator[str]]] = []  # the open directories being listed
+
+    def push(dfd: int, dpath: str) -> None:
+        try:
+            stack.append((dfd, dpath, iter(sorted(os.listdir(dfd)))))
+        except BaseException:
+            os.close(dfd)
+            raise
+
+    try:
+        push(os.open(".", O_DIR, dir_fd=top), path)
+        while stack:
+            dfd, dpath, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                os.close(stack.pop()[0])
+                continue
+            cpath = posixpath.join(dpath, name)
+            if exclude is not None and exclude(cpath):
+                continue
+            try:
+                fd = open_child(dfd, dpath, name)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            sub: int | None = None
+            try:
+                st = os.fstat(fd)
+                yield Entry(cpath, fd, st)
+                if stat.S_ISDIR(st.st_mode):
+                    try:
+                        sub = os.open(".", O_DIR, dir_fd=fd)
+                    except FileNotFoundError:
+                        pass  # removed meanwhile: nothing below it any more
+            finally:
+                os.close(fd)
+            if sub is not None:
+                push(sub, cpath)
+    finally:
+        for dfd, *_ in stack:
+            os.close(dfd)
