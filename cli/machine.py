@@ -420,6 +420,12 @@ def cmd_create(name: str, driver: str, driver_flags: dict[str, Any], engine_opti
     return ""
 
 
+def _boot_image(h: Any) -> str:
+    """The boot image file a VM driver's root disk is built on ("" for drivers without one)."""
+    image = getattr(h.driver, "image", None) if hasattr(h.driver, "upgrade") else None
+    return str(image.get("Disk", "")) if isinstance(image, dict) else ""
+
+
 def _lifecycle(names: Sequence[str], op: str) -> str:
     from machine.host import stderr_progress
 
@@ -431,7 +437,10 @@ def _lifecycle(names: Sequence[str], op: str) -> str:
         if op == "provision":
             h.provision(prog)
         elif op == "upgrade":
+            before = _boot_image(h)
             h.provision(prog, upgrade=True)
+            if before and _boot_image(h) == before:  # the VM kept its root disk: no reboot happened
+                prog(f"{n} already runs the newest boot image ({before})")
         else:
             getattr(h, op)(prog)
 
@@ -722,7 +731,8 @@ def build_app():
     for op, text in (("start", "Start machines"), ("stop", "Stop machines"), ("kill", "Kill (power off) machines"),
                      ("restart", "Restart machines (the engine only, for generic hosts)"),
                      ("provision", "Re-run provisioning: reinstall and restart the engine"),
-                     ("upgrade", "Replace the machine's engine with this host's version")):
+                     ("upgrade", "Move machines to the newest boot image (VM drivers; the data disk is kept) "
+                                 "and to this host's engine version")):
         def make(op: str = op) -> Callable[..., None]:
             def command(names: list[str] = names_arg) -> None:
                 done(lambda: _lifecycle(names or [], op))

@@ -4,7 +4,8 @@
 
     ""/"debian"      the official Debian 12 cloud image (downloaded once, checksum from SHA512SUMS)
     "build"          the image `machine image build` makes from Debian packages (built if missing)
-    http(s)://…      any image URL, verified if it carries `#sha256=…`/`#sha512=…`
+    http(s)://…      any image URL, verified if it carries `#sha256=…`/`#sha512=…` (pinned: `upgrade`
+                     keeps it), else by a SHA256SUMS/SHA512SUMS beside it that lists the file
     PATH             a local disk image, or a folder made by `machine image build`
 """
 
@@ -102,7 +103,7 @@ def resolve(spec: str, cache_dir: Path, *, refresh: bool = False, progress: Prog
         return _from_built_dir(img.dir, spec)
     if spec.startswith(("http://", "https://")):
         disk = ImageCache(cache_dir, progress or text_progress("Downloading the boot image")).fetch(
-            spec, refresh=refresh)
+            spec, refresh=refresh, sums_beside=True)
         fmt, size = disk_info(disk)
         return ResolvedImage(disk, fmt, size, spec)
     path = Path(spec).expanduser().resolve()

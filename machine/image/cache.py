@@ -9,7 +9,8 @@ Layout under the cache root (the store's `cache/` folder, or $SKIFF_IMAGE_CACHE)
 A partial file is only resumed for the same URL and the same expected digest, and only appended to
 when the server answers 206 with a Content-Range that starts where the file ends; a file whose
 checksum does not match is deleted, never used. `refresh=True` (what `upgrade` does) re-reads the
-checksum list so a moved "latest" image is fetched.
+checksum list (Debian's SHA512SUMS, or a SHA256SUMS/SHA512SUMS beside an image URL) so a moved
+"latest" image is fetched, and an unchanged one is not downloaded again.
 """
 
 from __future__ import annotations
@@ -132,8 +133,12 @@ class ImageCache:
 
     # ---- fetch -------------------------------------------------------------------------------
     def fetch(self, url: str, checksum: str | None = None, checksums_url: str | None = None,
-              refresh: bool = False, retries: int = 3) -> Path:
-        """Return a local verified copy of `url`, downloading only what is missing."""
+              refresh: bool = False, retries: int = 3, sums_beside: bool = False) -> Path:
+        """Return a local verified copy of `url`, downloading only what is missing.
+
+        `sums_beside`: with no checksum given, look for a SHA256SUMS/SHA512SUMS beside the file
+        (how a moving "latest" image is published); one that lists the file verifies it, and
+        makes a refresh of an unchanged image one small request instead of a whole download."""
         base, frag_digest = split_url(url)
         filename = Path(urllib.parse.urlparse(base).path).name or "image"
         expected = Digest.parse(checksum) if checksum else frag_digest
@@ -148,6 +153,8 @@ class ImageCache:
             expected = parse_sums(sums, filename, algo)
             if expected is None:
                 raise ImageError(f"{checksums_url} does not list {filename}")
+        elif expected is None and sums_beside:
+            expected = self._sums_beside(base, filename)
         if expected is not None:
             hit = self.path_for(expected, filename)
             if hit.is_file():  # same content under another URL, or a refreshed 'latest' unchanged
@@ -177,6 +184,20 @@ class ImageCache:
                 return resp.read().decode()
         except urllib.error.URLError as e:
             raise ImageError(f"cannot read {url}: {e}") from e
+
+    def _sums_beside(self, url: str, filename: str) -> Digest | None:
+        """The digest a SHA256SUMS (else SHA512SUMS) next to `url` gives `filename`; None when
+        neither exists or lists it (the image is then downloaded and only hashed)."""
+        for algo in ("sha256", "sha512"):
+            try:
+                with self._open(urllib.parse.urljoin(url, f"{algo.upper()}SUMS")) as resp:
+                    text = resp.read(1 << 20).decode(errors="replace")  # a checksum list is small
+            except (OSError, http.client.HTTPException):
+                continue  # none there (404), or the server fails: the download says so if it matters
+            digest = parse_sums(text, filename, algo)
+            if digest is not None:
+                return Digest.parse(f"{digest.algo}:{digest.hex}")  # checks the hex is a real digest
+        return None
 
     def _download(self, url: str, filename: str, expected: Digest | None) -> tuple[Path, Digest]:
         partial_dir = self.root / "partial"
