@@ -209,4 +209,7 @@ def test_rm_leaves_nothing(ctx: Ctx) -> None:
     for p in [int(drv["SSHPort"]), int(drv["EnginePort"])] + (
             [int(ctx.docker_env["E2E_PORT"])] if "E2E_PORT" in ctx.docker_env else []):
         with socket.socket() as s:
+            # SO_REUSEADDR: connections the forward closed may sit in TIME_WAIT on this port for a minute;
+            # what must be gone is a listener, and bind() still fails while one exists
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", p))  # free again: no forward left listening
