@@ -315,9 +315,18 @@ class Host:
             if upgrade and hasattr(self.driver, "upgrade"):
                 # VM drivers move to the newest boot image first (Toolbox's upgrade); data disks stay.
                 progress("Checking for a newer boot image...")
-                if self.driver.upgrade():
+                try:
+                    changed = self.driver.upgrade()
+                finally:  # the disk may have moved even if the reboot failed: the config must say so
                     self.save()
+                if changed:
                     progress("Moved to the newest boot image")
+                if self.state() != State.RUNNING:
+                    # as docker-machine: a stopped machine is started to be upgraded (the new root needs the engine)
+                    progress(f'Starting "{self.name}" so it can be upgraded...')
+                    self.driver.start()
+                    self._wait_running()
+                    self.save()
             self._require_running("provision")
             progress("Waiting for SSH to be available...")
             client = self.ssh_client(timeout=SSH_WAIT, progress=progress)

@@ -222,3 +222,67 @@ def test_start_checks_the_engine_over_tls_and_needs_ssh_only_when_it_does_not_an
     with pytest.raises(hostmod.HostError, match="SSH"):
         hostmod.Host.load(store, "m").start(progress=lines.append)
     assert not any("Waiting for the engine" in ln for ln in lines), lines
+
+
+class UpgradableStub(StubDriver):
+    """A VM driver with a boot image: `upgrade()` swaps the root for `NEW` and leaves a stopped VM stopped (as the
+    qemu driver does); `fail == "reboot"` makes it fail after the swap, as a new image that does not boot would."""
+
+    name = "upstub"
+    NEW = "image-v2"
+
+    def load_config(self, data: dict[str, Any]) -> None:
+        super().load_config(data)
+        self.image = data.get("Image", "image-v1")
+        self.running = data.get("Running", False)
+
+    def set_config_from_flags(self, flags: dict[str, Any]) -> None:
+        super().set_config_from_flags(flags)
+        self.image, self.running = "image-v1", False
+
+    def to_config(self) -> dict[str, Any]:
+        return {**super().to_config(), "Image": self.image, "Running": self.running}
+
+    def upgrade(self) -> bool:
+        if self.image == self.NEW:
+            return False
+        self.image = self.NEW
+        if self.fail == "reboot":
+            raise DriverError("the new image did not boot")
+        return True
+
+    def create(self) -> None:
+        super().create()
+        self.running = True
+
+    def start(self) -> None:
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+    def state(self) -> State:
+        return State.RUNNING if self.running else State.STOPPED
+
+
+def test_upgrade_of_a_stopped_machine_starts_it_and_the_config_follows_the_disk(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base._REGISTRY, "upstub", f"{__name__}:UpgradableStub")
+    monkeypatch.setattr(hostmod, "SSH_WAIT", 0.5)
+    for name, fail in (("stopped", ""), ("badimage", "reboot")):
+        with pytest.raises(hostmod.HostError):  # provisioning needs SSH, which the stub has not
+            hostmod.create(store, name, "upstub", {"ssh_port": _closed_port(), "fail": fail}, progress=_quiet)
+        h = hostmod.Host.load(store, name)
+        h.stop(progress=_quiet)
+        assert hostmod.Host.load(store, name).state() == State.STOPPED
+        said: list[str] = []
+        with pytest.raises((hostmod.HostError, DriverError)) as ei:
+            h.provision(progress=said.append, upgrade=True)
+        saved = store.load(name)["Driver"]
+        assert saved["Image"] == UpgradableStub.NEW, saved  # saved even when the reboot after the swap failed
+        if fail:
+            assert "did not boot" in str(ei.value) and not saved["Running"]
+        else:
+            # started so the new root gets its engine (the provisioning step then fails on the stub's closed SSH)
+            assert saved["Running"] and any("so it can be upgraded" in s for s in said), said
+            assert "SSH" in str(ei.value)
