@@ -166,3 +166,13 @@ def _mounts_under(path: Path) -> list[str]:
 
 def new_isolated(session_ns: NetNS) -> IsolatedSkiffd:
     return IsolatedSkiffd(session_ns, tempdir("skiffd-iso-"))
+
+
+def remove_containers_and_networks(d: Skiffd) -> None:
+    """Per-test cleanup of the network tests: every container, then every user network."""
+    ids = d.docker("ps", "-aq").stdout.split()
+    if ids:
+        d.docker("rm", "-f", *ids, check=False)
+    nets = [n for n in d.docker("network", "ls", "--format", "{{.Name}}").stdout.split() if n not in ("bridge", "host", "none")]
+    if nets:
+        d.docker("network", "rm", *nets, check=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.harness import Skiffd, TestImages
+from tests.engine.network_fixtures import remove_containers_and_networks
 
 HTTPD = "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www"
 
@@ -30,12 +31,7 @@ def d(skiffd: Skiffd, images: TestImages) -> Skiffd:
 @pytest.fixture(autouse=True)
 def _clean(d: Skiffd):
     yield
-    ids = d.docker("ps", "-aq").stdout.split()
-    if ids:
-        d.docker("rm", "-f", *ids, check=False)
-    nets = [n for n in d.docker("network", "ls", "--format", "{{.Name}}").stdout.split() if n not in ("bridge", "host", "none")]
-    if nets:
-        d.docker("network", "rm", *nets, check=False)
+    remove_containers_and_networks(d)
 
 
 def wget_in_ns(d: Skiffd, url: str) -> str:

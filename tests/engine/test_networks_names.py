@@ -20,6 +20,7 @@ import time
 import pytest
 
 from tests.engine.harness import Skiffd, TestImages
+from tests.engine.network_fixtures import remove_containers_and_networks
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +32,7 @@ def d(skiffd: Skiffd, images: TestImages) -> Skiffd:
 @pytest.fixture(autouse=True)
 def _clean(d: Skiffd):
     yield
-    ids = d.docker("ps", "-aq").stdout.split()
-    if ids:
-        d.docker("rm", "-f", *ids, check=False)
-    nets = [n for n in d.docker("network", "ls", "--format", "{{.Name}}").stdout.split() if n not in ("bridge", "host", "none")]
-    if nets:
-        d.docker("network", "rm", *nets, check=False)
+    remove_containers_and_networks(d)
 
 
 def inspect(d: Skiffd, ref: str) -> dict:
