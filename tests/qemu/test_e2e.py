@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from machine.drivers.qemu import free_port, ssh_banner
+from tests.qemu.netcheck import assert_no_listener
 
 # a TCG boot on a busy host takes minutes: more than the suite's default per-test timeout
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -208,8 +208,4 @@ def test_rm_leaves_nothing(ctx: Ctx) -> None:
     assert not ssh_banner("127.0.0.1", int(drv["SSHPort"]), 1)
     for p in [int(drv["SSHPort"]), int(drv["EnginePort"])] + (
             [int(ctx.docker_env["E2E_PORT"])] if "E2E_PORT" in ctx.docker_env else []):
-        with socket.socket() as s:
-            # SO_REUSEADDR: connections the forward closed may sit in TIME_WAIT on this port for a minute;
-            # what must be gone is a listener, and bind() still fails while one exists
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", p))  # free again: no forward left listening
+        assert_no_listener(p)

@@ -19,7 +19,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import pytest
 
 from machine.drivers.qemu import free_port, ssh_banner
 from tests.qemu.httpserver import FileServer
+from tests.qemu.netcheck import assert_no_listener
 
 NAME = "up1"
 MACHINE = str(Path(sys.executable).with_name("machine"))
@@ -359,10 +359,6 @@ def test_rm_leaves_nothing(ctx: Ctx) -> None:
             time.sleep(0.2)
         assert not Path(f"/proc/{fwd_pid}").exists()
     assert not ssh_banner("127.0.0.1", int(drv["SSHPort"]), 1)
-    for p in (int(drv["SSHPort"]), int(drv["EnginePort"])):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", p))  # free again: no forward left listening
-    # the server goes with the module fixture; check it stops and frees its port
-    ctx.server.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", ctx.server.port))
+    ctx.server.close()  # the server goes with the module fixture; check it stops and frees its port
+    for p in (int(drv["SSHPort"]), int(drv["EnginePort"]), ctx.server.port):
+        assert_no_listener(p)
