@@ -23,6 +23,7 @@ import pytest
 
 from machine.drivers.qemu import free_port, ssh_banner
 from tests.qemu.netcheck import assert_no_listener
+from tests.qemu.hostreg import host_registry
 
 # a TCG boot on a busy host takes minutes: more than the suite's default per-test timeout
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -58,17 +59,6 @@ class Ctx:
         return self.work / "store" / "machines" / NAME
 
 
-class _HostNS:
-    """The registry runs in the host's own network namespace: the guest reaches it at 10.0.2.2."""
-
-    def cmd(self, args: list[str]) -> list[str]:
-        return args
-
-    def run(self, args: list[str], **kw):
-        kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
-        return subprocess.run(args, **kw)
-
 
 @pytest.fixture(scope="module")
 def ctx(built_image, image_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
@@ -86,7 +76,7 @@ def ctx(built_image, image_cache: Path, tmp_path_factory: pytest.TempPathFactory
     for var in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_MACHINE_NAME"):
         env.pop(var, None)
     port = free_port()
-    reg = harness.Registry(_HostNS(), work / "reg", port=port)  # type: ignore[arg-type]
+    reg = host_registry(work / "reg", port)
     arc = harness.write_docker_archive(harness.ImageSpec([harness.busybox_rootfs_layer()]),
                                        work / "busybox.tar", "test/busybox:latest")
     reg.push_archive(arc, "test/busybox:latest")

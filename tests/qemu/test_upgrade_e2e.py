@@ -32,6 +32,7 @@ import pytest
 from machine.drivers.qemu import free_port, ssh_banner
 from tests.qemu.httpserver import FileServer
 from tests.qemu.netcheck import assert_no_listener
+from tests.qemu.hostreg import host_registry
 
 NAME = "up1"
 MACHINE = str(Path(sys.executable).with_name("machine"))
@@ -68,17 +69,6 @@ class _Server:
             self.httpd.server_close()
             self.thread.join(10)
 
-
-class _HostNS:
-    """The registry runs in the host's own network namespace: the guest reaches it at 10.0.2.2."""
-
-    def cmd(self, args: list[str]) -> list[str]:
-        return args
-
-    def run(self, args: list[str], **kw):
-        kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
-        return subprocess.run(args, **kw)
 
 
 @dataclass
@@ -243,7 +233,7 @@ def ctx(built_image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
     reg = None
     try:
         port = free_port()
-        reg = harness.Registry(_HostNS(), work / "reg", port=port)  # type: ignore[arg-type]
+        reg = host_registry(work / "reg", port)
         arc = harness.write_docker_archive(harness.ImageSpec([harness.busybox_rootfs_layer()]),
                                            work / "busybox.tar", "test/busybox:latest")
         reg.push_archive(arc, "test/busybox:latest")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.qemu.hostreg import host_registry
 from tests.quickstart.conftest import MACHINE, clean_env
 
 # a VM create under TCG on a loaded 2-core machine takes well over the suite-wide 900 s
@@ -24,15 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
 PROXY = "http://10.0.2.2:3128"
 
-
-class _HostNS:
-    def cmd(self, args: list[str]) -> list[str]:
-        return args
-
-    def run(self, args: list[str], **kw):
-        kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
-        return subprocess.run(args, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +41,7 @@ def world(image_cache: Path, built_image, tmp_path_factory: pytest.TempPathFacto
     # Debian's /etc/profile resets PATH in a login shell: put the install on it the way a user's profile does
     (home / ".bash_profile").write_text(f'export PATH="{Path(MACHINE).parent}:$PATH"\n')
     port = free_port()
-    reg = harness.Registry(_HostNS(), work / "reg", port=port)  # type: ignore[arg-type]
+    reg = host_registry(work / "reg", port)
     arc = harness.write_docker_archive(harness.ImageSpec([harness.busybox_rootfs_layer()]),
                                        work / "busybox.tar", "test/busybox:latest")
     reg.push_archive(arc, "test/busybox:latest")
