@@ -33,17 +33,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tests.srcview import source_view  # noqa: E402
 
 COMMANDS = (["ps"], ["ps", "-a"], ["images"])
 
 
 def plain_venv(root: Path) -> Path:
-    """A venv without pip whose site-packages points at this checkout through a .pth line (no import hooks)."""
+    """A venv without pip whose site-packages points at this checkout's source view (no import hooks)."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     site = next(root.glob("lib/python3*/site-packages"))
-    (site / "skiff-checkout.pth").write_text(str(REPO) + "\n")
+    (site / "skiff-checkout.pth").write_text(str(source_view()) + "\n")
     script = root / "bin" / "skiff"
-    script.write_text(f"#!{root / 'bin' / 'python'}\nimport sys\nfrom cli.skiff import main\nsys.exit(main())\n")
+    script.write_text(f"#!{root / 'bin' / 'python'}\nimport sys\nfrom skiffbox.cli.skiff import main\nsys.exit(main())\n")
     script.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([str(root / "bin" / "python"), "-m", "compileall", "-q", str(REPO / "cli"), str(REPO / "machine")],

@@ -36,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine.drivers.qemu import BannerProbe, QemuDriver, free_port  # noqa: E402
-from machine.qmp import QMPClient  # noqa: E402
+from skiffbox.machine.drivers.qemu import BannerProbe, QemuDriver, free_port  # noqa: E402
+from skiffbox.machine.qmp import QMPClient  # noqa: E402
 
 MACHINE = str(Path(sys.executable).with_name("machine"))
 NAME = "bench"
@@ -82,7 +82,7 @@ def plain_boot(drv: QemuDriver, work: Path) -> float:
 
 def _journal(drv: QemuDriver) -> tuple[str, str, str]:
     """The guest's view of the boot: systemd-analyze, the critical chains, sshd's and skiffd's journal."""
-    from machine.ssh import connect
+    from skiffbox.machine.ssh import connect
 
     with connect(drv.ssh_endpoint(), timeout=30) as c:
         def run(cmd: str) -> str:
@@ -126,8 +126,8 @@ def _guest_marks(journal: str) -> dict[str, float]:
 
 def split_run(env: dict[str, str], store: Path, drv: QemuDriver) -> dict:
     """One instrumented `machine -D start`; returns the phases on the host's monotonic clock."""
-    from machine.host import Host
-    from machine.store import Store
+    from skiffbox.machine.host import Host
+    from skiffbox.machine.store import Store
 
     run_machine(env, "stop", NAME)
     drv.load_config(json.loads((drv.machine_dir / "config.json").read_text())["Driver"])

@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any, Callable, Sequence
 
-from machine.store import DEFAULT_NAME, Store, StoreError
+from skiffbox.machine.store import DEFAULT_NAME, Store, StoreError
 
 FAST_COMMANDS = {"env", "ls", "ip", "url", "active", "status", "config", "inspect", "version"}
 LS_FORMAT = "table {{ .Name }}\t{{ .Active }}\t{{ .DriverName}}\t{{ .State }}\t{{ .URL }}\t{{ .Swarm }}\t{{ .DockerVersion }}\t{{ .Error}}"
@@ -37,7 +37,7 @@ def _version() -> str:
     try:
         import importlib.metadata as md
 
-        return md.version("skiff")
+        return md.version("skiffbox")
     except Exception:
         return "0+unknown"
 
@@ -53,13 +53,13 @@ def _target(names: Sequence[str]) -> str:
 
 
 def _load(store: Store, name: str):
-    from machine.host import Host
+    from skiffbox.machine.host import Host
 
     return Host.load(store, name)
 
 
 def _running_host(store: Store, name: str, what: str):
-    from machine.drivers.base import State
+    from skiffbox.machine.drivers.base import State
 
     h = _load(store, name)
     if h.skiff.get("State") == "creating":
@@ -88,7 +88,7 @@ def _argv0() -> str:
 # ---- read-only commands (fast path and typer) -------------------------------------------------
 def cmd_env(names: Sequence[str], shell: str = "", unset: bool = False, no_proxy: bool = False,
             argv: Sequence[str] | None = None) -> str:
-    from machine import shellenv
+    from skiffbox.machine import shellenv
 
     sh = shell or shellenv.detect_shell()
     usage = [_argv0(), *(argv if argv is not None else sys.argv[1:])]
@@ -153,8 +153,8 @@ def filter_machines(store: Store, names: list[str], filters: dict[str, list[str]
 
 
 def cmd_ls(quiet: bool = False, filters: Sequence[str] = (), timeout: float = 10.0, fmt: str = "") -> str:
-    from machine import gotemplate
-    from machine.host import describe_all
+    from skiffbox.machine import gotemplate
+    from skiffbox.machine.host import describe_all
 
     store = _store()
     parsed = _parse_filters(filters)
@@ -186,7 +186,7 @@ def cmd_url(names: Sequence[str]) -> str:
     store = _store()
     name = _target(names)
     h = _load(store, name)
-    from machine.drivers.base import State
+    from skiffbox.machine.drivers.base import State
 
     if h.state() != State.RUNNING:
         return "\n"  # docker-machine prints an empty line for a stopped machine
@@ -199,7 +199,7 @@ def cmd_status(names: Sequence[str]) -> str:
 
 
 def cmd_active(timeout: float = 10.0) -> str:
-    from machine.host import describe_all
+    from skiffbox.machine.host import describe_all
 
     dh = os.environ.get("DOCKER_HOST", "")
     if not dh:
@@ -229,7 +229,7 @@ def cmd_inspect(names: Sequence[str], fmt: str = "") -> str:
     _add_live_forwards(store, name, cfg)
     if not fmt:
         return json.dumps(cfg, indent=4) + "\n"
-    from machine import gotemplate
+    from skiffbox.machine import gotemplate
 
     try:
         return gotemplate.render(fmt, cfg) + "\n"
@@ -239,7 +239,7 @@ def cmd_inspect(names: Sequence[str], fmt: str = "") -> str:
 
 def _add_live_forwards(store: Any, name: str, cfg: dict) -> None:
     """config.json is what was saved; the forwarded container ports are live, so inspect asks the driver."""
-    from machine.host import Host
+    from skiffbox.machine.host import Host
 
     try:
         h = Host.load(store, name)
@@ -294,7 +294,7 @@ def _errmsg(e: BaseException) -> str:
 
 def _run(fn: Callable[[], str | None]) -> int:
     """Call a command, print its output, map known errors to a message and exit code 1."""
-    from machine.drivers.base import DriverError
+    from skiffbox.machine.drivers.base import DriverError
 
     try:
         out = fn()
@@ -308,7 +308,7 @@ def _run(fn: Callable[[], str | None]) -> int:
         print(_errmsg(e), file=sys.stderr)
         return 1
     except Exception as e:
-        from machine.host import HostError
+        from skiffbox.machine.host import HostError
 
         mod = type(e).__module__
         if isinstance(e, HostError) or mod.startswith(("machine.", "machine")):
@@ -414,7 +414,7 @@ def _confirm(question: str) -> bool:
 
 def cmd_create(name: str, driver: str, driver_flags: dict[str, Any], engine_options: dict[str, Any],
                tls_sans: Sequence[str]) -> str:
-    from machine.host import create, stderr_progress
+    from skiffbox.machine.host import create, stderr_progress
 
     create(_store(), name, driver, driver_flags, engine_options, tls_sans, stderr_progress)
     return ""
@@ -427,7 +427,7 @@ def _boot_image(h: Any) -> str:
 
 
 def _lifecycle(names: Sequence[str], op: str) -> str:
-    from machine.host import stderr_progress
+    from skiffbox.machine.host import stderr_progress
 
     store = _store()
 
@@ -455,7 +455,7 @@ def _lifecycle(names: Sequence[str], op: str) -> str:
 
 
 def cmd_rm(names: Sequence[str], force: bool = False, yes: bool = False) -> str:
-    from machine.host import Host, stderr_progress
+    from skiffbox.machine.host import Host, stderr_progress
 
     names = list(names) or [DEFAULT_NAME]
     store = _store()
@@ -485,7 +485,7 @@ def cmd_rm(names: Sequence[str], force: bool = False, yes: bool = False) -> str:
 
 
 def cmd_regenerate_certs(names: Sequence[str], force: bool = False, client_certs: bool = False) -> str:
-    from machine.host import stderr_progress
+    from skiffbox.machine.host import stderr_progress
 
     if not force and not _confirm("Regenerate TLS machine certs?  Warning: this is irreversible."):
         raise CLIError("Aborted: certificates unchanged")
@@ -600,7 +600,7 @@ def _add_create_command(app: Any) -> None:
 
     import typer
 
-    from machine.drivers.base import driver_class, driver_names
+    from skiffbox.machine.drivers.base import driver_class, driver_names
 
     per_driver: dict[str, list[str]] = {}
     P = inspect.Parameter
@@ -778,7 +778,7 @@ def build_app():
 
     _add_create_command(app)
 
-    from machine.image.cli import register_image_commands
+    from skiffbox.machine.image.cli import register_image_commands
 
     register_image_commands(app)
 
@@ -794,7 +794,7 @@ def _register_quickstart(app: Any) -> None:
     reg = globals().get("register_quickstart")
     if reg is None:
         try:
-            from cli.quickstart import register_quickstart as reg  # type: ignore[no-redef]
+            from skiffbox.cli.quickstart import register_quickstart as reg  # type: ignore[no-redef]
         except ImportError:
             return
     reg(app)

@@ -9,9 +9,9 @@ from typing import Any
 
 def cmd_quickstart(name: str, driver: str, shell: bool, install: bool,
                    insecure_registries: list[str] | None = None) -> int:
-    from machine import quickstart as qs
-    from machine.shellenv import detect_shell, render
-    from machine.store import Store
+    from skiffbox.machine import quickstart as qs
+    from skiffbox.machine.shellenv import detect_shell, render
+    from skiffbox.machine.store import Store
 
     if install:
         path = qs.install_launcher()
@@ -42,7 +42,7 @@ def cmd_quickstart(name: str, driver: str, shell: bool, install: bool,
 def register_quickstart(app: Any) -> None:
     import typer
 
-    from machine.store import DEFAULT_NAME
+    from skiffbox.machine.store import DEFAULT_NAME
 
     @app.command(help="Create/start the default machine and open your shell wired to its engine "
                       "(Docker Toolbox's Quickstart Terminal)")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from cli.skiffclient import flags as F
-from cli.skiffclient.commands import Cli, CliError, lookup
+from skiffbox.cli.skiffclient import flags as F
+from skiffbox.cli.skiffclient.commands import Cli, CliError, lookup
 
 VERSION = "0.1.0"
 
@@ -44,7 +44,7 @@ def _write_err(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from cli.skiffclient.commands import group_help, main_help
+    from skiffbox.cli.skiffclient.commands import group_help, main_help
 
     try:
         gvals, rest = F.parse(_global_command(), argv)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_err(f"skiff: unknown command: skiff {what}\n\nRun 'skiff --help' for more information")
         return 1
 
-    from cli.skiffclient.config import GlobalOptions
+    from skiffbox.cli.skiffclient.config import GlobalOptions
 
     given = gvals["_given"]
     gopts = GlobalOptions(
@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def describe_error(e: Exception) -> str | None:
     """The text docker prints for an error, or None for an unexpected one (a bug: show the traceback)."""
-    from cli.skiffclient.api import APIError
-    from cli.skiffclient.config import ConfigError
-    from cli.skiffclient.formatting import TemplateError
-    from cli.skiffclient.progress import StreamError
-    from cli.skiffclient.transport import TransportError
+    from skiffbox.cli.skiffclient.api import APIError
+    from skiffbox.cli.skiffclient.config import ConfigError
+    from skiffbox.cli.skiffclient.formatting import TemplateError
+    from skiffbox.cli.skiffclient.progress import StreamError
+    from skiffbox.cli.skiffclient.transport import TransportError
 
     if isinstance(e, APIError):
         return f"Error response from daemon: {e.message}"

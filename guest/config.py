@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from guest.images.proxy import ProxySettings, mask_credentials
+from skiffbox.guest.images.proxy import ProxySettings, mask_credentials
 
 DEFAULT_SOCKET = "unix:///run/skiff/skiff.sock"
 DEFAULT_CONFIG_FILE = "/etc/skiff/daemon.json"

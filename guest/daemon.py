@@ -10,8 +10,8 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from guest import __version__
-from guest.config import DaemonConfig, load_config
+from skiffbox.guest import __version__
+from skiffbox.guest.config import DaemonConfig, load_config
 
 log = logging.getLogger("skiffd")
 
@@ -28,9 +28,9 @@ def since_exec() -> float:
 
 async def serve(cfg: DaemonConfig, ready: "asyncio.Event | None" = None) -> None:
     t0 = since_exec()
-    from guest.api import build_app
-    from guest.api.http import server_tls_context
-    from guest.engine import Engine
+    from skiffbox.guest.api import build_app
+    from skiffbox.guest.api.http import server_tls_context
+    from skiffbox.guest.engine import Engine
 
     engine = Engine(cfg)
     t1 = since_exec()

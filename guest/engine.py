@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from guest.config import DaemonConfig
-from guest.events import EventBus
+from skiffbox.guest.config import DaemonConfig
+from skiffbox.guest.events import EventBus
 
 log = logging.getLogger("skiffd")
 
@@ -39,10 +39,10 @@ class Engine:
         self.id = self._engine_id()
         # Each service owns its own subfolder of the data root and is built from `<module>:<Class>(engine)`.
         # Order matters: volumes and networks exist before the containers that use them.
-        self.images: Any = _service("guest.images.service:ImageService", self)
-        self.volumes: Any = _service("guest.volumes.service:VolumeService", self)
-        self.networks: Any = _service("guest.network.service:NetworkService", self)
-        self.containers: Any = _service("guest.containers.service:ContainerService", self)
+        self.images: Any = _service("skiffbox.guest.images.service:ImageService", self)
+        self.volumes: Any = _service("skiffbox.guest.volumes.service:VolumeService", self)
+        self.networks: Any = _service("skiffbox.guest.network.service:NetworkService", self)
+        self.containers: Any = _service("skiffbox.guest.containers.service:ContainerService", self)
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from machine.store import atomic_write
+from skiffbox.machine.store import atomic_write
 
 VALIDITY = _dt.timedelta(days=1080)  # docker-machine's lifetime
 BACKDATE = _dt.timedelta(minutes=5)  # tolerate guest clock skew

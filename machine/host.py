@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from machine.drivers.base import Driver, DriverError, NotSupported, State, driver_class
-from machine.store import MachineExists, Store, validate_name
+from skiffbox.machine.drivers.base import Driver, DriverError, NotSupported, State, driver_class
+from skiffbox.machine.store import MachineExists, Store, validate_name
 
 Progress = Callable[[str], None]
 CONFIG_VERSION = 3
@@ -181,7 +181,7 @@ class Host:
         return set(self.wanted_sans()) <= issued and self.skiff.get("CAHash") == self._ca_hash()
 
     def _issue_server_cert(self, progress: Progress) -> None:
-        from machine import certs
+        from skiffbox.machine import certs
 
         certs.ensure_ca_and_client(self.store.certs_dir)
         sans = self.wanted_sans()
@@ -216,7 +216,7 @@ class Host:
             return True
 
     def _push_tls(self, progress: Progress, client=None) -> None:
-        from machine import provision
+        from skiffbox.machine import provision
 
         own = client is None
         client = client or self.ssh_client()
@@ -242,7 +242,7 @@ class Host:
 
     # ---- SSH and engine ---------------------------------------------------------------------
     def ssh_client(self, timeout: float = 30.0, progress: Progress | None = None):
-        from machine.ssh import SSHError, wait_for_ssh
+        from skiffbox.machine.ssh import SSHError, wait_for_ssh
 
         if getattr(self.driver, "skip_provision", False):
             raise HostError(f'machine "{self.name}" (driver {self.driver_name}) has no SSH access')
@@ -293,7 +293,7 @@ class Host:
             time.sleep(0.5)
         logs = ""
         if client is not None:
-            from machine import provision
+            from skiffbox.machine import provision
 
             logs = "\nLast lines of the engine's log:\n" + provision.engine_logs(client)
         host, port = self.driver.engine_endpoint()
@@ -305,7 +305,7 @@ class Host:
 
     # ---- provisioning -------------------------------------------------------------------------
     def provision(self, progress: Progress = stderr_progress, upgrade: bool = False) -> None:
-        from machine import provision as prov
+        from skiffbox.machine import provision as prov
 
         with self.lock():
             if getattr(self.driver, "skip_provision", False):
@@ -387,7 +387,7 @@ class Host:
             if not self.certs_current():
                 self.ensure_server_cert(progress, client=client)
             elif not self.ping(3.0):
-                from machine import provision
+                from skiffbox.machine import provision
 
                 progress("Starting the engine...")
                 client.run(provision.SERVICE_CTL.format(verb="start"), sudo=True, check=False)
@@ -441,7 +441,7 @@ class Host:
                 self.driver.restart()
             except NotSupported:
                 # A host we do not own (generic): restart its engine, never the host.
-                from machine import provision
+                from skiffbox.machine import provision
 
                 self._require_running("restart")
                 with self.ssh_client() as client:
@@ -457,7 +457,7 @@ class Host:
             progress(f'Removing "{self.name}"...')
             if getattr(self.driver, "host_outlives_remove", False) and self.skiff.get("GuestVersion"):
                 try:
-                    from machine import provision
+                    from skiffbox.machine import provision
 
                     with self.ssh_client(timeout=10.0) as c:
                         provision.stop_engine(c)
@@ -548,7 +548,7 @@ def create(store: Store, name: str, driver_name: str, driver_flags: dict[str, An
         drv.set_config_from_flags(driver_flags)
         progress("Running pre-create checks...")
         drv.pre_create_check()
-        from machine import certs
+        from skiffbox.machine import certs
 
         if certs.ensure_ca_and_client(store.certs_dir):
             progress(f"Created the CA and client certificates in {store.certs_dir}")
@@ -651,7 +651,7 @@ def describe(store: Store, name: str, timeout: float = 10.0, docker_host: str | 
 
 
 def _lock_free(store: Store, name: str) -> bool:
-    from machine.store import MachineLocked
+    from skiffbox.machine.store import MachineLocked
 
     try:
         with store.lock(name, timeout=0):

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from machine.drivers.base import PortForward
+from skiffbox.machine.drivers.base import PortForward
 
 STATE_FILE = "portfwd.json"
 PID_FILE = "portfwd.pid"
@@ -74,7 +74,7 @@ def _pid(machine_dir: Path) -> int | None:
     except PermissionError:
         pass
     cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists() and b"machine.portfwd" not in cmdline.read_bytes():
+    if cmdline.exists() and b"skiffbox.machine.portfwd" not in cmdline.read_bytes():
         return None  # a recycled pid
     return pid
 
@@ -88,20 +88,14 @@ def spawn(machine_dir: Path, qmp_socket: Path, engine_port: int) -> int:
     (machine_dir / STATE_FILE).unlink(missing_ok=True)
     log = open(machine_dir / LOG_FILE, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "machine.portfwd", "run", "--machine-dir", str(machine_dir),
+        [sys.executable, "-m", "skiffbox.machine.portfwd", "run", "--machine-dir", str(machine_dir),
          "--qmp", str(qmp_socket), "--engine-port", str(engine_port)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        cwd=str(machine_dir), env={**os.environ, "PYTHONPATH": _package_root()},
+        cwd=str(machine_dir),
     )
     log.close()
     (machine_dir / PID_FILE).write_text(str(proc.pid))
     return proc.pid
-
-
-def _package_root() -> str:
-    root = str(Path(__file__).resolve().parent.parent)
-    extra = os.environ.get("PYTHONPATH")
-    return root + (os.pathsep + extra if extra else "")
 
 
 def stop(machine_dir: Path, timeout: float = 5.0) -> None:
@@ -129,7 +123,7 @@ class QMPBackend:
     """Host forwards inside QEMU's user-mode network (netdev `net0`)."""
 
     def __init__(self, socket_path: Path) -> None:
-        from machine.qmp import QMPClient
+        from skiffbox.machine.qmp import QMPClient
 
         self.client = QMPClient(socket_path, timeout=10.0)
         self.client.connect()
@@ -145,7 +139,7 @@ class QMPBackend:
             self.client.hmp(f"hostfwd_remove {NETDEV} {pf.proto}:{pf.host_ip}:{pf.host_port}")
 
     def alive(self) -> bool:
-        from machine.qmp import QMPError
+        from skiffbox.machine.qmp import QMPError
 
         try:
             with self.lock:
@@ -292,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         raise _Stopped  # interrupts a blocking read of the events stream
 
     signal.signal(signal.SIGTERM, on_term)
-    from machine.qmp import QMPError
+    from skiffbox.machine.qmp import QMPError
 
     try:
         backend = QMPBackend(args.qmp)

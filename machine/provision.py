@@ -38,7 +38,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from machine.ssh import CommandError, SSHClient, SSHError
+from skiffbox.machine.ssh import CommandError, SSHClient, SSHError
 
 Progress = Callable[[str], None]
 
@@ -191,23 +191,21 @@ def _fill(text: str) -> str:
 
 # ---- wheels ---------------------------------------------------------------------------------------
 def _guest_files() -> list[tuple[str, bytes]]:
-    import guest
-
+    from skiffbox import guest
     root = Path(guest.__file__).resolve().parent
     out = []
     for p in sorted(root.rglob("*")):
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"):
-            out.append(("guest/" + p.relative_to(root).as_posix(), p.read_bytes()))
+            out.append(("skiffbox/guest/" + p.relative_to(root).as_posix(), p.read_bytes()))
     return out
 
 
 def guest_version() -> str:
     """The skiff version plus a hash of the guest sources: a changed engine is a new version."""
     try:
-        base = md.version("skiff")
+        base = md.version("skiffbox")
     except md.PackageNotFoundError:
-        import guest
-
+        from skiffbox import guest
         base = getattr(guest, "__version__", "0")
     h = hashlib.sha256()
     for name, data in _guest_files():
@@ -274,7 +272,7 @@ def guest_wheels(cache_dir: Path) -> tuple[str, list[Path]]:
                 f"Summary: skiffd, the Skiff container engine (guest side)\nRequires-Python: >=3.11\n"
                 f"Requires-Dist: h11>={h11v.split('.')[0]}.{h11v.split('.')[1]}\n")
         _write_wheel(gw, GUEST_DIST, version, _guest_files(), meta,
-                     "[console_scripts]\nskiffd = guest.daemon:main\n")
+                     "[console_scripts]\nskiffd = skiffbox.guest.daemon:main\n")
     return version, [gw, _installed_dist_wheel("h11", out)]
 
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from machine.drivers.base import State, driver_class
-from machine.host import Host, Progress, create, stderr_progress
-from machine.store import Store
+from skiffbox.machine.drivers.base import State, driver_class
+from skiffbox.machine.host import Host, Progress, create, stderr_progress
+from skiffbox.machine.store import Store
 
 # Toolbox's macOS start.sh: `create -d virtualbox --virtualbox-memory 2048 --virtualbox-disk-size 204800`.
 TOOLBOX_MEMORY_MB = 2048
@@ -188,7 +188,7 @@ class Quickstart:
 # ---- the shell ----------------------------------------------------------------------------------
 def env_pairs(host: Host, environ: Mapping[str, str], platform: str | None = None) -> list[tuple[str, str]]:
     """What `machine env --no-proxy` sets (the no-proxy part only when the user has a proxy)."""
-    from machine.shellenv import no_proxy_pair
+    from skiffbox.machine.shellenv import no_proxy_pair
 
     plat = sys.platform if platform is None else platform
     pairs = [("DOCKER_TLS_VERIFY", "1"), ("DOCKER_HOST", host.url()), ("DOCKER_CERT_PATH", str(host.dir)),
@@ -228,7 +228,7 @@ def banner(host: Host) -> str:
 
 def login_shell_argv(environ: Mapping[str, str], platform: str | None = None) -> list[str]:
     """The user's login shell, started as a login shell where it has such a mode (Toolbox: `--login`)."""
-    from machine.shellenv import canonical, detect_shell
+    from skiffbox.machine.shellenv import canonical, detect_shell
 
     plat = sys.platform if platform is None else platform
     kind = canonical(detect_shell(environ, plat))
@@ -259,7 +259,7 @@ def exec_shell(argv: Sequence[str], env: Mapping[str, str], platform: str | None
 
 # ---- launchers ----------------------------------------------------------------------------------
 def machine_argv() -> list[str]:
-    """How a launcher runs `machine`: the console script next to this Python, else `python -m cli.machine`."""
+    """How a launcher runs `machine`: the console script next to this Python, else `python -m skiffbox.cli.machine`."""
     exe = Path(sys.executable)
     for cand in (exe.with_name("machine"), exe.with_name("machine.exe")):
         if cand.is_file():
@@ -267,7 +267,7 @@ def machine_argv() -> list[str]:
     found = shutil.which("machine")
     if found:
         return [found]
-    return [str(exe), "-m", "cli.machine"]
+    return [str(exe), "-m", "skiffbox.cli.machine"]
 
 
 def _desktop_exec_quote(arg: str) -> str:
@@ -308,7 +308,7 @@ def launcher_path(platform: str, home: Path, environ: Mapping[str, str]) -> Path
 
 def install_launcher(platform: str | None = None, argv: Sequence[str] | None = None, home: Path | None = None,
                      environ: Mapping[str, str] | None = None) -> Path:
-    from machine.store import atomic_write
+    from skiffbox.machine.store import atomic_write
 
     plat = sys.platform if platform is None else platform
     env = os.environ if environ is None else environ

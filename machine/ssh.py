@@ -34,7 +34,7 @@ from typing import Callable
 
 import paramiko
 
-from machine.drivers.base import SSHEndpoint
+from skiffbox.machine.drivers.base import SSHEndpoint
 
 
 class SSHError(Exception):

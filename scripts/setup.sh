@@ -26,6 +26,6 @@ fi
 stamp=.venv/.skiff-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing skiff into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e "$root[host,test]"
+  .venv/bin/pip install -q --disable-pip-version-check -e "$root[test]"
   touch "$stamp"
 fi

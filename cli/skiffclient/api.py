@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from cli.skiffclient.transport import Hijacked, Response, Transport, loads, quote
+from skiffbox.cli.skiffclient.transport import Hijacked, Response, Transport, loads, quote
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from cli.skiffclient.transport import Endpoint, loads
+from skiffbox.cli.skiffclient.transport import Endpoint, loads
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
@@ -133,8 +133,8 @@ def _resolve(opts: GlobalOptions) -> Endpoint:
 def machine_endpoint(name: str, opts: GlobalOptions) -> Endpoint:
     """The engine of machine NAME, with the store's client certificates (what `machine env` exports)."""
     try:
-        from machine.host import Host, HostError  # lazy: only `--machine` pays for it
-        from machine.store import Store, StoreError
+        from skiffbox.machine.host import Host, HostError  # lazy: only `--machine` pays for it
+        from skiffbox.machine.store import Store, StoreError
     except ImportError as e:
         raise ConfigError(f"--machine needs Skiff's machine package: {e}") from None
     try:

@@ -472,7 +472,7 @@ def list_format(given: str, quiet: bool, config_key: str, *, table: str, raw: st
     """The template of `images`, `network ls` and `volume ls`: --format, else config.json's default (which -q
     skips), else "table"; the "table" and "raw" keywords become the listing's own templates, and with -q its
     one-column template (a custom --format stays as given)."""
-    from cli.skiffclient.config import default_format
+    from skiffbox.cli.skiffclient.config import default_format
 
     fmt = given or (default_format(config_key) if not quiet else "") or "table"
     if quiet and fmt in ("table", "raw"):
@@ -646,7 +646,7 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
     elif parts is not None:
         lines = [_fill(parts, r) for r in rows]
     else:
-        from machine import gotemplate
+        from skiffbox.machine import gotemplate
 
         try:
             lines = [gotemplate.render(body, _public(r) if "json ." in body else r) for r in rows]
@@ -656,7 +656,7 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
         if parts is not None:
             header = _fill(parts, headers)
         else:
-            from machine import gotemplate
+            from skiffbox.machine import gotemplate
 
             header = gotemplate.header_for(body, headers)
         return tabwrite("".join(line + "\n" for line in [header] + lines))
@@ -694,7 +694,7 @@ def render_object(fmt: str, obj: Any) -> str:
     fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
     if fmt.strip() == "{{json .}}":
         return go_json(obj)
-    from machine import gotemplate
+    from skiffbox.machine import gotemplate
 
     try:
         return gotemplate.render(fmt, go_view(obj))

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any, TextIO
 
-from cli.skiffclient.formatting import human_size
+from skiffbox.cli.skiffclient.formatting import human_size
 
 
 class StreamError(Exception):

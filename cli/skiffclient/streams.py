@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from cli.skiffclient.transport import Hijacked, demux, write_all
+from skiffbox.cli.skiffclient.transport import Hijacked, demux, write_all
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from guest.api.http import App, Router
-from guest.engine import Engine
+from skiffbox.guest.api.http import App, Router
+from skiffbox.guest.engine import Engine
 
 # Each module exposes `router(engine) -> Router`. Modules land one by one; a missing one is skipped
 # so a half-built tree still serves what it has.
@@ -16,9 +16,9 @@ def build_app(engine: Engine) -> App:
     root = Router()
     for name in _MODULES:
         try:
-            mod = importlib.import_module(f"guest.api.{name}")
+            mod = importlib.import_module(f"skiffbox.guest.api.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"guest.api.{name}":
+            if e.name == f"skiffbox.guest.api.{name}":
                 continue
             raise
         root.include(mod.router(engine))

@@ -7,11 +7,11 @@ import base64
 import json
 from typing import Any
 
-from guest.api.http import Request, Response, Router, Stream, json_response
-from guest.build.builder import BuildOptions
-from guest.build.manager import BuildManager
-from guest.engine import Engine
-from guest.errors import InvalidParameter
+from skiffbox.guest.api.http import Request, Response, Router, Stream, json_response
+from skiffbox.guest.build.builder import BuildOptions
+from skiffbox.guest.build.manager import BuildManager
+from skiffbox.guest.engine import Engine
+from skiffbox.guest.errors import InvalidParameter
 
 
 def _b64json(value: str) -> Any:
@@ -33,7 +33,7 @@ def _json_map(req: Request, name: str) -> dict[str, Any]:
 
 
 def _options(req: Request) -> BuildOptions:
-    from guest.images.reference import parse_normalized
+    from skiffbox.guest.images.reference import parse_normalized
 
     tags = [t for t in req.q_all("t") if t]
     for t in tags:

@@ -8,11 +8,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from guest.api.filters import parse_filters, parse_time
-from guest.api.http import Hijack, RawConn, Request, Response, Router, Stream, json_response, no_content
-from guest.containers import attach as attach_mod
-from guest.engine import Engine
-from guest.errors import InvalidParameter, NotImplementedYet, no_such_container
+from skiffbox.guest.api.filters import parse_filters, parse_time
+from skiffbox.guest.api.http import Hijack, RawConn, Request, Response, Router, Stream, json_response, no_content
+from skiffbox.guest.containers import attach as attach_mod
+from skiffbox.guest.engine import Engine
+from skiffbox.guest.errors import InvalidParameter, NotImplementedYet, no_such_container
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
@@ -35,7 +35,7 @@ def router(engine: Engine) -> Router:
     @r.route("GET", "/containers/json")
     async def list_(req: Request) -> Response:
         flt = parse_filters(req.q("filters"), None)
-        from guest.containers.views import LIST_FILTERS
+        from skiffbox.guest.containers.views import LIST_FILTERS
 
         for k in flt:
             if k not in LIST_FILTERS:
@@ -142,7 +142,7 @@ def router(engine: Engine) -> Router:
         keys = attach_mod.parse_detach_keys(req.q("detachKeys"))
         tty = c.tty
         if c.paused:
-            from guest.errors import Conflict
+            from skiffbox.guest.errors import Conflict
 
             raise Conflict("You cannot attach to a paused container, unpause it first")
         # Registered before the 101 goes out: the client sends `start` right after it.
@@ -209,14 +209,14 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/containers/{id}/top")
     async def top(req: Request) -> Response:
-        from guest.containers.stats import top as top_
+        from skiffbox.guest.containers.stats import top as top_
 
         c = svc().get(req.params["id"])
         return json_response(await top_(svc(), c, req.q("ps_args") or ""))
 
     @r.route("GET", "/containers/{id}/stats")
     async def stats(req: Request) -> Response | Stream:
-        from guest.containers.stats import stats_stream
+        from skiffbox.guest.containers.stats import stats_stream
 
         c = svc().get(req.params["id"])
         stream = req.q_bool("stream", True)
@@ -229,14 +229,14 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/containers/{id}/changes")
     async def changes(req: Request) -> Response:
-        from guest.containers.changes import changes as changes_
+        from skiffbox.guest.containers.changes import changes as changes_
 
         c = svc().get(req.params["id"])
         return json_response(await asyncio.to_thread(changes_, c))
 
     @r.route("GET", "/containers/{id}/export")
     async def export(req: Request) -> Stream:
-        from guest.containers.archive import export_stream
+        from skiffbox.guest.containers.archive import export_stream
 
         c = svc().get(req.params["id"])
         return Stream(export_stream(svc(), c), content_type="application/x-tar")
@@ -245,7 +245,7 @@ def router(engine: Engine) -> Router:
 
     @r.route("HEAD", "/containers/{id}/archive")
     async def archive_head(req: Request) -> Response:
-        from guest.containers.archive import stat_path
+        from skiffbox.guest.containers.archive import stat_path
 
         c = svc().get(req.params["id"])
         st = await stat_path(svc(), c, _path_param(req))
@@ -253,7 +253,7 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/containers/{id}/archive")
     async def archive_get(req: Request) -> Response | Stream:
-        from guest.containers.archive import get_archive
+        from skiffbox.guest.containers.archive import get_archive
 
         if req.method == "HEAD":
             return await archive_head(req)
@@ -263,7 +263,7 @@ def router(engine: Engine) -> Router:
 
     @r.route("PUT", "/containers/{id}/archive")
     async def archive_put(req: Request) -> Response:
-        from guest.containers.archive import put_archive
+        from skiffbox.guest.containers.archive import put_archive
 
         c = svc().get(req.params["id"])
         await put_archive(svc(), c, _path_param(req), req.stream(),
@@ -275,7 +275,7 @@ def router(engine: Engine) -> Router:
 
     @r.route("POST", "/commit")
     async def commit(req: Request) -> Response:
-        from guest.containers.commit import commit as commit_
+        from skiffbox.guest.containers.commit import commit as commit_
 
         ref = req.q("container") or ""
         if not ref:

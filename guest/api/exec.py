@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from guest.api.containers import MULTIPLEXED, RAW
-from guest.api.http import Hijack, RawConn, Request, Response, Router, json_response
-from guest.engine import Engine
-from guest.errors import InvalidParameter, NotImplementedYet
+from skiffbox.guest.api.containers import MULTIPLEXED, RAW
+from skiffbox.guest.api.http import Hijack, RawConn, Request, Response, Router, json_response
+from skiffbox.guest.engine import Engine
+from skiffbox.guest.errors import InvalidParameter, NotImplementedYet
 
 
 def router(engine: Engine) -> Router:

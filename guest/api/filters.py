@@ -7,7 +7,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from guest.errors import InvalidParameter
+from skiffbox.guest.errors import InvalidParameter
 
 Filters = dict[str, list[str]]
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
-from guest.errors import EngineError, InvalidParameter, NotFound
+from skiffbox.guest.errors import EngineError, InvalidParameter, NotFound
 
 log = logging.getLogger("skiffd.http")
 

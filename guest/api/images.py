@@ -8,14 +8,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from guest.api.filters import parse_filters
-from guest.api.http import Reply, Request, Response, Router, Stream, json_response
-from guest.engine import Engine
-from guest.errors import EngineError, InvalidParameter
-from guest.images import progress as pmsg
-from guest.images.progress import Progress
-from guest.images.reference import split_repo_tag
-from guest.images.registry import AuthConfig
+from skiffbox.guest.api.filters import parse_filters
+from skiffbox.guest.api.http import Reply, Request, Response, Router, Stream, json_response
+from skiffbox.guest.engine import Engine
+from skiffbox.guest.errors import EngineError, InvalidParameter
+from skiffbox.guest.images import progress as pmsg
+from skiffbox.guest.images.progress import Progress
+from skiffbox.guest.images.reference import split_repo_tag
+from skiffbox.guest.images.registry import AuthConfig
 
 log = logging.getLogger("skiffd.api.images")
 
@@ -89,7 +89,7 @@ def router(engine: Engine) -> Router:
                 return await progress_stream(lambda out: svc.pull_all_tags(ref, auth, platform, out))
             return await progress_stream(lambda out: svc.pull(ref, auth, platform, out))
         if from_src:
-            from guest.images.importer import import_request
+            from skiffbox.guest.images.importer import import_request
 
             return await import_request(svc, req, progress_stream)
         raise InvalidParameter("fromImage or fromSrc is required")
@@ -110,14 +110,14 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/images/get")
     async def get_many(req: Request) -> Reply:
-        from guest.images.archive import save_stream
+        from skiffbox.guest.images.archive import save_stream
 
         names = req.q_all("names")
         return Stream(await save_stream(svc, names), content_type="application/x-tar")
 
     @r.route("POST", "/images/load")
     async def load(req: Request) -> Reply:
-        from guest.images.archive import load_request
+        from skiffbox.guest.images.archive import load_request
 
         return await load_request(svc, req, progress_stream)
 
@@ -150,7 +150,7 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/images/{name*}/get")
     async def get_one(req: Request) -> Reply:
-        from guest.images.archive import save_stream
+        from skiffbox.guest.images.archive import save_stream
 
         return Stream(await save_stream(svc, [req.params["name"]]), content_type="application/x-tar")
 

@@ -12,11 +12,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from guest import __version__, hostinfo
-from guest.api.filters import match_labels, parse_filters, parse_time
-from guest.api.http import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream, json_response
-from guest.engine import Engine
-from guest.images.proxy import mask_credentials
+from skiffbox.guest import __version__, hostinfo
+from skiffbox.guest.api.filters import match_labels, parse_filters, parse_time
+from skiffbox.guest.api.http import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream, json_response
+from skiffbox.guest.engine import Engine
+from skiffbox.guest.images.proxy import mask_credentials
 
 GIT_COMMIT = "skiff"
 

@@ -9,7 +9,7 @@ same name.
 
 from __future__ import annotations
 
-from guest.build.expand import env_map
+from skiffbox.guest.build.expand import env_map
 
 BUILTIN_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                 "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")

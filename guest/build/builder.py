@@ -25,17 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guest.build import copying, values
-from guest.build.buildargs import BuildArgs
-from guest.build.cache import BuildCache
-from guest.build.context import BuildContext
-from guest.build.dockerfile import DockerfileError, Instruction, Plan, Stage, load, parse, to_instruction
-from guest.build.dockerignore import go_clean
-from guest.build.expand import ExpansionError, Lexer
-from guest.build.output import Output
-from guest.build.scratch import Scratch, upper_to_tar
-from guest.containers.rootfs import secure_join
-from guest.errors import EngineError, NotFound
+from skiffbox.guest.build import copying, values
+from skiffbox.guest.build.buildargs import BuildArgs
+from skiffbox.guest.build.cache import BuildCache
+from skiffbox.guest.build.context import BuildContext
+from skiffbox.guest.build.dockerfile import DockerfileError, Instruction, Plan, Stage, load, parse, to_instruction
+from skiffbox.guest.build.dockerignore import go_clean
+from skiffbox.guest.build.expand import ExpansionError, Lexer
+from skiffbox.guest.build.output import Output
+from skiffbox.guest.build.scratch import Scratch, upper_to_tar
+from skiffbox.guest.containers.rootfs import secure_join
+from skiffbox.guest.errors import EngineError, NotFound
 
 log = logging.getLogger("skiffd.build")
 
@@ -240,7 +240,7 @@ class Builder:
     def _auth_for(self, ref: str) -> dict[str, Any] | None:
         if not self.opts.auth_configs:
             return None
-        from guest.images.reference import parse_normalized
+        from skiffbox.guest.images.reference import parse_normalized
 
         try:
             domain = parse_normalized(ref).domain

@@ -30,12 +30,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from guest.build.dockerfile import DockerfileError
-from guest.build.dockerignore import Matcher, go_clean, read_patterns
-from guest.containers.rootfs import secure_join
-from guest.errors import InvalidParameter
-from guest.images import tarsafety
-from guest.images.tarsafety import Limits, SafeExtractor, TarRules
+from skiffbox.guest.build.dockerfile import DockerfileError
+from skiffbox.guest.build.dockerignore import Matcher, go_clean, read_patterns
+from skiffbox.guest.containers.rootfs import secure_join
+from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.images import tarsafety
+from skiffbox.guest.images.tarsafety import Limits, SafeExtractor, TarRules
 
 _MAX_DOCKERFILE = 16 << 20
 _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")

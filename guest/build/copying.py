@@ -19,10 +19,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from guest.build.context import extract_archive, looks_like_archive
-from guest.build.dockerignore import go_clean, go_match, has_wildcards
-from guest.containers.rootfs import secure_join
-from guest.errors import InvalidParameter
+from skiffbox.guest.build.context import extract_archive, looks_like_archive
+from skiffbox.guest.build.dockerignore import go_clean, go_match, has_wildcards
+from skiffbox.guest.containers.rootfs import secure_join
+from skiffbox.guest.errors import InvalidParameter
 
 
 class CopyError(InvalidParameter):

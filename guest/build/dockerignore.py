@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from guest.build.dockerfile import DockerfileError
+from skiffbox.guest.build.dockerfile import DockerfileError
 
 
 def go_clean(path: str) -> str:

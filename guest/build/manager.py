@@ -16,18 +16,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from guest.build.builder import BuildError, Builder, BuildOptions
-from guest.build.cache import BuildCache
-from guest.build.context import BuildContext, receive
-from guest.build.dockerfile import DockerfileError, Plan, load
-from guest.build.output import Output
-from guest.errors import EngineError, InvalidParameter
+from skiffbox.guest.build.builder import BuildError, Builder, BuildOptions
+from skiffbox.guest.build.cache import BuildCache
+from skiffbox.guest.build.context import BuildContext, receive
+from skiffbox.guest.build.dockerfile import DockerfileError, Plan, load
+from skiffbox.guest.build.output import Output
+from skiffbox.guest.errors import EngineError, InvalidParameter
 
 log = logging.getLogger("skiffd.build")
 
 
 def _unmount_below(path: Path) -> None:
-    from guest.containers import rootfs
+    from skiffbox.guest.containers import rootfs
 
     prefix = str(path) + "/"
     try:
@@ -144,7 +144,7 @@ class BuildManager:
                 raise
 
     async def _tag(self, image_id: str, ref: str) -> str:
-        from guest.images.reference import parse_normalized
+        from skiffbox.guest.images.reference import parse_normalized
 
         await self.engine.images.tag(image_id, ref, None)
         return parse_normalized(ref).tag_or_latest().familiar()

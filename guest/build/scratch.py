@@ -7,12 +7,12 @@ import os
 import shutil
 from pathlib import Path
 
-from guest.containers import rootfs
+from skiffbox.guest.containers import rootfs
 
 
 def upper_to_tar(upper: Path, dest: Path) -> Path | None:
     """An overlay upper dir as a layer tar (Docker's `.wh.` whiteouts), or None when nothing changed."""
-    from guest.images.layers import write_tar
+    from skiffbox.guest.images.layers import write_tar
 
     if not any(os.scandir(upper)):
         return None

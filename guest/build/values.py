@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from guest.errors import InvalidParameter
+from skiffbox.guest.errors import InvalidParameter
 
 _SIGNALS = {"ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE",
             "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU",

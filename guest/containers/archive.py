@@ -29,15 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guest.api.filters import rfc3339
-from guest.containers.store import Container
-from guest.errors import Conflict, EngineError, Forbidden, InvalidParameter, NotFound
-from guest.images import tarsafety
-from guest.images.tarsafety import SafeExtractor, TarRules
-from guest.images.treewalk import O_DIR, O_PATH, TreeWriter
+from skiffbox.guest.api.filters import rfc3339
+from skiffbox.guest.containers.store import Container
+from skiffbox.guest.errors import Conflict, EngineError, Forbidden, InvalidParameter, NotFound
+from skiffbox.guest.images import tarsafety
+from skiffbox.guest.images.tarsafety import SafeExtractor, TarRules
+from skiffbox.guest.images.treewalk import O_DIR, O_PATH, TreeWriter
 
 if TYPE_CHECKING:
-    from guest.containers.service import ContainerService
+    from skiffbox.guest.containers.service import ContainerService
 
 # Go os.FileMode bits
 _MODE_DIR = 1 << 31

@@ -14,7 +14,7 @@ import socket
 import struct
 from typing import Protocol
 
-from guest.errors import InvalidParameter
+from skiffbox.guest.errors import InvalidParameter
 
 STDIN, STDOUT, STDERR, SYSERR = 0, 1, 2, 3
 _CONMON_STREAM = {2: STDOUT, 3: STDERR}

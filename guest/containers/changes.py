@@ -14,8 +14,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from guest.containers.store import Container
-from guest.images.treewalk import O_DIR, entries
+from skiffbox.guest.containers.store import Container
+from skiffbox.guest.images.treewalk import O_DIR, entries
 
 CHANGED, ADDED, DELETED = 0, 1, 2
 

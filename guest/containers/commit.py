@@ -8,12 +8,12 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from guest.containers.merge import apply_changes
-from guest.containers.store import now_rfc3339
-from guest.errors import Conflict, InvalidParameter, no_such_image
+from skiffbox.guest.containers.merge import apply_changes
+from skiffbox.guest.containers.store import now_rfc3339
+from skiffbox.guest.errors import Conflict, InvalidParameter, no_such_image
 
 if TYPE_CHECKING:
-    from guest.containers.service import ContainerService
+    from skiffbox.guest.containers.service import ContainerService
 
 # Container-only settings that do not belong in an image config.
 _DROP = ("Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce",
@@ -39,7 +39,7 @@ def image_config(ctr_config: dict[str, Any], override: dict[str, Any] | None, ch
 
 async def commit(svc: "ContainerService", ref: str, *, repo: str, tag: str, comment: str, author: str,
                  changes: list[str], pause: bool, config: dict[str, Any] | None) -> str:
-    from guest.images.layers import write_tar
+    from skiffbox.guest.images.layers import write_tar
 
     images = svc.engine.images
     c = svc.get(ref)

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guest.containers import attach as attach_mod
-from guest.containers import monitor, spec
-from guest.containers.runtime import error_exit_code, signal_pid
-from guest.containers.store import Container
-from guest.errors import Conflict, EngineError, InvalidParameter, NotFound
+from skiffbox.guest.containers import attach as attach_mod
+from skiffbox.guest.containers import monitor, spec
+from skiffbox.guest.containers.runtime import error_exit_code, signal_pid
+from skiffbox.guest.containers.store import Container
+from skiffbox.guest.errors import Conflict, EngineError, InvalidParameter, NotFound
 
 if TYPE_CHECKING:
-    from guest.containers.service import ContainerService
+    from skiffbox.guest.containers.service import ContainerService
 
 log = logging.getLogger("skiffd.exec")
 

@@ -7,11 +7,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from guest.containers.store import Container, now_rfc3339
-from guest.errors import EngineError
+from skiffbox.guest.containers.store import Container, now_rfc3339
+from skiffbox.guest.errors import EngineError
 
 if TYPE_CHECKING:
-    from guest.containers.service import ContainerService
+    from skiffbox.guest.containers.service import ContainerService
 
 log = logging.getLogger("skiffd.health")
 

@@ -9,9 +9,9 @@ import os
 import shlex
 from typing import Any
 
-from guest import hostinfo
-from guest.containers.spec import DEFAULT_SHM, merge_env, parse_signal
-from guest.errors import InvalidParameter
+from skiffbox.guest import hostinfo
+from skiffbox.guest.containers.spec import DEFAULT_SHM, merge_env, parse_signal
+from skiffbox.guest.errors import InvalidParameter
 
 CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty",
                "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
@@ -135,7 +135,7 @@ def normalize_host_config(hc: dict[str, Any], runtime_name: str) -> dict[str, An
     hc.setdefault("Links", None)
     hc.setdefault("ConsoleSize", [0, 0])
     if hc.get("MaskedPaths") is None:
-        from guest.containers.spec import MASKED_PATHS, READONLY_PATHS
+        from skiffbox.guest.containers.spec import MASKED_PATHS, READONLY_PATHS
 
         if not hc.get("Privileged"):
             hc["MaskedPaths"] = list(MASKED_PATHS)
@@ -149,7 +149,7 @@ def normalize_host_config(hc: dict[str, Any], runtime_name: str) -> dict[str, An
 
 
 def _init_available() -> bool:
-    from guest.containers.spec import init_binary
+    from skiffbox.guest.containers.spec import init_binary
 
     return init_binary() is not None
 

@@ -21,7 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from guest.containers.runtime import Runtime, RuntimeError_
+from skiffbox.guest.containers.runtime import Runtime, RuntimeError_
 
 log = logging.getLogger("skiffd.monitor")
 
@@ -147,7 +147,7 @@ def _join_cgroup(cg: Path, pid: int) -> None:
 
 
 def _runtime_message(msg: str, argv0: str | None = None) -> str:
-    from guest.containers.runtime import _clean
+    from skiffbox.guest.containers.runtime import _clean
 
     return _clean(msg, argv0)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guest import hostinfo
-from guest.errors import EngineError, InvalidParameter
+from skiffbox.guest import hostinfo
+from skiffbox.guest.errors import EngineError, InvalidParameter
 
 log = logging.getLogger("skiffd.runtime")
 

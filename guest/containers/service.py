@@ -43,15 +43,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from guest import hostinfo
-from guest.api.filters import parse_time
-from guest.containers import etcfiles, monitor, rootfs, spec, views
-from guest.containers.merge import merge_image_config, normalize_host_config, split_create_body
-from guest.containers.runtime import Runtime, RuntimeError_, choose, error_exit_code, signal_pid
-from guest.containers.store import Container, ContainerStore, atomic_write_json, now_rfc3339
-from guest.errors import (Conflict, EngineError, InvalidParameter, NotFound, NotModified,
+from skiffbox.guest import hostinfo
+from skiffbox.guest.api.filters import parse_time
+from skiffbox.guest.containers import etcfiles, monitor, rootfs, spec, views
+from skiffbox.guest.containers.merge import merge_image_config, normalize_host_config, split_create_body
+from skiffbox.guest.containers.runtime import Runtime, RuntimeError_, choose, error_exit_code, signal_pid
+from skiffbox.guest.containers.store import Container, ContainerStore, atomic_write_json, now_rfc3339
+from skiffbox.guest.errors import (Conflict, EngineError, InvalidParameter, NotFound, NotModified,
                           no_such_image)
-from guest.network import netns
+from skiffbox.guest.network import netns
 
 log = logging.getLogger("skiffd.containers")
 
@@ -85,7 +85,7 @@ class ContainerService:
         self.active = 0  # containers starting or running: cgroup parents are only removed at zero
         self._warned_network = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        from guest.containers.exec import ExecManager
+        from skiffbox.guest.containers.exec import ExecManager
 
         self.execs = ExecManager(self)
         log.info("OCI runtime: %s %s (%s)%s", self.runtime.name, self.runtime.version, self.runtime.path,
@@ -162,7 +162,7 @@ class ContainerService:
         self.store.save(c)
 
     async def _sizes(self, c: Container) -> tuple[int, int]:
-        from guest.images.layers import dir_size
+        from skiffbox.guest.images.layers import dir_size
 
         rw = await asyncio.to_thread(dir_size, c.upper)
         base = 0
@@ -577,7 +577,7 @@ class ContainerService:
         self._cleanup_cgroup_parents()
 
     def _restart_delay(self, c: Container, code: int, manual: bool) -> float | None:
-        from guest.containers.restart import restart_delay
+        from skiffbox.guest.containers.restart import restart_delay
 
         return restart_delay(c, code, manual)
 
@@ -1019,7 +1019,7 @@ class ContainerService:
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         until = parse_time(filters["until"][0]) if filters.get("until") else None
         deleted, reclaimed = [], 0
-        from guest.api.filters import match_labels
+        from skiffbox.guest.api.filters import match_labels
 
         for c in list(self.store.all()):
             if c.running or views.state_name(c) in ("running", "paused", "restarting"):
@@ -1074,7 +1074,7 @@ class ContainerService:
 
     def log_entries(self, c: Container, *, stdout: bool, stderr: bool, follow: bool, tail: int | None,
                     since: float | None, until: float | None) -> AsyncIterator[Any]:
-        from guest.containers import logs
+        from skiffbox.guest.containers import logs
 
         if c.host_config.get("LogConfig", {}).get("Type") == "none":
             raise InvalidParameter('configured logging driver does not support reading')
@@ -1123,7 +1123,7 @@ class ContainerService:
     # ------------------------------------------------------------------------------------------
 
     def _start_health(self, c: Container) -> None:
-        from guest.containers.health import HealthChecker
+        from skiffbox.guest.containers.health import HealthChecker
 
         hc = c.config.get("Healthcheck") or {}
         test = hc.get("Test") or []

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guest.containers.rootfs import read_file_in
-from guest.errors import InvalidParameter
+from skiffbox.guest.containers.rootfs import read_file_in
+from skiffbox.guest.errors import InvalidParameter
 
 DEFAULT_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",

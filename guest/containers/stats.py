@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guest import hostinfo
-from guest.api.filters import rfc3339
-from guest.containers.store import Container
-from guest.errors import Conflict, InvalidParameter, SystemError_
+from skiffbox.guest import hostinfo
+from skiffbox.guest.api.filters import rfc3339
+from skiffbox.guest.containers.store import Container
+from skiffbox.guest.errors import Conflict, InvalidParameter, SystemError_
 
 if TYPE_CHECKING:
-    from guest.containers.service import ContainerService
+    from skiffbox.guest.containers.service import ContainerService
 
 _CGROOT = Path("/sys/fs/cgroup")
 _NS = 1_000_000_000

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
+from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
 
 NAME_RX = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
@@ -241,7 +241,7 @@ class ContainerStore:
 
 
 def now_rfc3339() -> str:
-    from guest.api.filters import rfc3339
+    from skiffbox.guest.api.filters import rfc3339
 
     return rfc3339(time.time())
 

@@ -18,19 +18,19 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from guest.errors import EngineError, InvalidParameter, SystemError_
-from guest.images import progress as pmsg
-from guest.images.blobs import check_digest, sha256_bytes
-from guest.images.image import familiar
-from guest.images.layers import unpack
-from guest.images.progress import Progress
-from guest.images.reference import parse_normalized
-from guest.images.store import ImageRec, LayerRec, chain_ids
-from guest.images.streams import CHUNK, FullReader, HashingReader, Prefetcher, Readable, decompressed
-from guest.images.tarsafety import members, open_stream
+from skiffbox.guest.errors import EngineError, InvalidParameter, SystemError_
+from skiffbox.guest.images import progress as pmsg
+from skiffbox.guest.images.blobs import check_digest, sha256_bytes
+from skiffbox.guest.images.image import familiar
+from skiffbox.guest.images.layers import unpack
+from skiffbox.guest.images.progress import Progress
+from skiffbox.guest.images.reference import parse_normalized
+from skiffbox.guest.images.store import ImageRec, LayerRec, chain_ids
+from skiffbox.guest.images.streams import CHUNK, FullReader, HashingReader, Prefetcher, Readable, decompressed
+from skiffbox.guest.images.tarsafety import members, open_stream
 
 if TYPE_CHECKING:
-    from guest.images.service import ImageService
+    from skiffbox.guest.images.service import ImageService
 
 log = logging.getLogger("skiffd.images")
 
@@ -458,7 +458,7 @@ def _oci_entry(sp: _Spool, d: Any, depth: int) -> list[tuple[str, list[str], lis
         except InvalidParameter:
             tags = []
     if "manifests" in m:  # a nested index (multi-platform): take the host's platform
-        from guest.images import platforms
+        from skiffbox.guest.images import platforms
 
         try:
             chosen = platforms.choose(m["manifests"], platforms.host())

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
-from guest.errors import InvalidParameter
+from skiffbox.guest.errors import InvalidParameter
 
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 

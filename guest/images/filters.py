@@ -6,13 +6,13 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from guest.api.filters import match_labels, parse_time
-from guest.errors import InvalidParameter
-from guest.images.image import familiar, is_tag_ref, parse_created
-from guest.images.store import ImageRec
+from skiffbox.guest.api.filters import match_labels, parse_time
+from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.images.image import familiar, is_tag_ref, parse_created
+from skiffbox.guest.images.store import ImageRec
 
 if TYPE_CHECKING:
-    from guest.images.service import ImageService
+    from skiffbox.guest.images.service import ImageService
 
 ALLOWED = {"dangling", "label", "label!", "before", "since", "reference", "until"}
 

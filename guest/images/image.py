@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from guest.images.reference import Reference, parse_normalized
+from skiffbox.guest.images.reference import Reference, parse_normalized
 
 
 @functools.lru_cache(maxsize=8192)

@@ -8,16 +8,16 @@ import urllib.request
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from guest.errors import InvalidParameter
-from guest.images import platforms
-from guest.images import progress as pmsg
-from guest.images.archive import QueueReader, add_layer_from_stream
-from guest.images.image import Image
-from guest.images.progress import Progress
-from guest.images.reference import Reference, split_repo_tag
+from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.images import platforms
+from skiffbox.guest.images import progress as pmsg
+from skiffbox.guest.images.archive import QueueReader, add_layer_from_stream
+from skiffbox.guest.images.image import Image
+from skiffbox.guest.images.progress import Progress
+from skiffbox.guest.images.reference import Reference, split_repo_tag
 
 if TYPE_CHECKING:
-    from guest.images.service import ImageService
+    from skiffbox.guest.images.service import ImageService
 
 
 def _now() -> str:
@@ -41,7 +41,7 @@ async def _url_chunks(url: str) -> AsyncIterator[bytes]:
 
 async def import_image(svc: "ImageService", chunks: AsyncIterator[bytes], ref: Reference | None, message: str,
                        changes: list[str], platform: str | None) -> Image:
-    from guest.containers.merge import apply_changes  # Dockerfile-style --change lines, one implementation
+    from skiffbox.guest.containers.merge import apply_changes  # Dockerfile-style --change lines, one implementation
 
     config = apply_changes({}, [c for c in changes if c.strip()])
     reader = QueueReader()

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from guest.errors import InvalidParameter
-from guest.images import tarsafety
-from guest.images.streams import ForwardReader, Readable
-from guest.images.tarsafety import Limits, SafeExtractor, TarRules
-from guest.images.treewalk import O_DIR, TreeWriter
+from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.images import tarsafety
+from skiffbox.guest.images.streams import ForwardReader, Readable
+from skiffbox.guest.images.tarsafety import Limits, SafeExtractor, TarRules
+from skiffbox.guest.images.treewalk import O_DIR, TreeWriter
 
 __all__ = ["LayerError", "Limits", "UnpackResult", "dir_size", "ratio_check", "unpack", "write_tar"]
 

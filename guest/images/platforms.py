@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from guest import hostinfo
-from guest.errors import InvalidParameter, NotFound
+from skiffbox.guest import hostinfo
+from skiffbox.guest.errors import InvalidParameter, NotFound
 
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm",
                  "i386": "386", "i686": "386", "x86": "386"}

@@ -20,19 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guest.errors import EngineError, InvalidParameter, NotFound, SystemError_
-from guest.images import platforms, progress
-from guest.images.blobs import BlobWriter, DigestMismatch, SingleFlight, check_digest
-from guest.images.layers import LayerError, Limits, ratio_check, unpack
-from guest.images.progress import Progress
-from guest.images.reference import DEFAULT_DOMAIN, Reference
-from guest.images.registry import (INDEX_TYPES, MANIFEST_TYPES, MT_SCHEMA1, AuthConfig, BlobReader, RegistryClient,
+from skiffbox.guest.errors import EngineError, InvalidParameter, NotFound, SystemError_
+from skiffbox.guest.images import platforms, progress
+from skiffbox.guest.images.blobs import BlobWriter, DigestMismatch, SingleFlight, check_digest
+from skiffbox.guest.images.layers import LayerError, Limits, ratio_check, unpack
+from skiffbox.guest.images.progress import Progress
+from skiffbox.guest.images.reference import DEFAULT_DOMAIN, Reference
+from skiffbox.guest.images.registry import (INDEX_TYPES, MANIFEST_TYPES, MT_SCHEMA1, AuthConfig, BlobReader, RegistryClient,
                                    RegistryError)
-from guest.images.store import ImageRec, LayerRec, chain_ids
-from guest.images.streams import HashingReader, Prefetcher, decompressed
+from skiffbox.guest.images.store import ImageRec, LayerRec, chain_ids
+from skiffbox.guest.images.streams import HashingReader, Prefetcher, decompressed
 
 if TYPE_CHECKING:
-    from guest.images.service import ImageService
+    from skiffbox.guest.images.service import ImageService
 
 log = logging.getLogger("skiffd.images")
 

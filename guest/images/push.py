@@ -10,16 +10,16 @@ import gzip
 import json
 from typing import TYPE_CHECKING, Any
 
-from guest.errors import EngineError, NotFound, SystemError_
-from guest.images import progress as pmsg
-from guest.images.progress import Progress, Throttle
-from guest.images.reference import Reference, parse_normalized, split_repo_tag
-from guest.images.registry import MT_DOCKER_CONFIG, MT_DOCKER_LAYER, MT_DOCKER_MANIFEST, AuthConfig, RegistryClient, RegistryError
-from guest.images.store import ImageRec, LayerRec
-from guest.images.streams import CHUNK, GZIP_MAGIC, decompressed
+from skiffbox.guest.errors import EngineError, NotFound, SystemError_
+from skiffbox.guest.images import progress as pmsg
+from skiffbox.guest.images.progress import Progress, Throttle
+from skiffbox.guest.images.reference import Reference, parse_normalized, split_repo_tag
+from skiffbox.guest.images.registry import MT_DOCKER_CONFIG, MT_DOCKER_LAYER, MT_DOCKER_MANIFEST, AuthConfig, RegistryClient, RegistryError
+from skiffbox.guest.images.store import ImageRec, LayerRec
+from skiffbox.guest.images.streams import CHUNK, GZIP_MAGIC, decompressed
 
 if TYPE_CHECKING:
-    from guest.images.service import ImageService
+    from skiffbox.guest.images.service import ImageService
 
 MAX_CONCURRENT_UPLOADS = 5
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-from guest.errors import EngineError, InvalidParameter, SystemError_, Unauthorized
-from guest.images.proxy import Proxy, ProxyConnectError, ProxySettings
+from skiffbox.guest.errors import EngineError, InvalidParameter, SystemError_, Unauthorized
+from skiffbox.guest.images.proxy import Proxy, ProxyConnectError, ProxySettings
 
 log = logging.getLogger("skiffd.registry")
 

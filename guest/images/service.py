@@ -48,15 +48,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from guest.errors import Conflict, EngineError, InvalidParameter, NotFound, no_such_image
-from guest.images import platforms
-from guest.images import progress as pmsg
-from guest.images.image import Image, familiar, is_tag_ref, parse_created
-from guest.images.layers import Limits
-from guest.images.progress import Progress
-from guest.images.reference import Reference, ReferenceError_, is_full_id, parse_normalized, split_repo_tag
-from guest.images.registry import AuthConfig, RegistryClient
-from guest.images.store import ImageRec, Store, chain_ids
+from skiffbox.guest.errors import Conflict, EngineError, InvalidParameter, NotFound, no_such_image
+from skiffbox.guest.images import platforms
+from skiffbox.guest.images import progress as pmsg
+from skiffbox.guest.images.image import Image, familiar, is_tag_ref, parse_created
+from skiffbox.guest.images.layers import Limits
+from skiffbox.guest.images.progress import Progress
+from skiffbox.guest.images.reference import Reference, ReferenceError_, is_full_id, parse_normalized, split_repo_tag
+from skiffbox.guest.images.registry import AuthConfig, RegistryClient
+from skiffbox.guest.images.store import ImageRec, Store, chain_ids
 
 log = logging.getLogger("skiffd.images")
 
@@ -73,7 +73,7 @@ class ImageService:
         self.store = Store(self.root)
         self.store.load()
         self.limits = Limits.from_env()
-        from guest.images.pull import Puller
+        from skiffbox.guest.images.pull import Puller
 
         self.puller = Puller(self)
         # Chain IDs a running pull or load has made but not yet registered in an image: kept by gc.
@@ -204,8 +204,8 @@ class ImageService:
     async def pull_all_tags(self, ref: Reference, auth: dict | AuthConfig | None = None, platform: str | None = None,
                             progress: Progress | None = None) -> None:
         """`docker pull --all-tags`: every tag of the repository, one after the other (as moby does)."""
-        from guest.images.pull import registry_error
-        from guest.images.registry import RegistryError
+        from skiffbox.guest.images.pull import registry_error
+        from skiffbox.guest.images.registry import RegistryError
 
         out = progress or pmsg.null_progress
         a = auth if isinstance(auth, AuthConfig) or auth is None else AuthConfig.from_dict(auth)
@@ -236,7 +236,7 @@ class ImageService:
 
     async def push(self, name: str, tag: str | None, auth: dict | AuthConfig | None = None,
                    progress: Progress | None = None) -> None:
-        from guest.images.push import push
+        from skiffbox.guest.images.push import push
 
         a = auth if isinstance(auth, AuthConfig) or auth is None else AuthConfig.from_dict(auth)
         await push(self, name, tag, a, progress or pmsg.null_progress)
@@ -245,7 +245,7 @@ class ImageService:
         """POST /auth: check credentials against the registry (`serveraddress`, default Docker Hub)."""
         from urllib.parse import urlsplit
 
-        from guest.images.reference import DEFAULT_DOMAIN, HUB_ENDPOINT
+        from skiffbox.guest.images.reference import DEFAULT_DOMAIN, HUB_ENDPOINT
 
         a = AuthConfig.from_dict(body or {})
         if a is None:
@@ -283,7 +283,7 @@ class ImageService:
     # -- create (commit, build) ------------------------------------------------------------------
     async def create_from_diff(self, diff_tar_path: Path | None, parent: Image | None, config: dict[str, Any],
                                history_entry: dict[str, Any], tags: list[str]) -> Image:
-        from guest.images.archive import add_layer_from_tar
+        from skiffbox.guest.images.archive import add_layer_from_tar
 
         prec = self.store.images.get(parent.id) if parent is not None else None
         if parent is not None and prec is None:
@@ -347,7 +347,7 @@ class ImageService:
 
     async def list(self, all_: bool = False, filters: dict[str, list[str]] | None = None,
                    legacy_none: bool = False, with_virtual_size: bool = False) -> list[dict[str, Any]]:
-        from guest.images.filters import image_filter
+        from skiffbox.guest.images.filters import image_filter
 
         keep = image_filter(self, filters or {})
         out = []
@@ -367,7 +367,7 @@ class ImageService:
         return out
 
     def inspect(self, ref_or_id: str, api_version_at_least: Any = None) -> dict[str, Any]:
-        from guest.api.filters import rfc3339
+        from skiffbox.guest.api.filters import rfc3339
 
         rec = self.lookup(ref_or_id)
         img = self.image(rec)
@@ -554,8 +554,8 @@ class ImageService:
         return removed
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
-        from guest.api.filters import match_labels, parse_time
-        from guest.images.filters import bool_value
+        from skiffbox.guest.api.filters import match_labels, parse_time
+        from skiffbox.guest.images.filters import bool_value
 
         for k in filters:
             if k not in ("dangling", "label", "label!", "until"):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guest.images.blobs import BlobStore, check_digest
+from skiffbox.guest.images.blobs import BlobStore, check_digest
 
 log = logging.getLogger("skiffd.images")
 

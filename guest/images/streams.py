@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
-from guest.errors import InvalidParameter
+from skiffbox.guest.errors import InvalidParameter
 
 CHUNK = 256 * 1024
 

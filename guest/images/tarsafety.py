@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from guest.errors import InvalidParameter
-from guest.images.streams import CHUNK
+from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.images.streams import CHUNK
 
 SAFE_XATTR_PREFIXES = ("user.",)
 SAFE_XATTRS = ("security.capability",)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from guest.images.tarsafety import SAFE_XATTR_PREFIXES, SAFE_XATTRS
+from skiffbox.guest.images.tarsafety import SAFE_XATTR_PREFIXES, SAFE_XATTRS
 
 __all__ = ["O_DIR", "O_PATH", "Entry", "TreeWriter", "entries", "xattrs"]
 

@@ -22,7 +22,7 @@ import signal
 import time
 from pathlib import Path
 
-from guest.errors import SystemError_
+from skiffbox.guest.errors import SystemError_
 
 log = logging.getLogger("skiffd.network")
 

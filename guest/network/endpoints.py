@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from guest.network.store import atomic_write_json, read_json
+from skiffbox.guest.network.store import atomic_write_json, read_json
 
 Endpoint = dict[str, Any]
 

@@ -14,8 +14,8 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Union
 
-from guest.errors import Conflict, InvalidParameter, Unavailable
-from guest.network.store import atomic_write_json, read_json
+from skiffbox.guest.errors import Conflict, InvalidParameter, Unavailable
+from skiffbox.guest.network.store import atomic_write_json, read_json
 
 IPNet = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPAddr = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]

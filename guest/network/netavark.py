@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guest.errors import SystemError_
+from skiffbox.guest.errors import SystemError_
 
 log = logging.getLogger("skiffd.network")
 

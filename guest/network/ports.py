@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from guest.errors import InvalidParameter, SystemError_
+from skiffbox.guest.errors import InvalidParameter, SystemError_
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 

@@ -28,15 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guest.api.filters import bool_filter, match_labels, parse_time, rfc3339
-from guest.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
-from guest.network import dns, netns
-from guest.network.dnsmasq import NameServers
-from guest.network.endpoints import Endpoint, EndpointStore
-from guest.network.ipam import Ipam, default_gateway, pick_subnet
-from guest.network.netavark import Netavark, NetavarkError
-from guest.network.ports import Mapping, PortAllocator, docker_ports, exposed_keys
-from guest.network.store import DEFAULT_BRIDGE, PREDEFINED, NetworkRecord, NetworkStore, container_field, new_id
+from skiffbox.guest.api.filters import bool_filter, match_labels, parse_time, rfc3339
+from skiffbox.guest.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
+from skiffbox.guest.network import dns, netns
+from skiffbox.guest.network.dnsmasq import NameServers
+from skiffbox.guest.network.endpoints import Endpoint, EndpointStore
+from skiffbox.guest.network.ipam import Ipam, default_gateway, pick_subnet
+from skiffbox.guest.network.netavark import Netavark, NetavarkError
+from skiffbox.guest.network.ports import Mapping, PortAllocator, docker_ports, exposed_keys
+from skiffbox.guest.network.store import DEFAULT_BRIDGE, PREDEFINED, NetworkRecord, NetworkStore, container_field, new_id
 
 log = logging.getLogger("skiffd.network")
 

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from guest.errors import InvalidParameter, SystemError_
+from skiffbox.guest.errors import InvalidParameter, SystemError_
 
 VALID_OPTS = {"type", "device", "o", "size"}
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")

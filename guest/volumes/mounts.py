@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from guest.errors import InvalidParameter
+from skiffbox.guest.errors import InvalidParameter
 
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guest.api.filters import bool_filter, match_labels
-from guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
-from guest.network.store import atomic_write_json, container_field, read_json
-from guest.volumes import local
-from guest.volumes.mounts import MountPoint, oci_mount, own_mounts, parse_volumes_from
+from skiffbox.guest.api.filters import bool_filter, match_labels
+from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
+from skiffbox.guest.network.store import atomic_write_json, container_field, read_json
+from skiffbox.guest.volumes import local
+from skiffbox.guest.volumes.mounts import MountPoint, oci_mount, own_mounts, parse_volumes_from
 
 log = logging.getLogger("skiffd.volumes")
 

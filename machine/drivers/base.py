@@ -182,10 +182,10 @@ def tcp_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
 
 _REGISTRY: dict[str, str] = {
     # name -> "module:Class"; imported lazily so `machine env` never imports paramiko or a driver.
-    "generic": "machine.drivers.generic:GenericDriver",
-    "qemu": "machine.drivers.qemu:QemuDriver",
-    "virtualbox": "machine.drivers.virtualbox:VirtualBoxDriver",
-    "none": "machine.drivers.none:NoneDriver",
+    "generic": "skiffbox.machine.drivers.generic:GenericDriver",
+    "qemu": "skiffbox.machine.drivers.qemu:QemuDriver",
+    "virtualbox": "skiffbox.machine.drivers.virtualbox:VirtualBoxDriver",
+    "none": "skiffbox.machine.drivers.none:NoneDriver",
 }
 
 

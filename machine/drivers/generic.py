@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from machine.drivers.base import CreateFlag, Driver, DriverError, NotSupported, State, tcp_reachable
+from skiffbox.machine.drivers.base import CreateFlag, Driver, DriverError, NotSupported, State, tcp_reachable
 
 
 def _default_key() -> str:

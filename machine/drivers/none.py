@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from machine.drivers.base import CreateFlag, Driver, DriverError, NotSupported, State
+from skiffbox.machine.drivers.base import CreateFlag, Driver, DriverError, NotSupported, State
 
 
 class NoneDriver(Driver):

@@ -32,8 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from machine.drivers.base import CreateFlag, Driver, DriverError, PortForward, State
-from machine.qmp import QMPClient, QMPError
+from skiffbox.machine.drivers.base import CreateFlag, Driver, DriverError, PortForward, State
+from skiffbox.machine.qmp import QMPClient, QMPError
 
 DEFAULT_MEMORY = 2048
 DEFAULT_CPUS = 2
@@ -241,7 +241,7 @@ class QemuDriver(Driver):
         return self._p("qmp-portfwd.sock")
 
     def cache_dir(self) -> Path:
-        from machine.image.cache import default_cache_dir
+        from skiffbox.machine.image.cache import default_cache_dir
 
         # the store root is machines/NAME/../..; its cache/ holds images (or $SKIFF_IMAGE_CACHE)
         return default_cache_dir(self.machine_dir.parent.parent)
@@ -267,7 +267,7 @@ class QemuDriver(Driver):
 
     # ---- create ----------------------------------------------------------------------------
     def create(self) -> None:
-        from machine.image import ImageError, resolve
+        from skiffbox.machine.image import ImageError, resolve
 
         self.machine_dir.mkdir(parents=True, exist_ok=True)
         self._make_ssh_key()
@@ -286,7 +286,7 @@ class QemuDriver(Driver):
         self.start()
 
     def _make_root_disk(self) -> None:
-        from machine.image import ResolvedImage
+        from skiffbox.machine.image import ResolvedImage
 
         img = ResolvedImage.from_config(self.image)
         size = max(img.virtual_size, ROOT_MIN_BYTES)  # never smaller than the image: that truncates it
@@ -297,13 +297,13 @@ class QemuDriver(Driver):
 
     def _make_ssh_key(self) -> None:
         if not self.ssh_key_path().exists():
-            from machine.certs import generate_ssh_key
+            from skiffbox.machine.certs import generate_ssh_key
 
             generate_ssh_key(self.ssh_key_path(), f"skiff-{self.machine_name}")
 
     def _write_seed(self) -> None:
-        from machine.image import ResolvedImage
-        from machine.image.seed import SeedConfig, Share, write_seed_iso
+        from skiffbox.machine.image import ResolvedImage
+        from skiffbox.machine.image.seed import SeedConfig, Share, write_seed_iso
 
         img = ResolvedImage.from_config(self.image)
         shares = [Share(SHARE_TAG, self.share_folder)] if self.share_folder else []
@@ -334,7 +334,7 @@ class QemuDriver(Driver):
         guest hangs once it leaves real mode). Boot the image's kernel under KVM until it panics
         for want of a root disk: that proves long mode works. The verdict is cached per host
         kernel, QEMU binary and guest kernel."""
-        from machine.image import ResolvedImage
+        from skiffbox.machine.image import ResolvedImage
 
         kernel = ResolvedImage.from_config(self.image).kernel if self.image else None
         qemu = shutil.which(_qemu_binary()) or _qemu_binary()
@@ -368,7 +368,7 @@ class QemuDriver(Driver):
 
     # ---- qemu command ----------------------------------------------------------------------
     def qemu_command(self, accel: str) -> list[str]:
-        from machine.image import ResolvedImage
+        from skiffbox.machine.image import ResolvedImage
 
         img = ResolvedImage.from_config(self.image)
         cpu = "max" if accel == "tcg" else "host"
@@ -485,7 +485,7 @@ class QemuDriver(Driver):
         The root overlay is rebuilt on the new image; the data disk (images, containers, volumes)
         is kept. Returns False when the image did not change. The caller re-provisions.
         """
-        from machine.image import ImageError, resolve
+        from skiffbox.machine.image import ImageError, resolve
 
         try:
             img = resolve(self.boot_image, self.cache_dir(), refresh=refresh)
@@ -589,17 +589,17 @@ class QemuDriver(Driver):
 
     # ---- published ports (machine/portfwd.py) ----------------------------------------------
     def _start_portfwd(self) -> None:
-        from machine import portfwd
+        from skiffbox.machine import portfwd
 
         portfwd.spawn(self.machine_dir, self.portfwd_socket, self.engine_host_port)
 
     def _stop_portfwd(self) -> None:
-        from machine import portfwd
+        from skiffbox.machine import portfwd
 
         portfwd.stop(self.machine_dir)
 
     def port_forwards(self) -> list[PortForward]:
-        from machine import portfwd
+        from skiffbox.machine import portfwd
 
         if self._running_pid() is None:
             return []

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from machine.drivers.base import DriverError
-from machine.drivers.vbox_manage import (
+from skiffbox.machine.drivers.base import DriverError
+from skiffbox.machine.drivers.vbox_manage import (
     Attachment,
     Backend,
     CliBackend,

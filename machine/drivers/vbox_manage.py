@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from machine.drivers.base import DriverError
+from skiffbox.machine.drivers.base import DriverError
 
 log = logging.getLogger(__name__)
 

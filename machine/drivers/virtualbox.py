@@ -37,8 +37,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from machine.drivers.base import CreateFlag, Driver, DriverError, State
-from machine.drivers.vbox_manage import (
+from skiffbox.machine.drivers.base import CreateFlag, Driver, DriverError, State
+from skiffbox.machine.drivers.vbox_manage import (
     HOSTONLY_RANGE_SINCE,
     NETWORKS_CONF,
     Attachment,
@@ -306,7 +306,7 @@ def select_backend() -> Backend:
     SKIFF_VBOX_BACKEND=cli|api forces one."""
     want = os.environ.get("SKIFF_VBOX_BACKEND", "").lower()
     if want != "cli":
-        from machine.drivers import vbox_api
+        from skiffbox.machine.drivers import vbox_api
 
         try:
             return vbox_api.ApiBackend()
@@ -468,7 +468,7 @@ class VirtualBoxDriver(Driver):
         return self.machine_dir / "seed.iso"
 
     def _cache_dir(self) -> Path:
-        from machine.image.cache import default_cache_dir
+        from skiffbox.machine.image.cache import default_cache_dir
 
         # machine_dir is <store>/machines/<name>
         return default_cache_dir(self.machine_dir.parent.parent)
@@ -530,7 +530,7 @@ class VirtualBoxDriver(Driver):
     def _resolve_boot_image(self) -> Path:
         src = self.boot_image
         if src.startswith(("http://", "https://")):
-            from machine.image.cache import ImageCache
+            from skiffbox.machine.image.cache import ImageCache
 
             return ImageCache(self._cache_dir()).fetch(src)
         if src:
@@ -538,13 +538,13 @@ class VirtualBoxDriver(Driver):
             if not path.is_file():
                 raise DriverError(f"--virtualbox-boot-image {src}: no such file")
         else:
-            from machine.image.build import built_image
+            from skiffbox.machine.image.build import built_image
 
             built = built_image(self._cache_dir())
             if built.exists():
                 path = built.disk
             else:
-                from machine.image.cache import ImageCache
+                from skiffbox.machine.image.cache import ImageCache
 
                 path = ImageCache(self._cache_dir()).fetch(DEBIAN_GENERIC_URL, checksums_url=DEBIAN_SUMS_URL)
         kind = image_kind(path)
@@ -558,7 +558,7 @@ class VirtualBoxDriver(Driver):
 
     # ---- create ----------------------------------------------------------------------------------
     def create(self) -> None:
-        from machine.certs import generate_ssh_key
+        from skiffbox.machine.certs import generate_ssh_key
 
         if not self.boot_image_path:
             self.boot_image_path = str(self._resolve_boot_image())
@@ -617,7 +617,7 @@ class VirtualBoxDriver(Driver):
             log.debug("closemedium %s: %s", image, e)
 
     def _write_seed(self) -> None:
-        from machine.image.seed import SeedConfig, Share, write_seed_iso
+        from skiffbox.machine.image.seed import SeedConfig, Share, write_seed_iso
 
         pub = Path(str(self.ssh_key_path()) + ".pub").read_text().strip()
         shares = [
@@ -871,7 +871,7 @@ class VirtualBoxDriver(Driver):
         return ip_for_mac(link, addr, mac)
 
     def _ssh_run(self, cmd: str) -> str:
-        from machine.ssh import SSHError, connect
+        from skiffbox.machine.ssh import SSHError, connect
 
         try:
             with connect(self.ssh_endpoint(), timeout=10.0) as c:

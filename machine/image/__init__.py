@@ -17,8 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine.image.cache import DEBIAN_CLOUD_SUMS, DEBIAN_CLOUD_URL, ImageCache, ProgressFn
-from machine.image.errors import ImageError
+from skiffbox.machine.image.cache import DEBIAN_CLOUD_SUMS, DEBIAN_CLOUD_URL, ImageCache, ProgressFn
+from skiffbox.machine.image.errors import ImageError
 
 __all__ = ["ImageError", "ResolvedImage", "resolve", "text_progress"]
 
@@ -97,7 +97,7 @@ def resolve(spec: str, cache_dir: Path, *, refresh: bool = False, progress: Prog
         fmt, size = disk_info(disk)
         return ResolvedImage(disk, fmt, size, spec or "debian")
     if spec == "build":
-        from machine.image.build import build_image
+        from skiffbox.machine.image.build import build_image
 
         img = build_image(cache_dir, build_progress or (lambda m: print(m, file=sys.stderr, flush=True)))
         return _from_built_dir(img.dir, spec)

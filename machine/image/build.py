@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine.image.errors import ImageError
+from skiffbox.machine.image.errors import ImageError
 
 FORMAT_VERSION = 1
 SUITE = "bookworm"

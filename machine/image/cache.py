@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine.image.errors import ImageError
+from skiffbox.machine.image.errors import ImageError
 
 # The official Debian 12 cloud image (has cloud-init, which reads our NoCloud seed).
 DEBIAN_CLOUD_URL = (
@@ -51,7 +51,7 @@ def default_cache_dir(store_root: Path | None = None) -> Path:
     if env:
         return Path(env)
     if store_root is None:
-        from machine.store import default_root
+        from skiffbox.machine.store import default_root
 
         store_root = default_root()
     return Path(store_root) / "cache"

@@ -9,14 +9,14 @@ from pathlib import Path
 
 
 def _cache(cache_dir: str | None) -> Path:
-    from machine.image.cache import default_cache_dir
+    from skiffbox.machine.image.cache import default_cache_dir
 
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
 def cmd_build(cache_dir: str | None, force: bool, mirror: str | None, security_mirror: str | None) -> int:
-    from machine.image.build import build_image
-    from machine.image.errors import ImageError
+    from skiffbox.machine.image.build import build_image
+    from skiffbox.machine.image.errors import ImageError
 
     try:
         img = build_image(_cache(cache_dir), lambda m: print(m, file=sys.stderr, flush=True), force=force,
@@ -29,7 +29,7 @@ def cmd_build(cache_dir: str | None, force: bool, mirror: str | None, security_m
 
 
 def cmd_pull(spec: str, cache_dir: str | None) -> int:
-    from machine.image import ImageError, resolve
+    from skiffbox.machine.image import ImageError, resolve
 
     try:
         img = resolve(spec, _cache(cache_dir), refresh=True)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from machine.image.errors import ImageError
+from skiffbox.machine.image.errors import ImageError
 
 SEED_LABEL = "cidata"
 DATA_LABEL = "skiff-data"

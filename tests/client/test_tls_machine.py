@@ -40,7 +40,7 @@ class TLSEngine:
 
 @pytest.fixture(scope="module")
 def tls_engine(netns: NetNS, images: TestImages) -> Iterator[TLSEngine]:
-    from machine.certs import ensure_ca_and_client, issue_server_cert
+    from skiffbox.machine.certs import ensure_ca_and_client, issue_server_cert
 
     d = tempdir("skiff-tls-")
     certs = d / "certs"
@@ -86,7 +86,7 @@ def test_tls_hijacked_stdin_like_docker(tls_engine: TLSEngine, images: TestImage
 
 
 def test_tls_refuses_wrong_ca_and_missing_client_cert(tls_engine: TLSEngine, tmp_path: Path) -> None:
-    from machine.certs import ensure_ca_and_client
+    from skiffbox.machine.certs import ensure_ca_and_client
 
     e = tls_engine
     other = tmp_path / "other"
@@ -107,9 +107,9 @@ def test_tls_refuses_wrong_ca_and_missing_client_cert(tls_engine: TLSEngine, tmp
 
 def test_machine_flag_reads_the_store(tls_engine: TLSEngine, tmp_path: Path, images: TestImages) -> None:
     """`skiff --machine NAME` = `eval $(machine env NAME); docker …`, without the env."""
-    from machine.drivers.none import NoneDriver
-    from machine.host import Host
-    from machine.store import Store
+    from skiffbox.machine.drivers.none import NoneDriver
+    from skiffbox.machine.host import Host
+    from skiffbox.machine.store import Store
 
     e = tls_engine
     root = tmp_path / "store"

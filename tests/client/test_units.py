@@ -9,15 +9,15 @@ import struct
 
 import pytest
 
-from cli.skiffclient import flags as F
-from cli.skiffclient.config import ConfigError, GlobalOptions, parse_host, resolve_endpoint
-from cli.skiffclient.formatting import (container_row, displayable_ports, familiar_name, human_duration, human_size,
+from skiffbox.cli.skiffclient import flags as F
+from skiffbox.cli.skiffclient.config import ConfigError, GlobalOptions, parse_host, resolve_endpoint
+from skiffbox.cli.skiffclient.formatting import (container_row, displayable_ports, familiar_name, human_duration, human_size,
                                         image_rows, indent_raw, normalize_name, parse_size, render_rows, tabwrite,
                                         CONTAINER_HEADERS, TemplateError)
-from cli.skiffclient.progress import StreamError, display_stream, progress_string
-from cli.skiffclient.commands.run import parse_go_duration, parse_publish
-from cli.skiffclient.streams import _EscapeProxy, parse_detach_keys
-from cli.skiffclient.transport import demux
+from skiffbox.cli.skiffclient.progress import StreamError, display_stream, progress_string
+from skiffbox.cli.skiffclient.commands.run import parse_go_duration, parse_publish
+from skiffbox.cli.skiffclient.streams import _EscapeProxy, parse_detach_keys
+from skiffbox.cli.skiffclient.transport import demux
 
 
 # ---- flags (pflag semantics) --------------------------------------------------------------------
@@ -251,20 +251,23 @@ def test_ps_path_does_not_import_heavy_modules() -> None:
     import subprocess
     import sys
 
-    code = """
+    from tests.srcview import source_view
+
+    code = f"""
 import sys
-from cli.skiff import main
-from cli.skiffclient.commands import containers, images
-from cli.skiffclient import api, config, transport
-from cli.skiffclient.formatting import container_row, image_rows, render_rows, CONTAINER_TABLE, CONTAINER_HEADERS
-rows = [container_row({"Id": "a" * 64, "Names": ["/x"], "Image": "i", "Command": "c", "Created": 1, "Labels": {},
-                       "Ports": [{"PrivatePort": 80, "Type": "tcp", "IP": "0.0.0.0", "PublicPort": 8080}],
-                       "State": "running", "Status": "Up"})]
+sys.path.insert(0, {str(source_view())!r})
+from skiffbox.cli.skiff import main
+from skiffbox.cli.skiffclient.commands import containers, images
+from skiffbox.cli.skiffclient import api, config, transport
+from skiffbox.cli.skiffclient.formatting import container_row, image_rows, render_rows, CONTAINER_TABLE, CONTAINER_HEADERS
+rows = [container_row({{"Id": "a" * 64, "Names": ["/x"], "Image": "i", "Command": "c", "Created": 1, "Labels": {{}},
+                       "Ports": [{{"PrivatePort": 80, "Type": "tcp", "IP": "0.0.0.0", "PublicPort": 8080}}],
+                       "State": "running", "Status": "Up"}})]
 render_rows(CONTAINER_TABLE, rows, CONTAINER_HEADERS)
-transport.loads(b'[{"Id": "x", "Created": 1.5, "Labels": null}]')
+transport.loads(b'[{{"Id": "x", "Created": 1.5, "Labels": null}}]')
 config.resolve_endpoint(config.GlobalOptions(hosts=["unix:///nonexistent"]))
-heavy = {"re", "json", "typing", "dataclasses", "socket", "urllib.parse", "ipaddress", "enum", "pathlib", "ssl",
-         "machine.gotemplate", "http.client", "email"}
+heavy = {{"re", "json", "typing", "dataclasses", "socket", "urllib.parse", "ipaddress", "enum", "pathlib", "ssl",
+         "skiffbox.machine.gotemplate", "http.client", "email"}}
 print(sorted(heavy & set(sys.modules)))
 """
     r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
@@ -278,7 +281,7 @@ def test_registry_credentials_from_docker_config(tmp_path, monkeypatch) -> None:
     import base64
     import stat
 
-    from cli.skiffclient import config
+    from skiffbox.cli.skiffclient import config
 
     helper = tmp_path / "bin" / "docker-credential-fake"
     helper.parent.mkdir()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from guest.build.context import ContextError, receive
-from guest.build import copying
+from skiffbox.guest.build.context import ContextError, receive
+from skiffbox.guest.build import copying
 from tests.engine.harness import tempdir
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from guest.build.dockerfile import DockerfileError, load, parse, parse_go_duration
-from guest.build.dockerignore import Matcher, go_match, has_wildcards, read_patterns
-from guest.build.expand import ExpansionError, Lexer
+from skiffbox.guest.build.dockerfile import DockerfileError, load, parse, parse_go_duration
+from skiffbox.guest.build.dockerignore import Matcher, go_match, has_wildcards, read_patterns
+from skiffbox.guest.build.expand import ExpansionError, Lexer
 
 
 # ---------------------------------------------------------------------------------------------

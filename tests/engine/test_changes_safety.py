@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from guest.containers.changes import changes
-from guest.containers.store import Container
+from skiffbox.guest.containers.changes import changes
+from skiffbox.guest.containers.store import Container
 
 _RENAME_EXCHANGE = 2
 

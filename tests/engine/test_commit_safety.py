@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from guest.images.layers import write_tar
+from skiffbox.guest.images.layers import write_tar
 from tests.engine.containers_fixtures import remove_all
 from tests.engine.harness import Skiffd, TestImages
 

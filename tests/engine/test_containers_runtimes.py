@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from guest import hostinfo
+from skiffbox.guest import hostinfo
 from tests.engine.containers_fixtures import PtySession, cgroup_leftovers, conmon_pids, remove_all
 from tests.engine.harness import NetNS, Skiffd, TestImages, rmtree, tempdir
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from guest.containers import attach, logs, merge, spec, views
-from guest.containers.rootfs import secure_join
-from guest.errors import InvalidParameter
+from skiffbox.guest.containers import attach, logs, merge, spec, views
+from skiffbox.guest.containers.rootfs import secure_join
+from skiffbox.guest.errors import InvalidParameter
 
 
 def test_default_caps_and_cap_add_drop() -> None:

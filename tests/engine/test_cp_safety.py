@@ -19,9 +19,9 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from guest.containers.archive import Bind, CpExtractor, Mounts, Scope, cp_rules
-from guest.errors import Conflict, InvalidParameter
-from guest.images import tarsafety
+from skiffbox.guest.containers.archive import Bind, CpExtractor, Mounts, Scope, cp_rules
+from skiffbox.guest.errors import Conflict, InvalidParameter
+from skiffbox.guest.images import tarsafety
 from tests.engine.containers_fixtures import remove_all
 from tests.engine.harness import Skiffd, TestImages
 

@@ -15,11 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from guest.config import DaemonConfig
-from guest.errors import Conflict, NotFound
-from guest.events import EventBus
-from guest.images.layers import write_tar
-from guest.images.service import ImageService
+from skiffbox.guest.config import DaemonConfig
+from skiffbox.guest.errors import Conflict, NotFound
+from skiffbox.guest.events import EventBus
+from skiffbox.guest.images.layers import write_tar
+from skiffbox.guest.images.service import ImageService
 from tests.engine.harness import Skiffd, TestImages
 
 
@@ -173,7 +173,7 @@ def test_rmi_of_image_used_by_container(fresh_skiffd: Skiffd, images: TestImages
 
 def test_gc_keeps_pinned_layers(tmp_path: Path) -> None:
     """A layer a pull has finished but not yet registered in an image survives a concurrent rmi's gc."""
-    from guest.images.archive import add_layer_from_tar
+    from skiffbox.guest.images.archive import add_layer_from_tar
 
     async def main() -> None:
         svc, _ = make_service(tmp_path / "root")

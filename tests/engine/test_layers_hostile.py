@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from guest.images.layers import LayerError, Limits, ratio_check, unpack, write_tar
-from guest.images.streams import HashingReader, decompressed
+from skiffbox.guest.images.layers import LayerError, Limits, ratio_check, unpack, write_tar
+from skiffbox.guest.images.streams import HashingReader, decompressed
 from tests.engine.harness import NetNS, Skiffd
 from tests.engine.images_fixtures import FakeRegistry, image_routes
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from guest.config import DaemonConfig
-from guest.engine import Engine
-from guest.network import netns
+from skiffbox.guest.config import DaemonConfig
+from skiffbox.guest.engine import Engine
+from skiffbox.guest.network import netns
 from tests.engine.harness import NetNS, rmtree, tempdir
 from tests.engine.network_fixtures import run_in_netns, sh, with_resolv
 

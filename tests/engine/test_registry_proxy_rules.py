@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from guest.config import DaemonConfig, apply_proxy_env, validate_mirror
-from guest.images.proxy import NoProxy, ProxySettings, mask_credentials, parse_proxy
-from guest.images.registry import RegistryClient
+from skiffbox.guest.config import DaemonConfig, apply_proxy_env, validate_mirror
+from skiffbox.guest.images.proxy import NoProxy, ProxySettings, mask_credentials, parse_proxy
+from skiffbox.guest.images.registry import RegistryClient
 
 P = "http://proxy.corp:3128"
 

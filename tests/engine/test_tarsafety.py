@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from guest.build.context import ContextError, extract_archive, receive
-from guest.errors import InvalidParameter
-from guest.images.layers import LayerError
-from guest.images.tarsafety import Limits
+from skiffbox.guest.build.context import ContextError, extract_archive, receive
+from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.images.layers import LayerError
+from skiffbox.guest.images.tarsafety import Limits
 from tests.engine.harness import Skiffd
 from tests.engine.test_layers_hostile import do_unpack, tar_of
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from machine.store import Store
+from skiffbox.machine.store import Store
 
 
 @pytest.fixture

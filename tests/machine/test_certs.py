@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from machine import certs
+from skiffbox.machine import certs
 
 
 def _mode(p: Path) -> int:

@@ -222,7 +222,7 @@ def test_rm_and_global_storage_flag(store_root: Path, tmp_path: Path) -> None:
 def test_regenerate_client_certs_reissues_every_machine(store_root: Path) -> None:
     """A new CA (regenerate-certs --client-certs) invalidates every machine's server cert; each is
     re-issued from the new CA the next time it is used, without another regenerate-certs."""
-    from machine import certs
+    from skiffbox.machine import certs
 
     for n in ("c1", "c2"):
         machine("create", "-d", "none", "--url", "tcp://127.0.0.1:9", n)

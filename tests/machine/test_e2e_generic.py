@@ -120,7 +120,7 @@ def test_docker_cli_over_mutual_tls(ctx: Ctx) -> None:
 
 
 def test_clients_without_a_ca_signed_cert_are_refused(ctx: Ctx, tmp_path: Path) -> None:
-    from machine import certs
+    from skiffbox.machine import certs
 
     h = ctx.host
     # docker CLI that verifies the server but presents no client cert
@@ -265,7 +265,7 @@ def test_ip_change_reissues_server_cert(ctx: Ctx) -> None:
     r = ctx.machine("env", NAME)
     assert f'DOCKER_HOST="tcp://{new_ip}:2376"' in r.stdout
     assert "re-issuing" in r.stderr
-    from machine import certs
+    from skiffbox.machine import certs
 
     assert new_ip in certs.server_cert_sans(ctx.mdir / "server.pem")
     r = ctx.docker("docker version --format '{{.Server.Version}}'")

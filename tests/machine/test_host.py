@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from machine import host as hostmod
-from machine.drivers import base
-from machine.drivers.base import Driver, DriverError, State
-from machine.store import MachineExists, Store
+from skiffbox.machine import host as hostmod
+from skiffbox.machine.drivers import base
+from skiffbox.machine.drivers.base import Driver, DriverError, State
+from skiffbox.machine.store import MachineExists, Store
 
 REMOVED: list[str] = []
 

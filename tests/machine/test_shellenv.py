@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from machine import shellenv
+from skiffbox.machine import shellenv
 
 PAIRS = [
     ("DOCKER_TLS_VERIFY", "1"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from machine.store import (
+from skiffbox.machine.store import (
     InvalidName,
     MachineExists,
     MachineLocked,

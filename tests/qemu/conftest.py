@@ -23,8 +23,8 @@ TEST_IMAGE_CACHE = Path(os.environ.get("SKIFF_IMAGE_CACHE", "/var/tmp/skiff-test
 
 
 def _cannot_build() -> str | None:
-    from machine.image.build import check_host
-    from machine.image.errors import ImageError
+    from skiffbox.machine.image.build import check_host
+    from skiffbox.machine.image.errors import ImageError
 
     if shutil.which("qemu-system-x86_64") is None:
         return "qemu-system-x86_64 not installed"
@@ -44,7 +44,7 @@ def image_cache() -> Path:
 @pytest.fixture(scope="session")
 def built_image(image_cache: Path):
     """The image `machine image build` makes (minutes the first time, then a cache hit)."""
-    from machine.image.build import build_image, built_image as cached
+    from skiffbox.machine.image.build import build_image, built_image as cached
 
     img = cached(image_cache)
     if not img.exists():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from machine.drivers.qemu import free_port, ssh_banner
+from skiffbox.machine.drivers.qemu import free_port, ssh_banner
 from tests.qemu.netcheck import assert_no_listener
 from tests.qemu.hostreg import host_registry
 
@@ -153,7 +153,7 @@ def test_published_port_and_bind_mount(ctx: Ctx) -> None:
     fwds = json.loads((ctx.mdir / "portfwd.json").read_text())["forwards"]
     assert {"host_ip": "127.0.0.1", "host_port": port, "guest_port": port, "proto": "tcp"} in fwds
     # what `inspect` reports for the driver (live from the forwarder)
-    from machine.drivers.qemu import QemuDriver
+    from skiffbox.machine.drivers.qemu import QemuDriver
 
     drv = QemuDriver(NAME, ctx.mdir)
     drv.load_config(json.loads((ctx.mdir / "config.json").read_text())["Driver"])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from machine.image.cache import ImageCache, parse_sums
-from machine.image.errors import ImageError
+from skiffbox.machine.image.cache import ImageCache, parse_sums
+from skiffbox.machine.image.errors import ImageError
 from tests.qemu.httpserver import FileServer
 
 BODY = os.urandom(3 * (1 << 20) + 12345)  # several chunks, not chunk-aligned

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from machine import portfwd
-from machine.drivers.base import PortForward
+from skiffbox.machine import portfwd
+from skiffbox.machine.drivers.base import PortForward
 
 NAME = "ports"
 
@@ -43,7 +43,7 @@ def machine_dir(tmp_path: Path):
 
 def _machine(store: Path, *args: str) -> str:
     env = {**os.environ, "MACHINE_STORAGE_PATH": str(store)}
-    r = subprocess.run([sys.executable, "-m", "cli.machine", *args], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "skiffbox.cli.machine", *args], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout
 

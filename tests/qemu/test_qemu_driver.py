@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from machine.drivers.base import PortForward, State, driver_class
-from machine.drivers.qemu import QemuDriver, free_port, ssh_banner
-from machine.image.seed import read_seed_iso
-from machine.portfwd import Forwarder, QMPBackend, wanted_forwards
+from skiffbox.machine.drivers.base import PortForward, State, driver_class
+from skiffbox.machine.drivers.qemu import QemuDriver, free_port, ssh_banner
+from skiffbox.machine.image.seed import read_seed_iso
+from skiffbox.machine.portfwd import Forwarder, QMPBackend, wanted_forwards
 
 # a TCG boot on a busy host takes minutes: more than the suite's default per-test timeout
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def _ssh(drv: QemuDriver):
-    from machine.ssh import wait_for_ssh
+    from skiffbox.machine.ssh import wait_for_ssh
 
     return wait_for_ssh(drv.ssh_endpoint(), timeout=120)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from machine.drivers.base import DriverError, PortForward, State, driver_class
-from machine.drivers.qemu import QemuDriver
-from machine.portfwd import _write_state, current, wanted_forwards
+from skiffbox.machine.drivers.base import DriverError, PortForward, State, driver_class
+from skiffbox.machine.drivers.qemu import QemuDriver
+from skiffbox.machine.portfwd import _write_state, current, wanted_forwards
 
 
 def _driver(tmp_path: Path, **flags) -> QemuDriver:
@@ -98,7 +98,7 @@ def test_image_commands_register_and_list(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from machine.image.cli import list_images, register_image_commands
+    from skiffbox.machine.image.cli import list_images, register_image_commands
 
     built = tmp_path / "images" / "debian-bookworm-skiff-abc"
     built.mkdir(parents=True)
@@ -122,7 +122,7 @@ def test_image_commands_register_and_list(tmp_path: Path) -> None:
 def test_upgrade_moves_a_stopped_machine_to_a_new_image_and_keeps_its_data(tmp_path: Path) -> None:
     import subprocess
 
-    from machine.image import resolve
+    from skiffbox.machine.image import resolve
 
     imgs = {}
     for name in ("old", "new"):
@@ -205,7 +205,7 @@ def test_banner_probe_waits_for_a_slow_sshd_without_a_storm() -> None:
     """sshd slower than any short banner timeout: one probe's connections wait for it (no reconnects)."""
     import time
 
-    from machine.drivers.qemu import BannerProbe
+    from skiffbox.machine.drivers.qemu import BannerProbe
 
     fwd = _FakeForward("slow", delay=4.0)
     try:
@@ -219,7 +219,7 @@ def test_banner_probe_waits_for_a_slow_sshd_without_a_storm() -> None:
 
 
 def test_banner_probe_keeps_polling_while_the_forward_drops_connections() -> None:
-    from machine.drivers.qemu import BannerProbe, free_port
+    from skiffbox.machine.drivers.qemu import BannerProbe, free_port
 
     fwd = _FakeForward("drop")
     try:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from machine.image import firstboot
-from machine.image.seed import SeedConfig, Share, read_seed_iso, render, write_seed_iso
+from skiffbox.machine.image import firstboot
+from skiffbox.machine.image.seed import SeedConfig, Share, read_seed_iso, render, write_seed_iso
 
 CFG = SeedConfig(instance_id="i-123", hostname="e2e", user="docker",
                  ssh_public_key="ssh-ed25519 AAAAC3Nza test@host\n",

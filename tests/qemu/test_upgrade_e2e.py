@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from machine.drivers.qemu import free_port, ssh_banner
+from skiffbox.machine.drivers.qemu import free_port, ssh_banner
 from tests.qemu.httpserver import FileServer
 from tests.qemu.netcheck import assert_no_listener
 from tests.qemu.hostreg import host_registry
@@ -166,7 +166,7 @@ def _qcow2(path: Path, size: str) -> bytes:
 
 def test_url_image_is_verified_by_the_sums_beside_it_and_refreshed_cheaply(file_server: FileServer,
                                                                           tmp_path: Path) -> None:
-    from machine.image import ImageError, resolve
+    from skiffbox.machine.image import ImageError, resolve
 
     old, new = _qcow2(tmp_path / "a.qcow2", "64M"), _qcow2(tmp_path / "b.qcow2", "128M")
     url = file_server.base + "/img/latest.qcow2"
@@ -200,7 +200,7 @@ def test_url_image_is_verified_by_the_sums_beside_it_and_refreshed_cheaply(file_
 
 
 def test_url_image_without_sums_is_downloaded_and_hashed(file_server: FileServer, tmp_path: Path) -> None:
-    from machine.image import resolve
+    from skiffbox.machine.image import resolve
 
     body = _qcow2(tmp_path / "a.qcow2", "64M")
     file_server.files["/latest.qcow2"] = body

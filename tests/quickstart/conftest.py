@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from machine.store import Store
+from skiffbox.machine.store import Store
 from tests.qemu.conftest import built_image, image_cache  # noqa: F401  (the shared, cached guest image)
 
 MACHINE = str(Path(sys.executable).with_name("machine"))

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from machine import quickstart as qs
-from machine.certs import server_cert_sans
-from machine.host import Host
-from machine.provision import engine_config
-from machine.store import Store
+from skiffbox.machine import quickstart as qs
+from skiffbox.machine.certs import server_cert_sans
+from skiffbox.machine.host import Host
+from skiffbox.machine.provision import engine_config
+from skiffbox.machine.store import Store
 from tests.quickstart.conftest import MACHINE, clean_env
 
 

@@ -29,7 +29,7 @@ PROXY = "http://10.0.2.2:3128"
 
 @pytest.fixture(scope="module")
 def world(image_cache: Path, built_image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    from machine.drivers.qemu import free_port
+    from skiffbox.machine.drivers.qemu import free_port
     from tests.engine import harness
 
     for tool in ("docker", "docker-registry", "skopeo"):

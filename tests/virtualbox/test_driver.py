@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from machine.drivers.base import DriverError, State
-from machine.drivers.vbox_manage import CliBackend, VBoxManage
-from machine.drivers.virtualbox import DATA_DEVICE, VirtualBoxDriver
-from machine.image.seed import read_seed_iso
+from skiffbox.machine.drivers.base import DriverError, State
+from skiffbox.machine.drivers.vbox_manage import CliBackend, VBoxManage
+from skiffbox.machine.drivers.virtualbox import DATA_DEVICE, VirtualBoxDriver
+from skiffbox.machine.image.seed import read_seed_iso
 from tests.virtualbox.conftest import FakeVBox
 
 MB = 1 << 20

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from machine.drivers.base import DriverError
-from machine.drivers.virtualbox import (
+from skiffbox.machine.drivers.base import DriverError
+from skiffbox.machine.drivers.virtualbox import (
     HYPERV_FIX,
     default_share,
     dhcp_plan,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from machine.drivers.base import State
-from machine.ssh import connect
+from skiffbox.machine.drivers.base import State
+from skiffbox.machine.ssh import connect
 from tests.qemu.conftest import built_image, image_cache  # noqa: F401  (the shared guest image fixtures)
 from tests.virtualbox.conftest import FakeVBox
 from tests.virtualbox.test_driver import new_driver

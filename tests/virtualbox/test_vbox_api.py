@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from machine.drivers import vbox_api
-from machine.drivers.base import DriverError, State
-from machine.drivers.vbox_api import ApiBackend, ApiUnavailable
-from machine.drivers.vbox_manage import CliBackend
-from machine.drivers.virtualbox import VirtualBoxDriver, select_backend
+from skiffbox.machine.drivers import vbox_api
+from skiffbox.machine.drivers.base import DriverError, State
+from skiffbox.machine.drivers.vbox_api import ApiBackend, ApiUnavailable
+from skiffbox.machine.drivers.vbox_manage import CliBackend
+from skiffbox.machine.drivers.virtualbox import VirtualBoxDriver, select_backend
 from tests.virtualbox.conftest import FakeVBox
 from tests.virtualbox.test_driver import make_raw_image
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from machine.drivers.base import DriverError
-from machine.drivers.vbox_manage import (
+from skiffbox.machine.drivers.base import DriverError
+from skiffbox.machine.drivers.vbox_manage import (
     CliBackend,
     DhcpServer,
     HostOnlyIf,

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 
-from cli.skiffclient.flags import Command
+from skiffbox.cli.skiffclient.flags import Command
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def lookup(args: list[str]) -> tuple[Command | None, list[str], str]:
 
 
 def _load(entry: tuple[str, str], path: str) -> Command:
-    mod = importlib.import_module(f"cli.skiffclient.commands.{entry[0]}")
+    mod = importlib.import_module(f"skiffbox.cli.skiffclient.commands.{entry[0]}")
     cmd: Command = mod.COMMANDS[entry[1]]
     cmd.path = path
     return cmd
@@ -185,9 +185,9 @@ class Cli:
     @property
     def api(self):
         if self._api is None:
-            from cli.skiffclient.api import APIClient
-            from cli.skiffclient.config import resolve_endpoint
-            from cli.skiffclient.transport import Transport
+            from skiffbox.cli.skiffclient.api import APIClient
+            from skiffbox.cli.skiffclient.config import resolve_endpoint
+            from skiffbox.cli.skiffclient.transport import Transport
 
             self._api = APIClient(Transport(resolve_endpoint(self.gopts)))
         return self._api

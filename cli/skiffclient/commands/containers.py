@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from cli.skiffclient.api import APIError
-from cli.skiffclient.commands import Cli, CliError
-from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import CONTAINER_HEADERS, CONTAINER_TABLE, container_row, render_rows
+from skiffbox.cli.skiffclient.api import APIError
+from skiffbox.cli.skiffclient.commands import Cli, CliError
+from skiffbox.cli.skiffclient.flags import Command, Flag
+from skiffbox.cli.skiffclient.formatting import CONTAINER_HEADERS, CONTAINER_TABLE, container_row, render_rows
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def join_errors(errs: list[str]) -> None:
 
 
 def api_error_text(e: Exception) -> str:
-    from cli.skiff import describe_error
+    from skiffbox.cli.skiff import describe_error
 
     msg = describe_error(e)
     if msg is None:
@@ -45,7 +45,7 @@ def api_error_text(e: Exception) -> str:
 
 
 def run_ps(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.config import default_format
+    from skiffbox.cli.skiffclient.config import default_format
 
     fmt = o["format"] or (default_format("psFormat") if not o["quiet"] else "") or "table"
     if o["quiet"] and fmt != "raw":
@@ -91,7 +91,7 @@ def run_start(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     if o["attach"] or o["interactive"]:
         if len(args) > 1:
             raise CliError("you cannot start and attach multiple containers at once")
-        from cli.skiffclient.commands.run import start_attached
+        from skiffbox.cli.skiffclient.commands.run import start_attached
 
         return start_attached(cli, args[0], o)
     failed = []
@@ -192,7 +192,7 @@ def _host_port(b: dict[str, str]) -> str:
 
 
 def run_prune(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.formatting import human_size
+    from skiffbox.cli.skiffclient.formatting import human_size
 
     if not o["force"]:
         cli.out.write("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
@@ -213,7 +213,7 @@ def run_prune(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_logs(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.transport import demux, write_all
+    from skiffbox.cli.skiffclient.transport import demux, write_all
 
     c = cli.api.container_inspect(args[0])
     resp = cli.api.logs(c["Id"], follow=o["follow"], timestamps=o["timestamps"], tail=o["tail"] or "all",
@@ -239,7 +239,7 @@ def run_logs(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 def inspect_refs(cli: Cli, refs: list[str], fmt: str, getter) -> int:
     """docker's inspect.Inspect: raw JSON re-indented (or templated) per ref, errors collected."""
-    from cli.skiffclient.formatting import indent_raw, render_object
+    from skiffbox.cli.skiffclient.formatting import indent_raw, render_object
 
     raws: list[bytes] = []
     errs: list[str] = []
@@ -264,7 +264,7 @@ def inspect_refs(cli: Cli, refs: list[str], fmt: str, getter) -> int:
     elif fmt == "json":
         import json
 
-        from cli.skiffclient.formatting import compact_raw
+        from skiffbox.cli.skiffclient.formatting import compact_raw
 
         cli.out.write((compact_raw(b"[" + b",".join(raws) + b"]") if raws else "[]") + "\n")
     else:
@@ -278,7 +278,7 @@ def _raw_get(cli: Cli, path: str) -> bytes:
 
 
 def run_container_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.api import q
+    from skiffbox.cli.skiffclient.api import q
 
     size = "?size=1" if o["size"] else ""
     return inspect_refs(cli, args, o["format"], lambda r: _raw_get(cli, f"/containers/{q(r)}/json{size}"))
@@ -286,7 +286,7 @@ def run_container_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 def run_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     """`docker inspect`: containers, then images, networks, volumes, as the CLI falls through on 404."""
-    from cli.skiffclient.api import q
+    from skiffbox.cli.skiffclient.api import q
 
     kinds = {"container": lambda r: f"/containers/{q(r)}/json" + ("?size=1" if o["size"] else ""),
              "image": lambda r: f"/images/{q(r)}/json", "network": lambda r: f"/networks/{q(r)}",

@@ -14,10 +14,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from cli.skiffclient.api import APIError
-from cli.skiffclient.commands import Cli, CliError
-from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import human_size
+from skiffbox.cli.skiffclient.api import APIError
+from skiffbox.cli.skiffclient.commands import Cli, CliError
+from skiffbox.cli.skiffclient.flags import Command, Flag
+from skiffbox.cli.skiffclient.formatting import human_size
 
 _GO_DIR = 1 << 31
 _GO_SYMLINK = 1 << 27

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.skiffclient.commands import Cli, CliError, StatusError
-from cli.skiffclient.commands.run import env_list
-from cli.skiffclient.flags import Command, Flag
+from skiffbox.cli.skiffclient.commands import Cli, CliError, StatusError
+from skiffbox.cli.skiffclient.commands.run import env_list
+from skiffbox.cli.skiffclient.flags import Command, Flag
 
 
 def run_exec(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient import streams
-    from cli.skiffclient.commands.run import _config_detach_keys
+    from skiffbox.cli.skiffclient import streams
+    from skiffbox.cli.skiffclient.commands.run import _config_detach_keys
 
     name, cmd = args[0], args[1:]
     api = cli.api
@@ -47,8 +47,8 @@ def run_exec(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_attach(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient import streams
-    from cli.skiffclient.commands.run import _config_detach_keys
+    from skiffbox.cli.skiffclient import streams
+    from skiffbox.cli.skiffclient.commands.run import _config_detach_keys
 
     api = cli.api
     c = api.container_inspect(args[0])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from cli.skiffclient.api import APIError
-from cli.skiffclient.commands import Cli, CliError
-from cli.skiffclient.commands.containers import api_error_text, inspect_refs, join_errors, parse_filters
-from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import (IMAGE_HEADERS, IMAGE_TABLE, IMAGE_TABLE_DIGESTS, familiar_name, human_size,
+from skiffbox.cli.skiffclient.api import APIError
+from skiffbox.cli.skiffclient.commands import Cli, CliError
+from skiffbox.cli.skiffclient.commands.containers import api_error_text, inspect_refs, join_errors, parse_filters
+from skiffbox.cli.skiffclient.flags import Command, Flag
+from skiffbox.cli.skiffclient.formatting import (IMAGE_HEADERS, IMAGE_TABLE, IMAGE_TABLE_DIGESTS, familiar_name, human_size,
                                         image_rows, list_format, normalize_name, registry_of, render_rows,
                                         split_reference)
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def auth_header(name: str) -> str:
-    from cli.skiffclient.config import credentials, encode_auth
+    from skiffbox.cli.skiffclient.config import credentials, encode_auth
 
     return encode_auth(credentials(registry_of(name)))
 
@@ -26,8 +26,8 @@ def auth_header(name: str) -> str:
 def pull_image(cli: Cli, ref: str, out: TextIO, quiet: bool = False, platform: str | None = None,
                all_tags: bool = False) -> str:
     """POST /images/create with docker's normalised fromImage/tag, progress on `out`; returns the full ref."""
-    from cli.skiffclient.api import iter_json_stream
-    from cli.skiffclient.progress import display_stream
+    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.cli.skiffclient.progress import display_stream
 
     name, tag, digest = split_reference(ref)
     full = normalize_name(name)
@@ -60,8 +60,8 @@ def run_pull(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_push(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.api import iter_json_stream
-    from cli.skiffclient.progress import display_stream
+    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.cli.skiffclient.progress import display_stream
 
     name, tag, digest = split_reference(args[0])
     if o["all_tags"] and tag:
@@ -122,7 +122,7 @@ def run_tag(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_image_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.api import q
+    from skiffbox.cli.skiffclient.api import q
 
     return inspect_refs(cli, args, o["format"], lambda r: cli.api.raw("GET", f"/images/{q(r)}/json").read())
 
@@ -152,7 +152,7 @@ def run_prune(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_history(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.formatting import ellipsis, since, truncate_id
+    from skiffbox.cli.skiffclient.formatting import ellipsis, since, truncate_id
 
     hist = cli.api.image_history(args[0])
     trunc, human = not o["no_trunc"], o["human"]

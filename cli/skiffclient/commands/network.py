@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from cli.skiffclient.api import APIError, q
-from cli.skiffclient.commands import Cli, CliError
-from cli.skiffclient.commands.containers import api_error_text, inspect_refs, parse_filters
-from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import (NETWORK_HEADERS, NETWORK_TABLE, list_format, natural_less_key, network_row,
+from skiffbox.cli.skiffclient.api import APIError, q
+from skiffbox.cli.skiffclient.commands import Cli, CliError
+from skiffbox.cli.skiffclient.commands.containers import api_error_text, inspect_refs, parse_filters
+from skiffbox.cli.skiffclient.flags import Command, Flag
+from skiffbox.cli.skiffclient.formatting import (NETWORK_HEADERS, NETWORK_TABLE, list_format, natural_less_key, network_row,
                                         render_rows)
 
 

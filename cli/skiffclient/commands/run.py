@@ -13,10 +13,10 @@ import os
 import re
 from typing import Any
 
-from cli.skiffclient.api import APIError
-from cli.skiffclient.commands import Cli, CliError, StatusError
-from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import familiar_name, parse_size, split_reference
+from skiffbox.cli.skiffclient.api import APIError
+from skiffbox.cli.skiffclient.commands import Cli, CliError, StatusError
+from skiffbox.cli.skiffclient.flags import Command, Flag
+from skiffbox.cli.skiffclient.formatting import familiar_name, parse_size, split_reference
 
 # ---------------------------------------------------------------------------------------------
 # Option parsing helpers (docker's opts package)
@@ -341,7 +341,7 @@ def _familiar_ref(image: str) -> str:
 
 def create_container(cli: Cli, o: dict[str, Any], image: str, cmd: list[str], console: tuple[int, int] | None) -> str:
     """POST /containers/create, pulling on "No such image" (or first, with --pull=always); returns the ID."""
-    from cli.skiffclient.commands.images import pull_image
+    from skiffbox.cli.skiffclient.commands.images import pull_image
 
     body = build_create(o, image, cmd, console)
     pull = o["pull"] or "missing"
@@ -369,7 +369,7 @@ def create_container(cli: Cli, o: dict[str, Any], image: str, cmd: list[str], co
 
 def _run_failed(e: Exception, path: str) -> CliError:
     """docker's toStatusError: 127 for a missing command, 126 for one that cannot be run, else 125."""
-    from cli.skiff import describe_error
+    from skiffbox.cli.skiff import describe_error
 
     msg = e.message if isinstance(e, CliError) else describe_error(e)
     if msg is None:
@@ -389,7 +389,7 @@ def _run_failed(e: Exception, path: str) -> CliError:
 
 
 def run_run(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient import streams
+    from skiffbox.cli.skiffclient import streams
 
     image, cmd = args[0], args[1:]
     try:
@@ -418,7 +418,7 @@ def run_run(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 def start_and_stream(cli: Cli, cid: str, *, tty: bool, a_in: bool, a_out: bool, a_err: bool, auto_remove: bool,
                      detach_keys: bytes, keys_spec: str | None, sig_proxy: bool, print_id: bool, path: str) -> int:
-    from cli.skiffclient import streams
+    from skiffbox.cli.skiffclient import streams
 
     api = cli.api
     conn = None
@@ -465,7 +465,7 @@ def start_and_stream(cli: Cli, cid: str, *, tty: bool, a_in: bool, a_out: bool, 
     try:
         result = wait_resp.json() or {}
     except Exception as e:  # the engine went away: docker reports the error and exits 125
-        from cli.skiff import describe_error
+        from skiffbox.cli.skiff import describe_error
 
         msg = describe_error(e) or str(e)
         raise CliError(msg, 125) from None
@@ -492,19 +492,19 @@ def _await(resp, timeout: float) -> None:
 
 
 def _config_detach_keys() -> str:
-    from cli.skiffclient.config import load_config_file
+    from skiffbox.cli.skiffclient.config import load_config_file
 
     return load_config_file().get("detachKeys") or streams_default()
 
 
 def streams_default() -> str:
-    from cli.skiffclient.streams import DEFAULT_DETACH_KEYS
+    from skiffbox.cli.skiffclient.streams import DEFAULT_DETACH_KEYS
 
     return DEFAULT_DETACH_KEYS
 
 
 def run_create(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient import streams
+    from skiffbox.cli.skiffclient import streams
 
     o["detach"] = False
     console = streams.terminal_size(1) if o["tty"] else None
@@ -518,7 +518,7 @@ def run_create(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 def start_attached(cli: Cli, name: str, o: dict[str, Any]) -> int:
     """`start -a [-i]`: inspect for the TTY setting, then attach → wait → start like run."""
-    from cli.skiffclient import streams
+    from skiffbox.cli.skiffclient import streams
 
     c = cli.api.container_inspect(name)
     cfg = c.get("Config") or {}

@@ -7,9 +7,9 @@ import sys
 import time
 from typing import Any
 
-from cli.skiffclient.commands import Cli, CliError
-from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import (CONTAINER_HEADERS, IMAGE_HEADERS, VOLUME_HEADERS, bytes_size, container_row,
+from skiffbox.cli.skiffclient.commands import Cli, CliError
+from skiffbox.cli.skiffclient.flags import Command, Flag
+from skiffbox.cli.skiffclient.formatting import (CONTAINER_HEADERS, IMAGE_HEADERS, VOLUME_HEADERS, bytes_size, container_row,
                                         human_size, render_object, render_rows, tabwrite)
 
 CLIENT_VERSION = "0.1.0"
@@ -55,7 +55,7 @@ def run_version(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         server = api.server_version()
         client["ApiVersion"] = api.version
     except Exception as e:  # docker prints the client part, then the error
-        from cli.skiff import describe_error
+        from skiffbox.cli.skiff import describe_error
 
         err = describe_error(e)
         if err is None:
@@ -127,7 +127,7 @@ def run_info(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     try:
         info = cli.api.info()
     except Exception as e:
-        from cli.skiff import describe_error
+        from skiffbox.cli.skiff import describe_error
 
         msg = describe_error(e)
         if msg is None:
@@ -208,7 +208,7 @@ def _info_text(i: dict[str, Any]) -> str:
     nonempty(" HTTP Proxy:", i.get("HttpProxy"))
     nonempty(" HTTPS Proxy:", i.get("HttpsProxy"))
     nonempty(" No Proxy:", i.get("NoProxy"))
-    from cli.skiffclient.config import credentials
+    from skiffbox.cli.skiffclient.config import credentials
 
     nonempty(" Username:", credentials("docker.io").get("username"))
     if i.get("Labels"):
@@ -289,7 +289,7 @@ def run_df(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def _df_verbose(cli: Cli, du: dict[str, Any], fmt: str) -> int:
-    from cli.skiffclient.formatting import _image_row, familiar_name, split_reference, volume_row
+    from skiffbox.cli.skiffclient.formatting import _image_row, familiar_name, split_reference, volume_row
 
     if fmt != "table":
         raise CliError("--format is not supported with --verbose yet (use --format with the summary)")
@@ -334,8 +334,8 @@ def _go_event(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_events(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from cli.skiffclient.api import iter_json_stream
-    from cli.skiffclient.commands.containers import parse_filters
+    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.cli.skiffclient.commands.containers import parse_filters
 
     resp = cli.api.events(o["since"] or None, o["until"] or None, parse_filters(o["filter"]))
     fmt = o["format"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from cli.skiffclient.api import APIError, q
-from cli.skiffclient.commands import Cli, CliError
-from cli.skiffclient.commands.containers import api_error_text, inspect_refs, join_errors, parse_filters
-from cli.skiffclient.flags import Command, Flag
-from cli.skiffclient.formatting import (VOLUME_HEADERS, VOLUME_TABLE, human_size, list_format, natural_less_key,
+from skiffbox.cli.skiffclient.api import APIError, q
+from skiffbox.cli.skiffclient.commands import Cli, CliError
+from skiffbox.cli.skiffclient.commands.containers import api_error_text, inspect_refs, join_errors, parse_filters
+from skiffbox.cli.skiffclient.flags import Command, Flag
+from skiffbox.cli.skiffclient.formatting import (VOLUME_HEADERS, VOLUME_TABLE, human_size, list_format, natural_less_key,
                                         render_rows, volume_row)
 
 

@@ -1,0 +1,1 @@
+"""skiff, the pure-Python docker client: transport, API, config, formatting and commands."""
