@@ -284,6 +284,53 @@ class APIClient:
     def containers_prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
         return self.post("/containers/prune", {"filters": filters_param(filters)}) or {}
 
+    def pause(self, cid: str) -> None:
+        self.post(f"/containers/{q(cid)}/pause")
+
+    def unpause(self, cid: str) -> None:
+        self.post(f"/containers/{q(cid)}/unpause")
+
+    def changes(self, cid: str) -> list[dict[str, Any]]:
+        return self.get_json(f"/containers/{q(cid)}/changes") or []
+
+    def top(self, cid: str, ps_args: str | None = None) -> dict[str, Any]:
+        return self.get_json(f"/containers/{q(cid)}/top", {"ps_args": ps_args})
+
+    def stats(self, cid: str, stream: bool) -> Response:
+        return self.raw("GET", f"/containers/{q(cid)}/stats", {"stream": "1" if stream else "0"})
+
+    def update(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.post(f"/containers/{q(cid)}/update", json_body=body) or {}
+
+    def commit(self, query: list[tuple[str, str | None]]) -> dict[str, Any]:
+        return self.post("/commit", query) or {}
+
+    def export(self, cid: str) -> Response:
+        return self.raw("GET", f"/containers/{q(cid)}/export")
+
+    def image_import(self, query: list[tuple[str, str | None]], body: bytes | Iterable[bytes]) -> Response:
+        return self.raw("POST", "/images/create", query, {"Content-Type": "application/x-tar"}, body=body)
+
+    def images_get(self, names: list[str], platform: str | None = None) -> Response:
+        return self.raw("GET", "/images/get", [("names", n) for n in names] + [("platform", platform)])
+
+    def images_load(self, body: bytes | Iterable[bytes], quiet: bool, platform: str | None = None) -> Response:
+        return self.raw("POST", "/images/load", [("platform", platform), ("quiet", "1" if quiet else "0")],
+                        {"Content-Type": "application/x-tar"}, body=body)
+
+    def build(self, query: list[tuple[str, str | None]], body: Iterable[bytes], headers: dict[str, str]) -> Response:
+        return self.raw("POST", "/build", query, {"Content-Type": "application/x-tar", **headers}, body=body)
+
+    def build_prune(self, query: Any) -> dict[str, Any]:
+        return self.post("/build/prune", query) or {}
+
+    def auth(self, body: dict[str, str]) -> dict[str, Any]:
+        return self.post("/auth", json_body=body) or {}
+
+    def search(self, term: str, limit: int, filters: dict[str, list[str]] | None, auth: str) -> list[dict[str, Any]]:
+        query = {"filters": filters_param(filters), "limit": str(limit) if limit else None, "term": term}
+        return self.raw("GET", "/images/search", query, {"X-Registry-Auth": auth}).json() or []
+
     # ---- networks --------------------------------------------------------------------------------
     def networks(self, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
         return self.get_json("/networks", {"filters": filters_param(filters)})

@@ -69,8 +69,9 @@ class Command:
         out = [self.usage_line(), "", self.short, ""]
         if self.aliases:
             out += ["Aliases:", "  " + ", ".join(f"{PROG} {a}" for a in self.aliases), ""]
-        visible = [f for f in self.flags if not f.hidden] + [Flag("help", kind="bool", help="Print usage")]
-        if visible:
+        visible = [f for f in self.flags if not f.hidden]
+        if visible:  # docker prints no Options block for a command without flags of its own
+            visible.append(Flag("help", kind="bool", help="Print usage"))
             out.append("Options:")
             rows = []
             for f in visible:
@@ -80,6 +81,8 @@ class Command:
                 rows.append((left, f.help))
             width = max(len(r[0]) for r in rows)
             out += [f"  {l.ljust(width)}   {h}".rstrip() for l, h in rows]
+        elif out[-1] == "":
+            out.pop()
         return "\n".join(out) + "\n"
 
 

@@ -575,6 +575,12 @@ def _check_fields(body: str, rows: list[dict[str, Any]]) -> None:
             names += re.findall(r"(?<![\w\"])\.([A-Za-z_]\w*)", inner)
     for name in names:
         if name not in rows[0]:
+            gotype = rows[0].get("_type")  # a row that names its Go context gets docker's full message
+            if gotype:
+                line = body[:body.find("." + name)]
+                where = f":{line.count(chr(10)) + 1}:{len(line) - line.rfind(chr(10)) - 1}"
+                raise TemplateError(f'template parsing error: template: {where}: executing "" at <.{name}>: '
+                                    f"can't evaluate field {name} in type {gotype}")
             raise TemplateError(f'template parsing error: template: :1: executing "" at <.{name}>: '
                                 f"can't evaluate field {name}")
 

@@ -27,12 +27,16 @@ _GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "inspect": ("containers", "container inspect"), "wait": ("containers", "wait"),
         "cp": ("cp", "cp"), "exec": ("exec", "exec"), "prune": ("containers", "prune"),
         "port": ("containers", "port"), "rename": ("containers", "rename"), "attach": ("exec", "attach"),
+        "pause": ("control", "pause"), "unpause": ("control", "unpause"), "top": ("control", "top"),
+        "diff": ("control", "diff"), "update": ("control", "update"), "commit": ("transfer", "commit"),
+        "export": ("transfer", "export"), "stats": ("stats", "stats"),
     },
     "image": {
         "ls": ("images", "images"), "list": ("images", "images"), "pull": ("images", "pull"),
         "push": ("images", "push"), "rm": ("images", "rmi"), "remove": ("images", "rmi"),
         "tag": ("images", "tag"), "inspect": ("images", "image inspect"), "prune": ("images", "prune"),
-        "history": ("images", "history"),
+        "history": ("images", "history"), "save": ("transfer", "save"),
+        "load": ("transfer", "load"), "import": ("transfer", "import"),
     },
     "network": {
         "ls": ("network", "ls"), "list": ("network", "ls"), "create": ("network", "create"),
@@ -46,7 +50,9 @@ _GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "system": {
         "df": ("system", "df"), "info": ("system", "info"), "events": ("system", "events"),
+        "prune": ("system", "prune"),
     },
+
 }
 
 _TOP: dict[str, tuple[str, str]] = {
@@ -58,12 +64,15 @@ _TOP: dict[str, tuple[str, str]] = {
     "restart": ("containers", "restart"), "kill": ("containers", "kill"), "rm": ("containers", "rm"),
     "wait": ("containers", "wait"), "port": ("containers", "port"), "rename": ("containers", "rename"),
     "inspect": ("containers", "inspect"), "cp": ("cp", "cp"), "exec": ("exec", "exec"),
-    "attach": ("exec", "attach"),
+    "attach": ("exec", "attach"), "pause": ("control", "pause"), "unpause": ("control", "unpause"),
+    "top": ("control", "top"), "diff": ("control", "diff"), "update": ("control", "update"),
+    "commit": ("transfer", "commit"), "export": ("transfer", "export"), "import": ("transfer", "import"),
+    "save": ("transfer", "save"), "load": ("transfer", "load"), "stats": ("stats", "stats"),
 }
 
 SHORT_HELP = {
     "container": "Manage containers", "image": "Manage images", "network": "Manage networks",
-    "volume": "Manage volumes", "system": "Manage Docker",
+    "volume": "Manage volumes", "system": "Manage Docker", "context": "Manage contexts", "builder": "Manage builds",
 }
 
 
@@ -124,19 +133,33 @@ Management Commands:
   volume      Manage volumes
 
 Commands:
+  attach      Attach local standard input, output, and error streams to a running container
+  commit      Create a new image from a container's changes
   cp          Copy files/folders between a container and the local filesystem
   create      Create a new container
+  diff        Inspect changes to files or directories on a container's filesystem
+  events      Get real time events from the server
+  export      Export a container's filesystem as a tar archive
+  history     Show the history of an image
+  import      Import the contents from a tarball to create a filesystem image
   inspect     Return low-level information on Docker objects
   kill        Kill one or more running containers
+  load        Load an image from a tar archive or STDIN
   logs        Fetch the logs of a container
+  pause       Pause all processes within one or more containers
   port        List port mappings or a specific mapping for the container
   rename      Rename a container
   restart     Restart one or more containers
   rm          Remove one or more containers
   rmi         Remove one or more images
+  save        Save one or more images to a tar archive (streamed to STDOUT by default)
   start       Start one or more stopped containers
+  stats       Display a live stream of container(s) resource usage statistics
   stop        Stop one or more running containers
   tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+  top         Display the running processes of a container
+  unpause     Unpause all processes within one or more containers
+  update      Update configuration of one or more containers
   wait        Block until one or more containers stop, then print their exit codes
 
 Global Options:

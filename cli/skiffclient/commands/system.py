@@ -355,6 +355,68 @@ def run_events(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# system prune
+# ---------------------------------------------------------------------------------------------
+
+
+def _prune_warning(o: dict[str, Any], filters: list[str]) -> str:
+    items = ["all stopped containers", "all networks not used by at least one container"]
+    if o["volumes"]:
+        items.append("all anonymous volumes not used by at least one container")
+    items.append("all images without at least one container associated to them" if o["all"] else "all dangling images")
+    items.append("all build cache" if o["all"] else "unused build cache")
+    text = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items) + "\n"
+    if filters:
+        text += "  Items to be pruned will be filtered with:\n" + "".join(f"  - {f}\n" for f in sorted(filters)) + "\n"
+    return text + "Are you sure you want to continue? [y/N] "
+
+
+def run_prune(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
+    """docker system prune: containers, networks, [volumes], images, build cache; one total at the end."""
+    from skiffbox.cli.skiffclient.commands.containers import parse_filters
+
+    filters = parse_filters(o["filter"])
+    if o["volumes"] and "until" in filters:
+        raise CliError('ERROR: The "until" filter is not supported with "--volumes"')
+    if not o["force"]:
+        cli.out.write(_prune_warning(o, o["filter"]))
+        cli.out.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    api = cli.api
+    total = 0
+    sections: list[tuple[str, list[str]]] = []
+    rep = api.containers_prune(filters)
+    total += rep.get("SpaceReclaimed") or 0
+    sections.append(("Deleted Containers:", rep.get("ContainersDeleted") or []))
+    rep = api.networks_prune(filters)
+    sections.append(("Deleted Networks:", rep.get("NetworksDeleted") or []))
+    if o["volumes"]:
+        rep = api.volumes_prune(filters)
+        total += rep.get("SpaceReclaimed") or 0
+        sections.append(("Deleted Volumes:", rep.get("VolumesDeleted") or []))
+    rep = api.images_prune({**filters, "dangling": ["false" if o["all"] else "true"]})
+    total += rep.get("SpaceReclaimed") or 0
+    lines = []
+    for d in rep.get("ImagesDeleted") or []:
+        if d.get("Untagged"):
+            lines.append(f"untagged: {d['Untagged']}")
+        if d.get("Deleted"):
+            lines.append(f"deleted: {d['Deleted']}")
+    sections.append(("Deleted Images:", lines))
+    from skiffbox.cli.skiffclient.api import filters_param
+
+    rep = api.build_prune({"all": "1" if o["all"] else None, "filters": filters_param(filters)})
+    total += rep.get("SpaceReclaimed") or 0
+    sections.append(("Deleted build cache objects:", rep.get("CachesDeleted") or []))
+    for title, items in sections:
+        if items:
+            cli.out.write(title + "\n" + "".join(i + "\n" for i in items) + "\n")
+    cli.out.write(f"Total reclaimed space: {human_size(total, 4)}\n")
+    return 0
+
+
 _FORMAT = Flag("format", "f", kind="string", help="Format output using a custom template")
 
 COMMANDS = {
@@ -364,6 +426,11 @@ COMMANDS = {
     "df": Command("system df", "[OPTIONS]", "Show docker disk usage", run_df,
                   [Flag("format", kind="string", help="Format output using a custom template"),
                    Flag("verbose", "v", help="Show detailed information on space usage")], max_args=0),
+    "prune": Command("system prune", "[OPTIONS]", "Remove unused data", run_prune, [
+        Flag("all", "a", help="Remove all unused images not just dangling ones"),
+        Flag("filter", kind="list", metavar="filter", help='Provide filter values (e.g. "label=<key>=<value>")'),
+        Flag("force", "f", help="Do not prompt for confirmation"),
+        Flag("volumes", help="Prune anonymous volumes")], max_args=0),
     "events": Command("events", "[OPTIONS]", "Get real time events from the server", run_events,
                       [Flag("filter", "f", kind="list", help="Filter output based on conditions provided"),
                        Flag("format", kind="string", help="Format output using a custom template"),
