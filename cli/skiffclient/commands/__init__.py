@@ -68,6 +68,7 @@ _TOP: dict[str, tuple[str, str]] = {
     "top": ("control", "top"), "diff": ("control", "diff"), "update": ("control", "update"),
     "commit": ("transfer", "commit"), "export": ("transfer", "export"), "import": ("transfer", "import"),
     "save": ("transfer", "save"), "load": ("transfer", "load"), "stats": ("stats", "stats"),
+    "login": ("registry", "login"), "logout": ("registry", "logout"), "search": ("registry", "search"),
 }
 
 SHORT_HELP = {
@@ -122,6 +123,9 @@ Common Commands:
   pull        Download an image from a registry
   push        Upload an image to a registry
   images      List images
+  login       Authenticate to a registry
+  logout      Log out from a registry
+  search      Search Docker Hub for images
   version     Show the Docker version information
   info        Display system-wide information
 
