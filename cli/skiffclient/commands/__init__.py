@@ -35,7 +35,7 @@ _GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "ls": ("images", "images"), "list": ("images", "images"), "pull": ("images", "pull"),
         "push": ("images", "push"), "rm": ("images", "rmi"), "remove": ("images", "rmi"),
         "tag": ("images", "tag"), "inspect": ("images", "image inspect"), "prune": ("images", "prune"),
-        "history": ("images", "history"), "save": ("transfer", "save"),
+        "history": ("images", "history"), "build": ("build", "build"), "save": ("transfer", "save"),
         "load": ("transfer", "load"), "import": ("transfer", "import"),
     },
     "network": {
@@ -51,6 +51,9 @@ _GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "system": {
         "df": ("system", "df"), "info": ("system", "info"), "events": ("system", "events"),
         "prune": ("system", "prune"),
+    },
+    "builder": {
+        "build": ("build", "build"), "prune": ("build", "prune"),
     },
 
 }
@@ -68,12 +71,12 @@ _TOP: dict[str, tuple[str, str]] = {
     "top": ("control", "top"), "diff": ("control", "diff"), "update": ("control", "update"),
     "commit": ("transfer", "commit"), "export": ("transfer", "export"), "import": ("transfer", "import"),
     "save": ("transfer", "save"), "load": ("transfer", "load"), "stats": ("stats", "stats"),
-    "login": ("registry", "login"), "logout": ("registry", "logout"), "search": ("registry", "search"),
+    "build": ("build", "build"), "login": ("registry", "login"), "logout": ("registry", "logout"), "search": ("registry", "search"),
 }
 
 SHORT_HELP = {
     "container": "Manage containers", "image": "Manage images", "network": "Manage networks",
-    "volume": "Manage volumes", "system": "Manage Docker", "context": "Manage contexts", "builder": "Manage builds",
+    "volume": "Manage volumes", "system": "Manage Docker", "builder": "Manage builds", "context": "Manage contexts",
 }
 
 
@@ -120,6 +123,7 @@ Common Commands:
   run         Create and run a new container from an image
   exec        Execute a command in a running container
   ps          List containers
+  build       Build an image from a Dockerfile
   pull        Download an image from a registry
   push        Upload an image to a registry
   images      List images
@@ -130,6 +134,7 @@ Common Commands:
   info        Display system-wide information
 
 Management Commands:
+  builder     Manage builds
   container   Manage containers
   image       Manage images
   network     Manage networks
