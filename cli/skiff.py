@@ -18,7 +18,7 @@ VERSION = "0.1.0"
 
 GLOBAL_FLAGS = [
     F.Flag("config", kind="string", help="Location of client config files"),
-    F.Flag("context", "c", kind="string", help="Name of the context to use (only \"default\")"),
+    F.Flag("context", "c", kind="string", help="Name of the context to use (see `skiff context`)"),
     F.Flag("debug", "D", help="Enable debug mode"),
     F.Flag("host", "H", kind="list", help="Daemon socket to connect to"),
     F.Flag("log-level", "l", kind="string", help="Set the logging level"),
@@ -60,10 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if gvals["config"]:
         os.environ["DOCKER_CONFIG"] = gvals["config"]
-    if gvals["context"] and gvals["context"] != "default":
-        _write_err(f"context \"{gvals['context']}\" does not exist (skiff only knows the default context; "
-                   "use -H, DOCKER_HOST or --machine)")
-        return 1
     if not rest or rest[0] == "help":
         sys.stdout.write(main_help())
         return 0
@@ -84,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         tls=gvals["tls"] if "tls" in given else None,
         tlsverify=gvals["tlsverify"] if "tlsverify" in given else None,
         tlscacert=gvals["tlscacert"] or None, tlscert=gvals["tlscert"] or None, tlskey=gvals["tlskey"] or None,
-        machine=gvals["machine"] or None, config=gvals["config"] or None,
+        machine=gvals["machine"] or None, config=gvals["config"] or None, context=gvals["context"] or None,
     )
     try:
         opts, pos = F.parse(cmd, args)

@@ -40,10 +40,10 @@ class GlobalOptions:
 
     def __init__(self, hosts: list[str], tls: bool | None = None, tlsverify: bool | None = None,
                  tlscacert: str | None = None, tlscert: str | None = None, tlskey: str | None = None,
-                 machine: str | None = None, config: str | None = None) -> None:
+                 machine: str | None = None, config: str | None = None, context: str | None = None) -> None:
         self.hosts, self.tls, self.tlsverify = hosts, tls, tlsverify
         self.tlscacert, self.tlscert, self.tlskey = tlscacert, tlscert, tlskey
-        self.machine, self.config = machine, config
+        self.machine, self.config, self.context = machine, config, context
 
 
 def _split_url(raw: str) -> tuple[str, str, int | None]:
@@ -91,6 +91,8 @@ def _truthy_env(name: str) -> bool:
 
 
 def resolve_endpoint(opts: GlobalOptions) -> Endpoint:
+    if opts.hosts and opts.context:
+        raise ConfigError("conflicting options: cannot specify both --host and --context")
     try:
         return _resolve(opts)
     except ConfigError as e:
@@ -107,6 +109,11 @@ def _resolve(opts: GlobalOptions) -> Endpoint:
     elif opts.machine:
         return machine_endpoint(opts.machine, opts)
     else:
+        from skiffbox.cli.skiffclient import contexts  # --context, DOCKER_CONTEXT, `context use` (contexts.py)
+
+        ep = contexts.endpoint(contexts.current(opts), opts)
+        if ep is not None:
+            return ep
         host = os.environ.get("DOCKER_HOST", "")
     tlsverify = opts.tlsverify if opts.tlsverify is not None else _truthy_env("DOCKER_TLS_VERIFY")
     tls = (opts.tls if opts.tls is not None else _truthy_env("DOCKER_TLS")) or tlsverify

@@ -140,7 +140,7 @@ def test_help_lists_every_command() -> None:
     from skiffbox.cli.skiffclient.commands import _GROUPS, _TOP, _load, main_help
 
     text = main_help()
-    for name in ("build", "builder", "login", "logout", "search", "stats", "top", "save", "load", "pause", "unpause", "diff",
+    for name in ("build", "builder", "context", "login", "logout", "search", "stats", "top", "save", "load", "pause", "unpause", "diff",
                  "commit", "export", "import", "update", "attach", "events", "history"):
         assert f"\n  {name} " in text, name
     for head, entry in _TOP.items():

@@ -52,6 +52,10 @@ _GROUPS: dict[str, dict[str, tuple[str, str]]] = {
         "df": ("system", "df"), "info": ("system", "info"), "events": ("system", "events"),
         "prune": ("system", "prune"),
     },
+    "context": {
+        "ls": ("context", "ls"), "list": ("context", "ls"), "use": ("context", "use"),
+        "show": ("context", "show"), "inspect": ("context", "inspect"),
+    },
     "builder": {
         "build": ("build", "build"), "prune": ("build", "prune"),
     },
@@ -136,6 +140,7 @@ Common Commands:
 Management Commands:
   builder     Manage builds
   container   Manage containers
+  context     Manage contexts (Skiff machines and docker contexts)
   image       Manage images
   network     Manage networks
   system      Manage Docker
