@@ -52,6 +52,37 @@ def plain_venv(root: Path) -> Path:
     return script
 
 
+def start_engine(work: Path, cleanup: list, ns_name: str):
+    """A fresh skiffd in its own network namespace with a local registry of the test images; the stop
+    functions go on `cleanup`. Returns (daemon, images)."""
+    from tests.engine.harness import NetNS, Registry, Skiffd, push_test_images
+
+    ns = NetNS(ns_name)
+    cleanup.append(ns.remove)
+    reg = Registry(ns, work)
+    cleanup.append(reg.stop)
+    imgs = push_test_images(reg, work)
+    daemon = Skiffd(ns, work / "engine")
+    cleanup.append(daemon.stop)
+    return daemon, imgs
+
+
+def client_env(host: str, cfg: Path | str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(DOCKER_HOST=host, DOCKER_CONFIG=str(cfg), DOCKER_CLI_HINTS="false", **extra)
+    return env
+
+
+def run_cleanup(cleanup: list, work: Path) -> None:
+    """Undo in reverse order, going on past failures, then remove the work directory."""
+    for fn in reversed(cleanup):
+        try:
+            fn()
+        except Exception as e:  # keep cleaning up
+            print(f"cleanup: {e}", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def populate(docker_env: dict[str, str], images: list[str]) -> None:
     def d(*args: str, check: bool = True) -> None:
         subprocess.run(["docker", *args], env=docker_env, check=check, capture_output=True)
@@ -63,10 +94,11 @@ def populate(docker_env: dict[str, str], images: list[str]) -> None:
         d("run", "--name", f"bench-done-{i}", images[0], "sh", "-c", f"exit {i % 3}", check=False)  # exits i % 3
 
 
-def measure(clients: dict[str, list[str]], env: dict[str, str], runs: int, warmup: int = 3) -> dict:
+def measure(clients: dict[str, list[str]], env: dict[str, str], runs: int, warmup: int = 3,
+            commands: dict[str, list[str]] | None = None) -> dict:
+    """Medians per command ({label: argv tail}, default COMMANDS), clients alternating sample by sample."""
     results: dict = {}
-    for cmd in COMMANDS:
-        key = " ".join(cmd)
+    for key, cmd in (commands or {" ".join(c): c for c in COMMANDS}).items():
         times: dict[str, list[float]] = {name: [] for name in clients}
         outputs: dict[str, str] = {}
         for i in range(warmup + runs):
@@ -107,18 +139,9 @@ def main() -> None:
             host, cfg = args.host, work / "cfg"
             cfg.mkdir()
         else:
-            from tests.engine.harness import NetNS, Registry, Skiffd, push_test_images
-
-            ns = NetNS("skb")
-            cleanup.append(ns.remove)
-            reg = Registry(ns, work)
-            cleanup.append(reg.stop)
-            imgs = push_test_images(reg, work)
-            daemon = Skiffd(ns, work / "engine")
-            cleanup.append(daemon.stop)
+            daemon, imgs = start_engine(work, cleanup, "skb")
             host, cfg = daemon.host, daemon.docker_config
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_") and k != "PYTHONDONTWRITEBYTECODE"}
-        env.update(DOCKER_HOST=host, DOCKER_CONFIG=str(cfg), DOCKER_CLI_HINTS="false")
+        env = client_env(host, cfg)
         if not args.host:
             populate(env, [imgs.busybox, imgs.multilayer, imgs.busybox_oci])
             # Cleanup runs in reverse: appended last, this runs first, while the daemon still answers
@@ -143,12 +166,7 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     finally:
-        for fn in reversed(cleanup):
-            try:
-                fn()
-            except Exception as e:  # keep cleaning up
-                print(f"cleanup: {e}", file=sys.stderr)
-        shutil.rmtree(work, ignore_errors=True)
+        run_cleanup(cleanup, work)
 
 
 if __name__ == "__main__":

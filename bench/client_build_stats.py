@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from client import plain_venv  # noqa: E402  (bench/client.py)
+from client import client_env, measure, plain_venv, run_cleanup, start_engine  # noqa: E402  (bench/client.py)
 
 
 def make_context(root: Path, base: str) -> Path:
@@ -44,50 +42,18 @@ def make_context(root: Path, base: str) -> Path:
     return ctx
 
 
-def measure(clients: dict[str, list[str]], cases: dict[str, list[str]], env: dict[str, str], runs: int,
-            warmup: int = 2) -> dict:
-    results: dict = {}
-    for key, cmd in cases.items():
-        times: dict[str, list[float]] = {name: [] for name in clients}
-        for i in range(warmup + runs):
-            order = list(clients.items())
-            if i % 2:
-                order.reverse()
-            for name, argv in order:
-                t0 = time.perf_counter()
-                r = subprocess.run([*argv, *cmd], env=env, capture_output=True, text=True)
-                dt = time.perf_counter() - t0
-                if r.returncode != 0:
-                    raise RuntimeError(f"{name} {key} failed: {r.stderr}")
-                if i >= warmup:
-                    times[name].append(dt)
-        results[key] = {name: {"median_ms": round(statistics.median(t) * 1000, 1), "min_ms": round(min(t) * 1000, 1),
-                               "runs": len(t)} for name, t in times.items()}
-    return results
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
 
-    from tests.engine.harness import NetNS, Registry, Skiffd, push_test_images
-
     work = Path(tempfile.mkdtemp(prefix="skiff-bench-buildstats-"))
-    cleanup = []
+    cleanup: list = []
     try:
         script = plain_venv(work / "venv")
-        ns = NetNS("skbs")
-        cleanup.append(ns.remove)
-        reg = Registry(ns, work)
-        cleanup.append(reg.stop)
-        imgs = push_test_images(reg, work)
-        daemon = Skiffd(ns, work / "engine")
-        cleanup.append(daemon.stop)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_") and k != "PYTHONDONTWRITEBYTECODE"}
-        env.update(DOCKER_HOST=daemon.host, DOCKER_CONFIG=str(daemon.docker_config), DOCKER_CLI_HINTS="false",
-                   DOCKER_BUILDKIT="0")
+        daemon, imgs = start_engine(work, cleanup, "skbs")
+        env = client_env(daemon.host, daemon.docker_config, DOCKER_BUILDKIT="0")
         subprocess.run(["docker", "pull", "-q", imgs.busybox], env=env, check=True, capture_output=True)
         for i in range(5):
             subprocess.run(["docker", "run", "-d", "--name", f"bench-stats-{i}", imgs.busybox, "sleep", "3600"],
@@ -99,7 +65,7 @@ def main() -> None:
                  "build (no cache)": ["build", "-q", "--no-cache", "-t", "benchb", str(ctx)],
                  "stats --no-stream": ["stats", "--no-stream"]}
         load = os.getloadavg()
-        res = measure({"docker": ["docker"], "skiff": [str(script)]}, cases, env, args.runs)
+        res = measure({"docker": ["docker"], "skiff": [str(script)]}, env, args.runs, warmup=2, commands=cases)
         res["_meta"] = {"load_avg": [round(x, 2) for x in load], "runs": args.runs, "cpus": os.cpu_count(),
                         "when": time.strftime("%Y-%m-%d %H:%M")}
         print(f"load average at start: {load[0]:.1f} ({os.cpu_count()} CPUs), {args.runs} runs each\n")
@@ -112,13 +78,7 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     finally:
-        for fn in reversed(cleanup):
-            try:
-                fn()
-            except Exception as e:  # keep cleaning up
-                print(f"cleanup: {e}", file=sys.stderr)
-        shutil.rmtree(work, ignore_errors=True)
-
+        run_cleanup(cleanup, work)
 
 if __name__ == "__main__":
     main()

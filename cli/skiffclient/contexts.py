@@ -138,12 +138,10 @@ def endpoint(name: str, opts: Any) -> Endpoint | None:
 
 
 def _write(path: str, data: bytes, mode: int) -> None:
+    from skiffbox.cli.skiffclient.files import write_atomically
+
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomically(path, [data], mode)
 
 
 def write_machine_context(machine: str) -> dict[str, Any]:

@@ -58,23 +58,11 @@ def load() -> dict[str, Any]:
 
 def save(cfg: dict[str, Any]) -> None:
     """configfile.Save: tab-indented JSON, written to a temporary file and renamed over config.json."""
-    import tempfile
+    from skiffbox.cli.skiffclient.files import write_atomically
 
     path = _path()
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    real = os.path.realpath(path)  # a symlinked config.json (dotfile managers) stays a symlink
-    fd, tmp = tempfile.mkstemp(prefix="config.json", dir=os.path.dirname(real))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(cfg, indent="\t", ensure_ascii=False))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, real)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, [json.dumps(cfg, indent="\t", ensure_ascii=False).encode()], 0o600, prefix="config.json")
     config._cfg_cache = None  # later reads in this process see the new file
 
 

@@ -7,28 +7,14 @@ import json
 from pathlib import Path
 
 from tests.client.compare import normalize
-from tests.client.test_tls_machine import TLSEngine, tls_engine  # noqa: F401  (fixture)
+from tests.client.test_tls_machine import TLSEngine, machine_store, tls_engine  # noqa: F401  (fixture)
 from tests.engine.harness import TestImages
-
-
-def _machine_store(e: TLSEngine, root: Path) -> None:
-    from skiffbox.machine.drivers.none import NoneDriver
-    from skiffbox.machine.host import Host
-    from skiffbox.machine.store import Store
-
-    store = Store(root)
-    (root / "certs").mkdir(parents=True)
-    for name in ("ca.pem", "ca-key.pem", "cert.pem", "key.pem"):
-        (root / "certs" / name).write_bytes((e.certs / name).read_bytes())
-    drv = NoneDriver("ctxbox", store.create_dir("ctxbox"))
-    drv.set_config_from_flags({"url": e.url})
-    Host(store, "ctxbox", "none", drv).save()
 
 
 def test_context_use_machine_serves_both_clients(tls_engine: TLSEngine, tmp_path: Path,  # noqa: F811
                                                  images: TestImages) -> None:
     e = tls_engine
-    _machine_store(e, tmp_path / "store")
+    machine_store(e, tmp_path / "store", "ctxbox")
     cfg = tmp_path / "dockercfg"
     env = {k: v for k, v in e.env().items() if not k.startswith("DOCKER_")}
     env.update(MACHINE_STORAGE_PATH=str(tmp_path / "store"), DOCKER_CONFIG=str(cfg), DOCKER_CLI_HINTS="false")

@@ -105,21 +105,26 @@ def test_tls_refuses_wrong_ca_and_missing_client_cert(tls_engine: TLSEngine, tmp
     assert (s.returncode, s.stderr) == (d.returncode, d.stderr), (d, s)  # missing CA: docker's words
 
 
-def test_machine_flag_reads_the_store(tls_engine: TLSEngine, tmp_path: Path, images: TestImages) -> None:
-    """`skiff --machine NAME` = `eval $(machine env NAME); docker …`, without the env."""
+def machine_store(e: TLSEngine, root: Path, name: str) -> None:
+    """A machine store at `root` with machine `name` (driver none) pointing at the TLS engine."""
     from skiffbox.machine.drivers.none import NoneDriver
     from skiffbox.machine.host import Host
     from skiffbox.machine.store import Store
 
-    e = tls_engine
-    root = tmp_path / "store"
     store = Store(root)
     (root / "certs").mkdir(parents=True)
-    for name in ("ca.pem", "ca-key.pem", "cert.pem", "key.pem"):
-        (root / "certs" / name).write_bytes((e.certs / name).read_bytes())
-    drv = NoneDriver("tlsbox", store.create_dir("tlsbox"))
+    for f in ("ca.pem", "ca-key.pem", "cert.pem", "key.pem"):
+        (root / "certs" / f).write_bytes((e.certs / f).read_bytes())
+    drv = NoneDriver(name, store.create_dir(name))
     drv.set_config_from_flags({"url": e.url})
-    Host(store, "tlsbox", "none", drv).save()
+    Host(store, name, "none", drv).save()
+
+
+def test_machine_flag_reads_the_store(tls_engine: TLSEngine, tmp_path: Path, images: TestImages) -> None:
+    """`skiff --machine NAME` = `eval $(machine env NAME); docker …`, without the env."""
+    e = tls_engine
+    root = tmp_path / "store"
+    machine_store(e, root, "tlsbox")
     env = {k: v for k, v in e.env().items() if not k.startswith("DOCKER_")}
     env["MACHINE_STORAGE_PATH"] = str(root)
     s = e.run("skiff", "--machine", "tlsbox", "run", "--rm", images.busybox, "echo", "via machine", env=env)

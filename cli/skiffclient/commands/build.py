@@ -91,20 +91,13 @@ def _build_args(values: list[str]) -> dict[str, str | None]:
     return out
 
 
-def _labels(values: list[str]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, _, val = v.partition("=")
-        out[k] = val
-    return out
-
-
 def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     import io
     import json
 
     from skiffbox.cli.skiffclient import buildcontext as bc
     from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.cli.skiffclient.commands.run import label_map
     from skiffbox.cli.skiffclient.formatting import parse_size
     from skiffbox.cli.skiffclient.progress import StreamError, display_stream
 
@@ -183,7 +176,7 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         ("cpuquota", str(o["cpu_quota"])), ("cpusetcpus", o["cpuset_cpus"]), ("cpusetmems", o["cpuset_mems"]),
         ("cpushares", str(o["cpu_shares"])), ("dockerfile", df_param),
         ("forcerm", "1" if o["force_rm"] else None), ("isolation", o["isolation"] or None),
-        ("labels", json.dumps(_labels(o["label"]), separators=(",", ":"))), ("memory", str(memory)),
+        ("labels", json.dumps(label_map(o["label"], []), separators=(",", ":"))), ("memory", str(memory)),
         ("memswap", str(swap)), ("networkmode", o["network"]), ("nocache", "1" if o["no_cache"] else None),
         ("platform", o["platform"].lower() or None), ("pull", "1" if o["pull"] else None),
         ("q", "1" if o["quiet"] else None), ("remote", remote or None), ("rm", None if o["rm"] else "0"),

@@ -74,28 +74,9 @@ def copy_out(cli: Cli, chunks: Iterator[bytes], output: str) -> None:
             out.write(c)
         out.flush()
         return
-    import tempfile
+    from skiffbox.cli.skiffclient.files import write_atomically
 
-    d = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=".docker_temp_", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, output)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+    write_atomically(output, chunks, 0o644, prefix=".docker_temp_")
 
 
 def refuse_terminal(cli: Cli, output: str) -> None:
@@ -148,26 +129,24 @@ def run_commit(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
-def run_export(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    refuse_terminal(cli, o["output"])
-    if o["output"]:
-        bad = validate_output_path(o["output"])
+def archive_to_output(cli: Cli, output: str, what: str, fetch: Any) -> None:
+    """export/save: refuse a terminal, check -o before asking the engine, then stream `fetch()`'s body."""
+    refuse_terminal(cli, output)
+    if output:
+        bad = validate_output_path(output)
         if bad:
-            raise CliError(f"failed to export container: {bad}")
-    resp = cli.api.export(args[0])
-    copy_out(cli, resp.iter_chunks(), o["output"])
+            raise CliError(f"failed to {what}: {bad}")
+    copy_out(cli, fetch().iter_chunks(), output)
+
+
+def run_export(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
+    archive_to_output(cli, o["output"], "export container", lambda: cli.api.export(args[0]))
     return 0
 
 
 def run_save(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    refuse_terminal(cli, o["output"])
-    if o["output"]:
-        bad = validate_output_path(o["output"])
-        if bad:
-            raise CliError(f"failed to save image: {bad}")
     plat = platform_json(o["platform"]) if o["platform"] else None
-    resp = cli.api.images_get(args, plat)
-    copy_out(cli, resp.iter_chunks(), o["output"])
+    archive_to_output(cli, o["output"], "save image", lambda: cli.api.images_get(args, plat))
     return 0
 
 
