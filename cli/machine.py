@@ -307,11 +307,16 @@ def _run(fn: Callable[[], str | None]) -> int:
     except (StoreError, DriverError) as e:
         print(_errmsg(e), file=sys.stderr)
         return 1
+    except ImportError as e:
+        from skiffbox.cli.deps import missing_dependency
+
+        print(missing_dependency(e, "machine"), file=sys.stderr)
+        return 1
     except Exception as e:
         from skiffbox.machine.host import HostError
 
         mod = type(e).__module__
-        if isinstance(e, HostError) or mod.startswith(("machine.", "machine")):
+        if isinstance(e, HostError) or mod == "skiffbox.machine" or mod.startswith("skiffbox.machine."):
             print(_errmsg(e), file=sys.stderr)
             return 1
         raise
@@ -386,6 +391,9 @@ def _split_globals(argv: list[str]) -> list[str] | None:
         elif a in ("-D", "--debug"):
             os.environ["MACHINE_DEBUG"] = "1"
             i += 1
+        elif a == "--native-ssh":
+            os.environ["MACHINE_NATIVE_SSH"] = "1"
+            i += 1
         else:
             return None
     return argv[i:]
@@ -399,7 +407,13 @@ def main(argv: list[str] | None = None) -> None:
         rc = _fast(rest)
         if rc is not None:
             sys.exit(rc)
-    run_app(args)
+    try:
+        run_app(args)
+    except ImportError as e:  # typer itself (or a module it loads) missing
+        from skiffbox.cli.deps import missing_dependency
+
+        print(missing_dependency(e, "machine"), file=sys.stderr)
+        sys.exit(1)
 
 
 
@@ -495,11 +509,32 @@ def cmd_regenerate_certs(names: Sequence[str], force: bool = False, client_certs
     return ""
 
 
+def ssh_args(args: Sequence[str]) -> tuple[str, list[str]]:
+    """`machine ssh [NAME] [--] [COMMAND...]` -> (name, command words); a `--` ends our arguments and
+    never reaches the remote shell."""
+    rest = list(args)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    name = rest.pop(0) if rest else DEFAULT_NAME
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return name, rest
+
+
 def cmd_ssh(args: Sequence[str]) -> int:
+    """The system ssh client where there is one (docker-machine's default), paramiko otherwise or with
+    --native-ssh; returns the remote command's exit status."""
+    from skiffbox.machine import ssh_system
+
     store = _store()
-    name = args[0] if args else DEFAULT_NAME
-    command = list(args[1:])
+    name, command = ssh_args(args)
     h = _running_host(store, name, "ssh")
+    binary = ssh_system.system_ssh()
+    if binary:
+        try:
+            return ssh_system.run(binary, h.ssh_endpoint(), command)
+        except ssh_system.KeyPermissionError as e:
+            raise CLIError(str(e)) from None
     with h.ssh_client(timeout=30.0) as c:
         if not command:
             if not sys.stdin.isatty():
@@ -676,9 +711,13 @@ def build_app():
         storage_path: str = typer.Option(None, "--storage-path", "-s", envvar="MACHINE_STORAGE_PATH",
                                          help="Where machines are stored"),
         debug: bool = typer.Option(False, "--debug", "-D", help="Debug output"),
+        native_ssh: bool = typer.Option(False, "--native-ssh", envvar="MACHINE_NATIVE_SSH",
+                                        help="Use paramiko for `machine ssh` instead of the system ssh client"),
     ) -> None:
         if storage_path:
             os.environ["MACHINE_STORAGE_PATH"] = storage_path
+        if native_ssh:
+            os.environ["MACHINE_NATIVE_SSH"] = "1"
         if debug:
             os.environ["MACHINE_DEBUG"] = "1"
 

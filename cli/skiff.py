@@ -135,6 +135,10 @@ def describe_error(e: Exception) -> str | None:
         return str(e)
     if isinstance(e, OSError):
         return str(e)
+    if isinstance(e, ImportError):
+        from skiffbox.cli.deps import missing_dependency
+
+        return missing_dependency(e, "skiff")
     return None
 
 

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from skiffbox.machine.drivers.base import Driver, DriverError, NotSupported, State, driver_class
+from skiffbox.machine.drivers.base import Driver, DriverError, NotSupported, SSHEndpoint, State, driver_class
 from skiffbox.machine.store import MachineExists, Store, validate_name
 
 Progress = Callable[[str], None]
@@ -241,13 +241,17 @@ class Host:
                 self._push_tls(progress)
 
     # ---- SSH and engine ---------------------------------------------------------------------
+    def ssh_endpoint(self) -> SSHEndpoint:
+        if getattr(self.driver, "skip_provision", False):
+            raise HostError(f'machine "{self.name}" (driver {self.driver_name}) has no SSH access')
+        return self.driver.ssh_endpoint()
+
     def ssh_client(self, timeout: float = 30.0, progress: Progress | None = None):
         from skiffbox.machine.ssh import SSHError, wait_for_ssh
 
-        if getattr(self.driver, "skip_provision", False):
-            raise HostError(f'machine "{self.name}" (driver {self.driver_name}) has no SSH access')
+        ep = self.ssh_endpoint()
         try:
-            return wait_for_ssh(self.driver.ssh_endpoint(), timeout=timeout, progress=progress)
+            return wait_for_ssh(ep, timeout=timeout, progress=progress)
         except SSHError as e:
             raise HostError(str(e)) from None
 

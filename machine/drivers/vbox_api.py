@@ -96,7 +96,7 @@ class ApiBackend(Backend):
         try:
             vb = module or importlib.import_module("virtualbox")
         except ImportError as e:
-            raise ApiUnavailable(f"pyvbox is not installed ({e}); `pip install virtualbox` adds it") from None
+            raise ApiUnavailable(f"pyvbox is not installed ({e}); `pip install 'skiffbox[virtualbox]'` adds it") from None
         try:
             self.vbox = vb.VirtualBox()
             version = str(self.vbox.version)

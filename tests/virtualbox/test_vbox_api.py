@@ -43,7 +43,7 @@ def test_without_pyvbox(monkeypatch: pytest.MonkeyPatch, fake_vbox: FakeVBox) ->
 
     monkeypatch.setitem(sys.modules, "virtualbox", None)  # what an uninstalled package looks like to import
     monkeypatch.delenv("SKIFF_VBOX_BACKEND", raising=False)
-    with pytest.raises(ApiUnavailable, match="pip install virtualbox"):
+    with pytest.raises(ApiUnavailable, match=r"pip install 'skiffbox\[virtualbox\]'"):
         ApiBackend()
     assert isinstance(select_backend(), CliBackend)
 
