@@ -1,6 +1,7 @@
 """Where the engine is and how to authenticate, read exactly as the docker CLI reads it.
 
-- Host: `-H/--host` > `--machine NAME` > `DOCKER_HOST` > `unix:///var/run/docker.sock`.
+- Host: `-H/--host` > `--machine NAME` > `DOCKER_HOST` > `unix:///var/run/docker.sock` (Windows: docker's
+  npipe, which skiff cannot use: the error says to run `machine env` or use `--machine`).
   `tcp://h` without a port gets 2375 (2376 with TLS); a bare `h:p` or `h` is TCP (docker's opts.ParseHost).
 - TLS: `--tlsverify` or a non-empty `DOCKER_TLS_VERIFY` (any value, "0" too, as the Go CLI does) means
   TLS with server verification; `--tls` or a non-empty `DOCKER_TLS` means TLS without verification.
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_UNIX = "unix:///var/run/docker.sock"
+DEFAULT_NPIPE = "npipe:////./pipe/docker_engine"  # docker's default on Windows
+NOTHING_CONFIGURED = ("no engine configured: run `machine env NAME` (or eval it: "
+                      "`machine env NAME | Invoke-Expression` in PowerShell) or use `skiff --machine NAME`")
 INDEX_SERVER = "https://index.docker.io/v1/"
 
 
@@ -60,11 +64,22 @@ def _split_url(raw: str) -> tuple[str, str, int | None]:
     return scheme.lower(), host, int(port) if port else None
 
 
+def default_host(platform: str | None = None) -> str:
+    """What docker talks to with nothing configured: the npipe on Windows, the unix socket elsewhere."""
+    import sys
+
+    return DEFAULT_NPIPE if (platform or sys.platform) == "win32" else DEFAULT_UNIX
+
+
 def parse_host(raw: str, tls: bool) -> Endpoint:
     """docker's opts.ParseHost + ParseDockerDaemonHost."""
     raw = raw.strip()
     if not raw:
-        raw = DEFAULT_UNIX
+        raw = default_host()
+    if raw == DEFAULT_NPIPE:
+        raise ConfigError(NOTHING_CONFIGURED)
+    if raw.startswith("npipe://"):
+        raise ConfigError(f"{raw}: skiff does not talk to named pipes (Docker Desktop's); {NOTHING_CONFIGURED}")
     if "://" not in raw:
         raw = "tcp://" + raw
     if raw.startswith("unix://"):
@@ -96,7 +111,7 @@ def resolve_endpoint(opts: GlobalOptions) -> Endpoint:
     try:
         return _resolve(opts)
     except ConfigError as e:
-        if opts.machine and not opts.hosts:
+        if (opts.machine and not opts.hosts) or str(e) == NOTHING_CONFIGURED:
             raise
         raise ConfigError(f"Failed to initialize: unable to resolve docker endpoint: {e}") from None
 

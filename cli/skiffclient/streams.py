@@ -161,9 +161,27 @@ def stream(conn: Hijacked, *, tty: bool, stdin: bool, detach_keys: bytes) -> str
     for its duration only when a TTY is asked for, stdin is attached and stdin is a terminal."""
     sess = Session(conn, tty=tty, stdin=stdin, detach_keys=detach_keys)
     if tty and stdin and stdin_is_tty():
+        if not raw_mode_available():
+            sys.stderr.write(LINE_MODE_NOTICE)
+            sys.stderr.flush()
+            return sess.run()
         with RawTerminal(0):
             return sess.run()
     return sess.run()
+
+
+LINE_MODE_NOTICE = ("skiff: this console has no raw mode (no termios here, as on Windows): input goes to the "
+                    "container a line at a time, after Enter\n")
+
+
+def raw_mode_available() -> bool:
+    """termios and tty import (POSIX); Windows consoles have neither."""
+    try:
+        import termios  # noqa: F401
+        import tty  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class ResizeMonitor:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import Any
 
-USER_AGENT = "Skiff-Client/0.1.0 (linux)"
+USER_AGENT = f"Skiff-Client/0.1.0 ({'windows' if os.name == 'nt' else os.uname().sysname.lower()})"
 _CHUNK = 64 * 1024
 
 
@@ -287,6 +287,9 @@ class Transport:
         ep = self.endpoint
         try:
             if ep.scheme == "unix":
+                if not hasattr(_socket, "AF_UNIX"):  # Windows builds of Python have none
+                    raise TransportError(f"{ep.url}: this Python has no unix sockets; run `machine env NAME` "
+                                         "(or eval it) or use `skiff --machine NAME` to reach an engine over TCP")
                 s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 s.settimeout(self.timeout)
                 s.connect(ep.address)
