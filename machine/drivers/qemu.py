@@ -1,4 +1,7 @@
-"""The `qemu` driver: a local VM under QEMU (KVM, HVF or TCG) with user-mode networking.
+"""The `qemu` driver: a local VM under QEMU (KVM, HVF, WHPX or TCG) with user-mode networking.
+
+The guest is the host's native architecture by default (aarch64 on Apple silicon), with the best
+accelerator the host has: machine/drivers/accel.py decides binary, machine type, CPU, firmware.
 
 Files in the machine folder:
     id_rsa, id_rsa.pub   the SSH key the seed installs for user `docker`
@@ -32,6 +35,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from skiffbox.machine.drivers import accel as accelmod
+from skiffbox.machine.drivers.accel import ACCELS, AccelError, Plan
 from skiffbox.machine.drivers.base import CreateFlag, Driver, DriverError, PortForward, State
 from skiffbox.machine.qmp import QMPClient, QMPError
 
@@ -43,12 +48,6 @@ ROOT_MIN_BYTES = 10 << 30  # root overlay size: room for the engine's venv and l
 BOOT_TIMEOUT = float(os.environ.get("SKIFF_QEMU_BOOT_TIMEOUT", "900"))
 STOP_TIMEOUT = 90.0  # ACPI shutdown; a loaded TCG guest can take a minute
 SHARE_TAG = "home0"
-ACCELS = ("auto", "kvm", "hvf", "tcg")
-
-
-def _qemu_binary() -> str:
-    # Our images are amd64 (on arm64 hosts QEMU emulates x86_64 with TCG).
-    return os.environ.get("SKIFF_QEMU", "qemu-system-x86_64")
 
 
 def free_port() -> int:
@@ -163,12 +162,14 @@ class QemuDriver(Driver):
         self.disk_size_mb = DEFAULT_DISK_MB
         self.boot_image = ""
         self.accel = "auto"
+        self.arch = ""  # guest architecture; "" = the host's (fixed at create)
         self.share_folder = str(Path.home())
         self.ssh_port = 0
         self.engine_host_port = 0
         self.image: dict[str, Any] = {}  # ResolvedImage.to_config()
         self.instance_id = ""
         self.resolved_accel = ""
+        self.accel_info = ""  # Plan.describe() of the last start, for `inspect`
 
     # ---- flags and persistence -------------------------------------------------------------
     @classmethod
@@ -181,7 +182,10 @@ class QemuDriver(Driver):
             CreateFlag("qemu-boot-image", "Boot image: 'debian' (the Debian 12 cloud image, downloaded), "
                        "'build' (made offline by `machine image build`), a URL or a file",
                        "", "QEMU_BOOT_IMAGE", str),
-            CreateFlag("qemu-accel", "Acceleration: auto, kvm, hvf or tcg", "auto", "QEMU_ACCEL", str),
+            CreateFlag("qemu-accel", "Acceleration: auto (the best this host has), kvm, hvf, whpx or tcg",
+                       "auto", "QEMU_ACCEL", str),
+            CreateFlag("qemu-arch", "Guest architecture: x86_64 or aarch64 (default: the host's; a "
+                       "foreign one runs under slow TCG emulation)", "", "QEMU_ARCH", str),
             CreateFlag("qemu-share-folder", "Host folder shared into the VM at the same path "
                        "('none' to share nothing)", str(Path.home()), "QEMU_SHARE_FOLDER", str),
         ]
@@ -196,6 +200,7 @@ class QemuDriver(Driver):
         self.disk_size_mb = int(get("qemu_disk_size", DEFAULT_DISK_MB))
         self.boot_image = str(get("qemu_boot_image", get("boot_image", "")))
         self.accel = str(get("qemu_accel", "auto")).lower()
+        self.arch = str(get("qemu_arch", "")).strip()
         share = str(get("qemu_share_folder", str(Path.home())))
         self.share_folder = "" if share.lower() == "none" else str(Path(share).expanduser().resolve())
 
@@ -204,6 +209,7 @@ class QemuDriver(Driver):
             **super().to_config(),
             "Memory": self.memory, "CPU": self.cpus, "DiskSize": self.disk_size_mb,
             "BootImage": self.boot_image, "Accel": self.accel, "ResolvedAccel": self.resolved_accel,
+            "Arch": self.arch, "AccelInfo": self.accel_info,
             "ShareFolder": self.share_folder, "EnginePort": self.engine_host_port,
             "Image": self.image, "InstanceID": self.instance_id,
             # live, for `inspect` (docker's "127.0.0.1:8080->8080/tcp" notation)
@@ -219,6 +225,8 @@ class QemuDriver(Driver):
         self.boot_image = data.get("BootImage", "")
         self.accel = data.get("Accel", "auto")
         self.resolved_accel = data.get("ResolvedAccel", "")
+        self.arch = data.get("Arch") or "x86_64"  # machines made before arm64 support are x86_64
+        self.accel_info = data.get("AccelInfo", "")
         self.share_folder = data.get("ShareFolder", "")
         self.engine_host_port = int(data.get("EnginePort", 0))
         self.image = data.get("Image") or {}
@@ -248,12 +256,17 @@ class QemuDriver(Driver):
 
     # ---- checks ----------------------------------------------------------------------------
     def pre_create_check(self) -> None:
-        for binary in (_qemu_binary(), "qemu-img"):
-            if shutil.which(binary) is None:
-                raise DriverError(f"{binary} not found: install QEMU (Debian/Ubuntu: apt-get install "
-                                  "qemu-system-x86 qemu-utils; macOS: brew install qemu)")
         if self.accel not in ACCELS:
             raise DriverError(f"--qemu-accel must be one of {', '.join(ACCELS)}, not {self.accel!r}")
+        try:
+            self.arch = accelmod.normalize_arch(self.arch or accelmod.host_machine())
+        except AccelError as e:
+            raise DriverError(f"--qemu-arch: {e}") from None
+        for binary in (accelmod.binary_for(self.arch), "qemu-img"):
+            if shutil.which(binary) is None:
+                pkg = "qemu-system-x86" if self.arch == "x86_64" else "qemu-system-arm qemu-efi-aarch64"
+                raise DriverError(f"{binary} not found: install QEMU (Debian/Ubuntu: apt-get install "
+                                  f"{pkg} qemu-utils; macOS: brew install qemu)")
         if self.memory < 512:
             raise DriverError("--qemu-memory must be at least 512 (MiB)")
         if self.cpus < 1 or self.disk_size_mb < 1024:
@@ -272,10 +285,14 @@ class QemuDriver(Driver):
         self.machine_dir.mkdir(parents=True, exist_ok=True)
         self._make_ssh_key()
         try:
-            img = resolve(self.boot_image, self.cache_dir())
+            img = resolve(self.boot_image, self.cache_dir(), arch=self.arch)
         except ImageError as e:
             raise DriverError(str(e)) from None
         self.image = img.to_config()
+        plan = self.qemu_plan()
+        print(f"Using {plan.describe()} ({plan.binary} -accel {plan.accel})", file=sys.stderr, flush=True)
+        for w in plan.warnings:
+            print(f"Warning: {w}", file=sys.stderr, flush=True)
         self._make_root_disk()
         self._run(["qemu-img", "create", "-q", "-f", "qcow2", str(self._p("data.qcow2")),
                    f"{self.disk_size_mb}M"])
@@ -317,17 +334,36 @@ class QemuDriver(Driver):
         write_seed_iso(self._p("seed.iso"), cfg)
 
     # ---- acceleration ----------------------------------------------------------------------
+    def guest_arch(self) -> str:
+        return accelmod.normalize_arch(self.arch or accelmod.host_machine())
+
+    def qemu_plan(self, accel: str | None = None) -> Plan:
+        """Binary, machine type, CPU, firmware and accelerator for this machine on this host."""
+        arch = self.guest_arch()
+        binary = accelmod.binary_for(arch)
+        path = shutil.which(binary)
+
+        def usable(hw: str) -> bool:
+            if hw == "kvm":
+                return os.access("/dev/kvm", os.R_OK | os.W_OK) and self._kvm_works()
+            if hw == "hvf":
+                return accelmod.hvf_supported()
+            return path is not None and accelmod.accel_listed(path, hw)
+
+        try:
+            plan = accelmod.plan(os_name=sys.platform, host_machine=accelmod.host_machine(), usable=usable,
+                                 want_arch=arch, want_accel=accel or self.accel,
+                                 qemu_version=accelmod.qemu_version(path or binary),
+                                 firmware=lambda a: accelmod.find_firmware(a, path))
+        except AccelError as e:
+            raise DriverError(str(e)) from None
+        if plan.max_memory_mib and self.memory > plan.max_memory_mib:
+            raise DriverError(f"--qemu-memory {self.memory}: {plan.machine} with {plan.accel} allows at most "
+                              f"{plan.max_memory_mib} MiB (a newer QEMU lifts this)")
+        return plan
+
     def choose_accel(self) -> str:
-        if self.accel != "auto":
-            return self.accel
-        if sys.platform == "darwin":
-            if os.uname().machine != "x86_64":
-                return "tcg"  # HVF cannot run an amd64 guest on Apple silicon
-            out = subprocess.run(["sysctl", "-n", "kern.hv_support"], capture_output=True, text=True)
-            return "hvf" if out.stdout.strip() == "1" else "tcg"
-        if sys.platform.startswith("linux") and os.access("/dev/kvm", os.R_OK | os.W_OK):
-            return "kvm" if self._kvm_works() else "tcg"
-        return "tcg"
+        return self.qemu_plan().accel
 
     def _kvm_works(self) -> bool:
         """/dev/kvm can exist and still not run a stock kernel (e.g. kvm-pvm hosts, where the
@@ -337,9 +373,10 @@ class QemuDriver(Driver):
         from skiffbox.machine.image import ResolvedImage
 
         kernel = ResolvedImage.from_config(self.image).kernel if self.image else None
-        qemu = shutil.which(_qemu_binary()) or _qemu_binary()
-        if kernel is None or not kernel.exists():
-            # no kernel to try: trust KVM unless QEMU refuses it outright
+        arch = self.guest_arch()
+        qemu = shutil.which(accelmod.binary_for(arch)) or accelmod.binary_for(arch)
+        if kernel is None or not kernel.exists() or arch != "x86_64":
+            # no kernel to try (or an EFI-booted arm64 image): trust KVM unless QEMU refuses it outright
             probe = subprocess.run([qemu, "-accel", "kvm", "-cpu", "host", "-display", "none", "-S",
                                     "-machine", "none", "-qmp", "stdio"], input='{"execute":"qmp_capabilities"}\n'
                                    '{"execute":"quit"}\n', capture_output=True, text=True, timeout=20)
@@ -367,16 +404,16 @@ class QemuDriver(Driver):
         return ok
 
     # ---- qemu command ----------------------------------------------------------------------
-    def qemu_command(self, accel: str) -> list[str]:
+    def qemu_command(self, accel: str | Plan | None = None) -> list[str]:
         from skiffbox.machine.image import ResolvedImage
 
         img = ResolvedImage.from_config(self.image)
-        cpu = "max" if accel == "tcg" else "host"
+        plan = accel if isinstance(accel, Plan) else self.qemu_plan(accel)
         fwd = (f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,"
                f"hostfwd=tcp:127.0.0.1:{self.engine_host_port}-:{self.engine_port}")
         cmd = [
-            _qemu_binary(), "-name", f"skiff-{self.machine_name}",
-            "-machine", "q35", "-accel", accel, "-cpu", cpu, "-m", str(self.memory), "-smp", str(self.cpus),
+            plan.binary, "-name", f"skiff-{self.machine_name}",
+            "-machine", plan.machine, "-accel", plan.accel_arg, "-cpu", plan.cpu, "-m", str(self.memory), "-smp", str(self.cpus),
             "-drive", f"file={self._p('disk.qcow2')},if=none,id=root,format=qcow2,discard=unmap",
             "-device", "virtio-blk-pci,drive=root" + ("" if img.kernel else ",bootindex=0"),
             "-drive", f"file={self._p('data.qcow2')},if=none,id=data,format=qcow2,discard=unmap",
@@ -390,6 +427,10 @@ class QemuDriver(Driver):
             "-serial", f"file:{self._p('console.log')}", "-display", "none", "-monitor", "none",
             "-pidfile", str(self.pidfile), "-daemonize",
         ]
+        if plan.firmware is not None:
+            # read-only UEFI code; no vars store: the image boots the removable-media path
+            # (EFI/BOOT/BOOTAA64.EFI), so nothing needs to persist in NVRAM
+            cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={plan.firmware}"]
         if img.kernel and img.initrd:
             cmd += ["-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", img.cmdline or ""]
         if self.share_folder:
@@ -406,9 +447,10 @@ class QemuDriver(Driver):
             raise DriverError(f"{self._p('disk.qcow2')} is missing: remove and re-create the machine")
         if not self.ssh_port or not self.engine_host_port:
             self.ssh_port, self.engine_host_port = free_port(), free_port()
-        self.resolved_accel = self.choose_accel()
+        plan = self.qemu_plan()
+        self.resolved_accel, self.accel_info = plan.accel, plan.describe()
         for attempt in range(2):
-            proc = subprocess.run(self.qemu_command(self.resolved_accel), capture_output=True, text=True,
+            proc = subprocess.run(self.qemu_command(plan), capture_output=True, text=True,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
             if proc.returncode == 0:
                 break
@@ -488,7 +530,7 @@ class QemuDriver(Driver):
         from skiffbox.machine.image import ImageError, resolve
 
         try:
-            img = resolve(self.boot_image, self.cache_dir(), refresh=refresh)
+            img = resolve(self.boot_image, self.cache_dir(), refresh=refresh, arch=self.guest_arch())
         except ImageError as e:
             raise DriverError(str(e)) from None
         if self.image and img.to_config()["Disk"] == self.image.get("Disk") and \

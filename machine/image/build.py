@@ -1,10 +1,17 @@
 """`machine image build`: make the guest image offline from Debian packages (Linux host, root).
 
-The result is what boot2docker.iso was for Toolbox: one read-only, BIOS-bootable disk that every
-machine uses as the backing file of its own qcow2 overlay. Layout (no loop devices or mounts
-needed to build it, see shared/reference/probe_vm.md):
+The result is what boot2docker.iso was for Toolbox: one read-only, bootable disk that every
+machine uses as the backing file of its own qcow2 overlay. Layouts (no loop devices or mounts
+needed to build them, see shared/reference/probe_vm.md):
 
-    MBR (syslinux) | p1 FAT16 64 MiB: syslinux, vmlinuz, initrd.img | p2 ext4 "rootfs"
+    x86_64   MBR (syslinux) | p1 FAT16 64 MiB: syslinux, vmlinuz, initrd.img | p2 ext4 "rootfs"
+    aarch64  GPT | p1 ESP FAT32 128 MiB: EFI/BOOT/BOOTAA64.EFI (systemd-boot), loader/, vmlinuz,
+             initrd.img | p2 ext4 "rootfs" — a standard removable-media UEFI disk, which is what
+             edk2 under QEMU (TCG, KVM or HVF on a Mac) and VirtualBox 7.1 on Apple silicon boot
+
+An image for another architecture than the host's (arm64 on an x86_64 host) is built through
+binfmt_misc + Debian's qemu-user-static: debootstrap and the chroot steps run the arm64 binaries
+under qemu-aarch64, registered with the F flag so the chroot needs no interpreter inside it.
 
 `vmlinuz` and `initrd.img` are also kept beside the disk so QEMU can boot them directly (about
 5 s faster under TCG than SeaBIOS + syslinux); VirtualBox boots the disk through the MBR.
@@ -38,6 +45,7 @@ SUITE = "bookworm"
 ROOT_SIZE = "10G"  # sparse: only the allocated part lands in the qcow2
 BOOT_MB = 64
 KERNEL_CMDLINE = "root=LABEL=rootfs rw console=ttyS0,115200 quiet"
+ESP_MB = 128  # FAT32 needs at least 65525 clusters; the uncompressed arm64 kernel is ~30 MiB
 
 PACKAGES = [
     # boot and base system
@@ -153,32 +161,75 @@ def seed_script() -> str:
     return (Path(__file__).with_name("firstboot.py")).read_text()
 
 
-def recipe() -> dict:
+@dataclass(frozen=True)
+class Target:
+    """What differs between the architectures' images."""
+
+    arch: str  # x86_64 | aarch64 (QEMU's names)
+    deb: str  # amd64 | arm64 (Debian's)
+    packages: tuple[str, ...]
+    initrd_modules: tuple[str, ...]
+    cmdline: str
+    boot: str  # bios (MBR + syslinux) | efi (GPT + ESP + systemd-boot)
+
+    def files(self) -> dict[str, str]:
+        return {**FILES, "etc/initramfs-tools/modules": "".join(m + "\n" for m in self.initrd_modules)}
+
+
+TARGETS = {
+    "x86_64": Target("x86_64", "amd64", tuple(PACKAGES), tuple(INITRD_MODULES), KERNEL_CMDLINE, "bios"),
+    # arm64: the generic kernel boots on QEMU's `virt` and VirtualBox's arm64 VM (PL011 console);
+    # systemd-boot-efi only provides the EFI loader binary copied to the ESP.
+    "aarch64": Target(
+        "aarch64", "arm64",
+        tuple(p for p in PACKAGES if p != "linux-image-amd64") + ("linux-image-arm64", "systemd-boot-efi"),
+        ("virtio_pci", "virtio_blk", "virtio_scsi", "ahci", "nvme", "sd_mod", "ext4"),
+        "root=LABEL=rootfs rw console=ttyAMA0,115200 quiet", "efi"),
+}
+LOADER_CONF = "default skiff.conf\ntimeout 0\neditor no\n"
+
+
+def target(arch: str) -> Target:
+    try:
+        return TARGETS[{"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)]
+    except KeyError:
+        raise ImageError(f"cannot build an image for {arch!r}: use x86_64 or aarch64") from None
+
+
+def recipe(arch: str = "x86_64") -> dict:
     """Everything that decides the image's content; its hash is the cache key."""
-    return {
+    t = target(arch)
+    r = {
         "format": FORMAT_VERSION,
         "suite": SUITE,
-        "packages": sorted(PACKAGES),
-        "initrd_modules": INITRD_MODULES,
+        "packages": sorted(t.packages),
+        "initrd_modules": list(t.initrd_modules),
         "prune": PRUNE_MODULES,
-        "files": FILES,
+        "files": t.files(),
         "seed_script": seed_script(),
         "enable": ENABLE,
         "mask": MASK,
         "disable": DISABLE,
         "root_size": ROOT_SIZE,
-        "syslinux": SYSLINUX_CFG,
-        "cmdline": KERNEL_CMDLINE,
+        "cmdline": t.cmdline,
     }
+    if t.boot == "bios":
+        r["syslinux"] = SYSLINUX_CFG
+    else:
+        r.update(arch=t.deb, loader=LOADER_CONF, esp_mb=ESP_MB)  # x86_64 keeps its key from before arm64
+    return r
 
 
-def recipe_key() -> str:
-    blob = json.dumps(recipe(), sort_keys=True).encode()
+def recipe_key(arch: str = "x86_64") -> str:
+    blob = json.dumps(recipe(arch), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def built_image(cache_dir: Path) -> BuiltImage:
-    return BuiltImage(Path(cache_dir) / "images" / f"debian-{SUITE}-skiff-{recipe_key()}")
+def built_image(cache_dir: Path, arch: str = "x86_64") -> BuiltImage:
+    """The cache folder of an architecture's image (keyed by its recipe, so by architecture)."""
+    t = target(arch)
+    infix = "" if t.arch == "x86_64" else f"{t.deb}-"
+    return BuiltImage(Path(cache_dir) / "images" / f"debian-{SUITE}-{infix}skiff-{recipe_key(t.arch)}")
 
 
 def host_mirrors() -> tuple[str, str]:
@@ -198,16 +249,53 @@ def host_mirrors() -> tuple[str, str]:
     return mirror, security
 
 
-def check_host() -> None:
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+def check_host(arch: str = "x86_64") -> None:
     if os.name != "posix" or not Path("/proc").is_dir():
         raise ImageError("`machine image build` needs a Linux host (debootstrap, chroot)")
     if os.geteuid() != 0:
         raise ImageError("`machine image build` needs root (debootstrap and chroot); run it with sudo")
-    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if shutil.which(tool) is None})
-    if not MBR_BIN.exists():
+    t = target(arch)
+    tools = {k: v for k, v in HOST_TOOLS.items() if t.boot == "bios" or k != "syslinux"}
+    missing = sorted({pkg for tool, pkg in tools.items() if shutil.which(tool) is None})
+    if t.boot == "bios" and not MBR_BIN.exists():
         missing.append("syslinux-common")
     if missing:
         raise ImageError(f"missing host packages: apt-get install -y {' '.join(sorted(set(missing)))}")
+    if t.arch != os.uname().machine:
+        ensure_binfmt(t.arch)
+
+
+def binfmt_status(arch: str, root: Path = BINFMT) -> str:
+    """'' when `arch` binaries run here through binfmt_misc with a fixed (F) interpreter, else why not."""
+    if not (root / "register").exists():
+        return "binfmt_misc is not mounted"
+    entry = root / f"qemu-{arch}"
+    if not entry.is_file():
+        return f"no binfmt_misc handler for {arch}"
+    text = entry.read_text()
+    if not text.startswith("enabled"):
+        return f"the binfmt_misc handler qemu-{arch} is disabled"
+    flags = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("flags:")), "")
+    if "F" not in flags:
+        return f"the binfmt_misc handler qemu-{arch} lacks the F flag (install qemu-user-static, not qemu-user)"
+    return ""
+
+
+def ensure_binfmt(arch: str) -> None:
+    """Make `arch` binaries runnable for the cross build: mount binfmt_misc if needed and enable
+    Debian's qemu-user-static handler (binfmt-support's update-binfmts), else say what to install."""
+    hint = "apt-get install -y qemu-user-static binfmt-support"
+    if not (BINFMT / "register").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True)
+    if binfmt_status(arch) and shutil.which("update-binfmts"):
+        subprocess.run(["update-binfmts", "--enable", f"qemu-{arch}"], capture_output=True)
+    why = binfmt_status(arch)
+    if why:
+        raise ImageError(f"cannot build an {arch} image on this {os.uname().machine} host: {why}. "
+                         f"Install the emulators ({hint}) or build on an {arch} machine")
 
 
 @contextlib.contextmanager
@@ -243,14 +331,15 @@ def _chroot_mounts(root: Path, apt_cache: Path) -> Iterator[None]:
 
 
 def build_image(cache_dir: Path, progress: Progress = print, *, mirror: str | None = None,
-                security_mirror: str | None = None, force: bool = False) -> BuiltImage:
-    """Build (or reuse) the image for the current recipe under `cache_dir`; returns it."""
-    image = built_image(cache_dir)
+                security_mirror: str | None = None, force: bool = False, arch: str = "x86_64") -> BuiltImage:
+    """Build (or reuse) the image of `arch` for the current recipe under `cache_dir`; returns it."""
+    t = target(arch)
+    image = built_image(cache_dir, t.arch)
     with _lock(image.dir.parent / f".{image.dir.name}.lock"):
         if image.exists() and not force:
             progress(f"image cached: {image.dir}")
             return image
-        check_host()
+        check_host(t.arch)
         host_mirror, host_security = host_mirrors()
         mirror = mirror or host_mirror
         security_mirror = security_mirror or host_security
@@ -259,7 +348,7 @@ def build_image(cache_dir: Path, progress: Progress = print, *, mirror: str | No
         work.mkdir(parents=True)
         t0 = time.monotonic()
         try:
-            _build(work, Path(cache_dir), mirror, security_mirror, progress)
+            _build(work, Path(cache_dir), mirror, security_mirror, progress, t)
             shutil.rmtree(image.dir, ignore_errors=True)
             work.rename(image.dir)
         finally:
@@ -282,14 +371,17 @@ def _cleanup(work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progress: Progress) -> None:
+def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progress: Progress,
+           t: Target = TARGETS["x86_64"]) -> None:
     rootfs = work / "rootfs"
     deb_cache = cache_dir / "debs"
     (deb_cache / "debootstrap").mkdir(parents=True, exist_ok=True)
-    (deb_cache / "apt" / "partial").mkdir(parents=True, exist_ok=True)
+    (deb_cache / "apt" / "partial").mkdir(parents=True, exist_ok=True)  # .debs carry their arch: one cache
+    files = t.files()
+    packages = list(t.packages)
 
-    progress("debootstrap (minbase)")
-    _run(["debootstrap", "--variant=minbase", f"--cache-dir={deb_cache / 'debootstrap'}",
+    progress(f"debootstrap (minbase, {t.deb})")
+    _run(["debootstrap", "--variant=minbase", f"--arch={t.deb}", f"--cache-dir={deb_cache / 'debootstrap'}",
           SUITE, str(rootfs), mirror], progress)
 
     progress("configure apt, dpkg and initramfs before installing packages")
@@ -303,7 +395,7 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     )
     (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
     shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
-    for rel, text in FILES.items():
+    for rel, text in files.items():
         if rel in ("etc/resolv.conf", "etc/hosts", "etc/hostname", "etc/fstab"):
             continue  # written after the chroot no longer needs the host's DNS
         dst = rootfs / rel
@@ -315,9 +407,9 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     with _chroot_mounts(rootfs, deb_cache / "apt"):
         progress("apt-get update (bookworm, -updates, -security)")
         _run(["chroot", str(rootfs), "apt-get", "update", "-q"], progress, env)
-        progress(f"apt-get install {len(PACKAGES)} packages (kernel, sshd, python3, runtimes)")
+        progress(f"apt-get install {len(packages)} packages (kernel, sshd, python3, runtimes)")
         _run(["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends",
-              "-o", "Dpkg::Options::=--force-confold", *PACKAGES], progress, env)
+              "-o", "Dpkg::Options::=--force-confold", *packages], progress, env)
         _run(["chroot", str(rootfs), "apt-get", "-y", "-q", "dist-upgrade"], progress, env)
         kver = sorted(os.listdir(rootfs / "usr/lib/modules"))[-1]
         progress(f"prune kernel modules of {kver}")
@@ -333,7 +425,7 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     progress("final configuration and cleanup")
     for rel in ("etc/resolv.conf", "etc/hosts", "etc/hostname", "etc/fstab"):
         (rootfs / rel).unlink(missing_ok=True)
-        (rootfs / rel).write_text(FILES[rel])
+        (rootfs / rel).write_text(files[rel])
     seed = rootfs / "usr/local/sbin/skiff-seed"
     seed.write_text(seed_script())
     seed.chmod(0o755)
@@ -358,6 +450,68 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     shutil.copy(rootfs / "boot" / f"vmlinuz-{kver}", work / "vmlinuz")
     shutil.copy(rootfs / "boot" / f"initrd.img-{kver}", work / "initrd.img")
 
+    if t.boot == "efi":
+        _make_efi_disk(work, rootfs, t, progress)
+    else:
+        _make_bios_disk(work, rootfs, progress)
+    (work / "image.json").write_text(json.dumps({
+        "key": recipe_key(t.arch),
+        "suite": SUITE,
+        "arch": t.arch,
+        "boot": t.boot,
+        "kernel_version": kver,
+        "cmdline": t.cmdline,
+        "packages": sorted(packages),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "mirror": mirror,
+    }, indent=2) + "\n")
+
+
+def _make_efi_disk(work: Path, rootfs: Path, t: Target, progress: Progress) -> None:
+    """GPT: ESP (systemd-boot as the removable-media loader, kernel, initrd) + ext4 root."""
+    progress("make the UEFI-bootable disk (GPT + FAT32 ESP with systemd-boot + ext4 root, no mounts)")
+    loader = rootfs / "usr/lib/systemd/boot/efi/systemd-bootaa64.efi"
+    esp = work / "esp.fat"
+    _run(["mkfs.vfat", "-F", "32", "-C", "-n", "ESP", str(esp), str(ESP_MB * 1024)], progress)
+    kernel = work / "vmlinuz"
+    if kernel.read_bytes()[:2] == b"\x1f\x8b":
+        # Debian's arm64 vmlinuz is a gzipped Image (GRUB unpacks it); an EFI loader needs the
+        # PE image itself, so the ESP gets it uncompressed (and so does direct kernel boot)
+        import gzip
+
+        kernel.write_bytes(gzip.decompress(kernel.read_bytes()))
+    (work / "skiff.conf").write_text(f"title Skiff\nlinux /vmlinuz\ninitrd /initrd.img\noptions {t.cmdline}\n")
+    (work / "loader.conf").write_text(LOADER_CONF)
+    _run(["mmd", "-i", str(esp), "::EFI", "::EFI/BOOT", "::loader", "::loader/entries"], progress)
+    for src, dst in ((loader, "EFI/BOOT/BOOTAA64.EFI"), (work / "loader.conf", "loader/loader.conf"),
+                     (work / "skiff.conf", "loader/entries/skiff.conf"), (kernel, "vmlinuz"),
+                     (work / "initrd.img", "initrd.img")):
+        _run(["mcopy", "-i", str(esp), str(src), f"::{dst}"], progress)
+    disk = work / "disk.img"
+    root_offset = (1 + ESP_MB) * 1024 * 1024
+    with open(disk, "wb") as fh:
+        fh.truncate(root_offset + _size_bytes(ROOT_SIZE) + (1 << 20))  # + room for the backup GPT
+    layout = (f"label: gpt\nstart=2048, size={ESP_MB * 2048}, type=U, name=ESP\n"
+              f"start={2048 + ESP_MB * 2048}, size={_size_bytes(ROOT_SIZE) // 512}, type=L, name=rootfs\n")
+    progress("$ sfdisk disk.img")
+    subprocess.run(["sfdisk", "-q", str(disk)], input=layout, text=True, check=True, capture_output=True)
+    _run(["dd", f"if={esp}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"], progress)
+    _finish_disk(work, rootfs, disk, root_offset, progress)
+    for name in ("esp.fat", "skiff.conf", "loader.conf"):
+        (work / name).unlink()
+
+
+def _finish_disk(work: Path, rootfs: Path, disk: Path, root_offset: int, progress: Progress) -> None:
+    # the root filesystem is made in place at the partition's offset: no 10 GiB copy
+    _run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", f"root_owner=0:0,offset={root_offset}",
+          "-d", str(rootfs), str(disk), ROOT_SIZE], progress)
+    shutil.rmtree(rootfs)
+    progress("convert to qcow2")
+    _run(["qemu-img", "convert", "-O", "qcow2", str(disk), str(work / "disk.qcow2")], progress)
+    disk.unlink()
+
+
+def _make_bios_disk(work: Path, rootfs: Path, progress: Progress) -> None:
     progress("make the BIOS-bootable disk (MBR + syslinux FAT + ext4 root, no mounts)")
     boot_img = work / "boot.fat"
     _run(["mkfs.vfat", "-C", "-n", "BOOT", str(boot_img), str(BOOT_MB * 1024)], progress)
@@ -376,22 +530,6 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     _run(["dd", f"if={MBR_BIN}", f"of={disk}", "bs=440", "count=1", "conv=notrunc", "status=none"], progress)
     _run(["dd", f"if={boot_img}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"],
          progress)
-    # the root filesystem is made in place at the partition's offset: no 10 GiB copy
-    _run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", f"root_owner=0:0,offset={root_offset}",
-          "-d", str(rootfs), str(disk), ROOT_SIZE], progress)
-    shutil.rmtree(rootfs)
+    _finish_disk(work, rootfs, disk, root_offset, progress)
     boot_img.unlink()
     (work / "syslinux.cfg").unlink()
-
-    progress("convert to qcow2")
-    _run(["qemu-img", "convert", "-O", "qcow2", str(disk), str(work / "disk.qcow2")], progress)
-    disk.unlink()
-    (work / "image.json").write_text(json.dumps({
-        "key": recipe_key(),
-        "suite": SUITE,
-        "kernel_version": kver,
-        "cmdline": KERNEL_CMDLINE,
-        "packages": sorted(PACKAGES),
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "mirror": mirror,
-    }, indent=2) + "\n")

@@ -31,11 +31,23 @@ from pathlib import Path
 
 from skiffbox.machine.image.errors import ImageError
 
-# The official Debian 12 cloud image (has cloud-init, which reads our NoCloud seed).
-DEBIAN_CLOUD_URL = (
-    "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
-)
-DEBIAN_CLOUD_SUMS = "https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS"
+# The official Debian 12 cloud images (have cloud-init, which reads our NoCloud seed). The arm64
+# one boots through UEFI (GPT + ESP), which is what QEMU's `virt` with edk2 and VirtualBox 7.1 on
+# Apple silicon expect. One SHA512SUMS lists both architectures.
+DEBIAN_CLOUD_BASE = "https://cloud.debian.org/images/cloud/bookworm/latest/"
+DEBIAN_CLOUD_SUMS = DEBIAN_CLOUD_BASE + "SHA512SUMS"
+DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def debian_cloud_url(arch: str = "x86_64") -> str:
+    """The genericcloud image for a guest architecture (x86_64 | aarch64, or Debian's amd64 | arm64)."""
+    deb = DEBIAN_ARCH.get(arch, arch)
+    if deb not in DEBIAN_ARCH.values():
+        raise ImageError(f"no Debian cloud image for architecture {arch!r} (have: x86_64, aarch64)")
+    return f"{DEBIAN_CLOUD_BASE}debian-12-genericcloud-{deb}.qcow2"
+
+
+DEBIAN_CLOUD_URL = debian_cloud_url("x86_64")
 
 CHUNK = 1 << 20
 ALGOS = ("sha256", "sha512")

@@ -14,13 +14,14 @@ def _cache(cache_dir: str | None) -> Path:
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
-def cmd_build(cache_dir: str | None, force: bool, mirror: str | None, security_mirror: str | None) -> int:
+def cmd_build(cache_dir: str | None, force: bool, mirror: str | None, security_mirror: str | None,
+              arch: str = "x86_64") -> int:
     from skiffbox.machine.image.build import build_image
     from skiffbox.machine.image.errors import ImageError
 
     try:
         img = build_image(_cache(cache_dir), lambda m: print(m, file=sys.stderr, flush=True), force=force,
-                          mirror=mirror, security_mirror=security_mirror)
+                          mirror=mirror, security_mirror=security_mirror, arch=arch)
     except ImageError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1
@@ -46,7 +47,8 @@ def list_images(cache: Path) -> list[dict]:
     for d in sorted((cache / "images").glob("*/image.json")):
         info = json.loads(d.read_text())
         disk = d.parent / "disk.qcow2"
-        rows.append({"Kind": "built", "Name": d.parent.name, "Kernel": info.get("kernel_version", ""),
+        rows.append({"Kind": "built", "Name": d.parent.name, "Arch": info.get("arch", "x86_64"),
+                     "Kernel": info.get("kernel_version", ""),
                      "Created": info.get("built_at", ""), "Size": disk.stat().st_size if disk.exists() else 0,
                      "Path": str(d.parent)})
     try:
@@ -83,8 +85,12 @@ def register_image_commands(app) -> None:
     def build(force: bool = typer.Option(False, "--force", help="Rebuild even if the cache has it"),
               mirror: str = typer.Option(None, "--mirror", help="Debian mirror (default: the host's)"),
               security_mirror: str = typer.Option(None, "--security-mirror", help="Debian security mirror"),
+              arch: str = typer.Option(None, "--arch", help="Guest architecture: x86_64 or aarch64 (default: "
+                                       "the host's; another one is cross-built with qemu-user-static)"),
               cache_dir: str = cache_opt) -> None:
-        raise typer.Exit(cmd_build(cache_dir, force, mirror, security_mirror))
+        import os
+
+        raise typer.Exit(cmd_build(cache_dir, force, mirror, security_mirror, arch or os.uname().machine))
 
     @image.command(help="Download a boot image into the cache ('debian' = the Debian 12 cloud image, or a URL)")
     def pull(spec: str = typer.Argument("debian"), cache_dir: str = cache_opt) -> None:
