@@ -49,6 +49,7 @@ from skiffbox.machine.drivers.vbox_manage import (
     NatRule,
     StorageController,
     VBoxError,
+    Version,
     check_version,
     hostonly_ip_allowed,
     netmask_ok,
@@ -87,12 +88,32 @@ VTX_FIX = (
     "Enable Intel VT-x or AMD-V (SVM) in the computer's BIOS/UEFI setup (on a VM, enable nested "
     "virtualisation for it). To skip this check, use --virtualbox-no-vtx-check."
 )
-HYPERV_FIX = (
-    "Hyper-V is active on this computer; VirtualBox then has to run VMs through the Windows "
-    "Hypervisor Platform, slowly or not at all (VERR_NEM_NOT_AVAILABLE). Turn it off from an "
-    "administrator prompt with `bcdedit /set hypervisorlaunchtype off` (and disable Memory Integrity / "
-    "Virtual Machine Platform if enabled), then reboot; or use --virtualbox-no-vtx-check to try anyway."
+# VirtualBox runs VMs beside an active Hyper-V (WSL2, Docker Desktop, Windows 11's virtualization-based
+# security) through the Windows Hypervisor Platform API since 6.1.16 (usable; earlier 6.x mostly failed).
+HYPERV_COEXIST_SINCE = (6, 1, 16)
+HYPERV_WHY = "Hyper-V is active on this computer (WSL2, Docker Desktop or Windows' virtualization-based security use it)"
+HYPERV_WARNING = (
+    HYPERV_WHY + ". VirtualBox {version} runs the VM beside it through the Windows Hypervisor Platform; going on. "
+    "What you lose: speed (CPU-heavy work and especially disk and network I/O are slower than with VirtualBox "
+    "owning VT-x), and some features (nested virtualisation inside the VM; some VirtualBox versions also show "
+    "a green turtle icon and cannot use all CPU features). WSL2 and Docker Desktop keep working. "
+    "If the VM then fails to start with VERR_NEM_NOT_AVAILABLE, enable the Windows feature 'Windows Hypervisor "
+    "Platform' (admin PowerShell: `Enable-WindowsOptionalFeature -Online -FeatureName HypervisorPlatform`) and reboot."
 )
+HYPERV_TOO_OLD = (
+    HYPERV_WHY + ", and VirtualBox {version} cannot run VMs beside it. Install VirtualBox 7.x (or 6.1.16 or "
+    "newer), which runs beside Hyper-V through the Windows Hypervisor Platform; or use --virtualbox-no-vtx-check "
+    "to try anyway. (Turning Hyper-V off with `bcdedit /set hypervisorlaunchtype off` also works, but it "
+    "breaks WSL2 and Docker Desktop until you turn it back on.)"
+)
+HYPERV_FIX = (
+    HYPERV_WHY + ", and VirtualBox could not run the VM through the Windows Hypervisor Platform "
+    "(VERR_NEM_NOT_AVAILABLE). Enable the Windows feature 'Windows Hypervisor Platform' (admin PowerShell: "
+    "`Enable-WindowsOptionalFeature -Online -FeatureName HypervisorPlatform`), reboot, and use VirtualBox 7.x "
+    "(or 6.1.16+). Turning Hyper-V off (`bcdedit /set hypervisorlaunchtype off`) also works, but breaks WSL2 "
+    "and Docker Desktop."
+)
+
 
 STATE_MAP = {
     "running": State.RUNNING,
@@ -120,10 +141,29 @@ def _run_text(cmd: list[str]) -> str:
         return ""
 
 
+_PS = ["powershell", "-NoProfile", "-NonInteractive", "-Command"]
+
+
+def windows_hypervisor_present(run: Runner | None = None) -> bool:
+    return (run or _run_text)(_PS + ["(Get-CimInstance Win32_ComputerSystem).HypervisorPresent"]).strip().lower() == "true"
+
+
+def hyperv_check(platform: str, version: Version, *, run: Runner | None = None) -> str | None:
+    """With Hyper-V active on Windows: the warning for a VirtualBox that runs beside it (what the user
+    loses), or DriverError for one that cannot. None where there is no Hyper-V."""
+    if platform != "win32" or not windows_hypervisor_present(run):
+        return None
+    shown = ".".join(map(str, version))
+    if version < HYPERV_COEXIST_SINCE:
+        raise DriverError(HYPERV_TOO_OLD.format(version=shown))
+    return HYPERV_WARNING.format(version=shown)
+
+
 def host_virtualization_problem(
-    platform: str, *, cpuinfo: Path = Path("/proc/cpuinfo"), run: Runner = _run_text, machine: str | None = None
+    platform: str, *, cpuinfo: Path = Path("/proc/cpuinfo"), run: Runner | None = None, machine: str | None = None
 ) -> str | None:
     """Why VirtualBox cannot run a 64-bit VM on this host, with the fix; None when it looks fine."""
+    run = run or _run_text
     machine = machine or _platform.machine()
     if platform == "darwin":
         if machine == "arm64":
@@ -136,11 +176,9 @@ def host_virtualization_problem(
             return f"This Mac's CPU does not report VT-x (VMX). {VTX_FIX}"
         return None
     if platform == "win32":
-        ps = ["powershell", "-NoProfile", "-NonInteractive", "-Command"]
-        hv = run(ps + ["(Get-CimInstance Win32_ComputerSystem).HypervisorPresent"]).strip()
-        if hv.lower() == "true":
-            return HYPERV_FIX
-        fw = run(ps + ["(Get-CimInstance Win32_Processor).VirtualizationFirmwareEnabled"]).strip()
+        if windows_hypervisor_present(run):
+            return None  # Windows hides VT-x from the firmware query then; hyperv_check() decides
+        fw = run(_PS + ["(Get-CimInstance Win32_Processor).VirtualizationFirmwareEnabled"]).strip()
         if fw.lower().startswith("false"):
             return f"VT-x/AMD-V is disabled in this computer's firmware. {VTX_FIX}"
         return None
@@ -513,6 +551,9 @@ class VirtualBoxDriver(Driver):
             problem = host_virtualization_problem(self.platform)
             if problem:
                 raise DriverError(problem)
+            warning = hyperv_check(self.platform, self.backend.version())
+            if warning:
+                log.warning("%s", warning)
         self._check_hostonly_range(self._hostonly_iface())
         self.shares = self._plan_shares()
         # Fetch the image before anything is made, so a failed download leaves nothing behind.
@@ -911,6 +952,7 @@ __all__ = [
     "dhcp_plan",
     "explain_start_failure",
     "host_virtualization_problem",
+    "hyperv_check",
     "image_kind",
     "ip_for_mac",
     "parse_share",
