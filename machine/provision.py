@@ -181,9 +181,16 @@ SERVICE_CTL = (
 )
 
 
-def _fill(text: str) -> str:
+# `--engine-opt emulation=true`: containers of other architectures (linux/amd64 on an arm64 guest
+# and the reverse) run through Debian's qemu-user-static, which registers binfmt_misc handlers
+# with the F flag, so they work inside containers' mount namespaces too.
+EMULATION_OPT = "emulation"
+EMULATION_PACKAGES = ["qemu-user-static", "binfmt-support"]
+
+
+def _fill(text: str, packages: list[str] | None = None) -> str:
     return (
-        text.replace("@PACKAGES@", " ".join(GUEST_PACKAGES)).replace("@VENV@", GUEST_VENV)
+        text.replace("@PACKAGES@", " ".join(packages or GUEST_PACKAGES)).replace("@VENV@", GUEST_VENV)
         .replace("@DIST@", GUEST_DIST).replace("@ETC@", GUEST_ETC).replace("@DATA_ROOT@", DATA_ROOT)
         .replace("@EXEC_ROOT@", EXEC_ROOT).replace("@LOG@", GUEST_LOG)
     )
@@ -343,7 +350,8 @@ def provision(client: SSHClient, *, ca_cert: Path, server_cert: Path, server_key
         client.put_bytes(json.dumps(daemon_config, indent=2).encode() + b"\n", f"{stage}/daemon.json")
         client.put_bytes(_fill(START_SH).encode(), f"{stage}/start.sh", 0o755)
         client.put_bytes(_fill(SYSTEMD_UNIT).encode(), f"{stage}/skiffd.service")
-        client.put_bytes(_fill(INSTALL_SH).encode(), f"{stage}/install.sh", 0o755)
+        packages = GUEST_PACKAGES + (EMULATION_PACKAGES if daemon_config.get(EMULATION_OPT) is True else [])
+        client.put_bytes(_fill(INSTALL_SH, packages).encode(), f"{stage}/install.sh", 0o755)
         lines: list[str] = []
 
         def on_line(line: str) -> None:

@@ -46,6 +46,7 @@ from typing import Any
 from skiffbox.guest import hostinfo
 from skiffbox.guest.api.filters import parse_time
 from skiffbox.guest.containers import etcfiles, monitor, rootfs, spec, views
+from skiffbox.guest.images import platforms
 from skiffbox.guest.containers.merge import merge_image_config, normalize_host_config, split_create_body
 from skiffbox.guest.containers.runtime import Runtime, RuntimeError_, choose, error_exit_code, signal_pid
 from skiffbox.guest.containers.store import Container, ContainerStore, atomic_write_json, now_rfc3339
@@ -221,6 +222,9 @@ class ContainerService:
         if self.engine.images is None:
             raise no_such_image(ref)
         img = await self.engine.images.resolve(ref)
+        icfg = img.config or {}
+        platforms.check_runnable(platforms.normalize(str(icfg.get("os") or ""), str(icfg.get("architecture") or ""),
+                                                     str(icfg.get("variant") or "")))
         warnings: list[str] = []
         config = merge_image_config(config, (img.config or {}).get("config") or {})
         config["Image"] = ref

@@ -8,6 +8,7 @@ Follows containerd's matcher that moby uses: the exact platform first, then comp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from skiffbox.guest import hostinfo
@@ -118,3 +119,35 @@ def choose(manifests: list[Any], want: Platform) -> dict[str, Any]:
 def matches(config: dict[str, Any], want: Platform) -> bool:
     got = normalize(str(config.get("os") or ""), str(config.get("architecture") or ""), str(config.get("variant") or ""))
     return got in _candidates(want) or (got.os == want.os and got.arch == want.arch and not want.variant)
+
+
+# binfmt_misc handler names of Debian's qemu-user-static, per Go architecture
+_QEMU_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "arm": "arm", "386": "i386", "ppc64le": "ppc64le",
+              "s390x": "s390x", "riscv64": "riscv64"}
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+
+
+def emulated(arch: str, binfmt: Path = BINFMT_MISC) -> bool:
+    """A binfmt_misc handler runs `arch` binaries here (qemu-user-static's, enabled)."""
+    name = _QEMU_ARCH.get(arch)
+    try:
+        return name is not None and (binfmt / f"qemu-{name}").read_text().startswith("enabled")
+    except OSError:
+        return False
+
+
+def check_runnable(p: Platform, here: Platform | None = None, binfmt: Path = BINFMT_MISC) -> None:
+    """Refuse, with what to do, a container whose binaries this machine cannot execute (Docker
+    creates it and the start dies with "exec format error")."""
+    here = here or host()
+    if not p.arch:
+        return  # an image that does not say (old imports): let it try
+    if p.os != here.os:
+        raise InvalidParameter(f"image operating system {p.os!r} cannot be used on this platform ({here})")
+    if p in _candidates(here) or p.arch == here.arch or emulated(p.arch, binfmt):
+        return
+    raise InvalidParameter(
+        f"image platform {p} cannot run on this {here} engine: no emulator for {p.arch} is installed. "
+        f"Use an image for {here} (docker run --platform {here.os}/{here.arch}), or turn on emulation: "
+        f"machine create --engine-opt emulation=true (an existing machine: add \"emulation\": true to its "
+        f"engine options and run `machine provision`)")
