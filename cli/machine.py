@@ -428,9 +428,17 @@ def _confirm(question: str) -> bool:
 
 def cmd_create(name: str, driver: str, driver_flags: dict[str, Any], engine_options: dict[str, Any],
                tls_sans: Sequence[str]) -> str:
-    from skiffbox.machine.host import create, stderr_progress
+    from skiffbox.machine.drivers.base import DriverError
+    from skiffbox.machine.host import HostError, create, stderr_progress
+    from skiffbox.machine.image.errors import ImageError
+    from skiffbox.machine.offline import is_download_failure, with_offline_hint
 
-    create(_store(), name, driver, driver_flags, engine_options, tls_sans, stderr_progress)
+    try:
+        create(_store(), name, driver, driver_flags, engine_options, tls_sans, stderr_progress)
+    except (DriverError, HostError, ImageError) as e:
+        if is_download_failure(str(e)):  # no internet: say what works offline
+            raise CLIError(with_offline_hint(_errmsg(e))) from None
+        raise
     return ""
 
 
