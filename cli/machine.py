@@ -649,7 +649,9 @@ def _add_create_command(app: Any) -> None:
     P = inspect.Parameter
     params = [P("name", P.POSITIONAL_OR_KEYWORD, annotation=str,
                 default=typer.Argument(DEFAULT_NAME, help="Machine name"))]
-    default_driver = os.environ.get("MACHINE_DRIVER") or ("qemu" if sys.platform.startswith("linux") else "virtualbox")
+    from skiffbox.machine.quickstart import default_driver as platform_driver
+
+    default_driver = os.environ.get("MACHINE_DRIVER") or platform_driver()
     multi = list[str]
     common = [
         ("driver", str, typer.Option(default_driver, "--driver", "-d", envvar="MACHINE_DRIVER",

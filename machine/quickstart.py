@@ -40,9 +40,17 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 LAUNCHER_NAME = "Skiff Quickstart"
 
 
-def default_driver(platform: str | None = None) -> str:
+def default_driver(platform: str | None = None, machine: str | None = None) -> str:
+    """qemu on Linux (KVM) and on Apple silicon (HVF, arm64 guests: VirtualBox there runs no x86_64 image);
+    VirtualBox on Intel Macs and Windows (Toolbox's driver; it runs beside Hyper-V since 6.1.16)."""
+    import platform as _platform
+
     plat = sys.platform if platform is None else platform
-    return "qemu" if plat.startswith("linux") else "virtualbox"
+    if plat.startswith("linux"):
+        return "qemu"
+    if plat == "darwin" and (machine or _platform.machine()) == "arm64":
+        return "qemu"
+    return "virtualbox"
 
 
 def toolbox_flags(driver: str, environ: Mapping[str, str]) -> dict[str, Any]:

@@ -93,8 +93,9 @@ def write_seed_iso(path: Path, cfg: SeedConfig) -> Path:
     """Write the seed as an ISO 9660 image with Rock Ridge and Joliet names (what NoCloud reads)."""
     try:
         import pycdlib
-    except ImportError as e:  # the [host] extra brings it
-        raise ImageError("pycdlib is needed to write the seed ISO: pip install pycdlib") from e
+    except ImportError as e:  # a default dependency of skiffbox
+        raise ImageError("pycdlib is needed to write the seed ISO and is missing from this installation: "
+                         "pip install --force-reinstall skiffbox") from e
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=SEED_LABEL)
     for name, data in render(cfg).items():

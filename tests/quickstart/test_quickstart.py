@@ -38,6 +38,12 @@ def test_default_driver_per_platform(plat: str, driver: str) -> None:
     assert qs.Quickstart(Store("/nonexistent"), environ={}, platform=plat).driver == driver
 
 
+def test_apple_silicon_gets_qemu() -> None:
+    assert qs.default_driver("darwin", "arm64") == "qemu"
+    assert qs.default_driver("darwin", "x86_64") == "virtualbox"
+    assert qs.default_driver("win32", "ARM64") == "virtualbox"
+
+
 def test_toolbox_sizes_and_driver_env_overrides() -> None:
     f = qs.toolbox_flags("qemu", {})
     assert f["qemu_memory"] == 2048 and f["qemu_disk_size"] == 204800
