@@ -199,7 +199,9 @@ class ApiBackend(Backend):
                 info[f"nic{n}"] = kind
         return info
 
-    def create_vm(self, name: str, basefolder: Path) -> None:
+    def create_vm(self, name: str, basefolder: Path, platform_arch: str = "") -> None:
+        if platform_arch == "arm":  # this backend speaks the 6.x API, which has no Arm VMs
+            raise VBoxError("arm64 VMs need VirtualBox 7.1+ through VBoxManage")
         with self._errors():
             settings = self.vbox.compose_machine_filename(name, "", "", str(basefolder))
             m = self.vbox.create_machine(settings, name, [], "Debian_64", "")

@@ -350,6 +350,7 @@ class StorageController:
     controller: str = ""  # PIIX4, IntelAhci, ...
     host_io_cache: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+    port_count: int = 0  # 0: the controller's default
 
 
 # ---- the runner ------------------------------------------------------------------------------
@@ -504,7 +505,8 @@ class Backend(ABC):
         """Machine-readable info (showvminfo keys), or None when no such VM is registered."""
 
     @abstractmethod
-    def create_vm(self, name: str, basefolder: Path) -> None: ...
+    def create_vm(self, name: str, basefolder: Path, platform_arch: str = "") -> None:
+        """platform_arch: "" (the host's; what 6.1/7.0 know) | "x86" | "arm" (VirtualBox 7.1+)."""
 
     @abstractmethod
     def modify_vm(self, vm: str, options: Sequence[tuple[str, OptValue]]) -> None:
@@ -605,8 +607,9 @@ class CliBackend(Backend):
                 return None
             raise
 
-    def create_vm(self, name: str, basefolder: Path) -> None:
-        self.vbm.run("createvm", "--basefolder", str(basefolder), "--name", name, "--register")
+    def create_vm(self, name: str, basefolder: Path, platform_arch: str = "") -> None:
+        arch = [f"--platform-architecture={platform_arch}"] if platform_arch else []  # 7.1+ only
+        self.vbm.run("createvm", "--basefolder", str(basefolder), "--name", name, *arch, "--register")
 
     def modify_vm(self, vm: str, options: Sequence[tuple[str, OptValue]]) -> None:
         args = ["modifyvm", vm]
@@ -619,6 +622,8 @@ class CliBackend(Backend):
         if ctl.controller:
             args += ["--controller", ctl.controller]
         args += ["--hostiocache", _onoff(ctl.host_io_cache)]
+        if ctl.port_count:
+            args += ["--portcount", str(ctl.port_count)]
         self.vbm.run(*args)
 
     def attach(self, vm: str, att: Attachment) -> None:

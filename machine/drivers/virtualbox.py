@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 # The Debian 12 "generic" cloud image: generic kernel (vboxsf, AHCI, e1000, virtio) + cloud-init,
 # BIOS-bootable. ("genericcloud" has the cloud kernel, which cannot mount VirtualBox shared folders.)
 DEBIAN_GENERIC_URL = "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2"
+DEBIAN_ARM64_URL = "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-arm64.qcow2"
 DEBIAN_SUMS_URL = "https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS"
 
 DEFAULT_CIDR = "192.168.56.1/24"
@@ -70,6 +71,11 @@ NAT_NIC, HOSTONLY_NIC = 1, 2
 # udev names it /dev/disk/by-id/ata-<model>_<serial>.
 DATA_MODEL, DATA_SERIAL = "SKIFF-DATA", "skiff-data-1"
 DATA_DEVICE = f"/dev/disk/by-id/ata-{DATA_MODEL}_{DATA_SERIAL}"
+# arm64 VMs: one VirtIO-SCSI controller, root on target 0 and data on target 1, so the data disk is
+# the second SCSI disk (VirtualBox sets no VPD serial there that by-id could name)
+VIRTIO_SCSI = "VirtIO-SCSI"
+ARM_DATA_DEVICE = "/dev/sdb"
+ARM_OSTYPE = "Debian_arm64"
 VPD_KEY = "VBoxInternal/Devices/piix3ide/0/Config/PrimarySlave/{}"
 GUEST_UID = 1000  # the machine's SSH user is the first user the seed creates
 NIC_TYPES = ("Am79C970A", "Am79C973", "82540EM", "82543GC", "82545EM", "virtio")
@@ -148,6 +154,20 @@ def windows_hypervisor_present(run: Runner | None = None) -> bool:
     return (run or _run_text)(_PS + ["(Get-CimInstance Win32_ComputerSystem).HypervisorPresent"]).strip().lower() == "true"
 
 
+APPLE_SILICON_SINCE = (7, 1, 0)
+
+
+def apple_silicon_problem(version: Version) -> str | None:
+    """VirtualBox runs VMs on Apple silicon from 7.1 (arm64 guests only); before, it cannot."""
+    if version >= APPLE_SILICON_SINCE:
+        return None
+    return (
+        f"VirtualBox {'.'.join(map(str, version))} cannot run VMs on Apple silicon: 7.1 or newer runs arm64 guests "
+        "here (brew install --cask virtualbox). Or use the qemu driver, which runs a native arm64 VM with "
+        "Apple's hypervisor: `machine create -d qemu NAME`."
+    )
+
+
 def hyperv_check(platform: str, version: Version, *, run: Runner | None = None) -> str | None:
     """With Hyper-V active on Windows: the warning for a VirtualBox that runs beside it (what the user
     loses), or DriverError for one that cannot. None where there is no Hyper-V."""
@@ -167,10 +187,7 @@ def host_virtualization_problem(
     machine = machine or _platform.machine()
     if platform == "darwin":
         if machine == "arm64":
-            return (
-                "VirtualBox on Apple silicon runs only Arm64 guests, and the machine image is x86_64. "
-                "Use the qemu driver instead: `machine create -d qemu NAME`."
-            )
+            return None  # VirtualBox 7.1+ runs arm64 guests here (apple_silicon_problem checks the version)
         features = run(["sysctl", "-n", "machdep.cpu.features"])
         if features and "VMX" not in features.split():
             return f"This Mac's CPU does not report VT-x (VMX). {VTX_FIX}"
@@ -366,10 +383,13 @@ class VirtualBoxDriver(Driver):
         *,
         backend: Backend | None = None,
         platform: str = sys.platform,
+        host_arch: str | None = None,
     ) -> None:
         super().__init__(machine_name, machine_dir)
         self._backend = backend
         self.platform = platform
+        self._host_arch = host_arch
+        self.arch = ""  # guest architecture, fixed at create: aarch64 on Apple silicon, else x86_64
         self.cpus = 2
         self.memory = 2048
         self.disk_size = 20000
@@ -465,6 +485,7 @@ class VirtualBoxDriver(Driver):
             "NoVTXCheck": self.no_vtx_check, "UIType": self.ui_type, "EnginePort": self.engine_port,
             "EngineHostPort": self.engine_host_port, "HostOnlyAdapter": self.hostonly_adapter,
             "HostOnlyNetwork": self.hostonly_network, "SSHKeyPath": str(self.ssh_key_path()),
+            "Arch": self.guest_arch(),
         })  # fmt: skip
         return d
 
@@ -487,6 +508,7 @@ class VirtualBoxDriver(Driver):
         self.shares = [tuple(s) for s in data.get("Shares", [])]  # type: ignore[misc]
         self.no_vtx_check = bool(data.get("NoVTXCheck", False))
         self.ui_type = data.get("UIType", "headless")
+        self.arch = data.get("Arch") or "x86_64"  # saved before arm64 support: x86_64
         self.engine_port = int(data.get("EnginePort", 2376))
         self.engine_host_port = int(data.get("EngineHostPort", 0))
         self.hostonly_adapter = data.get("HostOnlyAdapter", "")
@@ -538,8 +560,24 @@ class VirtualBoxDriver(Driver):
         if not hostonly_ip_allowed(str(iface.ip), self.networks_conf):
             raise DriverError(networks_conf_help(str(iface.ip), self.networks_conf))
 
+    def guest_arch(self) -> str:
+        """VirtualBox runs only guests of the host's architecture (no emulation)."""
+        if not self.arch:
+            from skiffbox.machine.drivers.accel import host_machine, normalize_arch
+
+            self.arch = normalize_arch(self._host_arch or host_machine())
+        return self.arch
+
+    @property
+    def arm(self) -> bool:
+        return self.guest_arch() == "aarch64"
+
     def pre_create_check(self) -> None:
         check_version(self.backend.version())
+        if self.platform == "darwin" and self.arm:
+            problem = apple_silicon_problem(self.backend.version())
+            if problem:
+                raise DriverError(problem)
         if self.ui_type not in ("headless", "gui", "sdl", "separate"):
             raise DriverError(f"--virtualbox-ui-type must be headless, gui, sdl or separate, not {self.ui_type!r}")
         for flag, value in (("hostonly-nictype", self.hostonly_nictype), ("nat-nictype", self.nat_nictype)):
@@ -581,13 +619,15 @@ class VirtualBoxDriver(Driver):
         else:
             from skiffbox.machine.image.build import built_image
 
-            built = built_image(self._cache_dir())
+            built = built_image(self._cache_dir(), self.guest_arch())
             if built.exists():
                 path = built.disk
             else:
                 from skiffbox.machine.image.cache import ImageCache
 
-                path = ImageCache(self._cache_dir()).fetch(DEBIAN_GENERIC_URL, checksums_url=DEBIAN_SUMS_URL)
+                # arm64: the genericcloud image (EFI, generic-enough kernel for VirtualBox's virtio devices)
+                url = DEBIAN_ARM64_URL if self.arm else DEBIAN_GENERIC_URL
+                path = ImageCache(self._cache_dir()).fetch(url, checksums_url=DEBIAN_SUMS_URL)
         kind = image_kind(path)
         if kind == "iso":
             raise DriverError(f"{path} is an ISO image; the boot image must be a disk image (raw, qcow2, VDI, VMDK, VHD)")
@@ -612,6 +652,10 @@ class VirtualBoxDriver(Driver):
         self._write_seed()
 
         vm = self.machine_name
+        if self.arm:
+            self._create_arm_vm(vm)
+            self.start()
+            return
         b.create_vm(vm, self.machine_dir)
         b.modify_vm(vm, [
             ("firmware", "bios"), ("bioslogofadein", "off"), ("bioslogofadeout", "off"),
@@ -643,6 +687,30 @@ class VirtualBoxDriver(Driver):
             b.set_extra_data(vm, f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{share}", "1")
         self.start()
 
+    def _create_arm_vm(self, vm: str) -> None:
+        """An arm64 VM (VirtualBox 7.1+ on Apple silicon): `armv8virtual` platform, UEFI boot of the
+        image's ESP, disks and seed on VirtIO-SCSI (an Arm VM has no IDE/PIIX), virtio NICs. The
+        x86-only settings (PAE, HPET, VT-x, BIOS logo, the 0x3F8 UART) do not exist there."""
+        b = self.backend
+        b.create_vm(vm, self.machine_dir, platform_arch="arm")
+        b.modify_vm(vm, [
+            ("ostype", ARM_OSTYPE), ("firmware", "efi"), ("cpus", str(self.cpus)), ("memory", str(self.memory)),
+            ("rtcuseutc", "on"), ("boot1", "disk"), ("boot2", "none"),
+            ("boot3", "none"), ("boot4", "none"),
+        ])  # fmt: skip
+        b.modify_vm(vm, [
+            (f"nic{NAT_NIC}", "nat"), (f"nictype{NAT_NIC}", "virtio"), (f"cableconnected{NAT_NIC}", "on"),
+            (f"natdnshostresolver{NAT_NIC}", "on" if self.host_dns_resolver else "off"),
+            (f"natdnsproxy{NAT_NIC}", "on" if self.dns_proxy else "off"),
+        ])  # fmt: skip
+        b.add_storage_controller(vm, StorageController(VIRTIO_SCSI, "virtio-scsi", "VirtIO", True, port_count=3))
+        b.attach(vm, Attachment(VIRTIO_SCSI, 0, 0, "hdd", str(self.disk_path)))
+        b.attach(vm, Attachment(VIRTIO_SCSI, 1, 0, "hdd", str(self.data_disk_path)))
+        b.attach(vm, Attachment(VIRTIO_SCSI, 2, 0, "dvddrive", str(self.seed_path)))
+        for host_dir, share, _guest in self.shares:
+            b.add_shared_folder(vm, share, host_dir, automount=True)
+            b.set_extra_data(vm, f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{share}", "1")
+
     def _make_boot_disk(self, image: Path) -> None:
         """The boot image → the machine's own VDI, with VirtualBox's tools (no qemu-img on the host)."""
         kind = image_kind(image)
@@ -667,7 +735,7 @@ class VirtualBoxDriver(Driver):
         ]
         cfg = SeedConfig(
             instance_id=str(uuid.uuid4()), hostname=self.machine_name, user=self.ssh_user,
-            ssh_public_key=pub, data_device=DATA_DEVICE, shares=shares,
+            ssh_public_key=pub, data_device=ARM_DATA_DEVICE if self.arm else DATA_DEVICE, shares=shares,
         )  # fmt: skip
         write_seed_iso(self.seed_path, cfg)
 
