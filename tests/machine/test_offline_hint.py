@@ -4,7 +4,6 @@ where nothing listens) and the error says what works offline, with nothing left 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +11,9 @@ from pathlib import Path
 import pytest
 
 from skiffbox.machine.offline import OFFLINE_HINT, is_download_failure, with_offline_hint
+from tests.machine.test_cli import _closed_port
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_hint_text() -> None:
