@@ -27,7 +27,6 @@ into the image, this module's format version), so tests and users build once per
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -300,6 +299,8 @@ def ensure_binfmt(arch: str) -> None:
 
 @contextlib.contextmanager
 def _lock(path: Path) -> Iterator[None]:
+    import fcntl  # here, not at the top: building is Linux-only, but Windows imports built_image()
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # a second build of the same recipe waits, then hits the cache

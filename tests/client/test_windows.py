@@ -119,3 +119,29 @@ def test_it_falls_back_to_line_mode_with_a_notice(windows, monkeypatch, capfd) -
     assert bytes(got) == b"typed line\n"
     cap = capfd.readouterr()
     assert streams.LINE_MODE_NOTICE in cap.err and cap.out == "out"
+
+
+WINDOWS_IMPORTS = r"""
+import sys, pkgutil, importlib
+for posix_only in ("fcntl", "termios", "tty", "pwd", "grp", "resource"):
+    sys.modules[posix_only] = None  # `import fcntl` raises ImportError, as on Windows
+import skiffbox.machine, skiffbox.cli
+failed = []
+for pkg in (skiffbox.machine, skiffbox.cli):
+    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+        try:
+            importlib.import_module(m.name)
+        except ImportError as e:
+            failed.append(f"{m.name}: {e}")
+print("\n".join(failed))
+"""
+
+
+def test_host_modules_import_without_posix_only_modules() -> None:
+    """Every module of the host tool and the client imports on Windows (no fcntl, termios, tty, pwd, grp,
+    resource at module level): a driver or command that needs one imports it where it is used."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", WINDOWS_IMPORTS], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", r.stdout
