@@ -636,6 +636,17 @@ def cmd_scp(src: str, dst: str, recursive: bool = False, quiet: bool = False) ->
             c.close()
 
 
+def cmd_dashboard(name: str | None, open_browser: bool) -> str:
+    from skiffbox.dashboard.engines import LOCAL
+    from skiffbox.dashboard.server import DashboardError, serve
+
+    try:
+        serve(name or LOCAL, open_browser)
+    except DashboardError as e:
+        raise CLIError(str(e)) from None
+    return ""
+
+
 # ---- typer app ----------------------------------------------------------------------------------
 def _add_create_command(app: Any) -> None:
     """`create`, with options from every driver's create_flags() (a typer command with a built signature)."""
@@ -824,6 +835,12 @@ def build_app():
             print("--delta (rsync) is not supported; copy with -r", file=sys.stderr)
             raise typer.Exit(1)
         done(lambda: cmd_scp(src, dst, recursive, quiet))
+
+    @app.command(help="Open the web dashboard (machines, containers, images) for machine NAME, or without NAME "
+                      "for the local engine (DOCKER_HOST, else the default socket); serves on 127.0.0.1 only")
+    def dashboard(name: str = typer.Argument(None, help="Machine whose engine to show first", show_default=False),
+                  no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL, do not open a browser")) -> None:
+        done(lambda: cmd_dashboard(name, not no_browser))
 
     _add_create_command(app)
 

@@ -141,6 +141,16 @@ class Response:
     def json(self) -> Any:
         return loads(self.read() or b"null")
 
+    def abort(self) -> None:
+        """Stop a body being read in another thread (a followed log, the event stream): shutting the socket down
+        wakes a blocked recv there (closing the descriptor would not); that reader then sees the end."""
+        conn = self._conn
+        if conn is not None and not self._done:
+            try:
+                conn.sock.shutdown(_socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         if not self._done:
             self._done = True

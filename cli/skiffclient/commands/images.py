@@ -16,6 +16,9 @@ TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and a
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
+    from skiffbox.cli.skiffclient.api import APIClient
+    from skiffbox.cli.skiffclient.transport import Response
+
 
 def auth_header(name: str) -> str:
     from skiffbox.cli.skiffclient.config import credentials, encode_auth
@@ -23,12 +26,9 @@ def auth_header(name: str) -> str:
     return encode_auth(credentials(registry_of(name)))
 
 
-def pull_image(cli: Cli, ref: str, out: TextIO, quiet: bool = False, platform: str | None = None,
-               all_tags: bool = False) -> str:
-    """POST /images/create with docker's normalised fromImage/tag, progress on `out`; returns the full ref."""
-    from skiffbox.cli.skiffclient.api import iter_json_stream
-    from skiffbox.cli.skiffclient.progress import display_stream
-
+def open_pull(api: APIClient, ref: str, platform: str | None = None, all_tags: bool = False) -> tuple[Response, str]:
+    """Start a pull of `ref` (docker's normalised fromImage/tag and the registry's credentials): the JSON progress
+    stream and the full reference it pulls."""
     name, tag, digest = split_reference(ref)
     full = normalize_name(name)
     if digest:
@@ -37,7 +37,16 @@ def pull_image(cli: Cli, ref: str, out: TextIO, quiet: bool = False, platform: s
         tag_param, shown = None, full
     else:
         tag_param, shown = tag or "latest", f"{full}:{tag or 'latest'}"
-    resp = cli.api.pull(full, tag_param, auth_header(full), platform)
+    return api.pull(full, tag_param, auth_header(full), platform), shown
+
+
+def pull_image(cli: Cli, ref: str, out: TextIO, quiet: bool = False, platform: str | None = None,
+               all_tags: bool = False) -> str:
+    """POST /images/create with docker's normalised fromImage/tag, progress on `out`; returns the full ref."""
+    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.cli.skiffclient.progress import display_stream
+
+    resp, shown = open_pull(cli.api, ref, platform, all_tags)
     if quiet:
         import io
 
