@@ -27,7 +27,7 @@ from skiffbox.dashboard.security import Guard
 
 STATIC = Path(__file__).resolve().parent / "static"
 mimetypes.add_type("text/javascript", ".mjs")  # module scripts need a JavaScript type; not every OS's table has .mjs
-CONTAINER_OPS = ("start", "stop", "restart", "kill")
+CONTAINER_OPS = ("start", "stop", "restart", "kill", "pause", "unpause")
 
 
 class State:
@@ -270,7 +270,7 @@ async def ws_logs(ws: WebSocket) -> None:
 
 async def ws_stats(ws: WebSocket) -> None:
     cid = ws.path_params["id"]
-    await _open_and_pump(ws, lambda api: api.stats(cid), lambda resp, api: streams.json_stream(resp))
+    await _open_and_pump(ws, lambda api: api.stats(cid, stream=True), lambda resp, api: streams.json_stream(resp))
 
 
 async def ws_exec(ws: WebSocket) -> None:

@@ -248,10 +248,6 @@ class APIClient:
                  ("tail", tail), ("timestamps", "1" if timestamps else None), ("until", until or None)]
         return self.raw("GET", f"/containers/{q(cid)}/logs", query)
 
-    def stats(self, cid: str, stream: bool = True) -> Response:
-        """A JSON stream of resource-use samples (one object, then the end, with stream=False)."""
-        return self.raw("GET", f"/containers/{q(cid)}/stats", {"stream": "1" if stream else "0"})
-
     def exec_create(self, cid: str, config: dict[str, Any]) -> dict[str, Any]:
         return self.post(f"/containers/{q(cid)}/exec", json_body=config)
 

@@ -72,6 +72,10 @@ def dashboard(skiffd: Skiffd) -> Iterator[Dashboard]:
         yield Dashboard(url, port, url.split("token=")[1], proc)
     finally:
         stop_pid(proc)
+        # A test that failed half-way leaves its containers: remove them so skiffd stops without mounts left.
+        left = skiffd.docker("ps", "-aq", check=False).stdout.split()
+        if left:
+            skiffd.docker("rm", "-f", *left, check=False)
         if proc.stdout:
             proc.stdout.close()
         shutil.rmtree(store, ignore_errors=True)

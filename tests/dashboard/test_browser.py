@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -41,7 +42,16 @@ def css(drv: Any, sel: str, timeout: float = 30) -> Any:
 
 
 def click(drv: Any, sel: str) -> None:
-    wait(drv).until(EC.element_to_be_clickable((By.CSS_SELECTOR, sel))).click()
+    """Click what `sel` finds once it can be clicked; lists are re-rendered when the engine's events arrive, so
+    an element found a moment before may be replaced: find it again then."""
+    def once(d: Any) -> bool:
+        try:
+            EC.element_to_be_clickable((By.CSS_SELECTOR, sel))(d).click()
+            return True
+        except (StaleElementReferenceException, AttributeError):
+            return False
+
+    wait(drv).until(once)
 
 
 def text_in(drv: Any, sel: str, text: str, timeout: float = 30) -> None:
