@@ -127,10 +127,14 @@ def describe_error(e: Exception) -> str | None:
     from skiffbox.cli.skiffclient.config import ConfigError
     from skiffbox.cli.skiffclient.formatting import TemplateError
     from skiffbox.cli.skiffclient.progress import StreamError
-    from skiffbox.cli.skiffclient.transport import TransportError
+    from skiffbox.cli.skiffclient.transport import ConnectFailed, TransportError
 
     if isinstance(e, APIError):
         return f"Error response from daemon: {e.message}"
+    if isinstance(e, ConnectFailed) and e.endpoint.unconfigured:
+        from skiffbox.cli.skiffclient.config import UNCONFIGURED_HINT
+
+        return f"{e}\n{UNCONFIGURED_HINT}"
     if isinstance(e, (TransportError, ConfigError, TemplateError, StreamError)):
         return str(e)
     if isinstance(e, OSError):

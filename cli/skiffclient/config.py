@@ -28,6 +28,8 @@ DEFAULT_UNIX = "unix:///var/run/docker.sock"
 DEFAULT_NPIPE = "npipe:////./pipe/docker_engine"  # docker's default on Windows
 NOTHING_CONFIGURED = ("no engine configured: run `machine env NAME` (or eval it: "
                       "`machine env NAME | Invoke-Expression` in PowerShell) or use `skiff --machine NAME`")
+# Added under docker's "Cannot connect" when that was the default socket (a first-hour Mac user's case).
+UNCONFIGURED_HINT = 'no engine configured: run `eval "$(machine env NAME)"` or use `skiff --machine NAME`'
 INDEX_SERVER = "https://index.docker.io/v1/"
 
 
@@ -133,6 +135,7 @@ def _resolve(opts: GlobalOptions) -> Endpoint:
     tlsverify = opts.tlsverify if opts.tlsverify is not None else _truthy_env("DOCKER_TLS_VERIFY")
     tls = (opts.tls if opts.tls is not None else _truthy_env("DOCKER_TLS")) or tlsverify
     ep = parse_host(host, tls)
+    ep.unconfigured = not host.strip()
     if tls and ep.scheme == "tcp":
         cert_dir = os.environ.get("DOCKER_CERT_PATH") or config_dir()
         ca = opts.tlscacert or os.path.join(cert_dir, "ca.pem")

@@ -45,6 +45,7 @@ class Endpoint:
         self.cert: str | None = None
         self.key: str | None = None
         self.server_hostname: str | None = None
+        self.unconfigured = False  # docker's default socket, because nothing named an engine
 
     def host_header(self) -> str:
         # The Go client sends api.moby.localhost over unix sockets; for TCP the real host:port.

@@ -145,3 +145,19 @@ def test_host_modules_import_without_posix_only_modules() -> None:
     r = subprocess.run([sys.executable, "-c", WINDOWS_IMPORTS], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", r.stdout
+
+
+def test_posix_default_socket_missing_adds_the_hint(monkeypatch, tmp_path, capsys) -> None:
+    """Off Windows, nothing configured is docker's unix socket: docker's message, then what to run."""
+    for k in [k for k in os.environ if k.startswith("DOCKER_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setattr(config, "_cfg_cache", None)
+    monkeypatch.setattr(config, "DEFAULT_UNIX", f"unix://{tmp_path}/docker.sock")
+    assert skiff.main(["ps"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"Cannot connect to the Docker daemon at unix://{tmp_path}/docker.sock. Is the docker daemon running?",
+                   config.UNCONFIGURED_HINT]
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")  # named: docker's message alone
+    assert skiff.main(["ps"]) == 1
+    assert config.UNCONFIGURED_HINT not in capsys.readouterr().err

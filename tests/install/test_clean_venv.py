@@ -80,6 +80,7 @@ def test_entry_points_with_nothing_configured(venv: Path, tmp_path: Path) -> Non
     no_traceback(r)
     assert r.returncode == 1 and "Skiff Client" in r.stdout
     assert r.stderr.strip().startswith("Cannot connect to the Docker daemon at unix:///var/run/docker.sock")
+    assert "machine env NAME" in r.stderr and "--machine NAME" in r.stderr
     r = run(b / "skiff", "--machine", "nosuch", "ps", env=env, check=False)
     no_traceback(r)
     assert r.returncode == 1 and "nosuch" in r.stderr
