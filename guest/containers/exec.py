@@ -175,7 +175,7 @@ class ExecManager:
             code = await launch.exit_code()
             self._finish(s, code)
 
-        self.svc._spawn(reap())
+        self.svc.spawn(reap())
 
     async def start_attached(self, s: ExecSession, raw: attach_mod.RawIO) -> None:
         """Runs inside the hijacked connection; errors become text on the stream (the 101 is already sent)."""
@@ -212,10 +212,10 @@ class ExecManager:
                 async def reap() -> None:
                     self._finish(s, await exit_task)
 
-                self.svc._spawn(reap())
+                self.svc.spawn(reap())
         except BaseException:
             if not exit_task.done():
-                self.svc._spawn(self._reap_later(s, exit_task))
+                self.svc.spawn(self._reap_later(s, exit_task))
             raise
 
     async def _reap_later(self, s: ExecSession, task: "asyncio.Task[int]") -> None:

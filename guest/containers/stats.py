@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest import hostinfo
 from skiffbox.guest.api.filters import rfc3339
+from skiffbox.guest.containers import cgroups
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.errors import Conflict, InvalidParameter, SystemError_
 
@@ -56,7 +57,7 @@ def _kv(p: Path) -> dict[str, int]:
 
 
 def cgroup_dir(svc: "ContainerService", c: Container, controller: str) -> Path:
-    rel = svc._cgroup_path(c).lstrip("/")
+    rel = cgroups.container_path(c).lstrip("/")
     if svc.cgroup_v2:
         return _CGROOT / rel
     return _CGROOT / controller / rel
