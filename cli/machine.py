@@ -238,7 +238,8 @@ def cmd_inspect(names: Sequence[str], fmt: str = "") -> str:
 
 
 def _add_live_forwards(store: Any, name: str, cfg: dict) -> None:
-    """config.json is what was saved; the forwarded container ports are live, so inspect asks the driver."""
+    """config.json is what was saved; the forwarded container ports (and those that could not be forwarded, with
+    why) are live, so inspect asks the driver."""
     from skiffbox.machine.host import Host
 
     try:
@@ -247,6 +248,7 @@ def _add_live_forwards(store: Any, name: str, cfg: dict) -> None:
         return
     cfg.setdefault("Driver", {})["PortForwards"] = [
         f"{p.host_ip}:{p.host_port}->{p.guest_port}/{p.proto}" for p in h.driver.port_forwards()]
+    cfg["Driver"]["PortForwardErrors"] = h.driver.port_forward_errors()
 
 
 def cmd_version(names: Sequence[str]) -> str:

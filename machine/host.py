@@ -644,6 +644,8 @@ def describe(store: Store, name: str, timeout: float = 10.0, docker_host: str | 
             except Exception as e:
                 row["DockerVersion"] = "Unknown"
                 row["Error"] = row["Error"] or f"Unable to query docker version: {e}"
+        # published ports the forwarder could not forward (host port taken, address refused): after the machine's own
+        row["Error"] = "; ".join([e for e in [row["Error"]] if e] + h.driver.port_forward_errors())
         active = docker_host if docker_host is not None else os.environ.get("DOCKER_HOST", "")
         if row["URL"] and active == row["URL"]:
             row["Active"], row["ActiveHost"] = "*", True

@@ -167,6 +167,10 @@ class Driver(ABC):
         """Published container ports currently forwarded to the host (Lima-style)."""
         return []
 
+    def port_forward_errors(self) -> list[str]:
+        """Published container ports that are not forwarded to the host, and why (for `ls` ERRORS, `inspect`)."""
+        return []
+
     def shared_folders(self) -> list[tuple[str, str]]:
         """(host path, guest mount point) pairs the guest should mount."""
         return []

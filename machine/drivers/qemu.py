@@ -633,7 +633,7 @@ class QemuDriver(Driver):
     def _start_portfwd(self) -> None:
         from skiffbox.machine import portfwd
 
-        portfwd.spawn(self.machine_dir, self.portfwd_socket, self.engine_host_port)
+        portfwd.spawn(self.machine_dir, self.portfwd_socket, self.engine_host_port, self.ssh_endpoint())
 
     def _stop_portfwd(self) -> None:
         from skiffbox.machine import portfwd
@@ -646,3 +646,10 @@ class QemuDriver(Driver):
         if self._running_pid() is None:
             return []
         return portfwd.current(self.machine_dir)
+
+    def port_forward_errors(self) -> list[str]:
+        from skiffbox.machine import portfwd
+
+        if self._running_pid() is None:
+            return []
+        return portfwd.errors(self.machine_dir)

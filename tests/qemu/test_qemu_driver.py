@@ -20,7 +20,7 @@ import pytest
 from skiffbox.machine.drivers.base import PortForward, State, driver_class
 from skiffbox.machine.drivers.qemu import QemuDriver, free_port, ssh_banner
 from skiffbox.machine.image.seed import read_seed_iso
-from skiffbox.machine.portfwd import Forwarder, QMPBackend, wanted_forwards
+from skiffbox.machine.portfwd import Forwarder, QMPBackend, Want, plan
 
 # a TCG boot on a busy host takes minutes: more than the suite's default per-test timeout
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -117,7 +117,7 @@ def test_port_forward_mechanism(vm: QemuDriver) -> None:
     backend = QMPBackend(vm.qmp_socket)
     fwd = Forwarder(vm.machine_dir, backend, engine=None)  # type: ignore[arg-type]
     containers = [{"Id": "x", "Ports": [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": port, "Type": "tcp"}]}]
-    fwd.apply(wanted_forwards(containers))
+    fwd.apply(*plan(containers))
     assert b"hostname" in _http_get(port)
     assert PortForward("127.0.0.1", port, port, "tcp") in vm.port_forwards()
     # a host port that is taken is reported, not fatal
@@ -125,9 +125,9 @@ def test_port_forward_mechanism(vm: QemuDriver) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        fwd.apply({**wanted_forwards(containers), f"tcp/{taken}": PortForward("127.0.0.1", taken, taken)})
+        fwd.apply({**plan(containers)[0], f"tcp/127.0.0.1:{taken}": Want(PortForward("127.0.0.1", taken, taken))})
         state = json.loads((vm.machine_dir / "portfwd.json").read_text())
-        assert f"tcp/{taken}" in state["errors"]
+        assert f"tcp/127.0.0.1:{taken}" in state["errors"]
     fwd.apply({})
     with pytest.raises(OSError):
         _http_get(port, 2)

@@ -10,7 +10,7 @@ import pytest
 
 from skiffbox.machine.drivers.base import DriverError, PortForward, State, driver_class
 from skiffbox.machine.drivers.qemu import QemuDriver
-from skiffbox.machine.portfwd import _write_state, current, wanted_forwards
+from skiffbox.machine.portfwd import _write_state, current, plan
 
 
 def _driver(tmp_path: Path, **flags) -> QemuDriver:
@@ -74,7 +74,7 @@ def test_accel_override_and_state_of_a_fresh_machine(tmp_path: Path) -> None:
     d.remove()  # works on a half-made machine
 
 
-def test_wanted_forwards_from_containers_json() -> None:
+def test_plan_from_containers_json() -> None:
     containers = [
         {"Ports": [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
                    {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
@@ -83,8 +83,11 @@ def test_wanted_forwards_from_containers_json() -> None:
         {"Ports": [{"IP": "10.0.2.15", "PrivatePort": 1, "PublicPort": 9000, "Type": "tcp"}]},  # not on all addrs
         {"Ports": None},
     ]
-    assert wanted_forwards(containers) == {"tcp/8080": PortForward("127.0.0.1", 8080, 8080, "tcp"),
-                                           "udp/5353": PortForward("127.0.0.1", 5353, 5353, "udp")}
+    wanted, refused = plan(containers)
+    assert {k: w.pf for k, w in wanted.items()} == {"tcp/127.0.0.1:8080": PortForward("127.0.0.1", 8080, 8080, "tcp"),
+                                                    "udp/127.0.0.1:5353": PortForward("127.0.0.1", 5353, 5353, "udp")}
+    assert all(w.guest_ip == "" for w in wanted.values())  # QEMU forwards to the guest's user-net address
+    assert list(refused) == ["tcp/10.0.2.15:9000"]
 
 
 def test_state_file_roundtrip(tmp_path: Path) -> None:
