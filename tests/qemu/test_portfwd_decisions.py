@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from skiffbox.machine.drivers.base import PortForward, SSHEndpoint
 from skiffbox.machine.drivers.qemu import free_port
 from skiffbox.machine.portfwd import Forwarder, QMPBackend, plan
 from skiffbox.machine.portrelay import SSHRelay
+from tests.machine.conftest import ssh_host  # noqa: F401  (a real sshd, the fixture the generic driver tests use)
+from tests.qemu.test_ports_listed import _machine
 
 NAME = "ports"
 
@@ -75,14 +76,6 @@ def qemu(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     finally:
         proc.kill()
         proc.wait(10)
-
-
-def _machine(store: Path, *args: str) -> str:
-    env = {**os.environ, "MACHINE_STORAGE_PATH": str(store)}
-    r = subprocess.run([sys.executable, "-m", "skiffbox.cli.machine", *args], env=env, capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
 
 
 def _listening(port: int) -> bool:
@@ -160,20 +153,6 @@ def test_retry_loop_picks_up_a_freed_port(qemu: tuple[Path, Path], monkeypatch: 
 
 
 # ---- the SSH relay, against a real sshd ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ssh_host():
-    from tests.machine.sshhost import SSHHost, missing_requirements
-
-    why = missing_requirements()
-    if why:
-        pytest.skip(f"real sshd host unavailable: {why}")
-    h = SSHHost.start()
-    try:
-        yield h
-    finally:
-        h.close()
-
-
 def test_relay_reaches_a_loopback_only_server(ssh_host, tmp_path: Path) -> None:
     """A server bound to 127.0.0.1 on the SSH host (a "guest" loopback no forward can reach) answers on the
     local 127.0.0.1 through the relay; a host port that is taken is refused with why; remove stops it."""
