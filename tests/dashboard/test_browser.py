@@ -18,7 +18,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.dashboard.conftest import Dashboard
 from tests.engine.harness import Skiffd, TestImages
@@ -149,22 +149,37 @@ def test_click_through(dashboard: Dashboard, browser: Any, skiffd: Skiffd, image
     # Networks, volumes, machines.
     skiffd.docker("volume", "create", "dash-data")
     skiffd.docker("network", "create", "dash-net")
-    drv.get(dashboard.base + "/#/networks")
-    css(drv, '#networks tr[data-name="dash-net"]')
-    shot(drv, "networks")
-    click(drv, '#networks tr[data-name="dash-net"] button[data-action="remove"]')
-    drv.switch_to.alert.accept()
-    wait(drv).until(lambda d: not d.find_elements(By.CSS_SELECTOR, '#networks tr[data-name="dash-net"]'))
-    drv.get(dashboard.base + "/#/volumes")
-    css(drv, '#volumes tr[data-name="dash-data"]')
-    shot(drv, "volumes")
-    click(drv, '#volumes tr[data-name="dash-data"] button[data-action="remove"]')
-    drv.switch_to.alert.accept()
-    wait(drv).until(lambda d: not d.find_elements(By.CSS_SELECTOR, '#volumes tr[data-name="dash-data"]'))
+    for page, name in (("networks", "dash-net"), ("volumes", "dash-data")):
+        row = f'#{page} tr[data-name="{name}"]'
+        drv.get(f"{dashboard.base}/#/{page}")
+        css(drv, row)
+        shot(drv, page)
+        click(drv, row + ' button[data-action="remove"]')
+        drv.switch_to.alert.accept()
+        wait(drv).until(lambda d: not d.find_elements(By.CSS_SELECTOR, row))
+    assert "dash-net" not in skiffd.docker("network", "ls", "--format", "{{.Name}}").stdout
     assert "dash-data" not in skiffd.docker("volume", "ls", "-q").stdout
+    # Machines: create one with the form (the `none` driver: an engine URL where nothing answers, so it is made
+    # at once and `ls` reports the engine's error), see it listed with its state, driver, URL and error, remove it.
     drv.get(dashboard.base + "/#/machines")
     text_in(drv, "main", "No machines yet")
+    click(drv, "#create-machine")
+    name = css(drv, "#create-dialog input[name=name]")
+    name.clear()
+    name.send_keys("edge")
+    Select(css(drv, "#create-dialog select[name=driver]")).select_by_value("none")
+    css(drv, '#create-dialog input[data-flag="url"]').send_keys("tcp://127.0.0.1:1")
+    click(drv, '#create-dialog button[type="submit"]')
+    text_in(drv, "#machine-jobs", "Creating machine (none)")
+    edge = '#machines tr[data-name="edge"]'
+    text_in(drv, edge, "Running", timeout=60)
+    text_in(drv, edge, "tcp://127.0.0.1:1")
+    text_in(drv, edge, "Unable to query docker version")
+    css(drv, '#engine option[value="edge"]')  # and it can be picked as the engine to show
     shot(drv, "machines")
+    click(drv, edge + ' button[data-action="remove"]')
+    drv.switch_to.alert.accept()
+    text_in(drv, "main", "No machines yet", timeout=60)
 
     # Stop, then remove, from the container's page.
     drv.get(dashboard.base + "/#/containers/web")
