@@ -8,7 +8,7 @@ from typing import Any
 
 
 def cmd_quickstart(name: str, driver: str, shell: bool, install: bool,
-                   insecure_registries: list[str] | None = None) -> int:
+                   insecure_registries: list[str] | None = None, dashboard: bool = False) -> int:
     from skiffbox.machine import quickstart as qs
     from skiffbox.machine.shellenv import detect_shell, render
     from skiffbox.machine.store import Store
@@ -25,6 +25,14 @@ def cmd_quickstart(name: str, driver: str, shell: bool, install: bool,
     except qs.StepFailed as e:
         print(str(e), file=sys.stderr)
         return 1
+    if dashboard:  # Kitematic's way in: the machine ready, then its containers in the browser
+        from skiffbox.dashboard.server import serve
+
+        try:
+            serve(name)
+        except KeyboardInterrupt:
+            pass
+        return 0
     env = qs.shell_environ(host, os.environ)
     if not shell:
         # for scripts: the same variables as `machine env`, for the detected shell
@@ -58,5 +66,8 @@ def register_quickstart(app: Any) -> None:
                                                    "~/Applications, the desktop's application menu)"),
         engine_insecure_registry: list[str] = typer.Option(
             None, "--engine-insecure-registry", help="Insecure registry for the engine (when creating the machine)"),
+        dashboard: bool = typer.Option(False, "--dashboard",
+                                       help="Open the machine's web dashboard in your browser instead of a shell"),
     ) -> None:
-        raise typer.Exit(cmd_quickstart(name, driver, shell, install_launcher, engine_insecure_registry or []))
+        raise typer.Exit(cmd_quickstart(name, driver, shell, install_launcher, engine_insecure_registry or [],
+                                        dashboard))
