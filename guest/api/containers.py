@@ -8,11 +8,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from skiffbox.guest.api.filters import parse_filters, parse_time
 from skiffbox.guest.api.http import Hijack, RawConn, Request, Response, Router, Stream, json_response, no_content
 from skiffbox.guest.containers import attach as attach_mod
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter, NotImplementedYet, no_such_container
+from skiffbox.guest.util.filters import parse_filters
+from skiffbox.guest.util.timefmt import parse_time
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"

@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from skiffbox.guest.api.filters import parse_filters
 from skiffbox.guest.api.http import Reply, Request, Response, Router, Stream, json_response
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import EngineError, InvalidParameter
@@ -16,6 +15,7 @@ from skiffbox.guest.images import progress as pmsg
 from skiffbox.guest.images.progress import Progress
 from skiffbox.guest.images.reference import split_repo_tag
 from skiffbox.guest.images.registry import AuthConfig
+from skiffbox.guest.util.filters import parse_filters
 
 log = logging.getLogger("skiffd.api.images")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from skiffbox.guest.api.filters import parse_filters
 from skiffbox.guest.api.http import Request, Response, Router, json_response, no_content
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter, NotFound, Unavailable, no_such_container
+from skiffbox.guest.util.filters import parse_filters
 
 LIST_FILTERS = {"dangling", "driver", "id", "label", "name", "scope", "type"}
 PRUNE_FILTERS = {"until", "label", "label!"}

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from skiffbox.guest import __version__, hostinfo
-from skiffbox.guest.api.filters import match_labels, parse_filters, parse_time
 from skiffbox.guest.api.http import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream, json_response
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.images.proxy import mask_credentials
+from skiffbox.guest.util.filters import match_labels, parse_filters
+from skiffbox.guest.util.timefmt import parse_time
 
 GIT_COMMIT = "skiff"
 

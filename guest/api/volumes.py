@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from skiffbox.guest.api.filters import parse_filters
 from skiffbox.guest.api.http import Request, Response, Router, json_response, no_content
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter, NotImplementedYet, Unavailable
+from skiffbox.guest.util.filters import parse_filters
 
 LIST_FILTERS = {"dangling", "driver", "label", "name", "label!"}
 PRUNE_FILTERS = {"label", "label!", "all"}

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skiffbox.guest.api.filters import rfc3339
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.errors import Conflict, EngineError, Forbidden, InvalidParameter, NotFound
 from skiffbox.guest.images import tarsafety
 from skiffbox.guest.images.tarsafety import SafeExtractor, TarRules
 from skiffbox.guest.images.treewalk import O_DIR, O_PATH, TreeWriter
+from skiffbox.guest.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from skiffbox.guest.containers.service import ContainerService

@@ -9,12 +9,13 @@ import shutil
 import signal as _signal
 from typing import TYPE_CHECKING, Any
 
-from skiffbox.guest.api.filters import match_labels, parse_time
 from skiffbox.guest.containers import queries, run, spec, streams, views
 from skiffbox.guest.containers.runtime import signal_pid
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.containers.teardown import cleanup_cgroup_parents, teardown
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, NotModified
+from skiffbox.guest.util.filters import match_labels
+from skiffbox.guest.util.timefmt import parse_time
 
 if TYPE_CHECKING:
     from skiffbox.guest.containers.service import ContainerService

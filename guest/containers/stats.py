@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest import hostinfo
-from skiffbox.guest.api.filters import rfc3339
 from skiffbox.guest.containers import cgroups
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.errors import Conflict, InvalidParameter, SystemError_
+from skiffbox.guest.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from skiffbox.guest.containers.service import ContainerService

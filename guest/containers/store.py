@@ -241,7 +241,7 @@ class ContainerStore:
 
 
 def now_rfc3339() -> str:
-    from skiffbox.guest.api.filters import rfc3339
+    from skiffbox.guest.util.timefmt import rfc3339
 
     return rfc3339(time.time())
 

@@ -9,9 +9,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-from skiffbox.guest.api.filters import bool_filter, match_labels
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.util.filters import bool_filter, match_labels
 
 LIST_FILTERS = {"ancestor", "before", "expose", "exited", "health", "id", "isolation", "is-task", "label", "name",
                 "network", "publish", "since", "status", "volume"}

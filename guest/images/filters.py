@@ -6,26 +6,16 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from skiffbox.guest.api.filters import match_labels, parse_time
 from skiffbox.guest.errors import InvalidParameter
 from skiffbox.guest.images.image import familiar, is_tag_ref, parse_created
 from skiffbox.guest.images.store import ImageRec
+from skiffbox.guest.util.filters import bool_filter, match_labels
+from skiffbox.guest.util.timefmt import parse_time
 
 if TYPE_CHECKING:
     from skiffbox.guest.images.service import ImageService
 
 ALLOWED = {"dangling", "label", "label!", "before", "since", "reference", "until"}
-
-
-def bool_value(vals: list[str] | None, name: str, default: bool | None = None) -> bool | None:
-    if not vals:
-        return default
-    v = vals[-1].strip().lower()
-    if v in ("true", "1"):
-        return True
-    if v in ("false", "0"):
-        return False
-    raise InvalidParameter(f"invalid filter '{name}={vals[-1]}'")
 
 
 def path_match(pattern: str, name: str) -> bool:
@@ -74,7 +64,7 @@ def image_filter(svc: "ImageService", flt: dict[str, list[str]]) -> Callable[[Im
     for k in flt:
         if k not in ALLOWED:
             raise InvalidParameter(f"invalid filter '{k}'")
-    dangling = bool_value(flt.get("dangling"), "dangling")
+    dangling = bool_filter(flt.get("dangling"), "dangling")
     before = min((parse_created(svc.lookup(v).config.get("created")) for v in flt.get("before", [])), default=None)
     since = max((parse_created(svc.lookup(v).config.get("created")) for v in flt.get("since", [])), default=None)
     until = parse_time(flt["until"][-1]) if flt.get("until") else None

@@ -367,7 +367,7 @@ class ImageService:
         return out
 
     def inspect(self, ref_or_id: str, api_version_at_least: Any = None) -> dict[str, Any]:
-        from skiffbox.guest.api.filters import rfc3339
+        from skiffbox.guest.util.timefmt import rfc3339
 
         rec = self.lookup(ref_or_id)
         img = self.image(rec)
@@ -554,13 +554,13 @@ class ImageService:
         return removed
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
-        from skiffbox.guest.api.filters import match_labels, parse_time
-        from skiffbox.guest.images.filters import bool_value
+        from skiffbox.guest.util.filters import bool_filter, match_labels
+        from skiffbox.guest.util.timefmt import parse_time
 
         for k in filters:
             if k not in ("dangling", "label", "label!", "until"):
                 raise InvalidParameter(f"invalid filter '{k}'")
-        dangling_only = bool_value(filters.get("dangling"), "dangling", default=True)
+        dangling_only = bool_filter(filters.get("dangling"), "dangling", default=True)
         await self.gc()  # also forgets images deleted while containers used them, once they are gone
         until = None
         if filters.get("until"):

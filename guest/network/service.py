@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skiffbox.guest.api.filters import bool_filter, match_labels, parse_time, rfc3339
 from skiffbox.guest.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
 from skiffbox.guest.network import dns, netns
 from skiffbox.guest.network.dnsmasq import NameServers
@@ -37,6 +36,8 @@ from skiffbox.guest.network.ipam import Ipam, default_gateway, pick_subnet
 from skiffbox.guest.network.netavark import Netavark, NetavarkError
 from skiffbox.guest.network.ports import Mapping, PortAllocator, docker_ports, exposed_keys
 from skiffbox.guest.network.store import DEFAULT_BRIDGE, PREDEFINED, NetworkRecord, NetworkStore, container_field, new_id
+from skiffbox.guest.util.filters import bool_filter, match_labels
+from skiffbox.guest.util.timefmt import parse_time, rfc3339
 
 log = logging.getLogger("skiffd.network")
 

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skiffbox.guest.api.filters import bool_filter, match_labels
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
 from skiffbox.guest.network.store import atomic_write_json, container_field, read_json
+from skiffbox.guest.util.filters import bool_filter, match_labels
 from skiffbox.guest.volumes import local
 from skiffbox.guest.volumes.mounts import MountPoint, oci_mount, own_mounts, parse_volumes_from
 

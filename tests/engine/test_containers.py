@@ -205,7 +205,7 @@ def test_logs_follow_tail_timestamps(skiffd: Skiffd, bb: str) -> None:
             f.kill()
     # since/until as the CLI sends them (Unix seconds with nanoseconds), around the "late" line.
     late_ts = skiffd.docker("logs", "-t", "talker").stdout.splitlines()[3].split()[0]
-    from skiffbox.guest.api.filters import parse_time
+    from skiffbox.guest.util.timefmt import parse_time
     t_late = parse_time(late_ts)
     assert t_late is not None
     r = skiffd.docker("logs", "--since", "1h", "--until", f"{t_late - 0.001:.9f}", "talker")

@@ -1,11 +1,8 @@
-"""Docker's `filters` query parameter and time arguments, parsed in one place."""
+"""Docker's `filters` argument: its two JSON encodings, label and boolean matches (one place for all resources)."""
 
 from __future__ import annotations
 
 import json
-import re
-import time
-from datetime import datetime, timezone
 
 from skiffbox.guest.errors import InvalidParameter
 
@@ -49,50 +46,13 @@ def match_labels(labels: dict[str, str] | None, wanted: list[str]) -> bool:
     return True
 
 
-def bool_filter(vals: list[str], name: str) -> bool | None:
+def bool_filter(vals: list[str] | None, name: str, default: bool | None = None) -> bool | None:
+    """The last of `name=true|false|1|0`; `default` when the filter is absent."""
     if not vals:
-        return None
-    v = vals[-1].lower()
+        return default
+    v = vals[-1].strip().lower()
     if v in ("1", "true"):
         return True
     if v in ("0", "false"):
         return False
     raise InvalidParameter(f"invalid filter '{name}={vals[-1]}'")
-
-
-_DUR = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)$")
-_DUR_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_time(value: str | None, now: float | None = None) -> float | None:
-    """Docker's timestamp forms: Unix seconds (with fraction), RFC 3339, or a Go duration ago ("10m")."""
-    if value is None or value == "":
-        return None
-    now = time.time() if now is None else now
-    v = value.strip()
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    m = _DUR.match(v)
-    if m:
-        return now - float(m.group(1)) * _DUR_UNITS[m.group(2)]
-    try:
-        s = v.replace("Z", "+00:00")
-        # Python parses at most microseconds; trim nanoseconds.
-        s = re.sub(r"(\.\d{6})\d+", r"\1", s)
-        dt = datetime.fromisoformat(s)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        return dt.timestamp()
-    except ValueError:
-        raise InvalidParameter(f"invalid time value {value!r}") from None
-
-
-def rfc3339(ts: float | None) -> str:
-    """Docker's RFC 3339 with nanoseconds; the zero time for 'never'."""
-    if not ts:
-        return "0001-01-01T00:00:00Z"
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    ns = int(round((ts - int(ts)) * 1e9))
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
