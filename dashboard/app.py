@@ -196,7 +196,7 @@ async def image_pull(request: Request) -> Response:
                 if msg.get("error"):
                     raise RuntimeError(msg["error"])
                 emit(msg)
-            return shown
+            return str(shown)
         return str(st.engines.call(engine, pull))
 
     job = st.jobs.start(f"pull {ref}", work)

@@ -28,7 +28,7 @@ def endpoint_for(engine: str) -> Endpoint:
 
 def local_url() -> str:
     try:
-        return endpoint_for(LOCAL).url
+        return str(endpoint_for(LOCAL).url)
     except EngineError as e:
         return str(e)
 

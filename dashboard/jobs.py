@@ -7,7 +7,8 @@ import asyncio
 import itertools
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -36,7 +37,7 @@ class Job:
         for ev in self._waiters:
             ev.set()
 
-    async def follow(self, start: int = 0):
+    async def follow(self, start: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Every message from `start` on, then a last {"done": true, "error": …}."""
         ev = asyncio.Event()
         self._waiters.add(ev)

@@ -9,10 +9,14 @@ from typing import Any
 
 from skiffbox.dashboard.jobs import Emit
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from skiffbox.machine.store import Store
+
 OPS = ("start", "stop", "restart", "kill", "regenerate-certs")
 
 
-def _store() -> Any:
+def _store() -> Store:
     from skiffbox.machine.store import Store
 
     return Store()

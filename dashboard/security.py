@@ -15,13 +15,9 @@ from __future__ import annotations
 import hmac
 import secrets
 from http.cookies import SimpleCookie
-from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 TOKEN_HEADER = "x-skiff-token"
 SAFE_METHODS = ("GET", "HEAD")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -26,7 +27,7 @@ class Gone(Exception):
 
 
 async def pump(ws: WebSocket, produce: Callable[[Callable[[Any], None]], None], abort: Callable[[], None],
-               on_message: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
+               on_message: Callable[[MutableMapping[str, Any]], Awaitable[None]] | None = None) -> None:
     """Run produce(send) in a thread; send(bytes | str | JSON-able) forwards to the websocket. Returns when the
     stream ends (then the websocket is closed) or the browser leaves (then abort() ends the producer).
     Messages from the browser go to on_message; one that fails ends the session (not the server)."""
@@ -121,7 +122,7 @@ async def terminal(ws: WebSocket, api: APIClient, cid: str, cols: int, rows: int
         except OSError:
             pass
 
-    async def on_message(m: dict[str, Any]) -> None:
+    async def on_message(m: MutableMapping[str, Any]) -> None:
         if m.get("bytes"):
             await anyio.to_thread.run_sync(conn.send, m["bytes"])
         elif m.get("text"):
