@@ -20,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.dashboard.conftest import Dashboard
+from tests.dashboard.harness import Dashboard
 from tests.engine.harness import Skiffd, TestImages
 
 SHOTS = os.environ.get("SKIFF_DASHBOARD_SHOTS", "")

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.dashboard.conftest import Dashboard
+from tests.dashboard.harness import Dashboard
 
 
 def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
