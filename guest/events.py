@@ -7,6 +7,8 @@ import time
 from collections import deque
 from typing import Any
 
+from skiffbox.guest.util.filters import match_labels
+
 
 class EventBus:
     """Publish/subscribe with a bounded history so `since` can replay recent events."""
@@ -50,3 +52,30 @@ class EventBus:
 
     def history(self) -> list[dict[str, Any]]:
         return list(self._history)
+
+    def listeners(self) -> int:
+        """How many `/events` streams are open (`NEventsListener` in `/info`)."""
+        return len(self._subs)
+
+
+def matches(ev: dict[str, Any], flt: dict[str, list[str]]) -> bool:
+    """Docker's event filters: type, event, container/image/network/volume (ID, ID prefix or name), label, scope."""
+    if not flt:
+        return True
+    attrs = ev["Actor"]["Attributes"]
+    if "type" in flt and ev["Type"] not in flt["type"]:
+        return False
+    if "event" in flt and ev["Action"].split(":")[0] not in flt["event"] and ev["Action"] not in flt["event"]:
+        return False
+    for kind in ("container", "image", "network", "volume"):
+        if kind in flt:
+            if ev["Type"] != kind:
+                return False
+            ident = {ev["Actor"]["ID"], attrs.get("name", "")}
+            if not any(v in ident or ev["Actor"]["ID"].startswith(v) for v in flt[kind]):
+                return False
+    if "label" in flt and not match_labels(attrs, flt["label"]):
+        return False
+    if "scope" in flt and ev.get("scope") not in flt["scope"]:
+        return False
+    return True

@@ -13,15 +13,16 @@ the message, and the traceback goes to the log.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import ssl
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
@@ -216,6 +217,9 @@ class Request:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+_Ctx = TypeVar("_Ctx")
+# A module-level handler: `async def h(engine, req)`, registered with Router.bind.
+Route = tuple[str, str, Callable[[_Ctx, Request], Awaitable[Reply]]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +254,12 @@ class Router:
             return fn
 
         return deco
+
+    def bind(self, ctx: _Ctx, routes: Iterable[Route[_Ctx]]) -> "Router":
+        """Register module-level handlers `async def h(ctx, req)` with their context (the engine) bound."""
+        for method, pattern, fn in routes:
+            self.add(method, pattern, functools.partial(fn, ctx))
+        return self
 
     def include(self, other: "Router") -> None:
         self._routes.extend(other._routes)
