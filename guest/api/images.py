@@ -11,6 +11,7 @@ from typing import Any
 from skiffbox.guest.api.http import Reply, Request, Response, Router, Stream, json_response
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import EngineError, InvalidParameter
+from skiffbox.guest.images import archive, importer, platforms
 from skiffbox.guest.images import progress as pmsg
 from skiffbox.guest.images.progress import Progress
 from skiffbox.guest.images.reference import split_repo_tag
@@ -89,9 +90,14 @@ def router(engine: Engine) -> Router:
                 return await progress_stream(lambda out: svc.pull_all_tags(ref, auth, platform, out))
             return await progress_stream(lambda out: svc.pull(ref, auth, platform, out))
         if from_src:
-            from skiffbox.guest.images.importer import import_request
-
-            return await import_request(svc, req, progress_stream)
+            repo = req.q("repo")
+            target = split_repo_tag(repo, tag).tag_or_latest() if repo else None
+            message = req.q("message") or f"Imported from {from_src}"
+            changes = req.q_all("changes")
+            platforms.parse(platform)  # a bad platform is a plain 400, before any progress
+            chunks = req.stream() if from_src == "-" else importer.url_chunks(from_src)
+            return await progress_stream(
+                lambda out: importer.import_reporting(svc, chunks, target, message, changes, platform, out))
         raise InvalidParameter("fromImage or fromSrc is required")
 
     @r.route("GET", "/images/json")
@@ -110,16 +116,13 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/images/get")
     async def get_many(req: Request) -> Reply:
-        from skiffbox.guest.images.archive import save_stream
-
         names = req.q_all("names")
-        return Stream(await save_stream(svc, names), content_type="application/x-tar")
+        return Stream(await archive.save_stream(svc, names), content_type="application/x-tar")
 
     @r.route("POST", "/images/load")
     async def load(req: Request) -> Reply:
-        from skiffbox.guest.images.archive import load_request
-
-        return await load_request(svc, req, progress_stream)
+        quiet = req.q_bool("quiet")
+        return await progress_stream(lambda out: archive.load_archive(svc, req.stream(), out, quiet))
 
     @r.route("POST", "/auth")
     async def auth(req: Request) -> Response:
@@ -150,9 +153,7 @@ def router(engine: Engine) -> Router:
 
     @r.route("GET", "/images/{name*}/get")
     async def get_one(req: Request) -> Reply:
-        from skiffbox.guest.images.archive import save_stream
-
-        return Stream(await save_stream(svc, [req.params["name"]]), content_type="application/x-tar")
+        return Stream(await archive.save_stream(svc, [req.params["name"]]), content_type="application/x-tar")
 
     @r.route("DELETE", "/images/{name*}")
     async def delete(req: Request) -> Response:

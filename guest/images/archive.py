@@ -535,7 +535,3 @@ async def load_archive(svc: "ImageService", src_chunks: AsyncIterator[bytes], ou
     finally:
         await asyncio.to_thread(shutil.rmtree, tmp, True)
 
-
-async def load_request(svc: "ImageService", req: Any, progress_stream: Any) -> Any:
-    quiet = req.q_bool("quiet")
-    return await progress_stream(lambda out: load_archive(svc, req.stream(), out, quiet))

@@ -14,7 +14,7 @@ from skiffbox.guest.images import progress as pmsg
 from skiffbox.guest.images.archive import QueueReader, add_layer_from_stream
 from skiffbox.guest.images.image import Image
 from skiffbox.guest.images.progress import Progress
-from skiffbox.guest.images.reference import Reference, split_repo_tag
+from skiffbox.guest.images.reference import Reference
 
 if TYPE_CHECKING:
     from skiffbox.guest.images.service import ImageService
@@ -25,7 +25,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
 
 
-async def _url_chunks(url: str) -> AsyncIterator[bytes]:
+async def url_chunks(url: str) -> AsyncIterator[bytes]:
+    """`fromSrc=<url>`: the tarball fetched over http(s), in 1 MiB pieces."""
     if not url.startswith(("http://", "https://")):
         raise InvalidParameter(f"import source {url!r} is not '-' or an http(s) URL")
     resp = await asyncio.to_thread(urllib.request.urlopen, url, None, 60)
@@ -64,18 +65,8 @@ async def import_image(svc: "ImageService", chunks: AsyncIterator[bytes], ref: R
     return await svc.resolve(img.id)
 
 
-async def import_request(svc: "ImageService", req: Any, progress_stream: Any) -> Any:
-    src = req.q("fromSrc") or "-"
-    repo = req.q("repo")
-    ref = split_repo_tag(repo, req.q("tag")).tag_or_latest() if repo else None
-    message = req.q("message") or f"Imported from {src}"
-    changes = req.q_all("changes")
-    platform = req.q("platform") or None
-    platforms.parse(platform)
-    chunks = req.stream() if src == "-" else _url_chunks(src)
-
-    async def run(out: Progress) -> None:
-        img = await import_image(svc, chunks, ref, message, changes, platform)
-        out(pmsg.status(img.id))
-
-    return await progress_stream(run)
+async def import_reporting(svc: "ImageService", chunks: AsyncIterator[bytes], ref: Reference | None, message: str,
+                           changes: list[str], platform: str | None, out: Progress) -> None:
+    """import_image, then the new image's ID as the progress stream's last status (what `docker import` prints)."""
+    img = await import_image(svc, chunks, ref, message, changes, platform)
+    out(pmsg.status(img.id))
