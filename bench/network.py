@@ -121,7 +121,7 @@ def main() -> int:
                 times.setdefault((e.name, "net_create_rm"), []).append(time.perf_counter() - t)
         for (name, case), xs in times.items():
             results["engines"][name][case] = _stats(xs)
-        for name, r in results["engines"].items():
+        for r in results["engines"].values():
             if "bridge" in r and "none" in r:
                 r["network_overhead_ms"] = round(r["bridge"]["median"] - r["none"]["median"], 1)
     finally:

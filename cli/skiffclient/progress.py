@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import time
 
+from skiffbox.cli.skiffclient.formatting import human_size
+
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any, TextIO
-
-from skiffbox.cli.skiffclient.formatting import human_size
 
 
 class StreamError(Exception):

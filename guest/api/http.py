@@ -276,7 +276,7 @@ class Router:
             allowed = True
         if allowed:
             raise _MethodNotAllowed()
-        raise NotFound(f"page not found")
+        raise NotFound("page not found")
 
 
 class _MethodNotAllowed(EngineError):

@@ -276,7 +276,7 @@ def _apply_ignore(root: Path, ignore: Matcher) -> None:
             if ignore.matches(rel):
                 os.unlink(os.path.join(dirpath, n))
     if has_exceptions:
-        for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for dirpath, _dirs, _files in os.walk(root, topdown=False):
             rel = os.path.relpath(dirpath, root)
             if rel != "." and ignore.matches(rel) and not os.listdir(dirpath):
                 os.rmdir(dirpath)

@@ -86,7 +86,7 @@ class Pair:
                 text = "\n".join(lines[:1] + sorted(lines[1:]))
             return text
 
-        for attempt in range(2):
+        for _attempt in range(2):
             d, s = self.both(*args, **kw)
             same = (d.returncode == s.returncode and out(d) == out(s)
                     and (not stderr or normalize(d.stderr, times) == normalize(s.stderr, times)))

@@ -8,7 +8,6 @@ its unix socket, which works across network namespaces.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -20,7 +19,6 @@ import subprocess
 import tarfile
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -216,7 +214,7 @@ def write_docker_archive(spec: ImageSpec, dest: Path, repotag: str) -> Path:
     cfg_name = hashlib.sha256(cfg_bytes).hexdigest() + ".json"
     with tarfile.open(dest, "w") as tf:
         names = []
-        for i, l in enumerate(spec.layers):
+        for l in spec.layers:
             n = f"{hashlib.sha256(l).hexdigest()}/layer.tar"
             names.append(n)
             _tar_add(tf, n, l)

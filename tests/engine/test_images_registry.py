@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from tests.engine.harness import NetNS, Registry, Skiffd, busybox_rootfs_layer, wait_for
@@ -52,7 +53,7 @@ def test_bearer_with_credentials_and_login(fresh_skiffd: Skiffd, netns: NetNS, t
         assert r.returncode == 1 and "unauthorized" in r.stderr.lower()
         # docker-py sends the credentials in X-Registry-Auth
         c = fresh_skiffd.client()
-        with pytest.raises(Exception):
+        with pytest.raises(docker.errors.APIError):
             c.images.pull(ref, auth_config={"username": "alice", "password": "wrong"})
         img = c.images.pull(ref, auth_config={"username": "alice", "password": "s3cret"})
         assert img.tags == [ref]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
-import ssl
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from tests.engine.harness import Skiffd
 

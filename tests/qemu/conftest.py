@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,10 +18,6 @@ def file_server() -> Iterator[FileServer]:
 
 
 # ---- the guest image, built once per recipe and shared by every test run on this machine --------
-import os
-import shutil
-from pathlib import Path
-
 TEST_IMAGE_CACHE = Path(os.environ.get("SKIFF_IMAGE_CACHE", "/var/tmp/skiff-test-image-cache"))
 
 
