@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from skiffbox.machine.store import DEFAULT_NAME, Store, StoreError
 
@@ -339,7 +339,7 @@ def _fast(argv: list[str]) -> int | None:
         pass
 
     class P(argparse.ArgumentParser):
-        def error(self, message: str) -> None:  # fall back to typer for its nicer messages
+        def error(self, message: str) -> NoReturn:  # fall back to typer for its nicer messages
             raise _Quit()
 
     p = P(prog=f"machine {cmd}", add_help=False)
@@ -695,9 +695,9 @@ def _add_create_command(app: Any) -> None:
             if key in seen:
                 continue
             seen.add(key)
-            ann = bool if f.is_flag else f.type
+            flag_type: type = bool if f.is_flag else f.type
             default = bool(f.default) if f.is_flag else f.default
-            params.append(P(key, P.KEYWORD_ONLY, annotation=ann, default=typer.Option(
+            params.append(P(key, P.KEYWORD_ONLY, annotation=flag_type, default=typer.Option(
                 default, f"--{f.name}", envvar=f.envvar, help=f"[{dn}] {f.help}",
                 show_default=default not in (None, ""), rich_help_panel=f"{dn} driver")))
 
@@ -859,13 +859,11 @@ def build_app():
 
 
 def _register_quickstart(app: Any) -> None:
-    reg = globals().get("register_quickstart")
-    if reg is None:
-        try:
-            from skiffbox.cli.quickstart import register_quickstart as reg  # type: ignore[no-redef]
-        except ImportError:
-            return
-    reg(app)
+    try:
+        from skiffbox.cli.quickstart import register_quickstart
+    except ImportError:
+        return
+    register_quickstart(app)
 
 
 def run_app(args: list[str]) -> None:

@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.status
     cli = Cli(gopts)
     try:
+        assert cmd.run is not None, f"{cmd.path} has no run function"  # every registered command has one
         status = cmd.run(cli, opts, pos)
         sys.stdout.flush()
         return int(status or 0)

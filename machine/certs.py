@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from skiffbox.machine.store import atomic_write
@@ -63,7 +64,8 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, pub) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, issuer: x509.Name,
+             pub: CertificatePublicKeyTypes) -> x509.CertificateBuilder:
     now = _now()
     return (
         x509.CertificateBuilder()
@@ -129,7 +131,7 @@ def ensure_ca_and_client(certs_dir: Path, org: str | None = None) -> bool:
 
 
 def _issue_leaf(ca_cert: Path, ca_key: Path, cert_out: Path, key_out: Path, *, org: str, cn: str,
-                sans: list[str], usage) -> None:
+                sans: list[str], usage: x509.ObjectIdentifier) -> None:
     ca = _load_cert(ca_cert)
     ca_priv = serialization.load_pem_private_key(Path(ca_key).read_bytes(), password=None)
     key = _new_key()

@@ -68,7 +68,8 @@ class QMPClient:
                 raise QMPError("QMP connection closed by QEMU")
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
-        return json.loads(line)
+        msg: dict[str, Any] = json.loads(line)
+        return msg
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         if self.sock is None:

@@ -27,11 +27,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from skiffbox.machine.drivers.base import State, driver_class
 from skiffbox.machine.host import Host, Progress, create, stderr_progress
 from skiffbox.machine.store import Store
+
+_T = TypeVar("_T")
 
 # Toolbox's macOS start.sh: `create -d virtualbox --virtualbox-memory 2048 --virtualbox-disk-size 204800`.
 TOOLBOX_MEMORY_MB = 2048
@@ -130,7 +132,7 @@ class Quickstart:
         self.started = False
         self.reprovisioned = False
 
-    def _step(self, step: Step, fn: Callable[[], Any]) -> Any:
+    def _step(self, step: Step, fn: Callable[[], _T]) -> _T:
         self.progress(f"==> {step.name}")
         try:
             return fn()

@@ -136,7 +136,8 @@ class SSHClient:
         self._c.close()
 
     # ---- commands --------------------------------------------------------------------------
-    def _open(self, cmd: str, pty: bool = False, term: str = "xterm", size: tuple[int, int] = (80, 24)):
+    def _open(self, cmd: str, pty: bool = False, term: str = "xterm",
+              size: tuple[int, int] = (80, 24)) -> paramiko.Channel:
         t = self._c.get_transport()
         if t is None or not t.is_active():
             raise SSHError(f"SSH connection to {self.endpoint.host} is closed")

@@ -195,7 +195,8 @@ class Store:
         path = self.config_path(name)
         try:
             with open(path, "rb") as f:
-                return json.load(f)
+                config: dict[str, Any] = json.load(f)
+                return config
         except FileNotFoundError:
             raise MachineNotFound(
                 f'Host does not exist: "{name}" (see `machine ls`; create it with `machine create {name}`)'

@@ -519,7 +519,7 @@ def tabwrite(text: str, minwidth: int = TABLE_MINWIDTH, padding: int = TABLE_PAD
 
 def _actions(body: str) -> list[tuple[int, int, str]] | None:
     """(start, end, inner text) of each {{…}} in a template; None if braces do not pair up."""
-    out = []
+    out: list[tuple[int, int, str]] = []
     pos = 0
     while True:
         a = body.find("{{", pos)

@@ -17,6 +17,11 @@ from collections.abc import Callable
 
 from skiffbox.cli.skiffclient.transport import Hijacked, demux, write_all
 
+TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
+
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
 
@@ -60,7 +65,7 @@ class RawTerminal:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.saved = None
+        self.saved: list[Any] | None = None
 
     def __enter__(self) -> "RawTerminal":
         import termios
@@ -190,7 +195,7 @@ class ResizeMonitor:
     def __init__(self, resize: Callable[[int, int], None], fd: int = 1) -> None:
         self.resize = resize
         self.fd = fd
-        self._old = None
+        self._old: Callable[[int, FrameType | None], object] | int | None = None
 
     def _do(self) -> None:
         size = terminal_size(self.fd)

@@ -22,7 +22,8 @@ import os
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    import _json
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 USER_AGENT = f"Skiff-Client/0.1.0 ({'windows' if os.name == 'nt' else os.uname().sysname.lower()})"
@@ -296,6 +297,7 @@ class Transport:
 
     def connect(self, half_close: bool = False) -> _Conn:
         ep = self.endpoint
+        s: _socket.socket | TLSStream
         try:
             if ep.scheme == "unix":
                 if not hasattr(_socket, "AF_UNIX"):  # Windows builds of Python have none
@@ -551,11 +553,11 @@ class _Ctx:
     object_pairs_hook = None
     parse_float = float
     parse_int = int
-    parse_constant = None
-    memo: dict = {}
+    parse_constant: Callable[[str], float] | None = None
+    memo: dict[str, str] = {}
 
 
-_scanner = None
+_scanner: _json.make_scanner | None = None
 
 
 def loads(data: bytes | str) -> Any:
@@ -567,7 +569,8 @@ def loads(data: bytes | str) -> Any:
             import _json
 
             _Ctx.parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
-            _scanner = _json.make_scanner(_Ctx)
+            # typeshed types the context as make_scanner; it reads the JSONDecoder attributes _Ctx has
+            _scanner = _json.make_scanner(_Ctx)  # type: ignore[arg-type]
         i = len(text) - len(text.lstrip())
         obj, end = _scanner(text, i)
         if text[end:].strip():

@@ -203,7 +203,8 @@ def driver_class(name: str) -> type[Driver]:
             f"unknown driver {name!r}; available: {', '.join(sorted(_REGISTRY))}"
         ) from None
     mod, _, cls = target.partition(":")
-    return getattr(importlib.import_module(mod), cls)
+    found: type[Driver] = getattr(importlib.import_module(mod), cls)
+    return found
 
 
 def driver_names() -> list[str]:

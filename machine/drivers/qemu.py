@@ -53,7 +53,8 @@ SHARE_TAG = "home0"
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def ssh_banner(host: str, port: int, timeout: float = 3.0) -> bool:
@@ -103,7 +104,7 @@ class BannerProbe:
             for key, _ in self._sel.select(max(0.0, until - time.monotonic())):
                 s = key.fileobj  # type: ignore[assignment]
                 try:
-                    data = s.recv(4, socket.MSG_PEEK)  # type: ignore[union-attr]
+                    data = s.recv(4, socket.MSG_PEEK)
                 except BlockingIOError:
                     continue
                 except OSError:
@@ -112,7 +113,7 @@ class BannerProbe:
                     return True
                 if len(data) < 4 and b"SSH-".startswith(data) and data:
                     continue  # part of the banner: the rest follows
-                self._drop(s)  # type: ignore[arg-type]  # refused, dropped by the forward, or not SSH
+                self._drop(s)  # refused, dropped by the forward, or not SSH
             if time.monotonic() >= end:
                 return False
 

@@ -140,7 +140,7 @@ class ApiBackend(Backend):
             yield
         except VBoxError:
             raise
-        except getattr(self.L, "VBoxError", ()) as e:  # type: ignore[misc]
+        except getattr(self.L, "VBoxError", ()) as e:
             raise self._error(e) from None
 
     def _machine(self, vm: str) -> Any:
@@ -251,6 +251,8 @@ class ApiBackend(Backend):
             port = m.get_serial_port(idx - 1)
             if value == "off":
                 port.enabled = False
+            elif isinstance(value, str):
+                raise DriverError(f"--{opt} takes an I/O base and an IRQ (or off), not {value!r}")
             else:
                 io, irq = value
                 port.io_base, port.irq, port.enabled = int(io, 0), int(irq), True

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +185,7 @@ def _read_quoted(s: str, i: int) -> tuple[str, int]:
     return "".join(out), i
 
 
-def iter_machinereadable(text: str):
+def iter_machinereadable(text: str) -> Iterator[tuple[str, str]]:
     """`showvminfo --machinereadable` lines → (key, value) in order; quoted keys/values unquoted."""
     for line in text.splitlines():
         if not line or "=" not in line:
@@ -394,9 +394,8 @@ class VBoxManage:
             return _drop_warnings(out)
 
     def _exec(self, args: list[str], input: bytes | None) -> tuple[int, str, str]:
-        kwargs: dict = {}
-        if sys.platform == "win32":  # no console window flashing up for every call
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        # no console window flashing up for every call on Windows
+        creationflags: int = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
         try:
             proc = subprocess.run(
                 [self.path, *args],
@@ -404,7 +403,7 @@ class VBoxManage:
                 capture_output=True,
                 timeout=self.timeout,
                 env=self._env,
-                **kwargs,
+                creationflags=creationflags,
             )
         except FileNotFoundError as e:
             raise VBoxManageMissing(f"cannot run {self.path}: {e}") from e

@@ -352,7 +352,8 @@ def free_port(prefer: int = 0) -> int:
                 s.bind(("127.0.0.1", candidate))
             except OSError:
                 continue
-            return s.getsockname()[1]
+            port: int = s.getsockname()[1]
+            return port
     raise DriverError("no free TCP port on 127.0.0.1")
 
 
@@ -505,7 +506,7 @@ class VirtualBoxDriver(Driver):
         self.dns_proxy = bool(data.get("DNSProxy", True))
         self.share_folder = data.get("ShareFolder", "")
         self.no_share = bool(data.get("NoShare", False))
-        self.shares = [tuple(s) for s in data.get("Shares", [])]  # type: ignore[misc]
+        self.shares = [tuple(s) for s in data.get("Shares", [])]
         self.no_vtx_check = bool(data.get("NoVTXCheck", False))
         self.ui_type = data.get("UIType", "headless")
         self.arch = data.get("Arch") or "x86_64"  # saved before arm64 support: x86_64

@@ -122,9 +122,10 @@ class ImageCache:
 
     def _index(self) -> dict[str, dict[str, str]]:
         try:
-            return json.loads(self._index_path.read_text())
+            index: dict[str, dict[str, str]] = json.loads(self._index_path.read_text())
         except (FileNotFoundError, ValueError):
             return {}
+        return index
 
     def _remember(self, url: str, digest: Digest, path: Path) -> None:
         index = self._index()
@@ -185,10 +186,11 @@ class ImageCache:
         self._remember(base, digest, path)
         return path
 
-    def _open(self, url: str, headers: dict[str, str] | None = None):
+    def _open(self, url: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
         self.requests += 1
-        return urllib.request.urlopen(req, timeout=self.timeout)
+        resp: http.client.HTTPResponse = urllib.request.urlopen(req, timeout=self.timeout)
+        return resp
 
     def _get_text(self, url: str) -> str:
         try:
@@ -239,6 +241,7 @@ class ImageCache:
                 resp = None
             else:
                 raise
+        total: int | None
         if resp is None:
             total = offset
         else:

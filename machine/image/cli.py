@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import typer
 
 
 def _cache(cache_dir: str | None) -> Path:
@@ -41,9 +45,9 @@ def cmd_pull(spec: str, cache_dir: str | None) -> int:
     return 0
 
 
-def list_images(cache: Path) -> list[dict]:
+def list_images(cache: Path) -> list[dict[str, Any]]:
     """Built images and verified downloads in the cache."""
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     for d in sorted((cache / "images").glob("*/image.json")):
         info = json.loads(d.read_text())
         disk = d.parent / "disk.qcow2"
@@ -75,7 +79,7 @@ def cmd_ls(cache_dir: str | None, quiet: bool) -> int:
     return 0
 
 
-def register_image_commands(app) -> None:
+def register_image_commands(app: typer.Typer) -> None:
     import typer
 
     image = typer.Typer(name="image", no_args_is_help=True, help="Build, fetch and list the VMs' boot images")

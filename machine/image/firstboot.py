@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 SEED_LABELS = ("cidata", "CIDATA")
 FSTAB_BEGIN = "# BEGIN skiff-seed (managed, rewritten at boot)"
@@ -47,17 +48,18 @@ def find_seed_device(timeout: float) -> Path | None:
         time.sleep(0.2)
 
 
-def parse_doc(text: str) -> dict:
+def parse_doc(text: str) -> dict[str, Any]:
     """Seed documents are JSON (valid YAML, so cloud-init reads them too) after an optional
     `#cloud-config` first line."""
     lines = text.splitlines()
     if lines and lines[0].startswith("#"):
         lines = lines[1:]
     body = "\n".join(lines).strip()
-    return json.loads(body) if body else {}
+    doc: dict[str, Any] = json.loads(body) if body else {}
+    return doc
 
 
-def read_seed(dev: Path) -> tuple[dict, dict]:
+def read_seed(dev: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     with tempfile.TemporaryDirectory() as mnt:
         run("mount", "-o", "ro", str(dev), mnt)
         try:
@@ -80,7 +82,7 @@ def set_hostname(name: str) -> None:
     run("hostname", name)
 
 
-def ensure_user(spec: dict) -> None:
+def ensure_user(spec: dict[str, Any]) -> None:
     name = spec["name"]
     if run("id", "-u", name, check=False).returncode != 0:
         cmd = ["useradd", "--create-home", "--shell", spec.get("shell", "/bin/bash")]
@@ -103,7 +105,7 @@ def ensure_user(spec: dict) -> None:
         rule.chmod(0o440)
 
 
-def ensure_filesystem(spec: dict, wait: float = 10.0) -> None:
+def ensure_filesystem(spec: dict[str, Any], wait: float = 10.0) -> None:
     dev = spec["device"]
     deadline = time.monotonic() + wait
     while not os.path.exists(dev):

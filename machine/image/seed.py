@@ -13,6 +13,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from skiffbox.machine.image.errors import ImageError
 
@@ -48,12 +49,12 @@ class SeedConfig:
     packages: list[str] = field(default_factory=lambda: list(RUNTIME_PACKAGES))
 
 
-def meta_data(cfg: SeedConfig) -> dict:
+def meta_data(cfg: SeedConfig) -> dict[str, Any]:
     return {"instance-id": cfg.instance_id, "local-hostname": cfg.hostname}
 
 
-def user_data(cfg: SeedConfig) -> dict:
-    doc: dict = {
+def user_data(cfg: SeedConfig) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "hostname": cfg.hostname,
         "preserve_hostname": False,
         "users": [{

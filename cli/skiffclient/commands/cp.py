@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import tarfile
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from skiffbox.cli.skiffclient.api import APIError
 from skiffbox.cli.skiffclient.commands import Cli, CliError
 from skiffbox.cli.skiffclient.flags import Command, Flag
 from skiffbox.cli.skiffclient.formatting import human_size
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath
 
 _GO_DIR = 1 << 31
 _GO_SYMLINK = 1 << 27
@@ -34,14 +37,14 @@ def split_cp_arg(arg: str) -> tuple[str, str]:
 
 
 class _NoChownTar(tarfile.TarFile):
-    def chown(self, tarinfo: tarfile.TarInfo, targetpath: str, numeric_owner: bool) -> None:  # noqa: D401
+    def chown(self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath, numeric_owner: bool) -> None:
         return None
 
 
 class _Reader:
     """A file-like view of the response body for tarfile's stream mode."""
 
-    def __init__(self, read1) -> None:
+    def __init__(self, read1: Callable[[], bytes]) -> None:
         self._read1 = read1
         self._buf = b""
 
@@ -94,7 +97,8 @@ def copy_from(cli: Cli, container: str, src: str, dst: str, o: dict[str, Any]) -
             raise CliError(f"lstat {parent}: no such file or directory")
         dest_dir, rename = parent, os.path.basename(dst.rstrip("/"))
     reader = _Reader(resp.read1)
-    with _NoChownTar.open(fileobj=reader, mode="r|*") as tf:  # type: ignore[arg-type]
+    # typeshed wants a seekable file object; the stream mode "r|*" only reads
+    with _NoChownTar.open(fileobj=reader, mode="r|*") as tf:  # type: ignore[call-overload]
         copied = 0
         for member in tf:
             name = member.name
@@ -162,7 +166,8 @@ def copy_to(cli: Cli, src: str, container: str, dst: str, o: dict[str, Any]) -> 
 
         def stdin_chunks() -> Iterator[bytes]:
             while True:
-                data = sys.stdin.buffer.read1(64 * 1024)
+                # typeshed types stdin.buffer as BinaryIO, which lacks read1; it is a BufferedReader
+                data = sys.stdin.buffer.read1(64 * 1024)  # type: ignore[union-attr]
                 if not data:
                     return
                 yield data

@@ -234,7 +234,8 @@ def build_create(o: dict[str, Any], image: str, cmd: list[str], console: tuple[i
         p, _, proto = e.partition("/")
         for port in _port_range(p):
             exposed.setdefault(f"{port}/{proto or 'tcp'}", {})
-    binds, volumes = [], {}
+    binds: list[str] = []
+    volumes: dict[str, dict[str, Any]] = {}
     for v in o["volume"]:
         if ":" in v:  # src:dst[:mode] binds a path or a named volume; a lone path is an anonymous volume
             binds.append(v)
@@ -243,7 +244,7 @@ def build_create(o: dict[str, Any], image: str, cmd: list[str], console: tuple[i
     entrypoint = None
     if "entrypoint" in o["_given"]:
         entrypoint = [o["entrypoint"]] if o["entrypoint"] else [""]
-    health = None
+    health: dict[str, Any] | None = None
     if o["health_cmd"] or o["no_healthcheck"]:
         if o["no_healthcheck"]:
             health = {"Test": ["NONE"]}
