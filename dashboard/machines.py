@@ -90,7 +90,10 @@ def operate(name: str, op: str, emit: Emit) -> None:
     if op not in OPS:
         raise ValueError(f"unknown machine operation {op!r}")
     h = Host.load(_store(), name)
-    progress = (lambda m: emit({"status": m}))
+
+    def progress(m: str) -> None:
+        emit({"status": m})
+
     if op == "regenerate-certs":
         h.regenerate_certs(progress)
     else:

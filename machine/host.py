@@ -34,7 +34,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:  # loaded on demand at run time
+    import ssl
+    from contextlib import AbstractContextManager
+
+    from skiffbox.machine.ssh import SSHClient
 
 from skiffbox.machine.drivers.base import Driver, DriverError, NotSupported, SSHEndpoint, State, driver_class
 from skiffbox.machine.store import MachineExists, Store, validate_name
@@ -135,7 +141,7 @@ class Host:
         self.host_options = self.config()["HostOptions"]
         self.store.save(self.name, self.config())
 
-    def lock(self):
+    def lock(self) -> AbstractContextManager[None]:
         return self.store.lock(self.name)
 
     # ---- addressing -------------------------------------------------------------------------
@@ -199,7 +205,7 @@ class Host:
         self.skiff["CAHash"] = self._ca_hash()
         self.save()
 
-    def ensure_server_cert(self, progress: Progress = stderr_progress, client=None) -> bool:
+    def ensure_server_cert(self, progress: Progress = stderr_progress, client: SSHClient | None = None) -> bool:
         """Re-issue the server cert if the machine's address (or the CA) changed, push it to the
         engine and restart it: docker-machine made users run `regenerate-certs` by hand for this."""
         with self.lock():
@@ -215,7 +221,7 @@ class Host:
             self._push_tls(progress, client)
             return True
 
-    def _push_tls(self, progress: Progress, client=None) -> None:
+    def _push_tls(self, progress: Progress, client: SSHClient | None = None) -> None:
         from skiffbox.machine import provision
 
         own = client is None
@@ -246,7 +252,7 @@ class Host:
             raise HostError(f'machine "{self.name}" (driver {self.driver_name}) has no SSH access')
         return self.driver.ssh_endpoint()
 
-    def ssh_client(self, timeout: float = 30.0, progress: Progress | None = None):
+    def ssh_client(self, timeout: float = 30.0, progress: Progress | None = None) -> SSHClient:
         from skiffbox.machine.ssh import SSHError, wait_for_ssh
 
         ep = self.ssh_endpoint()
@@ -255,7 +261,7 @@ class Host:
         except SSHError as e:
             raise HostError(str(e)) from None
 
-    def _tls_context(self):
+    def _tls_context(self) -> ssl.SSLContext:
         """One context per distinct (CA, client cert, key): every machine of a store shares the user's,
         so `ls` over many machines pays for loading them once."""
         import ssl
@@ -281,7 +287,7 @@ class Host:
         except (OSError, ValueError):
             return False
 
-    def wait_for_engine(self, timeout: float = ENGINE_WAIT, client=None) -> None:
+    def wait_for_engine(self, timeout: float = ENGINE_WAIT, client: SSHClient | None = None) -> None:
         deadline = time.monotonic() + timeout
         last = ""
         while True:

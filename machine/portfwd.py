@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -194,7 +194,7 @@ class Engine:
             conn.close()
         return list(json.loads(body))
 
-    def events(self, timeout: float):
+    def events(self, timeout: float) -> Iterator[dict[str, Any]]:
         """Yield container events until the stream ends or `timeout` passes without one."""
         filters = urllib.parse.quote(json.dumps({"type": ["container"]}))
         conn = self._conn(timeout)

@@ -25,7 +25,7 @@ def test_context_use_machine_serves_both_clients(tls_engine: TLSEngine, tmp_path
     s = e.run("skiff", "context", "ls", env=env)
     assert s.returncode == 0 and s.stdout.splitlines()[0].split() == ["NAME", "DESCRIPTION", "DOCKER", "ENDPOINT",
                                                                        "ERROR"], s
-    assert "default *" in s.stdout and f"ctxbox      Skiff machine ctxbox" in s.stdout and e.url in s.stdout, s
+    assert "default *" in s.stdout and "ctxbox      Skiff machine ctxbox" in s.stdout and e.url in s.stdout, s
     s = e.run("skiff", "context", "use", "ctxbox", env=env)
     assert (s.returncode, s.stdout, s.stderr) == (0, "ctxbox\n", 'Current context is now "ctxbox"\n'), s
     assert json.loads((cfg / "config.json").read_text())["currentContext"] == "ctxbox"
