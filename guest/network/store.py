@@ -47,6 +47,18 @@ def container_field(ctr: Any, key: str, default: Any = None) -> Any:
     return default if v is None else v
 
 
+cget = container_field
+
+
+def ctr_name(ctr: Any) -> str:
+    return str(cget(ctr, "Name", "")).lstrip("/")
+
+
+def normalize_mode(mode: str | None) -> str:
+    mode = (mode or "").strip()
+    return DEFAULT_BRIDGE if mode in ("", "default") else mode
+
+
 def new_id() -> str:
     return secrets.token_hex(32)
 

@@ -1,0 +1,133 @@
+"""`docker network connect` / `disconnect`, for a running container (one more netavark network in its netns) and
+for a stopped one (the settings remembered in its record for the next start; the record is the containers
+service's, handed back with `containers.save`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from skiffbox.guest.errors import Forbidden, InvalidParameter, SystemError_
+from skiffbox.guest.network import bridges, joins, naming
+from skiffbox.guest.network.netavark import NetavarkError
+from skiffbox.guest.network.store import cget, ctr_name, normalize_mode
+
+if TYPE_CHECKING:
+    from skiffbox.guest.network.service import NetworkService
+
+log = logging.getLogger("skiffd.network")
+
+
+async def connect_container(svc: NetworkService, network: str, ctr: Any, endpoint_config: dict[str, Any] | None) -> None:
+    rec = svc.resolve(network)
+    hc = cget(ctr, "HostConfig", {}) or {}
+    mode = normalize_mode(hc.get("NetworkMode"))
+    if mode == "host" or rec["Driver"] == "host":
+        raise Forbidden("container cannot be disconnected from host network or connected to host network")
+    if mode == "none" or mode.startswith("container:") or rec["Driver"] == "null":
+        raise Forbidden("container sharing network namespace with another container or host cannot be connected to any other network")
+    ns = cget(ctr, "NetworkSettings", {})
+    nets = ns.setdefault("Networks", {}) if isinstance(ns, dict) else {}
+    if rec["Name"] in nets:
+        raise Forbidden(f"endpoint with name {ctr_name(ctr)} already exists in network {rec['Name']}")
+    es = dict(endpoint_config or {})
+    svc.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es})
+    settings = await svc.connect(rec["Name"], ctr, es) if svc.endpoints.get(str(cget(ctr, "Id"))) else None
+    if settings is None:  # not running: remembered, applied at the next start
+        settings = {"IPAMConfig": es.get("IPAMConfig") or None, "Links": es.get("Links"), "Aliases": es.get("Aliases"),
+                    "MacAddress": "", "DriverOpts": es.get("DriverOpts"), "GwPriority": es.get("GwPriority", 0),
+                    "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                    "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+    nets[rec["Name"]] = settings
+    await save_container(svc, ctr)
+
+
+async def disconnect_container(svc: NetworkService, network: str, ctr: Any, force: bool = False) -> None:
+    rec = svc.resolve(network)
+    hc = cget(ctr, "HostConfig", {}) or {}
+    if normalize_mode(hc.get("NetworkMode")) == "host" or rec["Driver"] == "host":
+        raise Forbidden("container cannot be disconnected from host network or connected to host network")
+    ns = cget(ctr, "NetworkSettings", {})
+    nets = ns.get("Networks", {}) if isinstance(ns, dict) else {}
+    key = next((k for k, v in nets.items() if k == rec["Name"] or (v or {}).get("NetworkID") == rec["Id"]), None)
+    if key is None and not force:
+        raise InvalidParameter(f"container {cget(ctr, 'Id')} is not connected to network {rec['Name']}")
+    await svc.disconnect(rec["Name"], ctr, force)
+    if key is not None:
+        nets.pop(key, None)
+    await save_container(svc, ctr)
+
+
+async def save_container(svc: NetworkService, ctr: Any) -> None:
+    ctrs = svc.engine.containers
+    saver = getattr(ctrs, "save", None) if ctrs is not None else None
+    if saver is not None:
+        r = saver(ctr)
+        if asyncio.iscoroutine(r):
+            await r
+
+
+async def connect(svc: NetworkService, network: str, ctr: Any, endpoint_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Attach a running container (its netns exists and is set up) to one more network; returns the new
+    EndpointSettings. For a container that is not running, returns None: the caller records the config."""
+    rec = svc.resolve(network)
+    es = dict(endpoint_config or {})
+    if rec["Driver"] != "bridge":
+        raise Forbidden("container cannot be disconnected from host network or connected to host network")
+    svc.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es})
+    cid = str(cget(ctr, "Id"))
+    await svc.settle(cid)
+    async with svc.lock:
+        ep = svc.endpoints.get(cid)
+        if ep is None:
+            return None
+        if rec["Name"] in ep["networks"]:
+            raise Forbidden(f"endpoint with name {ctr_name(ctr)} already exists in network {rec['Name']}")
+        used = {v["interface_name"] for v in ep["options"]["networks"].values()}
+        ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+        await bridges.ensure_anchor(svc, rec)
+        per, ips = joins.netavark_network(svc, rec, es, cid, ifname, ctr)
+        one = {"container_id": cid, "container_name": ep["options"]["container_name"],
+               "networks": {rec["Name"]: per}, "network_info": {rec["Name"]: bridges.network_info(rec)}}
+        try:
+            status = await svc.netavark.setup(ep["netns"], one)
+        except NetavarkError:
+            await svc.netavark_teardown({**ep, "options": one})
+            svc.ipam.release(rec["Id"], cid)
+            raise
+        settings = joins.endpoint_settings(rec, es, ips, status, ifname, ctr, per)
+        ep["options"]["networks"][rec["Name"]] = per
+        ep["options"]["network_info"][rec["Name"]] = one["network_info"][rec["Name"]]
+        ep["networks"][rec["Name"]] = settings
+        svc.endpoints.save(ep)
+        if naming.dns_net(rec):
+            naming.publish(svc, rec, ctr, cid, settings)
+    if naming.dns_net(rec):
+        try:
+            await naming.confirm(svc, ep["netns"], ctr, cid, [(rec, settings)])
+        except SystemError_:
+            await svc.disconnect(rec["Name"], ctr, force=True)
+            raise
+    svc.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
+    return settings
+
+
+async def disconnect(svc: NetworkService, network: str, ctr: Any, force: bool = False) -> bool:
+    """Detach a running container from one network; False if it had no live endpoint there."""
+    rec = svc.resolve(network)
+    cid = str(cget(ctr, "Id"))
+    await svc.settle(cid)
+    async with svc.lock:
+        ep = svc.endpoints.get(cid)
+        if ep is None or rec["Name"] not in ep["networks"]:
+            return False
+        svc.names.drop_names(rec["Id"], cid)
+        await svc.netavark_teardown(ep, only=[rec["Name"]])
+        svc.ipam.release(rec["Id"], cid)
+        ep["options"]["networks"].pop(rec["Name"], None)
+        ep["options"]["network_info"].pop(rec["Name"], None)
+        ep["networks"].pop(rec["Name"], None)
+        svc.endpoints.save(ep)
+    svc.engine.events.publish("network", "disconnect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
+    return True

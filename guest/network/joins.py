@@ -1,0 +1,193 @@
+"""What a container gets on the networks it joins: which networks (the NetworkMode one first), the create-time
+checks, its addresses/MAC/aliases for netavark, its `EndpointSettings`, and its hosts entries."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.network.endpoints import Endpoint
+from skiffbox.guest.network.store import DEFAULT_BRIDGE, NetworkRecord, cget, ctr_name, new_id, normalize_mode
+
+if TYPE_CHECKING:
+    from skiffbox.guest.network.service import NetworkService
+
+log = logging.getLogger("skiffd.network")
+
+
+def endpoint_configs(ctr: Any) -> dict[str, dict[str, Any]]:
+    """The per-network endpoint config from the create body (or `network connect` on a stopped container)."""
+    for holder, key in (("NetworkingConfig", "EndpointsConfig"), ("NetworkSettings", "Networks")):
+        h = cget(ctr, holder, {})
+        if isinstance(h, dict) and isinstance(h.get(key), dict) and h[key]:
+            return {normalize_mode(k): dict(v or {}) for k, v in h[key].items()}
+    return {}
+
+
+def wanted_networks(svc: NetworkService, ctr: Any) -> list[tuple[NetworkRecord, dict[str, Any]]]:
+    """The networks a bridge-mode container joins: the NetworkMode one first (eth0), then the others by name."""
+    hc = cget(ctr, "HostConfig", {})
+    mode = normalize_mode(hc.get("NetworkMode"))
+    cfgs = endpoint_configs(ctr)
+    primary = svc.resolve(mode)
+    out = [(primary, cfgs.pop(primary["Name"], None) or cfgs.pop(mode, None) or cfgs.pop(primary["Id"], None) or {})]
+    for ref in sorted(cfgs):
+        rec = svc.resolve(ref)
+        if rec["Id"] != primary["Id"]:
+            out.append((rec, cfgs[ref]))
+    return out
+
+
+def validate(svc: NetworkService, host_config: dict[str, Any], endpoints_config: dict[str, Any] | None,
+             config: dict[str, Any] | None = None) -> list[str]:
+    """Create-time checks (Docker ≥1.44 validates at create, not at start); returns dockerd's warnings.
+    `config` is the request's own Config (before the image's is merged in: an image's EXPOSE is no conflict)."""
+    mode = normalize_mode(host_config.get("NetworkMode"))
+    if mode in ("host", "none", "container") or mode.startswith("container:"):
+        return shared_mode_conflicts(mode, host_config, endpoints_config or {}, config or {})
+    recs = [svc.resolve(mode)] + [svc.resolve(k) for k in (endpoints_config or {}) if normalize_mode(k) != mode]
+    for key, es in (endpoints_config or {}).items():
+        rec = svc.resolve(key)
+        es = es or {}
+        ipam = es.get("IPAMConfig") or {}
+        if rec["Name"] == DEFAULT_BRIDGE:
+            if ipam.get("IPv4Address") or ipam.get("IPv6Address"):
+                raise InvalidParameter("user specified IP address is supported on user defined networks only")
+            if [a for a in es.get("Aliases") or []]:
+                raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+        elif (ipam.get("IPv4Address") or ipam.get("IPv6Address")) and not rec.get("_user_subnet"):
+            raise InvalidParameter("user specified IP address is supported only when connecting to networks with user configured subnets")
+    for rec in recs:
+        if rec["Driver"] != "bridge":
+            raise InvalidParameter(f"container cannot be connected to network {rec['Name']} together with other networks")
+        if rec.get("ConfigOnly"):
+            raise InvalidParameter(f"cannot attach to config-only network {rec['Name']}")
+    return []
+
+
+def shared_mode_conflicts(mode: str, hc: dict[str, Any], endpoints: dict[str, Any],
+                          config: dict[str, Any]) -> list[str]:
+    """dockerd's rules (runconfig validateNetMode/validateNetContainerMode, the router's MAC address check) for a
+    container without a network namespace of its own, in dockerd's order and words. Only `--dns` conflicts
+    (dockerd lets --dns-search/--dns-option through: the other container's resolv.conf is used)."""
+    mac = config.get("MacAddress") or any((es or {}).get("MacAddress") for es in endpoints.values())
+    if mode == "host":
+        if hc.get("Links"):
+            raise InvalidParameter("conflicting options: host type networking can't be used with links. "
+                                   "This would result in undefined behavior")
+        if mac:
+            raise InvalidParameter("conflicting options: mac-address and the network mode")
+        if hc.get("PortBindings"):
+            return ["Published ports are discarded when using host network mode"]
+        return []
+    if mode == "none":
+        return []
+    if mac:  # the API router's check, before the daemon's
+        raise InvalidParameter("conflicting options: mac-address and the network mode")
+    if not mode.partition(":")[2]:
+        raise InvalidParameter("Invalid network mode: invalid container format container:<name|id>")
+    for present, message in (
+            (config.get("Hostname"), "conflicting options: hostname and the network mode"),
+            (hc.get("Links"), "conflicting options: container type network can't be used with links. "
+                              "This would result in undefined behavior"),
+            (hc.get("Dns"), "conflicting options: dns and the network mode"),
+            (hc.get("ExtraHosts"), "conflicting options: custom host-to-IP mapping and the network mode"),
+            (hc.get("PortBindings") or hc.get("PublishAllPorts"),
+             "conflicting options: port publishing and the container type network mode"),
+            (config.get("ExposedPorts"), "conflicting options: port exposing and the container type network mode")):
+        if present:
+            raise InvalidParameter(message)
+    return []
+
+
+def netavark_network(svc: NetworkService, rec: NetworkRecord, es: dict[str, Any], owner: str, ifname: str, ctr: Any
+                    ) -> tuple[dict[str, Any], list[str]]:
+    ipam = es.get("IPAMConfig") or {}
+    ips: list[str] = []
+    try:
+        for c in rec["IPAM"]["Config"]:
+            v = ipaddress.ip_network(c["Subnet"]).version
+            want = ipam.get("IPv4Address") if v == 4 else ipam.get("IPv6Address")
+            ips.append(svc.ipam.allocate(rec["Id"], c["Subnet"], c.get("Gateway"), owner, ip_range=c.get("IPRange"),
+                                          want=want or None, net_name=rec["Name"]))
+    except Exception:
+        svc.ipam.release(rec["Id"], owner)
+        raise
+    per: dict[str, Any] = {"interface_name": ifname, "static_ips": ips}
+    if rec["Name"] != DEFAULT_BRIDGE:
+        aliases = [a for a in (es.get("Aliases") or []) if a and a != ctr_name(ctr)]
+        hostname = (cget(ctr, "Config", {}) or {}).get("Hostname") or ""
+        extra = [owner[:12]] + ([hostname] if hostname else [])
+        per["aliases"] = list(dict.fromkeys(aliases + [e for e in extra if e != ctr_name(ctr)]))
+    # Docker's classic MAC, 02:42 + the IPv4 address: unique on the bridge, known before netavark runs.
+    v4 = next((ipaddress.ip_address(a) for a in ips if ":" not in a), None)
+    per["static_mac"] = es.get("MacAddress") or (
+        "02:42:" + ":".join(f"{b:02x}" for b in v4.packed) if v4 is not None else
+        "02:42:" + ":".join(f"{b:02x}" for b in os.urandom(4)))
+    return per, ips
+
+
+def endpoint_settings(rec: NetworkRecord, es: dict[str, Any], ips: list[str], status: dict[str, Any],
+                      ifname: str, ctr: Any, per: dict[str, Any]) -> dict[str, Any]:
+    iface = ((status.get(rec["Name"]) or {}).get("interfaces") or {}).get(ifname) or {}
+    out: dict[str, Any] = {
+        "IPAMConfig": es.get("IPAMConfig") or None, "Links": es.get("Links"), "Aliases": es.get("Aliases"),
+        "MacAddress": iface.get("mac_address") or per.get("static_mac", ""), "DriverOpts": es.get("DriverOpts"),
+        "GwPriority": es.get("GwPriority", 0), "NetworkID": rec["Id"], "EndpointID": new_id(),
+        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": ([ctr_name(ctr)] + list(per.get("aliases") or [])) if rec["Name"] != DEFAULT_BRIDGE else None,
+    }
+    for c, ip in zip(rec["IPAM"]["Config"], ips):
+        sn = ipaddress.ip_network(c["Subnet"])
+        if sn.version == 4:
+            out.update(Gateway=c.get("Gateway", ""), IPAddress=ip, IPPrefixLen=sn.prefixlen)
+        else:
+            out.update(IPv6Gateway=c.get("Gateway", ""), GlobalIPv6Address=ip, GlobalIPv6PrefixLen=sn.prefixlen)
+    return out
+
+
+def predefined_settings(svc: NetworkService, name: str) -> dict[str, Any]:
+    rec = svc.resolve(name)
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None, "GwPriority": 0,
+            "NetworkID": rec["Id"], "EndpointID": new_id() if name == "host" else "", "Gateway": "", "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+
+
+def hosts_entries(svc: NetworkService, ctr: Any, own_ip: str | None) -> list[tuple[str, list[str]]]:
+    hc = cget(ctr, "HostConfig", {})
+    out: list[tuple[str, list[str]]] = []
+    host_gw = svc.resolve(DEFAULT_BRIDGE)["IPAM"]["Config"][0].get("Gateway", "")
+    for entry in hc.get("ExtraHosts") or []:
+        # "name:ip" (IPv6 addresses contain colons, so split on the first one) or "name=ip" (Docker ≥25).
+        name, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
+        if not sep or not name or not ip:
+            raise InvalidParameter(f"invalid argument {entry!r} for --add-host: expected host:ip")
+        ip = ip.strip("[]")
+        if ip == "host-gateway":
+            ip = host_gw
+        out.append((ip, [name]))
+    for link in hc.get("Links") or []:
+        target, _, alias = link.partition(":")
+        target = target.lstrip("/")
+        alias = alias.rsplit("/", 1)[-1] if alias else target
+        ep = endpoint_by_name(svc, target)
+        if ep is None:
+            continue
+        ip = next((s.get("IPAddress") for s in ep["networks"].values() if s.get("IPAddress")), None)
+        if ip:
+            out.append((ip, list(dict.fromkeys([alias, target]))))
+    if own_ip:
+        hostname = (cget(ctr, "Config", {}) or {}).get("Hostname") or cget(ctr, "Id", "")[:12]
+        out.append((own_ip, [hostname]))
+    return out
+
+
+def endpoint_by_name(svc: NetworkService, name: str) -> Endpoint | None:
+    for ep in svc.endpoints.all():
+        if not ep.get("anchor") and (ep.get("Name") == name or ep["Id"].startswith(name)):
+            return ep
+    return None
