@@ -286,7 +286,7 @@ class QemuDriver(Driver):
         self.machine_dir.mkdir(parents=True, exist_ok=True)
         self._make_ssh_key()
         try:
-            img = resolve(self.boot_image, self.cache_dir(), arch=self.arch)
+            img = resolve(self.boot_image, self.cache_dir(), arch=self.guest_arch())
         except ImageError as e:
             raise DriverError(str(e)) from None
         self.image = img.to_config()
