@@ -8,10 +8,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from skiffbox.guest.api.http import Hijack, RawConn, Request, Response, Router, Stream, json_response, no_content
+from skiffbox.guest.api.http import (Hijack, RawConn, Request, Response, Route, Router, Stream, json_response,
+                                     no_content)
 from skiffbox.guest.containers import attach as attach_mod
 from skiffbox.guest.engine import Engine
-from skiffbox.guest.errors import InvalidParameter, NotImplementedYet, no_such_container
+from skiffbox.guest.errors import InvalidParameter, no_such_container
 from skiffbox.guest.util.filters import parse_filters
 from skiffbox.guest.util.timefmt import parse_time
 
@@ -23,271 +24,254 @@ def _stream_type(req: Request, tty: bool) -> str:
     return RAW if tty or not req.version_at_least("1.42") else MULTIPLEXED
 
 
-def router(engine: Engine) -> Router:
-    r = Router()
+# -- list, create, inspect ------------------------------------------------------------------
+async def list_(engine: Engine, req: Request) -> Response:
+    flt = parse_filters(req.q("filters"), None)
+    from skiffbox.guest.containers.views import LIST_FILTERS
 
-    def svc() -> Any:
-        if engine.containers is None:
-            raise NotImplementedYet("containers are not available")
-        return engine.containers
+    for k in flt:
+        if k not in LIST_FILTERS:
+            raise InvalidParameter(f"invalid filter '{k}'")
+    limit = req.q_int("limit")
+    if limit is not None and limit < 0:
+        limit = None
+    out = await engine.containers.list(all_=req.q_bool("all"), limit=limit, size=req.q_bool("size"), filters=flt)
+    return json_response(out)
 
-    # -- list, create, inspect ------------------------------------------------------------------
 
-    @r.route("GET", "/containers/json")
-    async def list_(req: Request) -> Response:
-        flt = parse_filters(req.q("filters"), None)
-        from skiffbox.guest.containers.views import LIST_FILTERS
+async def create(engine: Engine, req: Request) -> Response:
+    body = await req.json(default={})
+    if not isinstance(body, dict):
+        raise InvalidParameter("invalid JSON body")
+    c, warnings = await engine.containers.create(body, req.q("name") or None, req.q("platform") or None)
+    return json_response({"Id": c.id, "Warnings": warnings}, 201)
 
-        for k in flt:
-            if k not in LIST_FILTERS:
-                raise InvalidParameter(f"invalid filter '{k}'")
-        limit = req.q_int("limit")
-        if limit is not None and limit < 0:
-            limit = None
-        out = await svc().list(all_=req.q_bool("all"), limit=limit, size=req.q_bool("size"), filters=flt)
-        return json_response(out)
 
-    @r.route("POST", "/containers/create")
-    async def create(req: Request) -> Response:
-        body = await req.json(default={})
-        if not isinstance(body, dict):
-            raise InvalidParameter("invalid JSON body")
-        c, warnings = await svc().create(body, req.q("name") or None, req.q("platform") or None)
-        return json_response({"Id": c.id, "Warnings": warnings}, 201)
+async def inspect(engine: Engine, req: Request) -> Response:
+    return json_response(await engine.containers.inspect(req.params["id"], size=req.q_bool("size")))
 
-    @r.route("GET", "/containers/{id}/json")
-    async def inspect(req: Request) -> Response:
-        return json_response(await svc().inspect(req.params["id"], size=req.q_bool("size")))
 
-    # -- lifecycle ----------------------------------------------------------------------------
+# -- lifecycle ----------------------------------------------------------------------------
+async def start(engine: Engine, req: Request) -> Response:
+    await engine.containers.start_container(req.params["id"])
+    return no_content()
 
-    @r.route("POST", "/containers/{id}/start")
-    async def start(req: Request) -> Response:
-        await svc().start_container(req.params["id"])
-        return no_content()
 
-    @r.route("POST", "/containers/{id}/stop")
-    async def stop(req: Request) -> Response:
-        await svc().stop(req.params["id"], req.q_int("t"), req.q("signal") or None)
-        return no_content()
+async def stop(engine: Engine, req: Request) -> Response:
+    await engine.containers.stop(req.params["id"], req.q_int("t"), req.q("signal") or None)
+    return no_content()
 
-    @r.route("POST", "/containers/{id}/restart")
-    async def restart(req: Request) -> Response:
-        await svc().restart(req.params["id"], req.q_int("t"), req.q("signal") or None)
-        return no_content()
 
-    @r.route("POST", "/containers/{id}/kill")
-    async def kill(req: Request) -> Response:
-        await svc().kill(req.params["id"], req.q("signal") or None)
-        return no_content()
+async def restart(engine: Engine, req: Request) -> Response:
+    await engine.containers.restart(req.params["id"], req.q_int("t"), req.q("signal") or None)
+    return no_content()
 
-    @r.route("POST", "/containers/{id}/pause")
-    async def pause(req: Request) -> Response:
-        await svc().pause(req.params["id"])
-        return no_content()
 
-    @r.route("POST", "/containers/{id}/unpause")
-    async def unpause(req: Request) -> Response:
-        await svc().unpause(req.params["id"])
-        return no_content()
+async def kill(engine: Engine, req: Request) -> Response:
+    await engine.containers.kill(req.params["id"], req.q("signal") or None)
+    return no_content()
 
-    @r.route("POST", "/containers/{id}/rename")
-    async def rename(req: Request) -> Response:
-        await svc().rename(req.params["id"], req.q("name") or "")
-        return no_content()
 
-    @r.route("POST", "/containers/{id}/update")
-    async def update(req: Request) -> Response:
-        warnings = await svc().update(req.params["id"], await req.json(default={}) or {})
-        return json_response({"Warnings": warnings})
+async def pause(engine: Engine, req: Request) -> Response:
+    await engine.containers.pause(req.params["id"])
+    return no_content()
 
-    @r.route("DELETE", "/containers/{id}")
-    async def delete(req: Request) -> Response:
-        await svc().remove(req.params["id"], force=req.q_bool("force"), volumes=req.q_bool("v"))
-        return no_content()
 
-    @r.route("POST", "/containers/prune")
-    async def prune(req: Request) -> Response:
-        flt = parse_filters(req.q("filters"), {"until", "label", "label!"})
-        return json_response(await svc().prune(flt))
+async def unpause(engine: Engine, req: Request) -> Response:
+    await engine.containers.unpause(req.params["id"])
+    return no_content()
 
-    @r.route("POST", "/containers/{id}/resize")
-    async def resize(req: Request) -> Response:
-        h, w = req.q_int("h", 0) or 0, req.q_int("w", 0) or 0
-        await svc().resize(req.params["id"], h, w)
-        return Response(200, b"", "text/plain; charset=utf-8")
 
-    # -- wait, attach, logs --------------------------------------------------------------------
+async def rename(engine: Engine, req: Request) -> Response:
+    await engine.containers.rename(req.params["id"], req.q("name") or "")
+    return no_content()
 
-    @r.route("POST", "/containers/{id}/wait")
-    async def wait(req: Request) -> Stream:
-        fut = svc().wait_future(req.params["id"], req.q("condition") or None)
 
-        async def body() -> AsyncIterator[bytes]:
-            yield b""  # headers now: `docker run` sends start only after seeing them
-            try:
-                res = await fut
-            finally:
-                if not fut.done():
-                    fut.cancel()
-            yield json.dumps(res).encode() + b"\n"
+async def update(engine: Engine, req: Request) -> Response:
+    warnings = await engine.containers.update(req.params["id"], await req.json(default={}) or {})
+    return json_response({"Warnings": warnings})
 
-        return Stream(body())
 
-    @r.route("POST", "/containers/{id}/attach")
-    async def attach(req: Request) -> Hijack:
-        s = svc()
-        c = s.get(req.params["id"])
-        stdin, stdout, stderr = req.q_bool("stdin"), req.q_bool("stdout"), req.q_bool("stderr")
-        stream, logs = req.q_bool("stream"), req.q_bool("logs")
-        keys = attach_mod.parse_detach_keys(req.q("detachKeys"))
-        tty = c.tty
-        if c.paused:
-            from skiffbox.guest.errors import Conflict
+async def delete(engine: Engine, req: Request) -> Response:
+    await engine.containers.remove(req.params["id"], force=req.q_bool("force"), volumes=req.q_bool("v"))
+    return no_content()
 
-            raise Conflict("You cannot attach to a paused container, unpause it first")
-        # Registered before the 101 goes out: the client sends `start` right after it.
-        sock_fut = await s.attach_socket(c) if stream else None
 
-        async def run(raw: RawConn) -> None:
-            prefix: list[bytes] = []
-            if logs:
-                async for e in s.log_entries(c, stdout=stdout, stderr=stderr, follow=False, tail=None, since=None,
-                                             until=None):
-                    prefix.append(e.data if tty else attach_mod.frame(e.stream, e.data))
-            if sock_fut is None:
-                for p in prefix:
-                    await raw.write(p)
-                return
-            try:
-                sock = await sock_fut
-            except OSError:
-                sock = None
-            if sock is None:
-                for p in prefix:
-                    await raw.write(p)
-                return
-            s.event(c, "attach")
-            await attach_mod.relay(raw, sock, tty=tty, stdout=stdout, stderr=stderr,
-                                   stdin=stdin and bool(c.config.get("OpenStdin")),
-                                   close_stdin_on_eof=bool(c.config.get("StdinOnce")),
-                                   detach_keys=keys if stdin else None, prefix=prefix)
+async def prune(engine: Engine, req: Request) -> Response:
+    flt = parse_filters(req.q("filters"), {"until", "label", "label!"})
+    return json_response(await engine.containers.prune(flt))
 
-        return Hijack(run, _stream_type(req, tty))
 
-    @r.route("GET", "/containers/{id}/logs")
-    async def logs(req: Request) -> Stream:
-        s = svc()
-        c = s.get(req.params["id"])
-        stdout, stderr = req.q_bool("stdout"), req.q_bool("stderr")
-        if not (stdout or stderr):
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        tail_s = req.q("tail") or "all"
-        tail = None
-        if tail_s != "all":
-            try:
-                tail = int(tail_s)
-            except ValueError:
-                raise InvalidParameter(f"invalid value for tail: {tail_s}") from None
-            if tail < 0:
-                tail = None
-        since = parse_time(req.q("since")) if req.q("since") not in (None, "", "0") else None
-        until = parse_time(req.q("until")) if req.q("until") not in (None, "", "0") else None
-        ts = req.q_bool("timestamps")
-        tty = c.tty
-        entries = s.log_entries(c, stdout=stdout, stderr=stderr, follow=req.q_bool("follow"), tail=tail,
-                                since=since, until=until)
+async def resize(engine: Engine, req: Request) -> Response:
+    h, w = req.q_int("h", 0) or 0, req.q_int("w", 0) or 0
+    await engine.containers.resize(req.params["id"], h, w)
+    return Response(200, b"", "text/plain; charset=utf-8")
 
-        async def body() -> AsyncIterator[bytes]:
-            yield b""
-            async for e in entries:
-                data = (e.ts_text.encode() + b" " + e.data) if ts else e.data
-                yield data if tty else attach_mod.frame(e.stream, data)
 
-        return Stream(body(), content_type=_stream_type(req, tty))
+# -- wait, attach, logs --------------------------------------------------------------------
+async def wait(engine: Engine, req: Request) -> Stream:
+    fut = engine.containers.wait_future(req.params["id"], req.q("condition") or None)
 
-    # -- inspection of the running container -------------------------------------------------------
+    async def body() -> AsyncIterator[bytes]:
+        yield b""  # headers now: `docker run` sends start only after seeing them
+        try:
+            res = await fut
+        finally:
+            if not fut.done():
+                fut.cancel()
+        yield json.dumps(res).encode() + b"\n"
 
-    @r.route("GET", "/containers/{id}/top")
-    async def top(req: Request) -> Response:
-        from skiffbox.guest.containers.stats import top as top_
+    return Stream(body())
 
-        c = svc().get(req.params["id"])
-        return json_response(await top_(svc(), c, req.q("ps_args") or ""))
 
-    @r.route("GET", "/containers/{id}/stats")
-    async def stats(req: Request) -> Response | Stream:
-        from skiffbox.guest.containers.stats import stats_stream
+async def attach(engine: Engine, req: Request) -> Hijack:
+    s = engine.containers
+    c = s.get(req.params["id"])
+    stdin, stdout, stderr = req.q_bool("stdin"), req.q_bool("stdout"), req.q_bool("stderr")
+    stream, logs = req.q_bool("stream"), req.q_bool("logs")
+    keys = attach_mod.parse_detach_keys(req.q("detachKeys"))
+    tty = c.tty
+    if c.paused:
+        from skiffbox.guest.errors import Conflict
 
-        c = svc().get(req.params["id"])
-        stream = req.q_bool("stream", True)
-        one_shot = req.q_bool("one-shot")
-        gen = stats_stream(svc(), c, stream=stream, one_shot=one_shot)
-        if not stream:
-            chunks = [chunk async for chunk in gen]
-            return Response(200, b"".join(chunks), "application/json")
-        return Stream(gen)
+        raise Conflict("You cannot attach to a paused container, unpause it first")
+    # Registered before the 101 goes out: the client sends `start` right after it.
+    sock_fut = await s.attach_socket(c) if stream else None
 
-    @r.route("GET", "/containers/{id}/changes")
-    async def changes(req: Request) -> Response:
-        from skiffbox.guest.containers.changes import changes as changes_
+    async def run(raw: RawConn) -> None:
+        prefix: list[bytes] = []
+        if logs:
+            async for e in s.log_entries(c, stdout=stdout, stderr=stderr, follow=False, tail=None, since=None,
+                                         until=None):
+                prefix.append(e.data if tty else attach_mod.frame(e.stream, e.data))
+        if sock_fut is None:
+            for p in prefix:
+                await raw.write(p)
+            return
+        try:
+            sock = await sock_fut
+        except OSError:
+            sock = None
+        if sock is None:
+            for p in prefix:
+                await raw.write(p)
+            return
+        s.event(c, "attach")
+        await attach_mod.relay(raw, sock, tty=tty, stdout=stdout, stderr=stderr,
+                               stdin=stdin and bool(c.config.get("OpenStdin")),
+                               close_stdin_on_eof=bool(c.config.get("StdinOnce")),
+                               detach_keys=keys if stdin else None, prefix=prefix)
 
-        c = svc().get(req.params["id"])
-        return json_response(await asyncio.to_thread(changes_, c))
+    return Hijack(run, _stream_type(req, tty))
 
-    @r.route("GET", "/containers/{id}/export")
-    async def export(req: Request) -> Stream:
-        from skiffbox.guest.containers.archive import export_stream
 
-        c = svc().get(req.params["id"])
-        return Stream(export_stream(svc(), c), content_type="application/x-tar")
+async def logs(engine: Engine, req: Request) -> Stream:
+    s = engine.containers
+    c = s.get(req.params["id"])
+    stdout, stderr = req.q_bool("stdout"), req.q_bool("stderr")
+    if not (stdout or stderr):
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    tail_s = req.q("tail") or "all"
+    tail = None
+    if tail_s != "all":
+        try:
+            tail = int(tail_s)
+        except ValueError:
+            raise InvalidParameter(f"invalid value for tail: {tail_s}") from None
+        if tail < 0:
+            tail = None
+    since = parse_time(req.q("since")) if req.q("since") not in (None, "", "0") else None
+    until = parse_time(req.q("until")) if req.q("until") not in (None, "", "0") else None
+    ts = req.q_bool("timestamps")
+    tty = c.tty
+    entries = s.log_entries(c, stdout=stdout, stderr=stderr, follow=req.q_bool("follow"), tail=tail,
+                            since=since, until=until)
 
-    # -- docker cp -----------------------------------------------------------------------------
+    async def body() -> AsyncIterator[bytes]:
+        yield b""
+        async for e in entries:
+            data = (e.ts_text.encode() + b" " + e.data) if ts else e.data
+            yield data if tty else attach_mod.frame(e.stream, data)
 
-    @r.route("HEAD", "/containers/{id}/archive")
-    async def archive_head(req: Request) -> Response:
-        from skiffbox.guest.containers.archive import stat_path
+    return Stream(body(), content_type=_stream_type(req, tty))
 
-        c = svc().get(req.params["id"])
-        st = await stat_path(svc(), c, _path_param(req))
-        return Response(200, b"", None, {"X-Docker-Container-Path-Stat": _b64(st)})
 
-    @r.route("GET", "/containers/{id}/archive")
-    async def archive_get(req: Request) -> Response | Stream:
-        from skiffbox.guest.containers.archive import get_archive
+# -- inspection of the running container -------------------------------------------------------
+async def top(engine: Engine, req: Request) -> Response:
+    from skiffbox.guest.containers.stats import top as top_
 
-        if req.method == "HEAD":
-            return await archive_head(req)
-        c = svc().get(req.params["id"])
-        st, chunks = await get_archive(svc(), c, _path_param(req))
-        return Stream(chunks, content_type="application/x-tar", headers={"X-Docker-Container-Path-Stat": _b64(st)})
+    c = engine.containers.get(req.params["id"])
+    return json_response(await top_(engine.containers, c, req.q("ps_args") or ""))
 
-    @r.route("PUT", "/containers/{id}/archive")
-    async def archive_put(req: Request) -> Response:
-        from skiffbox.guest.containers.archive import put_archive
 
-        c = svc().get(req.params["id"])
-        await put_archive(svc(), c, _path_param(req), req.stream(),
-                          no_overwrite_dir_non_dir=req.q_bool("noOverwriteDirNonDir"),
-                          copy_uid_gid=req.q_bool("copyUIDGID"))
-        return Response(200, b"", None)
+async def stats(engine: Engine, req: Request) -> Response | Stream:
+    from skiffbox.guest.containers.stats import stats_stream
 
-    # -- commit --------------------------------------------------------------------------------
+    c = engine.containers.get(req.params["id"])
+    stream = req.q_bool("stream", True)
+    one_shot = req.q_bool("one-shot")
+    gen = stats_stream(engine.containers, c, stream=stream, one_shot=one_shot)
+    if not stream:
+        chunks = [chunk async for chunk in gen]
+        return Response(200, b"".join(chunks), "application/json")
+    return Stream(gen)
 
-    @r.route("POST", "/commit")
-    async def commit(req: Request) -> Response:
-        from skiffbox.guest.containers.commit import commit as commit_
 
-        ref = req.q("container") or ""
-        if not ref:
-            raise no_such_container("")
-        body = await req.json(default=None)
-        image_id = await commit_(svc(), ref, repo=req.q("repo") or "", tag=req.q("tag") or "",
-                                 comment=req.q("comment") or "", author=req.q("author") or "",
-                                 changes=req.q_all("changes"), pause=req.q_bool("pause", True), config=body)
-        return json_response({"Id": image_id}, 201)
+async def changes(engine: Engine, req: Request) -> Response:
+    from skiffbox.guest.containers.changes import changes as changes_
 
-    return r
+    c = engine.containers.get(req.params["id"])
+    return json_response(await asyncio.to_thread(changes_, c))
+
+
+async def export(engine: Engine, req: Request) -> Stream:
+    from skiffbox.guest.containers.archive import export_stream
+
+    c = engine.containers.get(req.params["id"])
+    return Stream(export_stream(engine.containers, c), content_type="application/x-tar")
+
+
+# -- docker cp -----------------------------------------------------------------------------
+async def archive_head(engine: Engine, req: Request) -> Response:
+    from skiffbox.guest.containers.archive import stat_path
+
+    c = engine.containers.get(req.params["id"])
+    st = await stat_path(engine.containers, c, _path_param(req))
+    return Response(200, b"", None, {"X-Docker-Container-Path-Stat": _b64(st)})
+
+
+async def archive_get(engine: Engine, req: Request) -> Response | Stream:
+    from skiffbox.guest.containers.archive import get_archive
+
+    if req.method == "HEAD":
+        return await archive_head(engine, req)
+    c = engine.containers.get(req.params["id"])
+    st, chunks = await get_archive(engine.containers, c, _path_param(req))
+    return Stream(chunks, content_type="application/x-tar", headers={"X-Docker-Container-Path-Stat": _b64(st)})
+
+
+async def archive_put(engine: Engine, req: Request) -> Response:
+    from skiffbox.guest.containers.archive import put_archive
+
+    c = engine.containers.get(req.params["id"])
+    await put_archive(engine.containers, c, _path_param(req), req.stream(),
+                      no_overwrite_dir_non_dir=req.q_bool("noOverwriteDirNonDir"),
+                      copy_uid_gid=req.q_bool("copyUIDGID"))
+    return Response(200, b"", None)
+
+
+# -- commit --------------------------------------------------------------------------------
+async def commit(engine: Engine, req: Request) -> Response:
+    from skiffbox.guest.containers.commit import commit as commit_
+
+    ref = req.q("container") or ""
+    if not ref:
+        raise no_such_container("")
+    body = await req.json(default=None)
+    image_id = await commit_(engine.containers, ref, repo=req.q("repo") or "", tag=req.q("tag") or "",
+                             comment=req.q("comment") or "", author=req.q("author") or "",
+                             changes=req.q_all("changes"), pause=req.q_bool("pause", True), config=body)
+    return json_response({"Id": image_id}, 201)
 
 
 def _path_param(req: Request) -> str:
@@ -299,3 +283,36 @@ def _path_param(req: Request) -> str:
 
 def _b64(obj: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(obj).encode()).decode()
+
+
+ROUTES: list[Route[Engine]] = [
+    ("GET", "/containers/json", list_),
+    ("POST", "/containers/create", create),
+    ("GET", "/containers/{id}/json", inspect),
+    ("POST", "/containers/{id}/start", start),
+    ("POST", "/containers/{id}/stop", stop),
+    ("POST", "/containers/{id}/restart", restart),
+    ("POST", "/containers/{id}/kill", kill),
+    ("POST", "/containers/{id}/pause", pause),
+    ("POST", "/containers/{id}/unpause", unpause),
+    ("POST", "/containers/{id}/rename", rename),
+    ("POST", "/containers/{id}/update", update),
+    ("DELETE", "/containers/{id}", delete),
+    ("POST", "/containers/prune", prune),
+    ("POST", "/containers/{id}/resize", resize),
+    ("POST", "/containers/{id}/wait", wait),
+    ("POST", "/containers/{id}/attach", attach),
+    ("GET", "/containers/{id}/logs", logs),
+    ("GET", "/containers/{id}/top", top),
+    ("GET", "/containers/{id}/stats", stats),
+    ("GET", "/containers/{id}/changes", changes),
+    ("GET", "/containers/{id}/export", export),
+    ("HEAD", "/containers/{id}/archive", archive_head),
+    ("GET", "/containers/{id}/archive", archive_get),
+    ("PUT", "/containers/{id}/archive", archive_put),
+    ("POST", "/commit", commit),
+]
+
+
+def router(engine: Engine) -> Router:
+    return Router().bind(engine, ROUTES)
