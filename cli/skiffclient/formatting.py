@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 
+from skiffbox.guest.util.humanize import human_duration  # one implementation with the engine's
+
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -54,34 +56,6 @@ def bytes_size(size: float) -> str:
     """units.BytesSize: binary units, 4 significant digits ("23.47GiB")."""
     v, unit = _scaled(float(size), 1024.0, _BINARY)
     return _gofmt_g(v, 4) + unit
-
-
-def human_duration(seconds: float) -> str:
-    """units.HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def since(ts: float, now: float | None = None) -> str:

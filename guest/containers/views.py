@@ -12,6 +12,7 @@ from typing import Any
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.errors import InvalidParameter
 from skiffbox.guest.util.filters import bool_filter, match_labels
+from skiffbox.guest.util.humanize import human_duration
 
 LIST_FILTERS = {"ancestor", "before", "expose", "exited", "health", "id", "isolation", "is-task", "label", "name",
                 "network", "publish", "since", "status", "volume"}
@@ -28,34 +29,6 @@ def _ts(s: str | None) -> float:
     except ValueError:
         return 0.0
     return dt.timestamp() + (float("0." + frac) if frac else 0.0)
-
-
-def human_duration(secs: float) -> str:
-    """go-units HumanDuration, which `docker ps` prints."""
-    s = int(secs)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def state_name(c: Container) -> str:

@@ -1,0 +1,34 @@
+"""The small helpers that had been copied and drifted, now with one implementation each."""
+
+from __future__ import annotations
+
+import pytest
+
+from skiffbox.cli.skiffclient import formatting
+from skiffbox.guest.containers import views
+from skiffbox.guest.util.humanize import human_duration
+
+H, D, W, M, Y = 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400
+
+# go-units' own TestHumanDuration table (docker/go-units duration_test.go), in seconds.
+GO_UNITS = [
+    (0.45, "Less than a second"), (1, "1 second"), (45, "45 seconds"), (59, "59 seconds"), (60, "About a minute"),
+    (180, "3 minutes"), (35 * 60 + 40, "35 minutes"), (59 * 60, "59 minutes"), (H, "About an hour"),
+    (H + 29 * 60, "About an hour"), (H + 31 * 60, "2 hours"), (3 * H, "3 hours"), (3 * H + 29 * 60, "3 hours"),
+    (3 * H + 31 * 60, "4 hours"), (4 * H, "4 hours"), (24 * H, "24 hours"), (D + 12 * H, "36 hours"),
+    (2 * D, "2 days"), (13 * D + 5 * H, "13 days"), (2 * W, "2 weeks"), (2 * W + 4 * D, "2 weeks"),
+    (4 * W + 3 * D, "4 weeks"), (M, "4 weeks"), (M + 2 * W, "6 weeks"), (2 * M, "2 months"),
+    (3 * M + W, "3 months"), (13 * M, "13 months"), (24 * M, "24 months"), (24 * M + 2 * W, "2 years"),
+    (3 * Y + 2 * M, "3 years"),
+]
+
+
+@pytest.mark.parametrize("secs,want", GO_UNITS + [(9000, "3 hours"), (1.5 * H, "2 hours"), (-5, "Less than a second")])
+def test_human_duration_is_go_units(secs: float, want: str) -> None:
+    """Hours round half up like Go's int(h + 0.5): 9,000 s is "3 hours" (Python's round() said "2 hours")."""
+    assert human_duration(secs) == want
+
+
+def test_engine_and_client_share_one_human_duration() -> None:
+    assert views.human_duration is human_duration and formatting.human_duration is human_duration
+    assert formatting.since(1000.0, now=1000.0 + 9000) == "3 hours ago"
