@@ -57,12 +57,14 @@ class Dashboard:
 
 
 @contextlib.contextmanager
-def dashboard_for(skiffd: Skiffd) -> Iterator[Dashboard]:
-    """`machine dashboard --no-browser` for the skiffd (as the local engine), with an empty machine store."""
-    store = Path(tempfile.mkdtemp(prefix="skiff-dash-store-", dir=os.environ.get("SKIFF_TEST_TMP", "/var/tmp")))
+def dashboard_for(skiffd: Skiffd, machine: str = "", store: Path | None = None) -> Iterator[Dashboard]:
+    """`machine dashboard --no-browser [MACHINE]` in the skiffd's namespace, the skiffd being the local engine;
+    the machine store is `store`, else a new empty one."""
+    own = store is None
+    store = store or Path(tempfile.mkdtemp(prefix="skiff-dash-store-", dir=os.environ.get("SKIFF_TEST_TMP", "/var/tmp")))
     env = {**skiffd.env(), "MACHINE_STORAGE_PATH": str(store), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(skiffd.ns.cmd([str(VENV_BIN / "machine"), "dashboard", "--no-browser"]), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv = [str(VENV_BIN / "machine"), "dashboard", "--no-browser", *([machine] if machine else [])]
+    proc = subprocess.Popen(skiffd.ns.cmd(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert "http://127.0.0.1:" in line, f"no URL from machine dashboard: {line!r}"
@@ -77,7 +79,8 @@ def dashboard_for(skiffd: Skiffd) -> Iterator[Dashboard]:
             skiffd.docker("rm", "-f", *left, check=False)
         if proc.stdout:
             proc.stdout.close()
-        shutil.rmtree(store, ignore_errors=True)
+        if own:
+            shutil.rmtree(store, ignore_errors=True)
 
 
 @contextlib.contextmanager
