@@ -160,6 +160,52 @@ def test_published_port_and_bind_mount(ctx: Ctx) -> None:
     assert f"127.0.0.1:{port}->{port}/tcp" in drv.to_config()["PortForwards"]
 
 
+def test_host_ip_port_and_a_taken_port(ctx: Ctx) -> None:
+    """`-p 127.0.0.1::80` answers on the host's 127.0.0.1 with the container's content (relayed to the guest's
+    loopback); a host port taken by another program shows in `machine ls` ERRORS and `inspect`, and is forwarded
+    once it frees."""
+    import socket
+
+    _need_containers(ctx)
+    image = f"10.0.2.2:{ctx.registry_port}/test/busybox:latest"
+    ctx.docker("run", "-d", "--name", "lo", "-p", "127.0.0.1::80", "-v", f"{ctx.share}:/www:ro", image,
+               "httpd", "-f", "-p", "80", "-h", "/www")
+    published = ctx.docker("port", "lo", "80/tcp").stdout.split()[0]
+    assert published.startswith("127.0.0.1:")
+    lo_port = int(published.rpartition(":")[2])
+    assert _wait_get(lo_port, "/index.html", 120) == "served from a host folder\n"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        ctx.docker("run", "-d", "--name", "clash", "-p", f"{taken}:80", "-v", f"{ctx.share}:/www:ro", image,
+                   "httpd", "-f", "-p", "80", "-h", "/www")
+        want = f"container clash, port 80/tcp: not forwarded, host port 127.0.0.1:{taken} is taken by another program"
+        deadline = time.monotonic() + 120
+        while want not in (ls := ctx.machine("ls", "--format", "{{.Name}}|{{.Error}}").stdout):
+            assert time.monotonic() < deadline, ls
+            time.sleep(1)
+        assert f"{NAME}|" in ls
+        errs = json.loads(ctx.machine("inspect", "-f", "{{json .Driver.PortForwardErrors}}", NAME).stdout)
+        assert any(e.startswith(want) for e in errs), errs
+    # freed: the forwarder's retry forwards it and the error goes away
+    assert _wait_get(taken, "/index.html", 60) == "served from a host folder\n"
+    deadline = time.monotonic() + 30
+    while "clash" in (ls := ctx.machine("ls", "--format", "{{.Error}}").stdout):
+        assert time.monotonic() < deadline, ls
+        time.sleep(1)
+    ctx.docker("rm", "-f", "lo", "clash")
+    deadline = time.monotonic() + 30  # the forwarder takes both away when it sees the containers go
+    for port in (lo_port, taken):
+        while True:
+            try:
+                assert_no_listener(port)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, f"127.0.0.1:{port} still forwarded after rm"
+                time.sleep(0.5)
+
+
 def test_stop_and_start(ctx: Ctx) -> None:
     pid = int((ctx.mdir / "qemu.pid").read_text())
     ctx.machine("stop", NAME)
