@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from skiffbox.cli.skiffclient import formatting
-from skiffbox.guest.containers import views
+from skiffbox.guest.containers import etcfiles, views
+from skiffbox.guest.network import dns
 from skiffbox.guest.util.humanize import human_duration
+from skiffbox.guest.util.resolvconf import is_loopback, parse_resolv
 
 H, D, W, M, Y = 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400
 
@@ -32,3 +34,37 @@ def test_human_duration_is_go_units(secs: float, want: str) -> None:
 def test_engine_and_client_share_one_human_duration() -> None:
     assert views.human_duration is human_duration and formatting.human_duration is human_duration
     assert formatting.since(1000.0, now=1000.0 + 9000) == "3 hours ago"
+
+
+RESOLV = """# written by the host
+; old-style comment
+nameserver 10.0.0.2   # the site resolver
+nameserver 127.0.0.53;systemd-resolved
+nameserver fe80::1%eth0
+domain first.example
+search corp.example lab.example # trailing words are a comment
+options ndots:2
+options timeout:1 ; rotate
+nameserver
+"""
+
+
+def test_resolv_conf_parser_strips_comments_anywhere() -> None:
+    ns, search, opts = parse_resolv(RESOLV)
+    assert ns == ["10.0.0.2", "127.0.0.53", "fe80::1%eth0"]
+    assert search == ["corp.example", "lab.example"]  # the last search/domain line wins
+    assert opts == ["ndots:2", "timeout:1"]
+
+
+def test_is_loopback() -> None:
+    assert [is_loopback(a) for a in ("127.0.0.53", "127.1.2.3", "::1", "::1%lo", "10.0.0.2", "fe80::1%eth0",
+                                     "resolver.example")] == [True, True, True, True, False, False, False]
+
+
+def test_container_and_network_resolv_use_the_one_parser() -> None:
+    """A container's resolv.conf from a network service's text keeps the servers but not the comments, the same
+    as the network side reads the host's file."""
+    text = etcfiles.resolv_text({}, "bridge", provided=RESOLV)
+    assert text == ("nameserver 10.0.0.2\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\n"
+                    "search corp.example lab.example\noptions ndots:2 timeout:1\n")
+    assert etcfiles.parse_resolv is parse_resolv and dns.parse_resolv is parse_resolv

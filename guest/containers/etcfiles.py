@@ -11,6 +11,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from skiffbox.guest.util.resolvconf import is_loopback, parse_resolv
+
 HOSTS_HEADER = (
     "127.0.0.1\tlocalhost\n"
     "::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -59,25 +61,6 @@ def write_hosts(path: Path, text: str) -> None:
     _atomic(path, text)
 
 
-def _parse_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
-    ns, search, opts = [], [], []
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts or parts[0].startswith(("#", ";")):
-            continue
-        if parts[0] == "nameserver" and len(parts) > 1:
-            ns.append(parts[1])
-        elif parts[0] in ("search", "domain"):
-            search = parts[1:]
-        elif parts[0] == "options":
-            opts += parts[1:]
-    return ns, search, opts
-
-
-def _loopback(ip: str) -> bool:
-    return ip.startswith("127.") or ip == "::1"
-
-
 def resolv_text(host_config: dict[str, Any], network_mode: str, provided: str | None = None) -> str:
     """The network service's file if it gave one; otherwise the host's, minus loopback servers (Docker's rule)."""
     if provided is not None:
@@ -87,9 +70,9 @@ def resolv_text(host_config: dict[str, Any], network_mode: str, provided: str | 
             base = Path("/etc/resolv.conf").read_text()
         except OSError:
             base = ""
-    ns, search, opts = _parse_resolv(base)
+    ns, search, opts = parse_resolv(base)
     if provided is None and network_mode != "host":
-        ns = [n for n in ns if not _loopback(n)] or ["8.8.8.8", "8.8.4.4"]
+        ns = [n for n in ns if not is_loopback(n)] or ["8.8.8.8", "8.8.4.4"]
     if provided is None:  # a network service's file already reflects --dns/--dns-search/--dns-option
         if host_config.get("Dns"):
             ns = list(host_config["Dns"])

@@ -16,36 +16,14 @@ import random
 import socket
 import struct
 
+from skiffbox.guest.util.resolvconf import is_loopback, parse_resolv
+
 HOST_RESOLV = "/etc/resolv.conf"
 SYSTEMD_RESOLV = "/run/systemd/resolve/resolv.conf"
 FALLBACK_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
 # Docker's embedded-DNS resolv.conf has `ndots:0`; a 1 s timeout (glibc's default is 5 s) lets a lookup that a
 # busy name server missed be retried quickly.
 RESOLVER_OPTIONS = ["ndots:0", "timeout:1", "attempts:3"]
-
-
-def parse_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
-    ns: list[str] = []
-    search: list[str] = []
-    opts: list[str] = []
-    for line in text.splitlines():
-        parts = line.split("#", 1)[0].split(";", 1)[0].split()
-        if not parts:
-            continue
-        if parts[0] == "nameserver" and len(parts) > 1:
-            ns.append(parts[1])
-        elif parts[0] in ("search", "domain"):
-            search = parts[1:]
-        elif parts[0] == "options":
-            opts += parts[1:]
-    return ns, search, opts
-
-
-def _is_loopback(ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def host_resolv() -> tuple[list[str], list[str], list[str]]:
@@ -56,7 +34,7 @@ def host_resolv() -> tuple[list[str], list[str], list[str]]:
             ns, search, opts = parse_resolv(f.read())
     except OSError:
         ns, search, opts = [], [], []
-    if ns and all(_is_loopback(n) for n in ns) and os.path.exists(SYSTEMD_RESOLV):
+    if ns and all(is_loopback(n) for n in ns) and os.path.exists(SYSTEMD_RESOLV):
         try:
             with open(SYSTEMD_RESOLV) as f:
                 ns2, search2, opts2 = parse_resolv(f.read())
@@ -87,7 +65,7 @@ def render(nameservers: list[str], search: list[str], options: list[str]) -> str
 def resolv_for_bridge(dns: list[str], dns_search: list[str], dns_options: list[str]) -> str:
     """Default bridge / no embedded DNS: the user's servers or the host's non-loopback ones."""
     hns, hsearch, hopts = host_resolv()
-    ns = list(dns) if dns else [n for n in hns if not _is_loopback(n)] or list(FALLBACK_NAMESERVERS)
+    ns = list(dns) if dns else [n for n in hns if not is_loopback(n)] or list(FALLBACK_NAMESERVERS)
     return render(ns, list(dns_search) if dns_search else hsearch, list(dns_options) if dns_options else hopts)
 
 
