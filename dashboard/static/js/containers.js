@@ -165,6 +165,9 @@ function overview(body, c) {
     h("div", { class: "card", id: "stats" }, h("h3", {}, "Resource use"), h("div", { class: "muted", id: "stats-body" }, c.State.Running ? "…" : "not running")));
   const old = body.querySelector("#overview");
   if (old) {
+    // Keep the last resource-use sample on screen until the stats stream sends the next one.
+    const sample = old.querySelector("#stats-body");
+    if (sample && c.State.Running) cards.querySelector("#stats-body").replaceWith(sample);
     old.replaceWith(cards);
   } else {
     body.replaceChildren(cards);
