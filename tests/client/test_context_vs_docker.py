@@ -34,7 +34,7 @@ def test_context_use_machine_serves_both_clients(tls_engine: TLSEngine, tmp_path
     assert d.returncode == s.returncode == 0 and images.busybox in s.stdout and d.stdout == s.stdout, (d, s)
     s = e.run("skiff", "run", "--rm", images.busybox, "echo", "via context", env=env)
     assert (s.returncode, s.stdout) == (0, "via context\n"), s
-    for args in (["context", "ls"], ["context", "show"], ["context", "inspect"], ["context", "ls", "-q"],
+    for args in (["version", "--format", "{{.Client.Context}}"], ["context", "ls"], ["context", "show"], ["context", "inspect"], ["context", "ls", "-q"],
                  ["context", "ls", "--format", "json"], ["context", "inspect", "-f", "{{.Endpoints.docker.Host}}"],
                  ["context", "inspect", "default"], ["context", "use", "nosuch"], ["--context", "nosuch", "ps"],
                  ["-H", e.url, "--context", "ctxbox", "ps"], ["context", "use"]):

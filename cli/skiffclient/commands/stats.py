@@ -262,15 +262,11 @@ def run_stats(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     if not stream:
         cli.out.write(frame())
         return 0
-    tty = cli.out.isatty()
-    if tty:
-        cli.out.write("\x1b[2J")
     while True:
-        text = frame()
-        if tty:  # redraw in place: home, each line cleared to its end, the rest of the screen cleared
-            cli.out.write("\x1b[H" + text.replace("\n", "\x1b[K\n") + "\x1b[J")
-        else:
-            cli.out.write(text)
+        # docker 28's bytes exactly, terminal or not: the table after "cursor home", then the same again
+        # with each line (and a last empty one) followed by " erase to end of line", then "erase below".
+        text = "\x1b[H" + frame()
+        cli.out.write(text + "".join(line + " \x1b[K\n" for line in text.split("\n")) + "\x1b[J")
         cli.out.flush()
         if not show_all and not col.snapshot():
             return 0

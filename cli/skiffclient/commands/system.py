@@ -16,7 +16,7 @@ CLIENT_VERSION = "0.1.0"
 CLIENT_API = "1.50"
 
 
-def _client_section(api_version: str) -> dict[str, Any]:
+def _client_section(api_version: str, context: str = "default") -> dict[str, Any]:
     return {
         "Platform": {"Name": "Skiff Client"},
         "Version": CLIENT_VERSION,
@@ -28,7 +28,7 @@ def _client_section(api_version: str) -> dict[str, Any]:
         "Arch": {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "AMD64": "amd64"}.get(
             platform.machine(), platform.machine()),
         "BuildTime": "",
-        "Context": "default",
+        "Context": context,
     }
 
 
@@ -48,7 +48,9 @@ def _ansic(rfc3339: str) -> str:
 
 def run_version(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     api = cli.api
-    client = _client_section("")
+    from skiffbox.cli.skiffclient.contexts import current
+
+    client = _client_section("", current(cli.gopts))
     server = None
     err = None
     try:
@@ -123,7 +125,9 @@ def run_info(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         return 0
     out = cli.out
     out.write("Client: Skiff Client\n")
-    out.write(f" Version:    {CLIENT_VERSION}\n Context:    default\n Debug Mode: false\n\nServer:\n")
+    from skiffbox.cli.skiffclient.contexts import current
+
+    out.write(f" Version:    {CLIENT_VERSION}\n Context:    {current(cli.gopts)}\n Debug Mode: false\n\nServer:\n")
     try:
         info = cli.api.info()
     except Exception as e:
