@@ -84,7 +84,9 @@ def natural_key(s: str) -> list[Any]:
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    """Write via a temp file in the same folder, fsync, rename: readers see old or new, never half."""
+    """The host side's one way to replace a file: a temp file in the same folder, fsync, rename, fsync the folder.
+    Readers see old or new, never half, and the new survives a power loss once this returns; a failure leaves the
+    old file and no temp file."""
     if isinstance(data, str):
         data = data.encode()
     import tempfile  # not on the read-only fast path
@@ -103,6 +105,12 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename durable (Windows cannot open a folder to fsync it)
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 class _FileLock:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
 from skiffbox.cli.skiffclient import formatting
 from skiffbox.guest.containers import etcfiles, views
 from skiffbox.guest.network import dns
+from skiffbox.guest.util.atomicfile import atomic_write as guest_atomic_write
+from skiffbox.guest.util.atomicfile import atomic_write_json
 from skiffbox.guest.util.humanize import human_duration
+from skiffbox.machine.store import atomic_write as host_atomic_write
 from skiffbox.guest.util.resolvconf import is_loopback, parse_resolv
 
 H, D, W, M, Y = 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400
@@ -68,3 +76,55 @@ def test_container_and_network_resolv_use_the_one_parser() -> None:
     assert text == ("nameserver 10.0.0.2\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\n"
                     "search corp.example lab.example\noptions ndots:2 timeout:1\n")
     assert etcfiles.parse_resolv is parse_resolv and dns.parse_resolv is parse_resolv
+
+
+@pytest.mark.parametrize("write", [guest_atomic_write, host_atomic_write], ids=["guest", "host"])
+def test_atomic_write_replaces_durably(write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "state.json"
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write(p, b"old", 0o600)
+    write(p, "new")
+    assert p.read_text() == "new" and stat.S_IMODE(p.stat().st_mode) == 0o644
+    assert synced == ["file", "dir", "file", "dir"]  # the data, then the rename
+    assert [x.name for x in tmp_path.iterdir()] == ["state.json"]
+
+
+@pytest.mark.parametrize("write", [guest_atomic_write, host_atomic_write], ids=["guest", "host"])
+def test_atomic_write_failure_keeps_the_old_file_and_no_temp(write, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "state.json"
+    write(p, b"old")
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write(p, b"new content")
+    monkeypatch.undo()
+    assert p.read_bytes() == b"old"
+    assert [x.name for x in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_guest_json_write_fails_before_touching_the_disk(tmp_path: Path) -> None:
+    p = tmp_path / "container.json"
+    atomic_write_json(p, {"State": "running"})
+    with pytest.raises(TypeError):
+        atomic_write_json(p, {"State": object()})
+    assert json.loads(p.read_text()) == {"State": "running"}
+    assert [x.name for x in tmp_path.iterdir()] == ["container.json"]
+
+
+def test_engine_stores_use_the_one_atomic_write() -> None:
+    from skiffbox.guest.containers import store as containers_store
+    from skiffbox.guest.images import store as images_store
+
+    assert containers_store.atomic_write_json is atomic_write_json
+    assert images_store.atomic_write is guest_atomic_write and etcfiles.atomic_write is guest_atomic_write

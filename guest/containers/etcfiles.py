@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from skiffbox.guest.util.atomicfile import atomic_write
 from skiffbox.guest.util.resolvconf import is_loopback, parse_resolv
 
 HOSTS_HEADER = (
@@ -41,15 +42,8 @@ def make_init_layer(path: Path, with_init_binary: bool) -> None:
         pass
 
 
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def write_hostname(path: Path, hostname: str) -> None:
-    _atomic(path, hostname + "\n")
+    atomic_write(path, hostname + "\n")
 
 
 def hosts_text(entries: list[tuple[str, list[str]]]) -> str:
@@ -58,7 +52,7 @@ def hosts_text(entries: list[tuple[str, list[str]]]) -> str:
 
 
 def write_hosts(path: Path, text: str) -> None:
-    _atomic(path, text)
+    atomic_write(path, text)
 
 
 def resolv_text(host_config: dict[str, Any], network_mode: str, provided: str | None = None) -> str:

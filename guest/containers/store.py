@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
+from skiffbox.guest.util.atomicfile import atomic_write_json
 
 NAME_RX = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
@@ -53,13 +54,6 @@ _RIGHT = ("agnesi albattani allen almeida archimedes ardinghelli aryabhata austi
 
 def random_name() -> str:
     return f"{random.choice(_LEFT)}_{random.choice(_RIGHT)}"
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 class Container:

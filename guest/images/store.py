@@ -25,17 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from skiffbox.guest.images.blobs import BlobStore, check_digest
+from skiffbox.guest.util.atomicfile import TMP_PREFIX, atomic_write
 
 log = logging.getLogger("skiffd.images")
-
-TMP_PREFIX = ".tmp-"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:

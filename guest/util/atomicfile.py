@@ -1,0 +1,50 @@
+"""The engine's one way to replace a file: durable and atomic.
+
+Write a temp file in the same folder, fsync it, rename it over the target, fsync the folder: after a crash or a
+power loss a reader finds the old content or the new, never half of one, and the new survives once this returns.
+A failure (a full disk, an unserialisable object) leaves the old file as it was and removes the temp file. Temp
+names start with TMP_PREFIX, so a store can sweep what a killed daemon left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TMP_PREFIX = ".tmp-"
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any, mode: int = 0o644) -> None:
+    """`obj` as JSON; serialised before anything is written, so a bad object never touches the disk."""
+    atomic_write(path, json.dumps(obj), mode)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename (or a new entry) in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
