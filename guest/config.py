@@ -8,6 +8,7 @@ import os
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from skiffbox.guest.images.proxy import ProxySettings, mask_credentials
@@ -137,7 +138,7 @@ def apply_proxy_env(cfg: DaemonConfig, environ: MutableMapping[str, str] | None 
         raise SystemExit(f"skiffd: {e}") from None
 
 
-def _apply_file(cfg: DaemonConfig, data: dict) -> None:
+def _apply_file(cfg: DaemonConfig, data: dict[str, Any]) -> None:
     simple = {
         "hosts": "hosts", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
         "tlskey": "tlskey", "insecure-registries": "insecure_registries", "registry-mirrors": "registry_mirrors",

@@ -20,6 +20,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from skiffbox.guest.containers.runtime import Runtime, RuntimeError_
 
@@ -58,16 +59,17 @@ def oom_killed(bundle: Path) -> bool:
     return (exit_dir(bundle) / "oom").exists() or (bundle / "oom").exists()
 
 
-async def _recv_json(sock: socket.socket, timeout: float = SYNC_TIMEOUT) -> dict:
+async def _recv_json(sock: socket.socket, timeout: float = SYNC_TIMEOUT) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     data = await asyncio.wait_for(loop.sock_recv(sock, 65536), timeout)
     if not data:
         raise RuntimeError_("conmon exited without reporting the container's start")
     line = data.split(b"\n", 1)[0]
-    return json.loads(line)
+    msg: dict[str, Any] = json.loads(line)
+    return msg
 
 
-def _start_conmon(args: list[str], bundle: Path, fds: dict[str, socket.socket]) -> subprocess.Popen:
+def _start_conmon(args: list[str], bundle: Path, fds: dict[str, socket.socket]) -> subprocess.Popen[bytes]:
     env = _env({k: str(s.fileno()) for k, s in fds.items()})
     errlog = open(bundle / "conmon.err", "ab")
     try:
@@ -152,7 +154,7 @@ def _runtime_message(msg: str, argv0: str | None = None) -> str:
     return _clean(msg, argv0)
 
 
-async def _wait_child(p: subprocess.Popen, timeout: float = 10.0) -> None:
+async def _wait_child(p: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     delay = 0.0005
     while p.poll() is None:
@@ -279,7 +281,7 @@ def write_ctl(bundle: Path, msg_type: int, a: int, b: int) -> bool:
 class ExecLaunch:
     """A running `conmon -e` session: the attach socket is ready before the process is started."""
 
-    def __init__(self, p: subprocess.Popen, sync: socket.socket, start: socket.socket, attach_pipe: socket.socket | None,
+    def __init__(self, p: subprocess.Popen[bytes], sync: socket.socket, start: socket.socket, attach_pipe: socket.socket | None,
                  session_dir: Path, cid: str, argv0: str | None = None) -> None:
         self.p = p
         self.cid = cid

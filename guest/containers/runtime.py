@@ -108,7 +108,8 @@ class Runtime:
         if rc != 0:
             return None
         try:
-            return json.loads(out)
+            state: dict[str, Any] = json.loads(out)
+            return state
         except ValueError:
             return None
 

@@ -129,7 +129,8 @@ def capabilities(cap_add: list[str] | None, cap_drop: list[str] | None, privileg
 
 @functools.cache
 def _default_profile() -> dict[str, Any]:
-    return json.loads((Path(__file__).parent / "seccomp.json").read_text())
+    profile: dict[str, Any] = json.loads((Path(__file__).parent / "seccomp.json").read_text())
+    return profile
 
 
 def _kernel_at_least(v: str) -> bool:
@@ -253,16 +254,16 @@ def resolve_user(rootfs: Path, user: str, group_add: list[str] | None = None) ->
                 g = int(row[2])
                 if g != eu.gid and g not in eu.additional_gids:
                     eu.additional_gids.append(g)
-    for g in group_add or []:
-        if g.isdigit():
-            gid = int(g)
+    for name in group_add or []:
+        if name.isdigit():
+            gid = int(name)
         else:
             for row in groups:
-                if len(row) >= 3 and row[0] == g:
+                if len(row) >= 3 and row[0] == name:
                     gid = int(row[2])
                     break
             else:
-                raise InvalidParameter(f"unable to find group {g}: no matching entries in group file")
+                raise InvalidParameter(f"unable to find group {name}: no matching entries in group file")
         if gid not in eu.additional_gids:
             eu.additional_gids.append(gid)
     return eu
@@ -357,7 +358,7 @@ def _mounts(host_config: dict[str, Any], inputs: SpecInputs, readonly_rootfs: bo
         user_dests.add(m["destination"])
     # A user mount on a default destination replaces the default (e.g. `--tmpfs /dev/shm`, `-v x:/etc/hosts`).
     mounts = [m for m in mounts if m["destination"] not in user_dests]
-    mounts += sorted(inputs.extra_mounts, key=lambda m: m["destination"].rstrip("/").count("/"))
+    mounts += sorted(inputs.extra_mounts, key=lambda m: str(m["destination"]).rstrip("/").count("/"))
     return mounts
 
 

@@ -78,27 +78,33 @@ class Container:
     # identity ------------------------------------------------------------------------------------
     @property
     def id(self) -> str:
-        return self.rec["Id"]
+        v: str = self.rec["Id"]
+        return v
 
     @property
     def name(self) -> str:
-        return self.rec["Name"].lstrip("/")
+        v: str = self.rec["Name"].lstrip("/")
+        return v
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.rec["Config"]
+        v: dict[str, Any] = self.rec["Config"]
+        return v
 
     @property
     def host_config(self) -> dict[str, Any]:
-        return self.rec["HostConfig"]
+        v: dict[str, Any] = self.rec["HostConfig"]
+        return v
 
     @property
     def state(self) -> dict[str, Any]:
-        return self.rec["State"]
+        v: dict[str, Any] = self.rec["State"]
+        return v
 
     @property
     def skiff(self) -> dict[str, Any]:
-        return self.rec.setdefault("Skiff", {})
+        v: dict[str, Any] = self.rec.setdefault("Skiff", {})
+        return v
 
     @property
     def running(self) -> bool:

@@ -128,7 +128,7 @@ class ZstdReader:
 
     def read(self, n: int = -1) -> bytes:
         assert self.proc.stdout is not None
-        data = self.proc.stdout.read1(n if n and n > 0 else CHUNK)  # type: ignore[attr-defined]
+        data: bytes = self.proc.stdout.read1(n if n and n > 0 else CHUNK)  # type: ignore[attr-defined]
         if not data:
             self._t.join()
             rc = self.proc.wait()
@@ -181,7 +181,7 @@ class FullReader:
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            parts = []
+            parts: list[bytes] = []
             while True:
                 b = self.src.read(CHUNK)
                 if not b:

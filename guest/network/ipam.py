@@ -67,7 +67,8 @@ class Ipam:
 
     # ---- queries ------------------------------------------------------------------------------
     def _net(self, net_id: str) -> dict[str, Any]:
-        return self._state["nets"].setdefault(net_id, {"last": {}, "alloc": {}})
+        net: dict[str, Any] = self._state["nets"].setdefault(net_id, {"last": {}, "alloc": {}})
+        return net
 
     def owned(self, net_id: str) -> dict[str, str]:
         """address → owner for one network."""
@@ -121,7 +122,7 @@ class Ipam:
         alloc = self._net(net_id)["alloc"]
         for held, who in alloc.items():
             if who == owner and ipaddress.ip_address(held) in sn:
-                return held
+                return str(held)
         cand = int(sn.broadcast_address)
         while cand > int(sn.network_address):
             a = ipaddress.ip_address(cand)

@@ -76,7 +76,7 @@ class Netavark:
     @staticmethod
     def _error_text(rc: int, out: str, err: str) -> str:
         try:
-            msg = json.loads(out)["error"]
+            msg = str(json.loads(out)["error"])
         except (ValueError, KeyError, TypeError):
             tail = (err.strip().splitlines() or [""])[-1]
             msg = f"exit {rc}: {tail or out.strip()}"
@@ -88,7 +88,8 @@ class Netavark:
             log.debug("netavark setup failed for %s", json.dumps(options))
             raise NetavarkError(f"netavark setup: {self._error_text(rc, out, err)}")
         try:
-            return json.loads(out)
+            result: dict[str, Any] = json.loads(out)
+            return result
         except ValueError:
             raise NetavarkError(f"netavark setup printed no status: {out[:200]!r}") from None
 

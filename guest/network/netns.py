@@ -40,7 +40,7 @@ def is_netns(path: str | Path) -> bool:
         buf = ctypes.create_string_buffer(120)
         if _libc.fstatfs(fd, buf) != 0:
             return False
-        f_type = struct.unpack_from("l", buf.raw)[0]
+        f_type: int = struct.unpack_from("l", buf.raw)[0]
         return f_type == NSFS_MAGIC
     finally:
         os.close(fd)
