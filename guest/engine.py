@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
 from skiffbox.guest.config import DaemonConfig
+from skiffbox.guest.containers.service import ContainerService
 from skiffbox.guest.events import EventBus
+from skiffbox.guest.images.service import ImageService
+from skiffbox.guest.network.service import NetworkService
+from skiffbox.guest.volumes.service import VolumeService
 
 log = logging.getLogger("skiffd")
-
-
-def _service(target: str, engine: "Engine") -> Any:
-    """Build a service if its module exists yet (the engine grows one service at a time)."""
-    mod_name, _, cls_name = target.partition(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-        if e.name == mod_name:
-            return None
-        raise
-    return getattr(mod, cls_name)(engine)
 
 
 class Engine:
@@ -37,12 +27,12 @@ class Engine:
         os.chmod(self.root, 0o711)
         self.events = EventBus()
         self.id = self._engine_id()
-        # Each service owns its own subfolder of the data root and is built from `<module>:<Class>(engine)`.
-        # Order matters: volumes and networks exist before the containers that use them.
-        self.images: Any = _service("skiffbox.guest.images.service:ImageService", self)
-        self.volumes: Any = _service("skiffbox.guest.volumes.service:VolumeService", self)
-        self.networks: Any = _service("skiffbox.guest.network.service:NetworkService", self)
-        self.containers: Any = _service("skiffbox.guest.containers.service:ContainerService", self)
+        # Each service owns its own subfolder of the data root. Order matters: images, volumes and networks
+        # exist before the containers that use them.
+        self.images = ImageService(self)
+        self.volumes = VolumeService(self)
+        self.networks = NetworkService(self)
+        self.containers = ContainerService(self)
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"
@@ -57,11 +47,12 @@ class Engine:
 
     async def start(self) -> None:
         """Recover state after a restart or crash (each service does its own part)."""
-        for svc in (self.images, self.volumes, self.networks, self.containers):
-            if svc is not None and hasattr(svc, "start"):
-                await svc.start()
+        await self.images.start()
+        await self.networks.start()
+        await self.containers.start()
 
     async def close(self) -> None:
-        for svc in (self.containers, self.networks, self.volumes, self.images):
-            if svc is not None and hasattr(svc, "close"):
-                await svc.close()
+        await self.containers.close()
+        await self.networks.close()
+        await self.volumes.close()
+        await self.images.close()

@@ -7,7 +7,7 @@ import base64
 import json
 from typing import Any
 
-from skiffbox.guest.api.http import Request, Response, Router, Stream, json_response
+from skiffbox.guest.api.http import Request, Response, Route, Router, Stream, json_response
 from skiffbox.guest.build.builder import BuildOptions
 from skiffbox.guest.build.manager import BuildManager
 from skiffbox.guest.engine import Engine
@@ -88,22 +88,27 @@ def _options(req: Request) -> BuildOptions:
     )
 
 
+async def build(mgr: BuildManager, req: Request) -> Stream | Response:
+    opts = _options(req)
+    ctx, plan, tmp = await mgr.prepare(req.stream(), opts)
+    return Stream(mgr.run(ctx, plan, tmp, opts), content_type="application/json")
+
+
+async def prune(mgr: BuildManager, req: Request) -> Response:
+    return json_response(mgr.prune())
+
+
+async def cancel(mgr: BuildManager, req: Request) -> Response:
+    return json_response({})
+
+
+# The handlers' context is the build manager (it keeps the builds in progress), made over the engine.
+ROUTES: list[Route[BuildManager]] = [
+    ("POST", "/build", build),
+    ("POST", "/build/prune", prune),
+    ("POST", "/build/cancel", cancel),
+]
+
+
 def router(engine: Engine) -> Router:
-    mgr = BuildManager(engine)
-    r = Router()
-
-    async def build(req: Request) -> Stream | Response:
-        opts = _options(req)
-        ctx, plan, tmp = await mgr.prepare(req.stream(), opts)
-        return Stream(mgr.run(ctx, plan, tmp, opts), content_type="application/json")
-
-    async def prune(req: Request) -> Response:
-        return json_response(mgr.prune())
-
-    async def cancel(req: Request) -> Response:
-        return json_response({})
-
-    r.add("POST", "/build", build)
-    r.add("POST", "/build/prune", prune)
-    r.add("POST", "/build/cancel", cancel)
-    return r
+    return Router().bind(BuildManager(engine), ROUTES)

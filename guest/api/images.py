@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from skiffbox.guest.api.http import Reply, Request, Response, Router, Stream, json_response
+from skiffbox.guest.api.http import Reply, Request, Response, Route, Router, Stream, json_response
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import EngineError, InvalidParameter
 from skiffbox.guest.images import archive, importer, platforms
@@ -73,90 +73,104 @@ async def progress_stream(run: Callable[[Progress], Awaitable[Any]]) -> Reply:
     return Stream(gen())
 
 
-def router(engine: Engine) -> Router:
-    r = Router()
-    svc = engine.images
-
-    @r.route("POST", "/images/create")
-    async def create(req: Request) -> Reply:
-        from_image = req.q("fromImage")
-        from_src = req.q("fromSrc")
-        tag = req.q("tag")
-        platform = req.q("platform") or None
-        if from_image:
-            ref = split_repo_tag(from_image, tag)
-            auth = AuthConfig.from_header(req.headers.get("x-registry-auth"))
-            if ref.tag is None and ref.digest is None:  # no tag at all: `docker pull --all-tags`
-                return await progress_stream(lambda out: svc.pull_all_tags(ref, auth, platform, out))
-            return await progress_stream(lambda out: svc.pull(ref, auth, platform, out))
-        if from_src:
-            repo = req.q("repo")
-            target = split_repo_tag(repo, tag).tag_or_latest() if repo else None
-            message = req.q("message") or f"Imported from {from_src}"
-            changes = req.q_all("changes")
-            platforms.parse(platform)  # a bad platform is a plain 400, before any progress
-            chunks = req.stream() if from_src == "-" else importer.url_chunks(from_src)
-            return await progress_stream(
-                lambda out: importer.import_reporting(svc, chunks, target, message, changes, platform, out))
-        raise InvalidParameter("fromImage or fromSrc is required")
-
-    @r.route("GET", "/images/json")
-    async def list_images(req: Request) -> Response:
-        flt = parse_filters(req.q("filters"))
-        legacy = req.q("filter")
-        if legacy:
-            flt.setdefault("reference", []).append(legacy)
-        out = await svc.list(req.q_bool("all"), flt, legacy_none=not req.version_at_least("1.43"),
-                             with_virtual_size=not req.version_at_least("1.44"))
-        return json_response(out)
-
-    @r.route("POST", "/images/prune")
-    async def prune(req: Request) -> Response:
-        return json_response(await svc.prune(parse_filters(req.q("filters"))))
-
-    @r.route("GET", "/images/get")
-    async def get_many(req: Request) -> Reply:
-        names = req.q_all("names")
-        return Stream(await archive.save_stream(svc, names), content_type="application/x-tar")
-
-    @r.route("POST", "/images/load")
-    async def load(req: Request) -> Reply:
-        quiet = req.q_bool("quiet")
-        return await progress_stream(lambda out: archive.load_archive(svc, req.stream(), out, quiet))
-
-    @r.route("POST", "/auth")
-    async def auth(req: Request) -> Response:
-        return json_response(await svc.login(await req.json({})))
-
-    @r.route("GET", "/images/search")
-    async def search(req: Request) -> Reply:
-        raise InvalidParameter("search is not supported by this engine (no index service is configured)")
-
-    @r.route("GET", "/images/{name*}/json")
-    async def inspect(req: Request) -> Response:
-        return json_response(svc.inspect(req.params["name"], req.version_at_least))
-
-    @r.route("GET", "/images/{name*}/history")
-    async def history(req: Request) -> Response:
-        return json_response(svc.history(req.params["name"]))
-
-    @r.route("POST", "/images/{name*}/tag")
-    async def tag(req: Request) -> Response:
-        await svc.tag(req.params["name"], req.q("repo") or "", req.q("tag"))
-        return Response(201, b"", None)
-
-    @r.route("POST", "/images/{name*}/push")
-    async def push(req: Request) -> Reply:
+async def create(engine: Engine, req: Request) -> Reply:
+    from_image = req.q("fromImage")
+    from_src = req.q("fromSrc")
+    tag = req.q("tag")
+    platform = req.q("platform") or None
+    if from_image:
+        ref = split_repo_tag(from_image, tag)
         auth = AuthConfig.from_header(req.headers.get("x-registry-auth"))
-        name, tag = req.params["name"], req.q("tag")
-        return await progress_stream(lambda out: svc.push(name, tag, auth, out))
+        if ref.tag is None and ref.digest is None:  # no tag at all: `docker pull --all-tags`
+            return await progress_stream(lambda out: engine.images.pull_all_tags(ref, auth, platform, out))
+        return await progress_stream(lambda out: engine.images.pull(ref, auth, platform, out))
+    if from_src:
+        repo = req.q("repo")
+        target = split_repo_tag(repo, tag).tag_or_latest() if repo else None
+        message = req.q("message") or f"Imported from {from_src}"
+        changes = req.q_all("changes")
+        platforms.parse(platform)  # a bad platform is a plain 400, before any progress
+        chunks = req.stream() if from_src == "-" else importer.url_chunks(from_src)
+        return await progress_stream(
+            lambda out: importer.import_reporting(engine.images, chunks, target, message, changes, platform, out))
+    raise InvalidParameter("fromImage or fromSrc is required")
 
-    @r.route("GET", "/images/{name*}/get")
-    async def get_one(req: Request) -> Reply:
-        return Stream(await archive.save_stream(svc, [req.params["name"]]), content_type="application/x-tar")
 
-    @r.route("DELETE", "/images/{name*}")
-    async def delete(req: Request) -> Response:
-        return json_response(await svc.delete(req.params["name"], req.q_bool("force"), req.q_bool("noprune")))
+async def list_images(engine: Engine, req: Request) -> Response:
+    flt = parse_filters(req.q("filters"))
+    legacy = req.q("filter")
+    if legacy:
+        flt.setdefault("reference", []).append(legacy)
+    out = await engine.images.list(req.q_bool("all"), flt, legacy_none=not req.version_at_least("1.43"),
+                         with_virtual_size=not req.version_at_least("1.44"))
+    return json_response(out)
 
-    return r
+
+async def prune(engine: Engine, req: Request) -> Response:
+    return json_response(await engine.images.prune(parse_filters(req.q("filters"))))
+
+
+async def get_many(engine: Engine, req: Request) -> Reply:
+    names = req.q_all("names")
+    return Stream(await archive.save_stream(engine.images, names), content_type="application/x-tar")
+
+
+async def load(engine: Engine, req: Request) -> Reply:
+    quiet = req.q_bool("quiet")
+    return await progress_stream(lambda out: archive.load_archive(engine.images, req.stream(), out, quiet))
+
+
+async def auth(engine: Engine, req: Request) -> Response:
+    return json_response(await engine.images.login(await req.json({})))
+
+
+async def search(engine: Engine, req: Request) -> Reply:
+    raise InvalidParameter("search is not supported by this engine (no index service is configured)")
+
+
+async def inspect(engine: Engine, req: Request) -> Response:
+    return json_response(engine.images.inspect(req.params["name"], req.version_at_least))
+
+
+async def history(engine: Engine, req: Request) -> Response:
+    return json_response(engine.images.history(req.params["name"]))
+
+
+async def tag(engine: Engine, req: Request) -> Response:
+    await engine.images.tag(req.params["name"], req.q("repo") or "", req.q("tag"))
+    return Response(201, b"", None)
+
+
+async def push(engine: Engine, req: Request) -> Reply:
+    auth = AuthConfig.from_header(req.headers.get("x-registry-auth"))
+    name, tag = req.params["name"], req.q("tag")
+    return await progress_stream(lambda out: engine.images.push(name, tag, auth, out))
+
+
+async def get_one(engine: Engine, req: Request) -> Reply:
+    return Stream(await archive.save_stream(engine.images, [req.params["name"]]), content_type="application/x-tar")
+
+
+async def delete(engine: Engine, req: Request) -> Response:
+    return json_response(await engine.images.delete(req.params["name"], req.q_bool("force"), req.q_bool("noprune")))
+
+
+ROUTES: list[Route[Engine]] = [
+    ("POST", "/images/create", create),
+    ("GET", "/images/json", list_images),
+    ("POST", "/images/prune", prune),
+    ("GET", "/images/get", get_many),
+    ("POST", "/images/load", load),
+    ("POST", "/auth", auth),
+    ("GET", "/images/search", search),
+    ("GET", "/images/{name*}/json", inspect),
+    ("GET", "/images/{name*}/history", history),
+    ("POST", "/images/{name*}/tag", tag),
+    ("POST", "/images/{name*}/push", push),
+    ("GET", "/images/{name*}/get", get_one),
+    ("DELETE", "/images/{name*}", delete),
+]
+
+
+def router(engine: Engine) -> Router:
+    return Router().bind(engine, ROUTES)

@@ -49,7 +49,8 @@ async def _event_stream(engine: Engine, flt: dict[str, list[str]], since: float 
     try:
         if since is not None:
             for ev in engine.events.history():
-                if ev["timeNano"] / 1e9 >= since and (until is None or ev["timeNano"] / 1e9 <= until) and events.matches(ev, flt):
+                t = ev["timeNano"] / 1e9
+                if t >= since and (until is None or t <= until) and events.matches(ev, flt):
                     yield json.dumps(ev).encode() + b"\n"
         # Flush the headers straight away: clients block on them before anything happens.
         yield b""

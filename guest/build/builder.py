@@ -712,7 +712,7 @@ class Builder:
 
     async def cleanup_failed(self) -> None:
         """After a failure: remove the RUN containers Docker would remove (with forcerm)."""
-        if self.opts.forcerm and self.engine.containers is not None:
+        if self.opts.forcerm:
             for cid in self.containers_left:
                 await self._remove_container(self.engine.containers, cid, announce=False)
             self.containers_left.clear()

@@ -57,8 +57,6 @@ class BuildManager:
 
     async def prepare(self, body: AsyncIterator[bytes], opts: BuildOptions) -> tuple[BuildContext, Plan, Path]:
         """Receive the context and parse the Dockerfile: errors here are plain HTTP errors, as in Docker."""
-        if self.engine.images is None:
-            raise EngineError("the image service is not available")
         tmp = self.tmp_root / secrets.token_hex(8)
         try:
             ctx = await receive(body, tmp / "context", opts.dockerfile)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.containers.merge import apply_changes
 from skiffbox.guest.containers.store import now_rfc3339
-from skiffbox.guest.errors import Conflict, InvalidParameter, no_such_image
+from skiffbox.guest.errors import Conflict, InvalidParameter
 
 if TYPE_CHECKING:
     from skiffbox.guest.containers.service import ContainerService
@@ -43,8 +43,6 @@ async def commit(svc: "ContainerService", ref: str, *, repo: str, tag: str, comm
 
     images = svc.engine.images
     c = svc.get(ref)
-    if images is None:
-        raise no_such_image(c.rec.get("Image", ""))
     if tag and not repo:
         raise InvalidParameter("tag is specified without repository")
     parent = await images.resolve(c.rec["Image"])

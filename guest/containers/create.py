@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from skiffbox.guest.containers import etcfiles, netsettings, spec
 from skiffbox.guest.containers.merge import merge_image_config, normalize_host_config, split_create_body
 from skiffbox.guest.containers.store import Container, now_rfc3339
-from skiffbox.guest.errors import InvalidParameter, no_such_image
+from skiffbox.guest.errors import InvalidParameter
 from skiffbox.guest.images import platforms
 
 if TYPE_CHECKING:
@@ -26,8 +26,6 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
     ref = config.get("Image") or ""
     if not ref:
         raise InvalidParameter("config cannot be empty in order to create a container")
-    if svc.engine.images is None:
-        raise no_such_image(ref)
     img = await svc.engine.images.resolve(ref)
     icfg = img.config or {}
     platforms.check_runnable(platforms.normalize(str(icfg.get("os") or ""), str(icfg.get("architecture") or ""),
@@ -41,9 +39,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
     if hc.get("Memory") and not os.path.exists(_SWAP_LIMIT_V1) and not svc.cgroup_v2:
         warnings.append("Your kernel does not support swap limit capabilities or the cgroup is not mounted. "
                         "Memory limited without swap.")
-    nets = svc.engine.networks
-    if nets is not None and hasattr(nets, "validate"):
-        warnings += nets.validate(hc, (networking.get("EndpointsConfig") or None), requested) or []
+    warnings += svc.engine.networks.validate(hc, (networking.get("EndpointsConfig") or None), requested) or []
     cid = svc.store.new_id()
     cname = svc.store.reserve_name(name, cid)
     c: Container | None = None
@@ -59,10 +55,9 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
         svc.store.save(c)
         svc.store.add(c)
         vols = svc.engine.volumes
-        if vols is not None and hasattr(vols, "prepare"):
-            await vols.prepare(c)
-            c.rec["Mounts"] = vols.mountpoints(c)
-            svc.store.save(c)
+        await vols.prepare(c)
+        c.rec["Mounts"] = vols.mountpoints(c)
+        svc.store.save(c)
     except BaseException:
         if c is not None:
             svc.store.drop(c)

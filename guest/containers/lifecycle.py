@@ -238,12 +238,10 @@ async def finish_remove(svc: ContainerService, c: Container, volumes: bool, back
     await svc.execs.container_removed(c)
     c.mount_refs = 0
     await teardown(svc, c)
-    vols = svc.engine.volumes
-    if vols is not None and hasattr(vols, "forget"):
-        try:
-            await vols.forget(c, volumes)
-        except Exception:
-            log.exception("releasing volumes of %s failed", c.id[:12])
+    try:
+        await svc.engine.volumes.forget(c, volumes)
+    except Exception:
+        log.exception("releasing volumes of %s failed", c.id[:12])
     c.removed = True
     streams.release_attachers(c)
     svc.store.drop(c)

@@ -81,13 +81,12 @@ async def _ancestor_ids(svc: ContainerService, refs: list[str]) -> set[Any]:
     the ids of containers created from that ref."""
     image_ids: set[Any] = set()  # record fields: ids as strings
     for ref in refs:
-        if svc.engine.images is not None:
-            try:
-                img = await svc.engine.images.resolve(ref)
-                image_ids.add(img.id)
-                continue
-            except EngineError:
-                pass
+        try:
+            img = await svc.engine.images.resolve(ref)
+            image_ids.add(img.id)
+            continue
+        except EngineError:
+            pass
         image_ids.update(c.rec.get("Image") for c in svc.store.all() if c.config.get("Image") == ref)
     return image_ids
 

@@ -86,8 +86,8 @@ async def start_locked(svc: ContainerService, c: Container) -> None:
         await _test_pause("launch")
         launched = await _launch(svc, c, prep)
         timings.mark("create")
-        if await sandbox.ready(svc, c):  # netavark ran alongside everything since sandbox.setup
-            timings.mark("network ready")
+        await sandbox.ready(svc, c)  # netavark ran alongside everything since sandbox.setup
+        timings.mark("network ready")
         await _test_pause("start")
         await svc.runtime.start(c.id)
         timings.mark("start")
@@ -117,9 +117,8 @@ async def _prepare(svc: ContainerService, c: Container, timings: _Timings) -> _P
     sandbox.write_etc(c, net)
     extra = spec.bind_mounts(hc)
     vols = svc.engine.volumes
-    if vols is not None and hasattr(vols, "mounts_for"):
-        extra += await vols.mounts_for(c, c.rootfs)
-        c.rec["Mounts"] = vols.mountpoints(c)
+    extra += await vols.mounts_for(c, c.rootfs)
+    c.rec["Mounts"] = vols.mountpoints(c)
     user = spec.resolve_user(c.rootfs, c.config.get("User") or "", hc.get("GroupAdd"))
     inputs = spec.SpecInputs(
         rootfs=c.rootfs, cgroup_path=cgroups.container_path(c), hostname_file=c.dir / "hostname",

@@ -32,11 +32,6 @@ async def setup(svc: ContainerService, c: Container) -> tuple[str | None, dict[s
         c.config["Hostname"] = other.config.get("Hostname") or other.id[:12]
         c.config["Domainname"] = other.config.get("Domainname") or ""
         return other.netns_path or f"/proc/{other.state['Pid']}/ns/net", {"from": other}
-    if nets is None or not hasattr(nets, "setup"):
-        if not svc.warned_no_network and mode not in ("none", "host"):
-            log.warning("no network service: containers on %r get loopback only", mode)
-            svc.warned_no_network = True
-        return None, None
     if mode == "host":
         result = await nets.setup(c, None) or {}
         netsettings.apply_result(c, result)
@@ -62,14 +57,9 @@ async def setup(svc: ContainerService, c: Container) -> tuple[str | None, dict[s
     return str(path), result
 
 
-async def ready(svc: ContainerService, c: Container) -> bool:
-    """Wait for the network service's plumbing begun by `setup` (netavark runs alongside the rest of the start).
-    False if there is no such step."""
-    nets = svc.engine.networks
-    if nets is None or not hasattr(nets, "ready"):
-        return False
-    await nets.ready(c)
-    return True
+async def ready(svc: ContainerService, c: Container) -> None:
+    """Wait for the network service's plumbing begun by `setup` (netavark runs alongside the rest of the start)."""
+    await svc.engine.networks.ready(c)
 
 
 def netns_path(svc: ContainerService, c: Container) -> Path:
@@ -110,12 +100,10 @@ async def teardown(svc: ContainerService, c: Container) -> None:
     path = c.skiff.get("Netns")
     mode = c.host_config.get("NetworkMode") or ""
     if path and not mode.startswith("container:"):
-        nets = svc.engine.networks
-        if nets is not None and hasattr(nets, "teardown"):
-            try:
-                await nets.teardown(c, path)
-            except Exception:
-                log.exception("network teardown of %s failed", c.id[:12])
+        try:
+            await svc.engine.networks.teardown(c, path)
+        except Exception:
+            log.exception("network teardown of %s failed", c.id[:12])
         netns.remove(Path(path))
         c.skiff.pop("Netns", None)
 

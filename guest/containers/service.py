@@ -68,7 +68,6 @@ class ContainerService:
         self.cgroup_v2 = hostinfo.cgroup_version() == "2"
         self.monitor_cgroup: Path | None = cgroups.monitor_cgroup(self.cgroup_v2)
         self.active = 0  # containers starting or running: cgroup parents are only removed at zero
-        self.warned_no_network = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.execs = ExecManager(self)
         log.info("OCI runtime: %s %s (%s)%s", self.runtime.name, self.runtime.version, self.runtime.path,

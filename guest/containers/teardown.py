@@ -22,12 +22,10 @@ async def teardown(svc: ContainerService, c: Container) -> None:
         return
     await asyncio.gather(runtime_delete(svc, c), sandbox.teardown(svc, c))
     netsettings.clear_endpoints(c.rec.get("NetworkSettings") or {})
-    vols = svc.engine.volumes
-    if vols is not None and hasattr(vols, "release"):
-        try:
-            await vols.release(c)
-        except Exception:
-            log.exception("releasing volumes of %s failed", c.id[:12])
+    try:
+        await svc.engine.volumes.release(c)
+    except Exception:
+        log.exception("releasing volumes of %s failed", c.id[:12])
     mounts.unmount(c)
     for n in ("attach", "ctl", "winsz"):
         try:

@@ -431,14 +431,7 @@ class ImageService:
 
     # -- delete / prune --------------------------------------------------------------------------
     def _users(self, iid: str) -> list[tuple[str, bool]]:
-        c = getattr(self.engine, "containers", None)
-        if c is None:
-            return []
-        if hasattr(c, "image_users"):
-            return [(str(cid), bool(running)) for cid, running in c.image_users(iid)]
-        if hasattr(c, "image_in_use") and c.image_in_use(iid):
-            return [("", False)]
-        return []
+        return [("", False)] if self.engine.containers.image_in_use(iid) else []
 
     def _conflict(self, iid: str, soft: bool, active_ref: bool = True) -> tuple[str, bool] | None:
         """checkImageDeleteConflict: (message, used-by-a-container) or None.

@@ -14,7 +14,6 @@ Container hooks (called by the containers service): `prepare(ctr)` at create, `m
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import secrets
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
+from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound
 from skiffbox.guest.network.store import atomic_write_json, container_field, read_json
 from skiffbox.guest.util.filters import bool_filter, match_labels
 from skiffbox.guest.volumes import local
@@ -73,14 +72,8 @@ class VolumeService:
     def _container_gone(self, cid: str) -> bool:
         """A mount record whose container no longer exists (removed while we were down, or a removal that never
         reached forget()): it must not keep volumes "in use" forever."""
-        ctrs = self.engine.containers
-        getter = getattr(ctrs, "get", None) if ctrs is not None else None
-        if getter is None:
-            return False
         try:
-            r = getter(cid)
-            if inspect.iscoroutine(r):  # an async lookup cannot be used from here; assume it exists
-                r.close()
+            self.engine.containers.get(cid)
             return False
         except NotFound:
             return True
@@ -238,11 +231,7 @@ class VolumeService:
     async def _other_container_id(self, ref: str) -> str:
         if ref in self._mps:
             return ref
-        ctrs = self.engine.containers
-        if ctrs is None:
-            raise no_such_container(ref)
-        other = await _maybe_await(ctrs.get(ref))
-        return str(cget(other, "Id"))
+        return str(self.engine.containers.get(ref).id)
 
     async def prepare(self, ctr: Any, image_volumes: dict[str, Any] | None = None) -> list[MountPoint]:
         """Resolve and record the container's mount points (at create). Idempotent."""
@@ -371,6 +360,3 @@ class VolumeService:
         """For the `volume=` filter of containers/json: by volume name or by mount destination."""
         return any((m.Type == "volume" and m.Name == volume) or m.Destination == volume for m in self._mps.get(ctr_id, []))
 
-
-async def _maybe_await(v: Any) -> Any:
-    return await v if inspect.isawaitable(v) else v

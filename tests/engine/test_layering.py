@@ -94,3 +94,14 @@ def test_a_shortcut_into_the_http_layer_is_caught(
     monkeypatch.setattr(f"{__name__}.GUEST", fake)
     found = _violations(_graph(), [f"{PKG}.containers.x"], (f"{PKG}.api",))
     assert f"{PKG}.containers.x:2 imports {target}" in found
+
+
+def test_engine_and_api_wire_by_plain_imports() -> None:
+    """Services and handler modules are imported by name, so a missing or broken one fails at start (no importlib
+    lookups by string that degrade into a half-built engine)."""
+    graph = _graph()
+    for mod in (f"{PKG}.engine", f"{PKG}.api"):
+        assert not [t for _, t in graph[mod] if _under(t, "importlib")], f"{mod} imports importlib"
+    engine_imports = {t for _, t in graph[f"{PKG}.engine"]}
+    for svc in ("images.service", "volumes.service", "network.service", "containers.service"):
+        assert f"{PKG}.{svc}" in engine_imports
