@@ -61,6 +61,8 @@ def test_build_output_like_docker(pair: Pair, bb: str, tmp_path: Path) -> None:
     assert pair.docker("run", "--rm", "b-like:1", "find", "/ctx/sub").stdout.split() == \
         ["/ctx/sub", "/ctx/sub/a", "/ctx/sub/a/b", "/ctx/sub/a/b/c.txt"]
     _same_build(pair, "-t", "b-like:3", str(ctx))  # cached: "---> Using cache" lines
+    s = pair.skiff("build", "--compress", "--ulimit", "nofile=512:1024", "-t", "b-like:gz", str(ctx))
+    assert s.returncode == 0 and "Successfully tagged b-like:gz" in s.stdout, s
     _same_build(pair, "--no-cache", "--pull", "--target", "base", "-t", "b-like:base", str(ctx))
     assert "/listing" not in pair.docker("run", "--rm", "b-like:base", "ls", "/").stdout
     # -q prints only the image id, which names the image just built

@@ -73,6 +73,21 @@ class _Progress:
             self.out.flush()
 
 
+def _gzipped(chunks: Iterator[bytes], on_bytes: Any) -> Iterator[bytes]:
+    """--compress: the tar stream gzipped as it goes (the counter shows what is sent)."""
+    import zlib
+
+    z = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for c in chunks:
+        out = z.compress(c)
+        if out:
+            on_bytes(len(out))
+            yield out
+    out = z.flush()
+    on_bytes(len(out))
+    yield out
+
+
 def _check_tag(raw: str) -> None:
     from skiffbox.cli.skiffclient.commands.transfer import check_reference
 
@@ -97,7 +112,7 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
     from skiffbox.cli.skiffclient import buildcontext as bc
     from skiffbox.cli.skiffclient.api import iter_json_stream
-    from skiffbox.cli.skiffclient.commands.run import label_map
+    from skiffbox.cli.skiffclient.commands.run import label_map, parse_ulimits
     from skiffbox.cli.skiffclient.formatting import parse_size
     from skiffbox.cli.skiffclient.progress import StreamError, display_stream
 
@@ -158,7 +173,9 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
             ignore = bc.Ignore(patterns)
         except bc.ContextError as e:
             raise CliError(f"unable to prepare context: {e}") from None
-        body = bc.tar_context(root, ignore, keep, extra, progress.add)
+        body = bc.tar_context(root, ignore, keep, extra, None if o["compress"] else progress.add)
+        if o["compress"]:
+            body = _gzipped(body, progress.add)
         extra = []
     if extra:  # a Dockerfile from stdin with a remote or stdin context is not something docker supports either
         raise CliError("unable to prepare context: a Dockerfile from stdin needs a local context directory")
@@ -181,7 +198,7 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         ("platform", o["platform"].lower() or None), ("pull", "1" if o["pull"] else None),
         ("q", "1" if o["quiet"] else None), ("remote", remote or None), ("rm", None if o["rm"] else "0"),
         ("shmsize", str(shm)), ("squash", "1" if o["squash"] else None), ("target", o["target"]),
-        ("ulimits", "null"), ("version", "1")]]
+        ("ulimits", json.dumps(parse_ulimits(o["ulimit"]) or None, separators=(",", ":"))), ("version", "1")]]
     query += [("extrahosts", h) for h in o["add_host"]] + [("securityopt", s) for v in o["security_opt"]
                                                             for s in v.split(",")]
     query += [("t", t) for t in o["tag"]]
