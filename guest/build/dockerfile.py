@@ -428,8 +428,9 @@ def parse_flags(cmd: str, raw: list[str]) -> dict[str, object]:
         elif kind == "strings":
             if not has_value:
                 raise DockerfileError(f"missing a value on flag: {name}")
-            out.setdefault(name, [])
-            out[name].append(value)  # type: ignore[union-attr]
+            values = out.setdefault(name, [])
+            assert isinstance(values, list)  # a "strings" flag only ever holds a list
+            values.append(value)
         else:
             if not has_value:
                 raise DockerfileError(f"missing a value on flag: {name}")

@@ -76,7 +76,10 @@ def mount_overlay(layer_dirs: list[Path], upper: Path, work: Path, target: Path,
     # Long chains: relative paths from their common parent, mounted by a child with that cwd
     # (chdir in the daemon itself would move every thread).
     common = os.path.commonpath(lowers + [str(upper), str(work)])
-    rel = lambda p: os.path.relpath(p, common)  # noqa: E731
+
+    def rel(p: str) -> str:
+        return os.path.relpath(p, common)
+
     opts = f"lowerdir={':'.join(rel(p) for p in lowers)},upperdir={rel(str(upper))},workdir={rel(str(work))}"
     if len(opts) > _MAX_OPTS:
         raise OSError(errno.E2BIG, f"too many image layers to mount ({len(lowers)})")

@@ -74,7 +74,7 @@ def _cpu(svc: "ContainerService", c: Container) -> dict[str, Any]:
     ncpu = os.cpu_count() or 1
     if svc.cgroup_v2:
         st = _kv(cgroup_dir(svc, c, "") / "cpu.stat")
-        usage = {"total_usage": st.get("usage_usec", 0) * 1000,
+        usage: dict[str, int | list[int] | None] = {"total_usage": st.get("usage_usec", 0) * 1000,
                  "usage_in_kernelmode": st.get("system_usec", 0) * 1000,
                  "usage_in_usermode": st.get("user_usec", 0) * 1000}
         thr = {"periods": st.get("nr_periods", 0), "throttled_periods": st.get("nr_throttled", 0),

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from skiffbox.guest.errors import EngineError, InvalidParameter, SystemError_
 from skiffbox.guest.images import progress as pmsg
-from skiffbox.guest.images.blobs import check_digest, sha256_bytes
+from skiffbox.guest.images.blobs import BlobWriter, check_digest, sha256_bytes
 from skiffbox.guest.images.image import familiar
 from skiffbox.guest.images.layers import unpack
 from skiffbox.guest.images.progress import Progress
@@ -37,9 +37,11 @@ log = logging.getLogger("skiffd.images")
 MT_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 
 
-def _unpack_tar_into_store(svc: "ImageService", src: Readable, compressed_ok: bool = True):
+def _unpack_tar_into_store(svc: "ImageService", src: Readable,
+                           compressed_ok: bool = True) -> tuple[str, Path, BlobWriter, str, int, int]:
     """Worker-thread half: unpack `src` (optionally compressed) into a new layer dir, keeping the
-    uncompressed tar as a blob (its digest is the diff ID). Returns (dir name, tmp dir, writer, diff_id, size)."""
+    uncompressed tar as a blob (its digest is the diff ID). Returns (dir name, tmp dir, writer, diff_id, size,
+    tar size)."""
     store = svc.store
     name, tmp = store.new_layer_dir()
     writer = store.blobs.writer()
@@ -229,7 +231,8 @@ class _LayerSource:
 
 def _write_save(svc: "ImageService", items: list[tuple[ImageRec, list[str]]], out: PipeWriter) -> None:
     """Moby 25+'s `docker save` layout: OCI layout (index.json, blobs/) plus the legacy manifest.json."""
-    tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
+    # typeshed wants a seekable file object; the stream mode "w|" only writes
+    tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
     written: set[str] = set()
     manifest_json: list[dict[str, Any]] = []
     index_entries: list[dict[str, Any]] = []
@@ -250,7 +253,7 @@ def _write_save(svc: "ImageService", items: list[tuple[ImageRec, list[str]]], ou
                 r, close = src.open()
                 try:
                     h = HashingReader(r)
-                    tf.addfile(ti, FullReader(h))  # type: ignore[arg-type]
+                    tf.addfile(ti, FullReader(h))
                 finally:
                     close()
                 if h.digest != layer.diff_id:
@@ -272,12 +275,13 @@ def _write_save(svc: "ImageService", items: list[tuple[ImageRec, list[str]]], ou
             written.add(md)
         fam = [familiar(t) for t in tags]
         manifest_json.append({"Config": f"blobs/sha256/{rec.id[7:]}", "RepoTags": fam or None, "Layers": layer_paths})
-        for t in tags or [None]:
+        names: list[str | None] = [*tags] or [None]
+        for t in names:
             entry: dict[str, Any] = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": len(om)}
             if t:
-                r = parse_normalized(t)
-                entry["annotations"] = {"io.containerd.image.name": str(r), "org.opencontainers.image.ref.name": r.tag}
-                repositories.setdefault(r.familiar_name, {})[r.tag or "latest"] = rec.id[7:]
+                ref = parse_normalized(t)
+                entry["annotations"] = {"io.containerd.image.name": str(ref), "org.opencontainers.image.ref.name": ref.tag}
+                repositories.setdefault(ref.familiar_name, {})[ref.tag or "latest"] = rec.id[7:]
             index_entries.append(entry)
     _tar_file(tf, "index.json", json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                                             "manifests": index_entries}).encode())

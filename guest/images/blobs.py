@@ -169,7 +169,12 @@ class SingleFlight(Generic[T]):
         if task is None:
             task = asyncio.ensure_future(factory())
             self._tasks[key] = task
-            task.add_done_callback(lambda t, k=key: self._tasks.pop(k, None) if self._tasks.get(k) is t else None)
+
+            def forget(t: asyncio.Task[T], k: str = key) -> None:
+                if self._tasks.get(k) is t:
+                    self._tasks.pop(k, None)
+
+            task.add_done_callback(forget)
         return await asyncio.shield(task)
 
     def keys(self) -> set[str]:

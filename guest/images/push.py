@@ -40,7 +40,7 @@ class _Counting:
         self.thr = Throttle()
 
     def read(self, n: int = -1) -> bytes:
-        b = self.f.read(n if n and n > 0 else CHUNK)
+        b: bytes = self.f.read(n if n and n > 0 else CHUNK)
         self.n += len(b)
         if b and self.thr.ready():
             self.report(self.n)
@@ -146,12 +146,13 @@ def _gzip_source(svc: "ImageService", l: LayerRec) -> dict[str, Any]:
     with svc.store.blobs.writer() as w:
         with svc.store.blobs.open(src["digest"]) as f:
             raw = decompressed(f)
-            gz = gzip.GzipFile(fileobj=w, mode="wb", compresslevel=6, mtime=0)  # type: ignore[arg-type]
+            # typeshed wants a readable file object; the "wb" mode only writes
+            gz = gzip.GzipFile(fileobj=w, mode="wb", compresslevel=6, mtime=0)  # type: ignore[call-overload]
             while True:
-                b = raw.read(CHUNK)
-                if not b:
+                chunk = raw.read(CHUNK)
+                if not chunk:
                     break
-                gz.write(b)
+                gz.write(chunk)
             gz.close()
         size = w.size
         digest = w.commit()

@@ -136,13 +136,13 @@ class Store:
                 log.warning("dropping image %s: %s", iid, e)
                 p.unlink()
                 continue
-            rec = ImageRec(iid, cfg, len(raw), j.get("parent") or "", float(j.get("created_local") or 0),
+            img = ImageRec(iid, cfg, len(raw), j.get("parent") or "", float(j.get("created_local") or 0),
                            float(j.get("last_tag_time") or 0), bool(j.get("hidden")))
-            if any(c not in self.layers for c in rec.chain_ids):
+            if any(c not in self.layers for c in img.chain_ids):
                 log.warning("dropping image %s: a layer is missing", iid)
                 p.unlink()
                 continue
-            (self.hidden if rec.hidden else self.images)[iid] = rec
+            (self.hidden if img.hidden else self.images)[iid] = img
         try:
             refs = json.loads(self.refs_file.read_text())
         except (OSError, ValueError):

@@ -174,7 +174,7 @@ class TreeWriter:
             # Reopen the inode checked above: opening the name again could open a symlink or a device.
             rfd = os.open(_proc(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
             with os.fdopen(rfd, "rb") as f:
-                self.tf.addfile(ti, _Exactly(f, st.st_size))  # type: ignore[arg-type]
+                self.tf.addfile(ti, _Exactly(f, st.st_size))
             return None
         if stat.S_ISLNK(m):
             ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
