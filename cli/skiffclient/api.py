@@ -179,7 +179,7 @@ class APIClient:
     def image_history(self, name: str) -> list[dict[str, Any]]:
         return self.get_json(f"/images/{q(name)}/history")
 
-    def pull(self, from_image: str, tag: str, auth: str, platform: str | None = None) -> Response:
+    def pull(self, from_image: str, tag: str | None, auth: str, platform: str | None = None) -> Response:
         return self.raw("POST", "/images/create", [("fromImage", from_image), ("platform", platform), ("tag", tag)],
                         {"X-Registry-Auth": auth})
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from skiffbox.machine.image.cache import DEBIAN_CLOUD_SUMS, ImageCache, ProgressFn, debian_cloud_url
 from skiffbox.machine.image.errors import ImageError
@@ -37,14 +38,14 @@ class ResolvedImage:
     has_runtime: bool = False  # True: engine packages are in the image; False: the seed installs them
     arch: str = "x86_64"  # the guest architecture the image is for
 
-    def to_config(self) -> dict:
+    def to_config(self) -> dict[str, Any]:
         return {"Disk": str(self.disk), "Format": self.format, "VirtualSize": self.virtual_size,
                 "Source": self.source, "Kernel": str(self.kernel) if self.kernel else "",
                 "Initrd": str(self.initrd) if self.initrd else "", "Cmdline": self.cmdline or "",
                 "HasRuntime": self.has_runtime, "Arch": self.arch}
 
     @classmethod
-    def from_config(cls, d: dict) -> ResolvedImage:
+    def from_config(cls, d: dict[str, Any]) -> ResolvedImage:
         return cls(Path(d["Disk"]), d["Format"], int(d["VirtualSize"]), d.get("Source", ""),
                    Path(d["Kernel"]) if d.get("Kernel") else None,
                    Path(d["Initrd"]) if d.get("Initrd") else None, d.get("Cmdline") or None,
@@ -95,7 +96,7 @@ def text_progress(label: str) -> ProgressFn:
 
 
 def resolve(spec: str, cache_dir: Path, *, refresh: bool = False, progress: ProgressFn | None = None,
-            build_progress=None, arch: str = "x86_64") -> ResolvedImage:
+            build_progress: Callable[[str], None] | None = None, arch: str = "x86_64") -> ResolvedImage:
     """`arch` is the guest's (x86_64 | aarch64). A URL or file is taken to be for that arch; a
     built image that says otherwise is refused (it would not boot)."""
     spec = (spec or "").strip()
@@ -107,9 +108,9 @@ def resolve(spec: str, cache_dir: Path, *, refresh: bool = False, progress: Prog
     if spec == "build":
         from skiffbox.machine.image.build import build_image
 
-        img = build_image(cache_dir, build_progress or (lambda m: print(m, file=sys.stderr, flush=True)),
-                          arch=arch)
-        return _from_built_dir(img.dir, spec)
+        built = build_image(cache_dir, build_progress or (lambda m: print(m, file=sys.stderr, flush=True)),
+                            arch=arch)
+        return _from_built_dir(built.dir, spec)
     if spec.startswith(("http://", "https://")):
         disk = ImageCache(cache_dir, progress or text_progress("Downloading the boot image")).fetch(
             spec, refresh=refresh, sums_beside=True)

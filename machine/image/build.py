@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from skiffbox.machine.image.errors import ImageError
 
@@ -149,8 +150,9 @@ class BuiltImage:
         return self.dir / "initrd.img"
 
     @property
-    def info(self) -> dict:
-        return json.loads((self.dir / "image.json").read_text())
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = json.loads((self.dir / "image.json").read_text())
+        return info
 
     def exists(self) -> bool:
         return all(p.is_file() for p in (self.disk, self.kernel, self.initrd, self.dir / "image.json"))
@@ -195,7 +197,7 @@ def target(arch: str) -> Target:
         raise ImageError(f"cannot build an image for {arch!r}: use x86_64 or aarch64") from None
 
 
-def recipe(arch: str = "x86_64") -> dict:
+def recipe(arch: str = "x86_64") -> dict[str, Any]:
     """Everything that decides the image's content; its hash is the cache key."""
     t = target(arch)
     r = {

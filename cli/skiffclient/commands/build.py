@@ -159,8 +159,8 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
                 keep.append(df_param)
             else:  # outside the context: carried inside the tar under a name of its own
                 df_param = ".dockerfile." + os.urandom(10).hex()
-                with open(real_df, "rb") as f:
-                    extra.append((df_param, f.read()))
+                with open(real_df, "rb") as df_file:
+                    extra.append((df_param, df_file.read()))
         patterns: list[str] = []
         try:
             with open(os.path.join(root, ".dockerignore"), encoding="utf-8", errors="replace") as f:
@@ -234,15 +234,16 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         display_stream(messages(), build_out, is_tty=tty, on_aux=aux)
     except StreamError as e:
         if o["quiet"]:
-            cli.err.write(progress_out.getvalue() + build_out.getvalue())  # type: ignore[attr-defined]
+            # both are StringIOs when quiet
+            cli.err.write(progress_out.getvalue() + build_out.getvalue())  # type: ignore[union-attr]
         cli.out.flush()
         cli.err.write(str(e) + "\n")
         raise StatusError("", code) from None  # docker exits with the failed step's status
     if o["quiet"]:
         cli.out.write(image_id + "\n")
     if o["iidfile"]:
-        with open(o["iidfile"], "w") as f:
-            f.write(image_id)
+        with open(o["iidfile"], "w") as iid_file:
+            iid_file.write(image_id)
     return 0
 
 

@@ -27,7 +27,7 @@ def _default_host() -> str:
 
 def _rows(cli: Cli) -> list[dict[str, Any]]:
     cur = contexts.current(cli.gopts)
-    rows = [{"Name": contexts.DEFAULT, "Description": contexts.DEFAULT_DESCRIPTION,
+    rows: list[dict[str, Any]] = [{"Name": contexts.DEFAULT, "Description": contexts.DEFAULT_DESCRIPTION,
              "DockerEndpoint": _default_host(), "Error": ""}]
     stored = contexts.stored_names()
     for name in stored:
