@@ -40,8 +40,9 @@ def counts(svc: ContainerService) -> dict[str, int]:
             "ContainersStopped": stopped}
 
 
-def image_in_use(svc: ContainerService, image_id: str) -> bool:
-    return any(c.rec.get("Image") == image_id for c in svc.store.all())
+def image_users(svc: ContainerService, image_id: str) -> list[tuple[str, bool]]:
+    """(container id, running) of every container made from the image: what `rmi` must refuse or force past."""
+    return [(c.id, c.running) for c in svc.store.all() if c.rec.get("Image") == image_id]
 
 
 async def disk_usage(svc: ContainerService) -> dict[str, Any]:

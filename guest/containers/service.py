@@ -8,7 +8,7 @@ Images (`engine.images`):
     config's `config` dict), `Image.repo_tags`, `Image.layer_dirs() -> list[Path]` (lowest first);
     `await images.create_from_diff(diff_tar_path, parent, config, history_entry, tags) -> Image` (commit);
     `guest.images.layers.write_tar(src, out, convert_whiteouts=True, exclude=None)`.
-    Provided to images: `containers.image_in_use(image_id) -> bool`.
+    Provided to images: `containers.image_users(image_id) -> list[(container_id, running)]`.
 
 Networks (`engine.networks`, optional):
     Before the runtime starts a container whose NetworkMode is not `none`/`host`/`container:…`, the engine
@@ -115,8 +115,8 @@ class ContainerService:
     def counts(self) -> dict[str, int]:
         return queries.counts(self)
 
-    def image_in_use(self, image_id: str) -> bool:
-        return queries.image_in_use(self, image_id)
+    def image_users(self, image_id: str) -> builtins.list[tuple[str, bool]]:
+        return queries.image_users(self, image_id)
 
     async def disk_usage(self) -> dict[str, Any]:
         return await queries.disk_usage(self)

@@ -29,8 +29,7 @@ Interface the rest of the engine relies on (keep it stable):
                         an overlay upper dir as a Docker layer tar (0:0 char devices and opaque dirs
                         become `.wh.` entries) for commit/diff/export
 
-Deleting an image asks `engine.containers.image_users(image_id) -> list[(container_id, running)]` when
-the containers service has it, else `engine.containers.image_in_use(image_id) -> bool`.
+Deleting an image asks `engine.containers.image_users(image_id) -> list[(container_id, running)]`.
 Events published: image pull, tag, untag, delete, push, save, load, import, prune.
 """
 
@@ -431,7 +430,7 @@ class ImageService:
 
     # -- delete / prune --------------------------------------------------------------------------
     def _users(self, iid: str) -> list[tuple[str, bool]]:
-        return [("", False)] if self.engine.containers.image_in_use(iid) else []
+        return [(str(cid), bool(running)) for cid, running in self.engine.containers.image_users(iid)]
 
     def _conflict(self, iid: str, soft: bool, active_ref: bool = True) -> tuple[str, bool] | None:
         """checkImageDeleteConflict: (message, used-by-a-container) or None.
