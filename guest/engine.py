@@ -32,7 +32,8 @@ class Engine:
         self.images = ImageService(self)
         self.volumes = VolumeService(self)
         self.networks = NetworkService(self)
-        self.containers = ContainerService(self)
+        self.containers = ContainerService(cfg, self.root, self.run_root, self.events,
+                                           images=self.images, volumes=self.volumes, networks=self.networks)
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"

@@ -41,14 +41,14 @@ async def commit(svc: "ContainerService", ref: str, *, repo: str, tag: str, comm
                  changes: list[str], pause: bool, config: dict[str, Any] | None) -> str:
     from skiffbox.guest.images.layers import write_tar
 
-    images = svc.engine.images
+    images = svc.images
     c = svc.get(ref)
     if tag and not repo:
         raise InvalidParameter("tag is specified without repository")
     parent = await images.resolve(c.rec["Image"])
     cfg = image_config(c.config, config, changes)
     paused_here = False
-    fd, tmp = tempfile.mkstemp(prefix="commit-", suffix=".tar", dir=str(svc.engine.root))
+    fd, tmp = tempfile.mkstemp(prefix="commit-", suffix=".tar", dir=str(svc.root))
     try:
         async with c.lock:
             if c.state.get("Status") == "removing":

@@ -26,7 +26,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
     ref = config.get("Image") or ""
     if not ref:
         raise InvalidParameter("config cannot be empty in order to create a container")
-    img = await svc.engine.images.resolve(ref)
+    img = await svc.images.resolve(ref)
     icfg = img.config or {}
     platforms.check_runnable(platforms.normalize(str(icfg.get("os") or ""), str(icfg.get("architecture") or ""),
                                                  str(icfg.get("variant") or "")))
@@ -39,7 +39,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
     if hc.get("Memory") and not os.path.exists(_SWAP_LIMIT_V1) and not svc.cgroup_v2:
         warnings.append("Your kernel does not support swap limit capabilities or the cgroup is not mounted. "
                         "Memory limited without swap.")
-    warnings += svc.engine.networks.validate(hc, (networking.get("EndpointsConfig") or None), requested) or []
+    warnings += svc.networks.validate(hc, (networking.get("EndpointsConfig") or None), requested) or []
     cid = svc.store.new_id()
     cname = svc.store.reserve_name(name, cid)
     c: Container | None = None
@@ -54,7 +54,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
         c.log_path.touch(mode=0o600)
         svc.store.save(c)
         svc.store.add(c)
-        vols = svc.engine.volumes
+        vols = svc.volumes
         await vols.prepare(c)
         c.rec["Mounts"] = vols.mountpoints(c)
         svc.store.save(c)

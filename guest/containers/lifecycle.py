@@ -239,7 +239,7 @@ async def finish_remove(svc: ContainerService, c: Container, volumes: bool, back
     c.mount_refs = 0
     await teardown(svc, c)
     try:
-        await svc.engine.volumes.forget(c, volumes)
+        await svc.volumes.forget(c, volumes)
     except Exception:
         log.exception("releasing volumes of %s failed", c.id[:12])
     c.removed = True

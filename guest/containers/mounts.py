@@ -22,7 +22,7 @@ async def mount(svc: ContainerService, c: Container) -> None:
     lowers = [Path(p) for p in c.skiff.get("LowerDirs") or []]
     if lowers and not all(p.is_dir() for p in lowers):
         # The image store may have moved things: ask it again.
-        img = await svc.engine.images.resolve(c.rec["Image"])
+        img = await svc.images.resolve(c.rec["Image"])
         lowers = list(img.layer_dirs())
         c.skiff["LowerDirs"] = [str(p) for p in lowers]
     c.bundle.mkdir(parents=True, exist_ok=True)

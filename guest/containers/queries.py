@@ -83,7 +83,7 @@ async def _ancestor_ids(svc: ContainerService, refs: list[str]) -> set[Any]:
     image_ids: set[Any] = set()  # record fields: ids as strings
     for ref in refs:
         try:
-            img = await svc.engine.images.resolve(ref)
+            img = await svc.images.resolve(ref)
             image_ids.add(img.id)
             continue
         except EngineError:

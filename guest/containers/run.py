@@ -116,7 +116,7 @@ async def _prepare(svc: ContainerService, c: Container, timings: _Timings) -> _P
     timings.mark("network")
     sandbox.write_etc(c, net)
     extra = spec.bind_mounts(hc)
-    vols = svc.engine.volumes
+    vols = svc.volumes
     extra += await vols.mounts_for(c, c.rootfs)
     c.rec["Mounts"] = vols.mountpoints(c)
     user = spec.resolve_user(c.rootfs, c.config.get("User") or "", hc.get("GroupAdd"))

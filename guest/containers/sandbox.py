@@ -23,7 +23,7 @@ async def setup(svc: ContainerService, c: Container) -> tuple[str | None, dict[s
     """(netns path for the runtime, the network service's answer) for the container's NetworkMode.
     `container:<other>` answers `{"from": other}`: the other's netns and /etc files are shared."""
     mode = c.host_config.get("NetworkMode") or "bridge"
-    nets = svc.engine.networks
+    nets = svc.networks
     if mode.startswith("container:"):
         other = svc.get(mode.split(":", 1)[1])
         if not other.running:
@@ -59,13 +59,13 @@ async def setup(svc: ContainerService, c: Container) -> tuple[str | None, dict[s
 
 async def ready(svc: ContainerService, c: Container) -> None:
     """Wait for the network service's plumbing begun by `setup` (netavark runs alongside the rest of the start)."""
-    await svc.engine.networks.ready(c)
+    await svc.networks.ready(c)
 
 
 def netns_path(svc: ContainerService, c: Container) -> Path:
     """The container's netns file (like Podman's `/run/netns/netns-…`): netavark needs the netns before the
     container starts, so it is made here and the runtime joins it."""
-    return Path(svc.engine.run_root) / "netns" / f"skiff-{c.id[:12]}"
+    return Path(svc.run_root) / "netns" / f"skiff-{c.id[:12]}"
 
 
 def write_etc(c: Container, net: dict[str, Any] | None) -> None:
@@ -101,7 +101,7 @@ async def teardown(svc: ContainerService, c: Container) -> None:
     mode = c.host_config.get("NetworkMode") or ""
     if path and not mode.startswith("container:"):
         try:
-            await svc.engine.networks.teardown(c, path)
+            await svc.networks.teardown(c, path)
         except Exception:
             log.exception("network teardown of %s failed", c.id[:12])
         netns.remove(Path(path))
@@ -110,7 +110,7 @@ async def teardown(svc: ContainerService, c: Container) -> None:
 
 def clean_stale(svc: ContainerService) -> None:
     """netns files no container record claims (left by a daemon killed mid-start or mid-teardown)."""
-    d = Path(svc.engine.run_root) / "netns"
+    d = Path(svc.run_root) / "netns"
     if not d.is_dir():
         return
     used = {c.skiff.get("Netns") for c in svc.store.all()}

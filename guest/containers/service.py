@@ -3,14 +3,14 @@ modules named in the class docstring).
 
 Contracts with the other services (they call exactly these; the container engine calls exactly theirs):
 
-Images (`engine.images`):
+Images (`images`, guest/contracts.py ImagesForContainers):
     `await images.resolve(ref_or_id) -> Image` (raises `no_such_image`), `Image.id`, `Image.config` (the image
     config's `config` dict), `Image.repo_tags`, `Image.layer_dirs() -> list[Path]` (lowest first);
     `await images.create_from_diff(diff_tar_path, parent, config, history_entry, tags) -> Image` (commit);
     `guest.images.layers.write_tar(src, out, convert_whiteouts=True, exclude=None)`.
     Provided to images: `containers.image_users(image_id) -> list[(container_id, running)]`.
 
-Networks (`engine.networks`, optional):
+Networks (`networks`, NetworksForContainers):
     Before the runtime starts a container whose NetworkMode is not `none`/`host`/`container:…`, the engine
     creates a netns file (with guest/network/netns.py) and calls
         `await networks.setup(ctr, netns_path) -> {"resolv_conf": str|None, "hosts": [(ip, [names])],
@@ -22,7 +22,7 @@ Networks (`engine.networks`, optional):
     `.netns_path`, `.running`. `docker network connect/disconnect` on a container use
     `containers.get(ref)` and `containers.save(ctr)` after updating `rec["NetworkSettings"]`.
 
-Volumes (`engine.volumes`, optional):
+Volumes (`volumes`, VolumesForContainers):
     `await volumes.prepare(ctr)` at create (named volumes created, anonymous ones named, VolumesFrom resolved),
     `await volumes.mounts_for(ctr, rootfs) -> list[OCI mount dict]` at every start (copy-up into new volumes),
     `await volumes.release(ctr)` after the container stopped, `await volumes.forget(ctr, remove_anonymous)` at
@@ -41,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from skiffbox.guest import hostinfo
+from skiffbox.guest.config import DaemonConfig
 from skiffbox.guest.containers import (cgroups, create, lifecycle, mounts, queries, recovery, streams,
                                        teardown)
 from skiffbox.guest.containers.exec import ExecManager
 from skiffbox.guest.containers.runtime import Runtime, choose
 from skiffbox.guest.containers.store import Container, ContainerStore
+from skiffbox.guest.contracts import EventSink, ImagesForContainers, NetworksForContainers, VolumesForContainers
 
 log = logging.getLogger("skiffd.containers")
 
@@ -60,10 +62,13 @@ class ContainerService:
         streams.py    waits, attach socket, logs       exec.py       exec sessions (`self.execs`)
     """
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.store = ContainerStore(engine.root, engine.run_root)
-        self.runtime: Runtime = choose(engine.cfg.runtime, engine.run_root)
+    def __init__(self, cfg: DaemonConfig, root: Path, run_root: Path, events: EventSink,
+                 images: ImagesForContainers, volumes: VolumesForContainers, networks: NetworksForContainers) -> None:
+        self.root, self.run_root = root, run_root
+        self.events = events
+        self.images, self.volumes, self.networks = images, volumes, networks
+        self.store = ContainerStore(root, run_root)
+        self.runtime: Runtime = choose(cfg.runtime, run_root)
         self.runtime_name = self.runtime.name
         self.cgroup_v2 = hostinfo.cgroup_version() == "2"
         self.monitor_cgroup: Path | None = cgroups.monitor_cgroup(self.cgroup_v2)
@@ -101,7 +106,7 @@ class ContainerService:
         self.store.save(c)
 
     def event(self, c: Container, action: str, **attrs: str) -> None:
-        self.engine.events.publish("container", action, c.id, c.attributes(**attrs))
+        self.events.publish("container", action, c.id, c.attributes(**attrs))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A background task the service owns (cancelled at close)."""

@@ -23,7 +23,7 @@ async def teardown(svc: ContainerService, c: Container) -> None:
     await asyncio.gather(runtime_delete(svc, c), sandbox.teardown(svc, c))
     netsettings.clear_endpoints(c.rec.get("NetworkSettings") or {})
     try:
-        await svc.engine.volumes.release(c)
+        await svc.volumes.release(c)
     except Exception:
         log.exception("releasing volumes of %s failed", c.id[:12])
     mounts.unmount(c)

@@ -1,0 +1,83 @@
+"""What the engine's services need from each other, written as `typing.Protocol`s.
+
+The engine (guest/engine.py) builds the services in dependency order and hands each one its collaborators;
+the service sees only the contract below, so what crosses a service boundary is written down in one place
+and checked by mypy (the concrete ImageService, VolumeService, NetworkService must satisfy these).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from skiffbox.guest.images.image import Image
+
+
+class ContainerRef(Protocol):
+    """A container as other services see it (the containers service's `Container`): its record in Docker's
+    shape (`rec`: Id, Name, Config, HostConfig, NetworkSettings, Mounts, ...) and a few derived fields."""
+
+    rec: dict[str, Any]
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> dict[str, Any]: ...
+
+    @property
+    def host_config(self) -> dict[str, Any]: ...
+
+    @property
+    def netns_path(self) -> str | None: ...
+
+    @property
+    def running(self) -> bool: ...
+
+
+class EventSink(Protocol):
+    """The event bus as a publisher (`/events`)."""
+
+    def publish(self, type_: str, action: str, actor_id: str, attributes: dict[str, str] | None = None,
+                scope: str = "local") -> dict[str, Any]: ...
+
+
+class ImagesForContainers(Protocol):
+    """Containers are created from an image (resolved by ID even after `rmi -f` hid it) and committed to one."""
+
+    async def resolve(self, ref_or_id: str) -> Image: ...
+
+    async def create_from_diff(self, diff_tar_path: Path | None, parent: Image | None, config: dict[str, Any],
+                               history_entry: dict[str, Any], tags: list[str]) -> Image: ...
+
+
+class NetworksForContainers(Protocol):
+    """A container's network sandbox: checked at create, wired at start (netavark in the background until
+    `ready`), torn down after it stopped."""
+
+    def validate(self, host_config: dict[str, Any], endpoints_config: dict[str, Any] | None,
+                 config: dict[str, Any] | None = None) -> list[str]: ...
+
+    async def setup(self, ctr: ContainerRef, netns_path: str | None, background: bool = False) -> dict[str, Any]: ...
+
+    async def ready(self, ctr: ContainerRef) -> None: ...
+
+    async def teardown(self, ctr: ContainerRef, netns_path: str | None = None) -> None: ...
+
+
+class VolumesForContainers(Protocol):
+    """Named and anonymous volumes: prepared at create, mounted at every start, released after a stop,
+    forgotten at removal; `mountpoints` is inspect's `Mounts`."""
+
+    async def prepare(self, ctr: ContainerRef, image_volumes: dict[str, Any] | None = None) -> object: ...
+
+    async def mounts_for(self, ctr: ContainerRef, rootfs: str | Path | None = None) -> list[dict[str, Any]]: ...
+
+    async def release(self, ctr: ContainerRef) -> None: ...
+
+    async def forget(self, ctr: ContainerRef, remove_anonymous: bool = False) -> None: ...
+
+    def mountpoints(self, ctr: ContainerRef) -> list[dict[str, Any]]: ...
