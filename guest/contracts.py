@@ -81,3 +81,9 @@ class VolumesForContainers(Protocol):
     async def forget(self, ctr: ContainerRef, remove_anonymous: bool = False) -> None: ...
 
     def mountpoints(self, ctr: ContainerRef) -> list[dict[str, Any]]: ...
+
+
+# What the network and volume services accept as a container: the containers service's object, or its record as
+# a plain dict (Docker's shape; the network tests drive the service with records). Read with
+# guest/network/store.py's container_field, which handles both.
+ContainerLike = ContainerRef | dict[str, Any]

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import Forbidden, InvalidParameter, SystemError_
 from skiffbox.guest.network import bridges, joins, naming
 from skiffbox.guest.network.netavark import NetavarkError
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("skiffd.network")
 
 
-async def connect_container(svc: NetworkService, network: str, ctr: Any, endpoint_config: dict[str, Any] | None) -> None:
+async def connect_container(svc: NetworkService, network: str, ctr: ContainerLike, endpoint_config: dict[str, Any] | None) -> None:
     rec = svc.resolve(network)
     hc = cget(ctr, "HostConfig", {}) or {}
     mode = normalize_mode(hc.get("NetworkMode"))
@@ -43,7 +44,7 @@ async def connect_container(svc: NetworkService, network: str, ctr: Any, endpoin
     await save_container(svc, ctr)
 
 
-async def disconnect_container(svc: NetworkService, network: str, ctr: Any, force: bool = False) -> None:
+async def disconnect_container(svc: NetworkService, network: str, ctr: ContainerLike, force: bool = False) -> None:
     rec = svc.resolve(network)
     hc = cget(ctr, "HostConfig", {}) or {}
     if normalize_mode(hc.get("NetworkMode")) == "host" or rec["Driver"] == "host":
@@ -59,7 +60,7 @@ async def disconnect_container(svc: NetworkService, network: str, ctr: Any, forc
     await save_container(svc, ctr)
 
 
-async def save_container(svc: NetworkService, ctr: Any) -> None:
+async def save_container(svc: NetworkService, ctr: ContainerLike) -> None:
     ctrs = svc.engine.containers
     saver = getattr(ctrs, "save", None) if ctrs is not None else None
     if saver is not None:
@@ -68,7 +69,7 @@ async def save_container(svc: NetworkService, ctr: Any) -> None:
             await r
 
 
-async def connect(svc: NetworkService, network: str, ctr: Any, endpoint_config: dict[str, Any] | None) -> dict[str, Any] | None:
+async def connect(svc: NetworkService, network: str, ctr: ContainerLike, endpoint_config: dict[str, Any] | None) -> dict[str, Any] | None:
     """Attach a running container (its netns exists and is set up) to one more network; returns the new
     EndpointSettings. For a container that is not running, returns None: the caller records the config."""
     rec = svc.resolve(network)
@@ -113,7 +114,7 @@ async def connect(svc: NetworkService, network: str, ctr: Any, endpoint_config: 
     return settings
 
 
-async def disconnect(svc: NetworkService, network: str, ctr: Any, force: bool = False) -> bool:
+async def disconnect(svc: NetworkService, network: str, ctr: ContainerLike, force: bool = False) -> bool:
     """Detach a running container from one network; False if it had no live endpoint there."""
     rec = svc.resolve(network)
     cid = str(cget(ctr, "Id"))

@@ -8,6 +8,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import InvalidParameter
 from skiffbox.guest.network.endpoints import Endpoint
 from skiffbox.guest.network.store import DEFAULT_BRIDGE, NetworkRecord, cget, ctr_name, new_id, normalize_mode
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("skiffd.network")
 
 
-def endpoint_configs(ctr: Any) -> dict[str, dict[str, Any]]:
+def endpoint_configs(ctr: ContainerLike) -> dict[str, dict[str, Any]]:
     """The per-network endpoint config from the create body (or `network connect` on a stopped container)."""
     for holder, key in (("NetworkingConfig", "EndpointsConfig"), ("NetworkSettings", "Networks")):
         h = cget(ctr, holder, {})
@@ -27,7 +28,7 @@ def endpoint_configs(ctr: Any) -> dict[str, dict[str, Any]]:
     return {}
 
 
-def wanted_networks(svc: NetworkService, ctr: Any) -> list[tuple[NetworkRecord, dict[str, Any]]]:
+def wanted_networks(svc: NetworkService, ctr: ContainerLike) -> list[tuple[NetworkRecord, dict[str, Any]]]:
     """The networks a bridge-mode container joins: the NetworkMode one first (eth0), then the others by name."""
     hc = cget(ctr, "HostConfig", {})
     mode = normalize_mode(hc.get("NetworkMode"))
@@ -103,7 +104,7 @@ def shared_mode_conflicts(mode: str, hc: dict[str, Any], endpoints: dict[str, An
     return []
 
 
-def netavark_network(svc: NetworkService, rec: NetworkRecord, es: dict[str, Any], owner: str, ifname: str, ctr: Any
+def netavark_network(svc: NetworkService, rec: NetworkRecord, es: dict[str, Any], owner: str, ifname: str, ctr: ContainerLike
                     ) -> tuple[dict[str, Any], list[str]]:
     ipam = es.get("IPAMConfig") or {}
     ips: list[str] = []
@@ -131,7 +132,7 @@ def netavark_network(svc: NetworkService, rec: NetworkRecord, es: dict[str, Any]
 
 
 def endpoint_settings(rec: NetworkRecord, es: dict[str, Any], ips: list[str], status: dict[str, Any],
-                      ifname: str, ctr: Any, per: dict[str, Any]) -> dict[str, Any]:
+                      ifname: str, ctr: ContainerLike, per: dict[str, Any]) -> dict[str, Any]:
     iface = ((status.get(rec["Name"]) or {}).get("interfaces") or {}).get(ifname) or {}
     out: dict[str, Any] = {
         "IPAMConfig": es.get("IPAMConfig") or None, "Links": es.get("Links"), "Aliases": es.get("Aliases"),
@@ -157,7 +158,7 @@ def predefined_settings(svc: NetworkService, name: str) -> dict[str, Any]:
             "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
 
-def hosts_entries(svc: NetworkService, ctr: Any, own_ip: str | None) -> list[tuple[str, list[str]]]:
+def hosts_entries(svc: NetworkService, ctr: ContainerLike, own_ip: str | None) -> list[tuple[str, list[str]]]:
     hc = cget(ctr, "HostConfig", {})
     out: list[tuple[str, list[str]]] = []
     host_gw = svc.resolve(DEFAULT_BRIDGE)["IPAM"]["Config"][0].get("Gateway", "")

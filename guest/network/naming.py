@@ -9,6 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import SystemError_
 from skiffbox.guest.network import dns, netns
 from skiffbox.guest.network.endpoints import Endpoint
@@ -34,18 +35,18 @@ def gateways(rec: NetworkRecord) -> list[str]:
     return sorted(gws, key=lambda g: ":" in g)  # IPv4 first
 
 
-def name_entries(ctr: Any, cid: str, settings: dict[str, Any]) -> list[tuple[str, list[str]]]:
+def name_entries(ctr: ContainerLike, cid: str, settings: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """The container's (address, [name, aliases, short id, hostname]) lines for one network."""
     names = list(dict.fromkeys([ctr_name(ctr) or cid[:12]] + list(settings.get("DNSNames") or [])))
     return [(ip, names) for ip in (settings.get("IPAddress"), settings.get("GlobalIPv6Address")) if ip]
 
 
-def publish(svc: NetworkService, rec: NetworkRecord, ctr: Any, cid: str, settings: dict[str, Any],
+def publish(svc: NetworkService, rec: NetworkRecord, ctr: ContainerLike, cid: str, settings: dict[str, Any],
             only_if_changed: bool = False) -> bool:
     return svc.names.set_names(rec["Id"], cid, name_entries(ctr, cid, settings), only_if_changed)
 
 
-def expected(rec: NetworkRecord, ctr: Any, cid: str, settings: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
+def expected(rec: NetworkRecord, ctr: ContainerLike, cid: str, settings: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
     """(the gateway the container asks, {name: the address it must get}) on one user network."""
     entries = name_entries(ctr, cid, settings)
     gws = gateways(rec)
@@ -56,7 +57,7 @@ def expected(rec: NetworkRecord, ctr: Any, cid: str, settings: dict[str, Any]) -
     return server, {n: str(ipaddress.ip_address(ip)) for n in names}
 
 
-async def confirm(svc: NetworkService, netns_path: str | None, ctr: Any, cid: str,
+async def confirm(svc: NetworkService, netns_path: str | None, ctr: ContainerLike, cid: str,
                   named: list[tuple[NetworkRecord, dict[str, Any]]], fail: bool = True) -> None:
     """Every name of the container on every user network it joined must be served by that network's dnsmasq
     (with this container's address) before start/connect returns: asked from the container's netns (the path

@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from skiffbox.guest.network import bridges, connect, dns, joins, naming, netns
 from skiffbox.guest.network.bridges import ANCHOR_PREFIX, OPT_BRIDGE_NAME, OPT_MTU
@@ -367,7 +368,7 @@ class NetworkService:
         self.ipam.release_owner(ep["Id"])
         self.endpoints.delete(ep["Id"])
 
-    async def setup(self, ctr: Any, netns_path: str | None, background: bool = False) -> dict[str, Any]:
+    async def setup(self, ctr: ContainerLike, netns_path: str | None, background: bool = False) -> dict[str, Any]:
         """Wire the container's netns. With `background=True` it returns as soon as everything is decided and
         netavark runs on; the caller must `await ready(ctr)` before the container's process runs."""
         cid = str(cget(ctr, "Id"))
@@ -452,7 +453,7 @@ class NetworkService:
         return {"resolv_conf": resolv, "hosts": hosts, "networks": settings,
                 "ports": docker_ports(exposed, mappings), "netns_owner": None}
 
-    async def _plumb(self, ctr: Any, ep: Endpoint, wanted: list[tuple[NetworkRecord, dict[str, Any]]]) -> None:
+    async def _plumb(self, ctr: ContainerLike, ep: Endpoint, wanted: list[tuple[NetworkRecord, dict[str, Any]]]) -> None:
         """netavark setup of a decided endpoint, then its names (confirmed served); on failure, everything is
         undone."""
         cid = ep["Id"]
@@ -476,14 +477,14 @@ class NetworkService:
         for rec, _ in wanted:
             self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
 
-    async def ready(self, ctr: Any) -> None:
+    async def ready(self, ctr: ContainerLike) -> None:
         """After `setup(..., background=True)`: wait until the network is plumbed (call it right before the
         runtime starts the container's process); raises what netavark raised."""
         task = self._ready.pop(str(cget(ctr, "Id")), None)
         if task is not None:
             await task
 
-    async def teardown(self, ctr: Any, netns_path: str | None = None) -> None:
+    async def teardown(self, ctr: ContainerLike, netns_path: str | None = None) -> None:
         """Returns at once; netavark runs in the background (it is off the path of `docker run --rm` / `stop`).
 
         An fd on the netns keeps it alive after the caller unmounts it, so netavark still removes the veth itself.
@@ -533,21 +534,21 @@ class NetworkService:
     # ------------------------------------------------------------------------------------------
     # what a container joins (joins.py) and docker network connect / disconnect (connect.py)
     # ------------------------------------------------------------------------------------------
-    def wanted_networks(self, ctr: Any) -> list[tuple[NetworkRecord, dict[str, Any]]]:
+    def wanted_networks(self, ctr: ContainerLike) -> list[tuple[NetworkRecord, dict[str, Any]]]:
         return joins.wanted_networks(self, ctr)
 
     def validate(self, host_config: dict[str, Any], endpoints_config: dict[str, Any] | None,
                  config: dict[str, Any] | None = None) -> list[str]:
         return joins.validate(self, host_config, endpoints_config, config)
 
-    async def connect_container(self, network: str, ctr: Any, endpoint_config: dict[str, Any] | None) -> None:
+    async def connect_container(self, network: str, ctr: ContainerLike, endpoint_config: dict[str, Any] | None) -> None:
         await connect.connect_container(self, network, ctr, endpoint_config)
 
-    async def disconnect_container(self, network: str, ctr: Any, force: bool = False) -> None:
+    async def disconnect_container(self, network: str, ctr: ContainerLike, force: bool = False) -> None:
         await connect.disconnect_container(self, network, ctr, force)
 
-    async def connect(self, network: str, ctr: Any, endpoint_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    async def connect(self, network: str, ctr: ContainerLike, endpoint_config: dict[str, Any] | None) -> dict[str, Any] | None:
         return await connect.connect(self, network, ctr, endpoint_config)
 
-    async def disconnect(self, network: str, ctr: Any, force: bool = False) -> bool:
+    async def disconnect(self, network: str, ctr: ContainerLike, force: bool = False) -> bool:
         return await connect.disconnect(self, network, ctr, force)

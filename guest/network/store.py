@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from skiffbox.guest.contracts import ContainerLike
+
 NetworkRecord = dict[str, Any]
 
 DEFAULT_BRIDGE = "bridge"
@@ -39,7 +41,7 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
-def container_field(ctr: Any, key: str, default: Any = None) -> Any:
+def container_field(ctr: ContainerLike, key: str, default: Any = None) -> Any:
     """A top-level field of a container record (Docker's shape: Id, Name, Config, HostConfig, …), whether the
     containers service hands us its `Container` object (fields in `.rec`) or a plain dict."""
     rec = ctr if isinstance(ctr, dict) else getattr(ctr, "rec", None)
@@ -50,7 +52,7 @@ def container_field(ctr: Any, key: str, default: Any = None) -> Any:
 cget = container_field
 
 
-def ctr_name(ctr: Any) -> str:
+def ctr_name(ctr: ContainerLike) -> str:
     return str(cget(ctr, "Name", "")).lstrip("/")
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound
 from skiffbox.guest.network.store import atomic_write_json, container_field, read_json
 from skiffbox.guest.util.filters import bool_filter, match_labels
@@ -233,7 +234,7 @@ class VolumeService:
             return ref
         return str(self.engine.containers.get(ref).id)
 
-    async def prepare(self, ctr: Any, image_volumes: dict[str, Any] | None = None) -> list[MountPoint]:
+    async def prepare(self, ctr: ContainerLike, image_volumes: dict[str, Any] | None = None) -> list[MountPoint]:
         """Resolve and record the container's mount points (at create). Idempotent."""
         cid = str(cget(ctr, "Id"))
         if cid in self._mps:
@@ -278,7 +279,7 @@ class VolumeService:
             self._save_mps(cid, mps)
             return mps
 
-    async def mounts_for(self, ctr: Any, rootfs: str | Path | None = None) -> list[dict[str, Any]]:
+    async def mounts_for(self, ctr: ContainerLike, rootfs: str | Path | None = None) -> list[dict[str, Any]]:
         """OCI mounts for the container's volumes and inherited mounts, at start. Mounts option volumes and copies
         image content into new empty volumes (once per container, as Docker does at create)."""
         cid = str(cget(ctr, "Id"))
@@ -316,7 +317,7 @@ class VolumeService:
         out.sort(key=lambda o: o["destination"].rstrip("/").count("/"))
         return out
 
-    async def release(self, ctr: Any) -> None:
+    async def release(self, ctr: ContainerLike) -> None:
         """After the container stopped: unmount option volumes it was the last user of."""
         cid = str(cget(ctr, "Id"))
         async with self._lock:
@@ -330,7 +331,7 @@ class VolumeService:
                 if m.Type == "volume":
                     self.engine.events.publish("volume", "unmount", m.Name, {"container": cid, "driver": "local"})
 
-    async def forget(self, ctr: Any, remove_anonymous: bool = False) -> None:
+    async def forget(self, ctr: ContainerLike, remove_anonymous: bool = False) -> None:
         """At container removal; `docker rm -v` and `--rm` also remove its anonymous volumes (if nobody else uses them)."""
         cid = str(cget(ctr, "Id"))
         await self.release(ctr)
@@ -343,7 +344,7 @@ class VolumeService:
                     if v is not None and v.get("_anonymous") and not self._users_of(m.Name):
                         self._destroy(v)
 
-    def mountpoints(self, ctr: Any) -> list[dict[str, Any]]:
+    def mountpoints(self, ctr: ContainerLike) -> list[dict[str, Any]]:
         """Docker's inspect `Mounts` (volumes, binds and --mount tmpfs; `--tmpfs` is not listed, as in Docker)."""
         cid = str(cget(ctr, "Id"))
         mps = self._mps.get(cid)
