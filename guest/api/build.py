@@ -7,10 +7,9 @@ import base64
 import json
 from typing import Any
 
-from skiffbox.guest.api.http import Request, Response, Route, Router, Stream, json_response
+from skiffbox.guest.api.http import Request, Response, Route, Stream, json_response
 from skiffbox.guest.build.builder import BuildOptions
 from skiffbox.guest.build.manager import BuildManager
-from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter
 
 
@@ -102,13 +101,9 @@ async def cancel(mgr: BuildManager, req: Request) -> Response:
     return json_response({})
 
 
-# The handlers' context is the build manager (it keeps the builds in progress), made over the engine.
+# The handlers' context is the build manager (api/__init__.py makes it over the engine).
 ROUTES: list[Route[BuildManager]] = [
     ("POST", "/build", build),
     ("POST", "/build/prune", prune),
     ("POST", "/build/cancel", cancel),
 ]
-
-
-def router(engine: Engine) -> Router:
-    return Router().bind(BuildManager(engine), ROUTES)

@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from skiffbox.guest.api.http import (Hijack, RawConn, Request, Response, Route, Router, Stream, json_response,
+from skiffbox.guest.api.http import (Hijack, RawConn, Request, Response, Route, Stream, json_response,
                                      no_content)
 from skiffbox.guest.containers import attach as attach_mod
 from skiffbox.guest.engine import Engine
@@ -312,7 +312,3 @@ ROUTES: list[Route[Engine]] = [
     ("PUT", "/containers/{id}/archive", archive_put),
     ("POST", "/commit", commit),
 ]
-
-
-def router(engine: Engine) -> Router:
-    return Router().bind(engine, ROUTES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from skiffbox.guest.api.containers import MULTIPLEXED, RAW
-from skiffbox.guest.api.http import Hijack, RawConn, Request, Response, Route, Router, json_response
+from skiffbox.guest.api.http import Hijack, RawConn, Request, Response, Route, json_response
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter
 
@@ -51,7 +51,3 @@ ROUTES: list[Route[Engine]] = [
     ("POST", "/exec/{id}/resize", resize),
     ("GET", "/exec/{id}/json", inspect),
 ]
-
-
-def router(engine: Engine) -> Router:
-    return Router().bind(engine, ROUTES)

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from skiffbox.guest.api.http import Reply, Request, Response, Route, Router, Stream, json_response
+from skiffbox.guest.api.http import Reply, Request, Response, Route, Stream, json_response
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import EngineError, InvalidParameter
 from skiffbox.guest.images import archive, importer, platforms
@@ -170,7 +170,3 @@ ROUTES: list[Route[Engine]] = [
     ("GET", "/images/{name*}/get", get_one),
     ("DELETE", "/images/{name*}", delete),
 ]
-
-
-def router(engine: Engine) -> Router:
-    return Router().bind(engine, ROUTES)

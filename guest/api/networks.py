@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from skiffbox.guest.api.http import Request, Response, Route, Router, json_response, no_content
+from skiffbox.guest.api.http import Request, Response, Route, json_response, no_content
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter, NotFound
@@ -73,7 +73,3 @@ ROUTES: list[Route[Engine]] = [
     ("POST", "/networks/{id}/disconnect", disconnect),
     ("POST", "/networks/prune", prune),
 ]
-
-
-def router(engine: Engine) -> Router:
-    return Router().bind(engine, ROUTES)

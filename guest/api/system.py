@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 from skiffbox.guest import events, system
-from skiffbox.guest.api.http import (API_VERSION, MIN_API_VERSION, Request, Response, Route, Router, Stream,
+from skiffbox.guest.api.http import (API_VERSION, MIN_API_VERSION, Request, Response, Route, Stream,
                                      json_response)
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.util.filters import parse_filters
@@ -80,7 +80,3 @@ ROUTES: list[Route[Engine]] = [
     ("GET", "/events", events_stream),
     ("GET", "/system/df", df),
 ]
-
-
-def router(engine: Engine) -> Router:
-    return Router().bind(engine, ROUTES)

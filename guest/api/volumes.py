@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from skiffbox.guest.api.http import Request, Response, Route, Router, json_response, no_content
+from skiffbox.guest.api.http import Request, Response, Route, json_response, no_content
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter, NotImplementedYet, Unavailable
 from skiffbox.guest.util.filters import parse_filters
@@ -54,7 +54,3 @@ ROUTES: list[Route[Engine]] = [
     ("DELETE", "/volumes/{name}", remove),
     ("POST", "/volumes/prune", prune),
 ]
-
-
-def router(engine: Engine) -> Router:
-    return Router().bind(engine, ROUTES)
