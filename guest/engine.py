@@ -30,7 +30,7 @@ class Engine:
         # Each service owns its own subfolder of the data root. Order matters: images, volumes and networks
         # exist before the containers that use them.
         self.images = ImageService(self)
-        self.volumes = VolumeService(self)
+        self.volumes = VolumeService(self.root, self.events, find_container=lambda ref: self.containers.get(ref))
         self.networks = NetworkService(self)
         self.containers = ContainerService(cfg, self.root, self.run_root, self.events,
                                            images=self.images, volumes=self.volumes, networks=self.networks)

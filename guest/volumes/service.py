@@ -18,10 +18,11 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skiffbox.guest.contracts import ContainerLike
+from skiffbox.guest.contracts import ContainerLike, ContainerRef, EventSink
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound
 from skiffbox.guest.network.store import atomic_write_json, container_field, read_json
 from skiffbox.guest.util.filters import bool_filter, match_labels
@@ -42,9 +43,13 @@ def _created_at(ts: float) -> str:
 
 
 class VolumeService:
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.dir = Path(engine.root) / "volumes"
+    def __init__(self, root: Path, events: EventSink, find_container: Callable[[str], ContainerRef]) -> None:
+        """`find_container(ref)` looks a container up (raising NotFound): for VolumesFrom, and to drop the mount
+        records of containers that are gone. The containers service is built after this one, so the engine
+        passes a function that reaches it when called."""
+        self.events = events
+        self.find_container = find_container
+        self.dir = Path(root) / "volumes"
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o701)
         self.mounts_dir = self.dir / "_mounts"
@@ -74,7 +79,7 @@ class VolumeService:
         """A mount record whose container no longer exists (removed while we were down, or a removal that never
         reached forget()): it must not keep volumes "in use" forever."""
         try:
-            self.engine.containers.get(cid)
+            self.find_container(cid)
             return False
         except NotFound:
             return True
@@ -147,7 +152,7 @@ class VolumeService:
         v: Volume = {"CreatedAt": _created_at(now), "Driver": "local", "Labels": labels, "Mountpoint": str(data),
                      "Name": name, "Options": opts, "Scope": "local", "_created": now, "_anonymous": anonymous}
         self._save(v)
-        self.engine.events.publish("volume", "create", name, {"driver": "local"})
+        self.events.publish("volume", "create", name, {"driver": "local"})
         return v
 
     def remove(self, name: str, force: bool = False) -> None:
@@ -170,7 +175,7 @@ class VolumeService:
         size = local.dir_size(data) if not local.needs_mount(v.get("Options") or {}) else 0
         self._vols.pop(name, None)
         local.remove_tree(self.dir / name)
-        self.engine.events.publish("volume", "destroy", name, {"driver": "local"})
+        self.events.publish("volume", "destroy", name, {"driver": "local"})
         return size
 
     def _matches(self, v: Volume, f: dict[str, list[str]]) -> bool:
@@ -232,7 +237,7 @@ class VolumeService:
     async def _other_container_id(self, ref: str) -> str:
         if ref in self._mps:
             return ref
-        return str(self.engine.containers.get(ref).id)
+        return self.find_container(ref).id
 
     async def prepare(self, ctr: ContainerLike, image_volumes: dict[str, Any] | None = None) -> list[MountPoint]:
         """Resolve and record the container's mount points (at create). Idempotent."""
@@ -306,7 +311,7 @@ class VolumeService:
                         await asyncio.to_thread(local.copy_up, src, data)
                         m.copy = False
                         changed = True
-                    self.engine.events.publish("volume", "mount", m.Name, {
+                    self.events.publish("volume", "mount", m.Name, {
                         "container": cid, "destination": m.Destination, "driver": "local",
                         "propagation": m.Propagation, "read/write": "true" if m.RW else "false"})
                 elif m.origin == "own":
@@ -329,7 +334,7 @@ class VolumeService:
                         del self._users[name]
             for m in self._mps.get(cid, []):
                 if m.Type == "volume":
-                    self.engine.events.publish("volume", "unmount", m.Name, {"container": cid, "driver": "local"})
+                    self.events.publish("volume", "unmount", m.Name, {"container": cid, "driver": "local"})
 
     async def forget(self, ctr: ContainerLike, remove_anonymous: bool = False) -> None:
         """At container removal; `docker rm -v` and `--rm` also remove its anonymous volumes (if nobody else uses them)."""
