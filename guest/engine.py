@@ -31,7 +31,7 @@ class Engine:
         # exist before the containers that use them.
         self.images = ImageService(self)
         self.volumes = VolumeService(self.root, self.events, find_container=lambda ref: self.containers.get(ref))
-        self.networks = NetworkService(self)
+        self.networks = NetworkService(cfg, self.root, self.run_root, self.events)
         self.containers = ContainerService(cfg, self.root, self.run_root, self.events,
                                            images=self.images, volumes=self.volumes, networks=self.networks)
 

@@ -48,6 +48,7 @@ async def connect(engine: Engine, req: Request) -> Response:
     net = engine.networks.resolve(req.params["id"])
     ctr = find_container(engine, body.get("Container") or "")
     await engine.networks.connect_container(net["Name"], ctr, body.get("EndpointConfig") or {})
+    engine.containers.save(ctr)  # its NetworkSettings now name the network
     return Response(200, b"", None)
 
 
@@ -56,6 +57,7 @@ async def disconnect(engine: Engine, req: Request) -> Response:
     net = engine.networks.resolve(req.params["id"])
     ctr = find_container(engine, body.get("Container") or "")
     await engine.networks.disconnect_container(net["Name"], ctr, bool(body.get("Force")))
+    engine.containers.save(ctr)
     return Response(200, b"", None)
 
 

@@ -19,8 +19,9 @@ Networks (`networks`, NetworksForContainers):
         `await networks.teardown(ctr, netns_path)`.
     `ctr` is a `guest.containers.store.Container`: `.id`, `.name`, `.config`, `.host_config`, `.rec`
     (`rec["NetworkSettings"]["Networks"]` holds the create request's EndpointsConfig, keyed by network name),
-    `.netns_path`, `.running`. `docker network connect/disconnect` on a container use
-    `containers.get(ref)` and `containers.save(ctr)` after updating `rec["NetworkSettings"]`.
+    `.netns_path`, `.running`. `docker network connect/disconnect` (guest/api/networks.py)
+    look the container up with `containers.get(ref)`, let the network service update `rec["NetworkSettings"]`
+    and save it with `containers.save(ctr)`.
 
 Volumes (`volumes`, VolumesForContainers):
     `await volumes.prepare(ctr)` at create (named volumes created, anonymous ones named, VolumesFrom resolved),

@@ -91,7 +91,7 @@ def pin_bridge_mac(dev: str) -> str:
 
 def ensure_predefined(svc: NetworkService) -> None:
     if svc.store.by_name("bridge") is None:
-        cfg = svc.engine.cfg
+        cfg = svc.cfg
         bip = getattr(cfg, "bip", None)  # dockerd's --bip, if the config grows it
         if bip:
             iface = ipaddress.ip_interface(bip)
@@ -165,14 +165,14 @@ def claim(svc: NetworkService, rec: NetworkRecord) -> None:
     if svc.ipam.owned(rec["Id"]) or svc.in_use(rec):
         return
     changed = False
-    if rec["Name"] == DEFAULT_BRIDGE and not getattr(svc.engine.cfg, "bridge", None) and dev_exists(rec["_bridge"]):
+    if rec["Name"] == DEFAULT_BRIDGE and not getattr(svc.cfg, "bridge", None) and dev_exists(rec["_bridge"]):
         taken = {r.get("_bridge") for r in svc.store.all()}
         dev = next(f"skiff{i}" for i in range(1, 100) if f"skiff{i}" not in taken and not dev_exists(f"skiff{i}"))
         log.warning("bridge %s belongs to someone else: the default network uses %s", rec["_bridge"], dev)
         rec["_bridge"] = dev
         rec["Options"][OPT_BRIDGE_NAME] = dev
         changed = True
-    if not rec.get("_user_subnet") and not getattr(svc.engine.cfg, "bip", None):
+    if not rec.get("_user_subnet") and not getattr(svc.cfg, "bip", None):
         routes = host_routes(skip_dev=rec.get("_bridge"))
         v4 = [c for c in rec["IPAM"]["Config"] if ipaddress.ip_network(c["Subnet"]).version == 4]
         if v4 and any(ipaddress.ip_network(v4[0]["Subnet"]).overlaps(r) for r in routes):

@@ -1,10 +1,9 @@
 """`docker network connect` / `disconnect`, for a running container (one more netavark network in its netns) and
 for a stopped one (the settings remembered in its record for the next start; the record is the containers
-service's, handed back with `containers.save`)."""
+service's: the caller saves it afterwards, as guest/api/networks.py does)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +40,6 @@ async def connect_container(svc: NetworkService, network: str, ctr: ContainerLik
                     "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                     "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
     nets[rec["Name"]] = settings
-    await save_container(svc, ctr)
 
 
 async def disconnect_container(svc: NetworkService, network: str, ctr: ContainerLike, force: bool = False) -> None:
@@ -57,16 +55,7 @@ async def disconnect_container(svc: NetworkService, network: str, ctr: Container
     await svc.disconnect(rec["Name"], ctr, force)
     if key is not None:
         nets.pop(key, None)
-    await save_container(svc, ctr)
 
-
-async def save_container(svc: NetworkService, ctr: ContainerLike) -> None:
-    ctrs = svc.engine.containers
-    saver = getattr(ctrs, "save", None) if ctrs is not None else None
-    if saver is not None:
-        r = saver(ctr)
-        if asyncio.iscoroutine(r):
-            await r
 
 
 async def connect(svc: NetworkService, network: str, ctr: ContainerLike, endpoint_config: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -110,7 +99,7 @@ async def connect(svc: NetworkService, network: str, ctr: ContainerLike, endpoin
         except SystemError_:
             await svc.disconnect(rec["Name"], ctr, force=True)
             raise
-    svc.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
+    svc.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
     return settings
 
 
@@ -130,5 +119,5 @@ async def disconnect(svc: NetworkService, network: str, ctr: ContainerLike, forc
         ep["options"]["network_info"].pop(rec["Name"], None)
         ep["networks"].pop(rec["Name"], None)
         svc.endpoints.save(ep)
-    svc.engine.events.publish("network", "disconnect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
+    svc.events.publish("network", "disconnect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
     return True

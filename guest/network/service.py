@@ -29,7 +29,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from skiffbox.guest.contracts import ContainerLike
+from skiffbox.guest.config import DaemonConfig
+from skiffbox.guest.contracts import ContainerLike, EventSink
 from skiffbox.guest.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from skiffbox.guest.network import bridges, connect, dns, joins, naming, netns
 from skiffbox.guest.network.bridges import ANCHOR_PREFIX, OPT_BRIDGE_NAME, OPT_MTU
@@ -47,10 +48,11 @@ log = logging.getLogger("skiffd.network")
 
 
 class NetworkService:
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.store = NetworkStore(engine.root)
-        self.run_dir = Path(engine.run_root) / "network"
+    def __init__(self, cfg: DaemonConfig, root: Path, run_root: Path, events: EventSink) -> None:
+        self.cfg = cfg
+        self.events = events
+        self.store = NetworkStore(root)
+        self.run_dir = Path(run_root) / "network"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ipam = Ipam(self.run_dir / "ipam.json")
         self.endpoints = EndpointStore(self.run_dir)
@@ -230,7 +232,7 @@ class NetworkService:
             if body.get("ConfigFrom"):
                 rec["ConfigFrom"] = {"Network": (body.get("ConfigFrom") or {}).get("Network", "")}
             self.store.save(rec)
-        self.engine.events.publish("network", "create", rec["Id"], {"name": name, "type": "bridge"})
+        self.events.publish("network", "create", rec["Id"], {"name": name, "type": "bridge"})
         return {"Id": rec["Id"], "Warning": ""}
 
     def _ipam_config(self, name: str, configs: list[dict[str, Any]], ipv6: bool) -> tuple[list[dict[str, Any]], bool]:
@@ -297,7 +299,7 @@ class NetworkService:
             if self.in_use(rec):
                 raise Forbidden(f"error while removing network: network {rec['Name']} id {rec['Id']} has active endpoints")
             await self._remove_locked(rec)
-        self.engine.events.publish("network", "destroy", rec["Id"], {"name": rec["Name"], "type": rec["Driver"]})
+        self.events.publish("network", "destroy", rec["Id"], {"name": rec["Name"], "type": rec["Driver"]})
 
     async def _remove_locked(self, rec: NetworkRecord) -> None:
         anchor = self.endpoints.get(ANCHOR_PREFIX + rec["Id"])
@@ -324,7 +326,7 @@ class NetworkService:
                 await self._remove_locked(rec)
                 gone.append(rec)
         for rec in gone:
-            self.engine.events.publish("network", "destroy", rec["Id"], {"name": rec["Name"], "type": rec["Driver"]})
+            self.events.publish("network", "destroy", rec["Id"], {"name": rec["Name"], "type": rec["Driver"]})
         return [r["Name"] for r in gone]
 
     async def netavark_teardown(self, ep: Endpoint, only: list[str] | None = None, path: str | None = None) -> None:
@@ -475,7 +477,7 @@ class NetworkService:
                 self.forget_endpoint(ep)
             raise
         for rec, _ in wanted:
-            self.engine.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
+            self.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
 
     async def ready(self, ctr: ContainerLike) -> None:
         """After `setup(..., background=True)`: wait until the network is plumbed (call it right before the
@@ -503,7 +505,7 @@ class NetworkService:
         self._pending[cid] = task
         task.add_done_callback(lambda t: self._pending.pop(cid, None) if self._pending.get(cid) is t else None)
         for name, es in ep.get("networks", {}).items():
-            self.engine.events.publish("network", "disconnect", es.get("NetworkID", ""), {"container": cid, "name": name, "type": "bridge"})
+            self.events.publish("network", "disconnect", es.get("NetworkID", ""), {"container": cid, "name": name, "type": "bridge"})
 
     async def _finish_teardown(self, ep: Endpoint, fd: int | None) -> None:
         try:
