@@ -27,9 +27,11 @@ class Engine:
         os.chmod(self.root, 0o711)
         self.events = EventBus()
         self.id = self._engine_id()
-        # Each service owns its own subfolder of the data root. Order matters: images, volumes and networks
-        # exist before the containers that use them.
-        self.images = ImageService(self)
+        # Each service owns its own subfolder of the data root and gets its collaborators here, in dependency
+        # order: images, volumes and networks exist before the containers that use them (guest/contracts.py).
+        # The two questions asked the other way (which containers use an image; VolumesFrom's container) are
+        # functions that reach the containers service when called, after start.
+        self.images = ImageService(cfg, self.root, self.events, image_users=lambda iid: self.containers.image_users(iid))
         self.volumes = VolumeService(self.root, self.events, find_container=lambda ref: self.containers.get(ref))
         self.networks = NetworkService(cfg, self.root, self.run_root, self.events)
         self.containers = ContainerService(cfg, self.root, self.run_root, self.events,

@@ -175,9 +175,9 @@ class Puller:
         and the last endpoint's error is the one reported. The image is recorded under its docker.io
         name whichever endpoint served it."""
         svc = self.svc
-        mirrors: list[str] = list(svc.engine.cfg.registry_mirrors) if ref.domain == DEFAULT_DOMAIN else []
+        mirrors: list[str] = list(svc.cfg.registry_mirrors) if ref.domain == DEFAULT_DOMAIN else []
         for mirror in [*mirrors, None]:
-            client = RegistryClient(ref.domain, ref.path, auth, svc.engine.cfg.insecure_registries,
+            client = RegistryClient(ref.domain, ref.path, auth, svc.cfg.insecure_registries,
                                     endpoint=ref.endpoint_host, mirror=mirror)
             try:
                 return await self._pull_from(client, ref, want, out)

@@ -69,7 +69,7 @@ async def push(svc: "ImageService", name: str, tag: str | None, auth: AuthConfig
             raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
         recs.append((ref, svc.store.images[iid]))
     out(pmsg.status(f"The push refers to repository [{base.name}]"))
-    client = RegistryClient(base.domain, base.path, auth, svc.engine.cfg.insecure_registries, push=True,
+    client = RegistryClient(base.domain, base.path, auth, svc.cfg.insecure_registries, push=True,
                             endpoint=base.endpoint_host)
     try:
         for ref, rec in recs:

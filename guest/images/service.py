@@ -43,10 +43,12 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from skiffbox.guest.config import DaemonConfig
+from skiffbox.guest.contracts import EventSink
 from skiffbox.guest.errors import Conflict, EngineError, InvalidParameter, NotFound, no_such_image
 from skiffbox.guest.images import platforms
 from skiffbox.guest.images import progress as pmsg
@@ -66,9 +68,15 @@ def _now_rfc3339() -> str:
 
 
 class ImageService:
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.root = Path(engine.root) / "image"
+    def __init__(self, cfg: DaemonConfig, root: Path, events: EventSink,
+                 image_users: Callable[[str], list[tuple[str, bool]]]) -> None:
+        """`image_users(image_id)` -> [(container id, running)]: the containers made from an image (what `rmi`
+        refuses or forces past). The containers service is built after this one: the engine passes a function
+        that reaches it when called."""
+        self.cfg = cfg
+        self.events = events
+        self.image_users = image_users
+        self.root = Path(root) / "image"
         self.store = Store(self.root)
         self.store.load()
         self.limits = Limits.from_env()
@@ -172,7 +180,7 @@ class ImageService:
             attrs.update({str(k): str(v) for k, v in ((rec.config.get("config") or {}).get("Labels") or {}).items()})
         if name:
             attrs["name"] = name
-        self.engine.events.publish("image", action, actor, attrs)
+        self.events.publish("image", action, actor, attrs)
 
     # -- pull --------------------------------------------------------------------------------------
     async def pull(self, ref: str | Reference, auth: dict | AuthConfig | None = None, platform: str | None = None,
@@ -208,7 +216,7 @@ class ImageService:
 
         out = progress or pmsg.null_progress
         a = auth if isinstance(auth, AuthConfig) or auth is None else AuthConfig.from_dict(auth)
-        client = RegistryClient(ref.domain, ref.path, a, self.engine.cfg.insecure_registries, endpoint=ref.endpoint_host)
+        client = RegistryClient(ref.domain, ref.path, a, self.cfg.insecure_registries, endpoint=ref.endpoint_host)
         try:
             tags = await asyncio.to_thread(client.list_tags)
         except RegistryError as e:
@@ -253,7 +261,7 @@ class ImageService:
         host = urlsplit(server).netloc if "://" in server else server.split("/", 1)[0]
         if host in ("", "index.docker.io", DEFAULT_DOMAIN):
             host = HUB_ENDPOINT
-        client = RegistryClient(host, "", a, self.engine.cfg.insecure_registries)
+        client = RegistryClient(host, "", a, self.cfg.insecure_registries)
         try:
             await asyncio.to_thread(client.login)
         finally:
@@ -430,7 +438,7 @@ class ImageService:
 
     # -- delete / prune --------------------------------------------------------------------------
     def _users(self, iid: str) -> list[tuple[str, bool]]:
-        return [(str(cid), bool(running)) for cid, running in self.engine.containers.image_users(iid)]
+        return [(str(cid), bool(running)) for cid, running in self.image_users(iid)]
 
     def _conflict(self, iid: str, soft: bool, active_ref: bool = True) -> tuple[str, bool] | None:
         """checkImageDeleteConflict: (message, used-by-a-container) or None.
@@ -590,7 +598,7 @@ class ImageService:
                 except (Conflict, NotFound):
                     continue
         reclaimed = sum(layer_sizes.get(d["Deleted"], 0) for d in deleted if "Deleted" in d)
-        self.engine.events.publish("image", "prune", "", {"reclaimed": str(reclaimed)})
+        self.events.publish("image", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     # -- disk usage ------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ class FakeContainers:
 
 def make_service(root: Path) -> tuple[ImageService, SimpleNamespace]:
     engine = SimpleNamespace(root=root, cfg=DaemonConfig(), events=EventBus(), containers=FakeContainers())
-    return ImageService(engine), engine
+    return ImageService(engine.cfg, root, engine.events, engine.containers.image_users), engine
 
 
 def diff_tar(path: Path, files: dict[str, bytes], whiteouts: list[str] = ()) -> Path:
