@@ -379,7 +379,10 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     rootfs = work / "rootfs"
     deb_cache = cache_dir / "debs"
     (deb_cache / "debootstrap").mkdir(parents=True, exist_ok=True)
-    (deb_cache / "apt" / "partial").mkdir(parents=True, exist_ok=True)  # .debs carry their arch: one cache
+    # one apt archive per architecture: builds of two architectures run at once (each holds only its
+    # own recipe lock), and two apt-gets cannot share /var/cache/apt/archives (its lock file)
+    apt_cache = deb_cache / ("apt" if t.arch == "x86_64" else f"apt-{t.deb}")
+    (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
     files = t.files()
     packages = list(t.packages)
 
@@ -407,7 +410,7 @@ def _build(work: Path, cache_dir: Path, mirror: str, security_mirror: str, progr
     (rootfs / "usr/sbin/policy-rc.d").chmod(0o755)
 
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8")
-    with _chroot_mounts(rootfs, deb_cache / "apt"):
+    with _chroot_mounts(rootfs, apt_cache):
         progress("apt-get update (bookworm, -updates, -security)")
         _run(["chroot", str(rootfs), "apt-get", "update", "-q"], progress, env)
         progress(f"apt-get install {len(packages)} packages (kernel, sshd, python3, runtimes)")
