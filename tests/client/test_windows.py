@@ -161,3 +161,13 @@ def test_posix_default_socket_missing_adds_the_hint(monkeypatch, tmp_path, capsy
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")  # named: docker's message alone
     assert skiff.main(["ps"]) == 1
     assert config.UNCONFIGURED_HINT not in capsys.readouterr().err
+
+
+def test_context_ls_shows_the_npipe_as_the_default_endpoint(windows, monkeypatch, tmp_path, capsys) -> None:
+    # docker on Windows lists npipe:////./pipe/docker_engine for the default context; a unix socket
+    # there would point the user at something that cannot exist on their machine.
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("MACHINE_STORAGE_PATH", str(tmp_path / "machines"))
+    assert skiff.main(["context", "ls", "--format", "{{.Name}} {{.DockerEndpoint}}"]) == 0
+    out = capsys.readouterr().out
+    assert f"default {config.DEFAULT_NPIPE}" in out.splitlines()

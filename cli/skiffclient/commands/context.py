@@ -20,9 +20,10 @@ HOST_WARNING = ("Warning: DOCKER_HOST environment variable overrides the active 
 
 
 def _default_host() -> str:
-    from skiffbox.cli.skiffclient.config import DEFAULT_UNIX
+    from skiffbox.cli.skiffclient.config import default_host
 
-    return os.environ.get("DOCKER_HOST") or DEFAULT_UNIX
+    # docker shows the endpoint the default context would reach: the npipe on Windows
+    return os.environ.get("DOCKER_HOST") or default_host()
 
 
 def _rows(cli: Cli) -> list[dict[str, Any]]:
