@@ -85,8 +85,11 @@ def ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def _bindable(proto: str, host_ip: str, port: int) -> bool:
-    """Nobody on the host listens on it (a DNAT rule would silently steal the port from them)."""
+def _bindable(owner: str, proto: str, host_ip: str, port: int) -> bool:
+    """Nobody on the host listens on it (a DNAT rule would silently steal the port from them).
+
+    An address the host does not have is an error, as dockerd's userland proxy reports it: a DNAT rule for it
+    would be accepted and never match, so `-p 10.9.9.9:80:80` would look published and answer nothing."""
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
     fam = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     if proto == "sctp":
@@ -98,6 +101,11 @@ def _bindable(proto: str, host_ip: str, port: int) -> bool:
         s.bind((host_ip or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), port))
         return True
     except OSError as e:
+        if e.errno == errno.EADDRNOTAVAIL:
+            shown = f"[{host_ip}]" if fam == socket.AF_INET6 else host_ip
+            raise SystemError_(f"driver failed programming external connectivity on endpoint {owner[:12]}: "
+                               f"Error starting userland proxy: listen {proto}{6 if fam == socket.AF_INET6 else 4} "
+                               f"{shown}:{port}: bind: cannot assign requested address") from None
         return e.errno not in (errno.EADDRINUSE, errno.EACCES)
     finally:
         s.close()
@@ -150,7 +158,7 @@ class PortAllocator:
         shown_ip = host_ip or "0.0.0.0"
         if rng is not None and rng[0] == rng[1]:
             port = rng[0]
-            if self._taken(proto, host_ip, port, pending) or not _bindable(proto, host_ip, port):
+            if self._taken(proto, host_ip, port, pending) or not _bindable(owner, proto, host_ip, port):
                 raise SystemError_(f"driver failed programming external connectivity on endpoint {owner[:12]}: "
                                    f"Bind for {shown_ip}:{port} failed: port is already allocated")
             return Mapping(cport, proto, host_ip, port)
@@ -159,7 +167,7 @@ class PortAllocator:
         n = hi - lo + 1
         for i in range(n):
             port = lo + (start - lo + i) % n
-            if self._taken(proto, host_ip, port, pending) or not _bindable(proto, host_ip, port):
+            if self._taken(proto, host_ip, port, pending) or not _bindable(owner, proto, host_ip, port):
                 continue
             self._cursor[f"{lo}-{hi}"] = port + 1 if port < hi else lo
             return Mapping(cport, proto, host_ip, port)
