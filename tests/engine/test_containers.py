@@ -420,6 +420,7 @@ def test_network_failure_at_start_is_undone(skiffd: Skiffd, bb: str) -> None:
     assert c["NetworkSettings"]["SandboxKey"] == "" and c["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ""
     netns_dir = skiffd.exec_root / "netns"
     assert not netns_dir.exists() or not list(netns_dir.iterdir())
-    assert links() == before and endpoints() == {}
+    # nothing new: the previous container's veth may still be going (its teardown is async), so compare as sets
+    assert set(links()) <= set(before) and endpoints() == {}
     assert not [m for m in open("/proc/mounts") if f"{c['Id']}/rootfs" in m]
     assert skiffd.docker("run", "--rm", bb, "echo", "ok").stdout == "ok\n"
