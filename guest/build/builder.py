@@ -29,7 +29,8 @@ from skiffbox.guest.build import copying, values
 from skiffbox.guest.build.buildargs import BuildArgs
 from skiffbox.guest.build.cache import BuildCache
 from skiffbox.guest.build.context import BuildContext
-from skiffbox.guest.build.dockerfile import DockerfileError, Instruction, Plan, Stage, load, parse, to_instruction
+from skiffbox.guest.build.dockerfile import DockerfileError, parse
+from skiffbox.guest.build.instructions import Instruction, Plan, Stage, load, to_instruction
 from skiffbox.guest.build.dockerignore import go_clean
 from skiffbox.guest.build.expand import ExpansionError, Lexer
 from skiffbox.guest.build.output import Output

@@ -19,7 +19,8 @@ from typing import Any
 from skiffbox.guest.build.builder import BuildError, Builder, BuildOptions
 from skiffbox.guest.build.cache import BuildCache
 from skiffbox.guest.build.context import BuildContext, receive
-from skiffbox.guest.build.dockerfile import DockerfileError, Plan, load
+from skiffbox.guest.build.dockerfile import DockerfileError
+from skiffbox.guest.build.instructions import Plan, load
 from skiffbox.guest.build.output import Output
 from skiffbox.guest.errors import EngineError, InvalidParameter
 
