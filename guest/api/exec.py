@@ -23,7 +23,7 @@ async def start(engine: Engine, req: Request) -> Response | Hijack:
     s = mgr.get(req.params["id"])
     mgr.check_startable(s)
     if "Tty" in body and body["Tty"] is not None:
-        s.tty = bool(body["Tty"])
+        s.raw_stream = bool(body["Tty"])
     if body.get("ConsoleSize"):
         s.console_size = body["ConsoleSize"]
     if body.get("Detach"):
@@ -33,7 +33,7 @@ async def start(engine: Engine, req: Request) -> Response | Hijack:
     async def run(raw: RawConn) -> None:
         await mgr.start_attached(s, raw)
 
-    return Hijack(run, RAW if s.tty or not req.version_at_least("1.42") else MULTIPLEXED)
+    return Hijack(run, RAW if s.raw or not req.version_at_least("1.42") else MULTIPLEXED)
 
 
 async def resize(engine: Engine, req: Request) -> Response:

@@ -83,13 +83,15 @@ class _DetachScanner:
 
 async def relay(raw: RawIO, sock: socket.socket, *, tty: bool, stdout: bool = True, stderr: bool = True,
                 stdin: bool = False, close_stdin_on_eof: bool = True, detach_keys: bytes | None = None,
-                prefix: list[bytes] | None = None) -> str:
-    """Pump conmon → client and client → conmon until the process's output ends.
+                prefix: list[bytes] | None = None, framed: bool | None = None) -> str:
+    """Pump conmon → client and client → conmon until the process's output ends. Output is framed
+    (stdcopy headers) unless the process has a TTY, or as `framed` says.
 
     Returns "exited" (output ended), "detached" (detach keys) or "closed" (client went away)."""
     loop = asyncio.get_running_loop()
     result = "exited"
     out_done = asyncio.Event()
+    framed = not tty if framed is None else framed
 
     async def pump_out() -> None:
         nonlocal result
@@ -104,7 +106,7 @@ async def relay(raw: RawIO, sock: socket.socket, *, tty: bool, stdout: bool = Tr
                 data = pkt[1:]
                 if not data or (stream == STDOUT and not stdout) or (stream == STDERR and not stderr):
                     continue
-                await raw.write(data if tty else frame(stream, data))
+                await raw.write(frame(stream, data) if framed else data)
         except (ConnectionError, OSError):
             result = "closed"
         finally:

@@ -51,6 +51,13 @@ class ExecSession:
     pid: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     launch: monitor.ExecLaunch | None = None
+    # The attached stream is raw (no 8-byte frames) when the START request says Tty, as in moby, whatever
+    # the process's terminal: docker-py starts a TTY exec with Tty false and gets the TTY's bytes framed.
+    raw_stream: bool | None = None
+
+    @property
+    def raw(self) -> bool:
+        return self.tty if self.raw_stream is None else self.raw_stream
 
     @property
     def dir(self) -> Path:
@@ -182,7 +189,7 @@ class ExecManager:
         try:
             launch = await self._launch(s, attach=True)
         except EngineError as e:
-            await _write_error(raw, s.tty, e.message)
+            await _write_error(raw, s.raw, e.message)
             return
         sock: socket.socket | None = None
         try:
@@ -195,14 +202,14 @@ class ExecManager:
                 sock.close()
             self._finish(s, _failed_code(e))
             if isinstance(e, (EngineError, OSError)):
-                await _write_error(raw, s.tty, e.message if isinstance(e, EngineError) else str(e))
+                await _write_error(raw, s.raw, e.message if isinstance(e, EngineError) else str(e))
                 return
             raise
         self.svc.event(s.ctr, f"exec_start: {' '.join(s.cmd)}", execID=s.id)
         exit_task = asyncio.create_task(launch.exit_code())
         try:
             result = await attach_mod.relay(
-                raw, sock, tty=s.tty, stdout=s.stdout, stderr=s.stderr, stdin=s.stdin, close_stdin_on_eof=True,
+                raw, sock, tty=s.tty, framed=not s.raw, stdout=s.stdout, stderr=s.stderr, stdin=s.stdin, close_stdin_on_eof=True,
                 detach_keys=attach_mod.parse_detach_keys(s.detach_keys) if s.stdin else None)
             if result == "exited":
                 code = await exit_task

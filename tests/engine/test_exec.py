@@ -69,6 +69,16 @@ def test_docker_py_exec_run(skiffd: Skiffd, box: str) -> None:
     assert res.output == b"tty\r\n"
 
 
+def test_tty_exec_started_without_tty_is_framed(skiffd: Skiffd, box: str) -> None:
+    """The process gets its terminal from the create request (so CRLF line ends), the stream its framing from
+    the start request: docker-py's exec_start(tty=False) of a TTY exec reads frames, all on stdout (moby)."""
+    c = skiffd.client()
+    ctr = c.containers.get(box)
+    eid = c.api.exec_create(ctr.id, ["sh", "-c", "echo out; echo err >&2"], tty=True)["Id"]
+    assert c.api.exec_start(eid, demux=True) == (b"out\r\nerr\r\n", None)
+    assert c.api.exec_inspect(eid)["ProcessConfig"]["tty"] is True
+
+
 def test_exec_errors(skiffd: Skiffd, images: TestImages, box: str) -> None:
     skiffd.docker("create", "--name", "stopped", images.busybox, "true")
     r = skiffd.docker("exec", "stopped", "true", check=False)
