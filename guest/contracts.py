@@ -7,10 +7,17 @@ and checked by mypy (the concrete ImageService, VolumeService, NetworkService mu
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from skiffbox.guest.images.image import Image
+
+if TYPE_CHECKING:  # the containers package imports this module
+    import asyncio
+
+    from skiffbox.guest.containers.logs import Entry
+    from skiffbox.guest.containers.store import Container
 
 
 class ContainerRef(Protocol):
@@ -81,6 +88,42 @@ class VolumesForContainers(Protocol):
     async def forget(self, ctr: ContainerRef, remove_anonymous: bool = False) -> None: ...
 
     def mountpoints(self, ctr: ContainerRef) -> list[dict[str, Any]]: ...
+
+
+class ImagesForBuild(Protocol):
+    """A build's images: FROM and COPY --from resolve one (pulling it when missing, or always with --pull),
+    each step's image is made over the previous one, and the result is tagged."""
+
+    async def resolve(self, ref_or_id: str) -> Image: ...
+
+    def get(self, ref_or_id: str) -> Image: ...
+
+    async def pull(self, ref: str, auth: dict[str, Any] | None = None, platform: str | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> Image: ...
+
+    async def create_from_diff(self, diff_tar_path: Path | None, parent: Image | None, config: dict[str, Any],
+                               history_entry: dict[str, Any], tags: list[str]) -> Image: ...
+
+    async def tag(self, source: str, repo: str, tag: str | None) -> Image: ...
+
+
+class ContainersForBuild(Protocol):
+    """A RUN step's container: created from the step's image, started, its output followed into the build
+    stream until it exits (killed if the build is cancelled), then removed (its upper dir is the layer)."""
+
+    async def create(self, body: dict[str, Any], name: str | None = None,
+                     platform: str | None = None) -> tuple[Container, list[str]]: ...
+
+    async def start_container(self, ref: str) -> None: ...
+
+    def wait_future(self, ref: str, condition: str | None) -> asyncio.Future[dict[str, Any]]: ...
+
+    def log_entries(self, c: Container, *, stdout: bool, stderr: bool, follow: bool, tail: int | None,
+                    since: float | None, until: float | None) -> AsyncIterator[Entry]: ...
+
+    async def kill(self, ref: str, sig: str | None = None) -> None: ...
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False, background: bool = False) -> None: ...
 
 
 # What the network and volume services accept as a container: the containers service's object, or its record as

@@ -7,6 +7,7 @@ import os
 import uuid
 from pathlib import Path
 
+from skiffbox.guest.build.manager import BuildManager
 from skiffbox.guest.config import DaemonConfig
 from skiffbox.guest.containers.service import ContainerService
 from skiffbox.guest.events import EventBus
@@ -36,6 +37,7 @@ class Engine:
         self.networks = NetworkService(cfg, self.root, self.run_root, self.events)
         self.containers = ContainerService(cfg, self.root, self.run_root, self.events,
                                            images=self.images, volumes=self.volumes, networks=self.networks)
+        self.builds = BuildManager(self.root, images=self.images, containers=self.containers)
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"

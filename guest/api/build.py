@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 from skiffbox.guest.api.http import Request, Response, Route, Stream, json_response
-from skiffbox.guest.build.builder import BuildOptions
 from skiffbox.guest.build.manager import BuildManager
+from skiffbox.guest.build.state import BuildOptions
 from skiffbox.guest.errors import InvalidParameter
 
 

@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from skiffbox.guest.build.builder import BuildError, Builder, BuildOptions
+from skiffbox.guest.build.builder import Builder
 from skiffbox.guest.build.cache import BuildCache
 from skiffbox.guest.build.context import BuildContext, receive
 from skiffbox.guest.build.dockerfile import DockerfileError
 from skiffbox.guest.build.instructions import Plan, load
 from skiffbox.guest.build.output import Output
+from skiffbox.guest.build.state import BuildError, BuildOptions
+from skiffbox.guest.contracts import ContainersForBuild, ImagesForBuild
 from skiffbox.guest.errors import EngineError, InvalidParameter
 
 log = logging.getLogger("skiffd.build")
@@ -44,9 +46,10 @@ def _unmount_below(path: Path) -> None:
 
 
 class BuildManager:
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.root = Path(engine.root) / "build"
+    def __init__(self, data_root: Path, images: ImagesForBuild, containers: ContainersForBuild) -> None:
+        self.images = images
+        self.containers = containers
+        self.root = data_root / "build"
         self.tmp_root = self.root / "tmp"
         self.cache = BuildCache(self.root / "cache.json")
         self.tmp_root.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,7 @@ class BuildManager:
     def run(self, ctx: BuildContext, plan: Plan, tmp: Path, opts: BuildOptions) -> AsyncIterator[bytes]:
         """Start the build; the returned iterator yields its JSON stream and ends with it."""
         out = Output(opts.quiet)
-        builder = Builder(self.engine, ctx, opts, out, tmp, self.cache, plan)
+        builder = Builder(self.images, self.containers, ctx, opts, out, tmp, self.cache, plan)
         task = asyncio.create_task(self._build(builder, out, tmp))
         bid = tmp.name
         self.running[bid] = task
@@ -145,7 +148,7 @@ class BuildManager:
     async def _tag(self, image_id: str, ref: str) -> str:
         from skiffbox.guest.images.reference import parse_normalized
 
-        await self.engine.images.tag(image_id, ref, None)
+        await self.images.tag(image_id, ref, None)
         return parse_normalized(ref).tag_or_latest().familiar()
 
     def prune(self) -> dict[str, Any]:
