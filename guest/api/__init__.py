@@ -4,15 +4,16 @@ the engine (the build handlers': its build manager, which keeps the builds in pr
 
 from __future__ import annotations
 
-from skiffbox.guest.api import build, containers, images, networks, system, volumes
+from skiffbox.guest.api import build, containers, distribution, images, networks, system, unsupported, volumes
 from skiffbox.guest.api import exec as exec_
 from skiffbox.guest.api.http import App, Router
+from skiffbox.guest.api.validate import BodyValidator
 from skiffbox.guest.engine import Engine
 
 
 def build_app(engine: Engine) -> App:
     root = Router()
-    for mod in (system, images, containers, exec_, networks, volumes):
+    for mod in (system, images, distribution, containers, exec_, networks, volumes, unsupported):
         root.bind(engine, mod.ROUTES)
     root.bind(engine.builds, build.ROUTES)
-    return App(root)
+    return App(root, BodyValidator.load().check)

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
+from skiffbox.guest.api.validate import decode_json
 from skiffbox.guest.errors import EngineError, InvalidParameter, NotFound
 
 log = logging.getLogger("skiffd.http")
@@ -144,6 +145,7 @@ class Request:
         self.params: dict[str, str] = {}
         self._body_done = False
         self.peer_cert: dict[str, Any] | None = conn.peer_cert
+        self.body_check: BodyCheck | None = None  # set by the App: the one check of JSON bodies (validate.py)
 
     # query helpers -----------------------------------------------------------------------------
     def q(self, name: str, default: str | None = None) -> str | None:
@@ -206,10 +208,10 @@ class Request:
         raw = await self.body()
         if not raw.strip():
             return default
-        try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise InvalidParameter(f"invalid JSON body: {e}") from None
+        obj = decode_json(raw)
+        if self.body_check is not None:
+            self.body_check(self.method, self.path, obj)
+        return obj
 
     async def drain(self) -> None:
         async for _ in self.stream():
@@ -217,6 +219,7 @@ class Request:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+BodyCheck = Callable[[str, str, Any], None]  # (method, path without /vX.Y, decoded body); raises EngineError
 _Ctx = TypeVar("_Ctx")
 # A module-level handler: `async def h(engine, req)`, registered with Router.bind.
 Route = tuple[str, str, Callable[[_Ctx, Request], Awaitable[Reply]]]
@@ -557,8 +560,9 @@ class _Connection:
 class App:
     """Routes requests, strips and checks the `/vX.Y` prefix, and serves listeners."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, body_check: BodyCheck | None = None) -> None:
         self.router = router
+        self.body_check = body_check
         self._servers: list[asyncio.base_events.Server] = []
         self._conns: set[asyncio.Task[None]] = set()
 
@@ -579,6 +583,7 @@ class App:
             req.path = path
         handler, params = self.router.match(req.method, req.path)
         req.params = params
+        req.body_check = self.body_check
         return await handler(req)
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -1,0 +1,98 @@
+"""Documented endpoints of features skiff does not have, answered as a dockerd without them answers.
+
+A dockerd that is not in a swarm answers every cluster endpoint with 503 and a fixed message, and one with
+no plugins installed lists none and finds none; clients (docker-py's swarm teardown, `docker info`,
+`docker plugin ls`) depend on those answers, where a 404 "page not found" looks like a broken daemon.
+What a dockerd would do but skiff cannot (joining a swarm, installing a plugin) is a 501 that says so.
+"""
+
+from __future__ import annotations
+
+from skiffbox.guest.api.http import Request, Response, Route, json_response
+from skiffbox.guest.engine import Engine
+from skiffbox.guest.errors import NotFound, NotImplementedYet, Unavailable
+from skiffbox.guest.util.filters import parse_filters
+
+# moby daemon/cluster/errors.go, word for word: clients match on them.
+NOT_IN_SWARM = "This node is not part of a swarm"
+NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+                 'this node to swarm and try again.')
+_NO_SWARM_MODE = "skiff does not provide swarm mode: this node cannot {} a swarm"
+_NO_PLUGINS = "skiff does not support engine plugins (its volume and network drivers are built in)"
+
+PLUGIN_FILTERS = {"capability", "enable"}
+
+
+async def not_a_manager(engine: Engine, req: Request) -> Response:
+    raise Unavailable(NOT_A_MANAGER)
+
+
+async def not_in_swarm(engine: Engine, req: Request) -> Response:
+    raise Unavailable(NOT_IN_SWARM)
+
+
+async def swarm_init(engine: Engine, req: Request) -> Response:
+    await req.json()  # a malformed request is still the client's error first
+    raise NotImplementedYet(_NO_SWARM_MODE.format("initialise"))
+
+
+async def swarm_join(engine: Engine, req: Request) -> Response:
+    await req.json()
+    raise NotImplementedYet(_NO_SWARM_MODE.format("join"))
+
+
+async def list_plugins(engine: Engine, req: Request) -> Response:
+    parse_filters(req.q("filters"), PLUGIN_FILTERS)
+    return json_response([])
+
+
+async def no_such_plugin(engine: Engine, req: Request) -> Response:
+    raise NotFound(f'plugin "{req.params["name"]}" not found')
+
+
+async def no_plugin_support(engine: Engine, req: Request) -> Response:
+    raise NotImplementedYet(_NO_PLUGINS)
+
+
+async def attach_ws(engine: Engine, req: Request) -> Response:
+    engine.containers.get(req.params["id"])  # 404 for an unknown container, as dockerd
+    raise NotImplementedYet("attach over a websocket is not supported by skiff; use POST /containers/{id}/attach")
+
+
+async def session(engine: Engine, req: Request) -> Response:
+    raise NotImplementedYet("skiff has the classic builder only (no BuildKit sessions); build with DOCKER_BUILDKIT=0")
+
+
+# The cluster objects' endpoints, as the spec lists them.
+_CLUSTER = {
+    "nodes": (("GET", ""), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update")),
+    "services": (("GET", ""), ("POST", "/create"), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update"),
+                 ("GET", "/{id}/logs")),
+    "tasks": (("GET", ""), ("GET", "/{id}"), ("GET", "/{id}/logs")),
+    "secrets": (("GET", ""), ("POST", "/create"), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update")),
+    "configs": (("GET", ""), ("POST", "/create"), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update")),
+}
+
+ROUTES: list[Route[Engine]] = [
+    ("GET", "/swarm", not_a_manager),
+    ("POST", "/swarm/init", swarm_init),
+    ("POST", "/swarm/join", swarm_join),
+    ("POST", "/swarm/leave", not_in_swarm),
+    ("POST", "/swarm/update", not_a_manager),
+    ("GET", "/swarm/unlockkey", not_a_manager),
+    ("POST", "/swarm/unlock", not_a_manager),
+    *[(m, f"/{kind}{sub}", not_a_manager) for kind, ops in _CLUSTER.items() for m, sub in ops],
+    ("GET", "/plugins", list_plugins),
+    ("GET", "/plugins/privileges", no_plugin_support),
+    ("POST", "/plugins/pull", no_plugin_support),
+    ("POST", "/plugins/create", no_plugin_support),
+    ("GET", "/plugins/{name*}/json", no_such_plugin),
+    ("POST", "/plugins/{name*}/enable", no_such_plugin),
+    ("POST", "/plugins/{name*}/disable", no_such_plugin),
+    ("POST", "/plugins/{name*}/upgrade", no_such_plugin),
+    ("POST", "/plugins/{name*}/push", no_such_plugin),
+    ("POST", "/plugins/{name*}/set", no_such_plugin),
+    ("DELETE", "/plugins/{name*}", no_such_plugin),
+    ("GET", "/containers/{id}/attach/ws", attach_ws),
+    ("POST", "/session", session),
+]

@@ -1,0 +1,226 @@
+"""Request bodies checked against the types the Engine API documents, before any handler sees them.
+
+One layer for every endpoint: the App hands each decoded JSON body to `BodyValidator.check` with the
+request's method and path, and a body whose types disagree with the spec is refused with a 400 worded like
+dockerd's Go decoder ("json: cannot unmarshal string into Go struct field HostConfig.Memory of type
+int64"). Nothing half-checked reaches the engine, so nothing is stored that later reads would choke on.
+
+The schemas are request_schemas.json, extracted from the spec by scripts/gen_request_schemas.py. The
+checks follow Go's encoding/json rather than JSON Schema to the letter, as dockerd does: null fits any
+type, unknown fields are ignored, integers must be whole and in range, and the fields dockerd declares as
+strslice (Cmd, Entrypoint, Shell) take a single string as well as a list. Values the types cannot express
+(port keys) get a semantic check here too, so the engine never stores a container it cannot list.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from typing import Any
+
+from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.network.ports import parse_port_key
+
+# Deeper than any real request; Python's decoder would otherwise hit its recursion limit (a 500).
+MAX_DEPTH = 512
+
+_INT_RANGES = {
+    "int8": (-(2**7), 2**7 - 1), "int16": (-(2**15), 2**15 - 1), "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1), "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1),
+    "uint32": (0, 2**32 - 1), "uint64": (0, 2**64 - 1),
+}
+# Fields dockerd declares as strslice.StrSlice: a JSON string is taken as a one-element list.
+_STRSLICE = {("ContainerConfig", "Cmd"), ("ContainerConfig", "Entrypoint"), ("ContainerConfig", "Shell")}
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse a request body; malformed or absurdly nested JSON is the client's error, never a 500."""
+    if _too_deep(raw):
+        raise InvalidParameter(f"invalid JSON body: nesting deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise InvalidParameter(f"invalid JSON body: {e}") from None
+
+
+def _too_deep(raw: bytes) -> bool:
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    in_str = esc = False
+    for b in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:  # backslash
+                esc = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _json_kind(v: Any) -> str:
+    """The JSON kind as Go's decoder names it in its errors."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+class BodyValidator:
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self._defs: dict[str, Any] = doc["definitions"]
+        self._ops: list[tuple[str, str, re.Pattern[str], str, dict[str, Any]]] = []
+        for key, op in doc["operations"].items():
+            method, path = key.split(" ", 1)
+            # {name} may hold slashes (image and plugin references)
+            rx = "^" + re.sub(r"\\\{[A-Za-z_]+\\\}", ".+?", re.escape(path)) + "$"
+            self._ops.append((key, method, re.compile(rx), self._top_name(op["schema"]), op["schema"]))
+
+    @classmethod
+    def load(cls) -> "BodyValidator":
+        text = resources.files("skiffbox.guest.api").joinpath("request_schemas.json").read_text()
+        doc: dict[str, Any] = json.loads(text)
+        return cls(doc)
+
+    def check(self, method: str, path: str, body: Any) -> None:
+        """Raise InvalidParameter when `body` (decoded JSON) does not fit what `method path` documents.
+
+        A strslice given as a string is turned into its one-element list in place, as dockerd decodes it."""
+        for key, m, rx, top, schema in self._ops:
+            if m == method and rx.match(path):
+                if body is not None:
+                    self._check(schema, body, top, [], top)
+                    _SEMANTIC.get(key, _no_check)(body)
+                return
+
+    # -- the walk --------------------------------------------------------------------------------------
+    def _top_name(self, schema: dict[str, Any]) -> str:
+        if "title" in schema:
+            return str(schema["title"])
+        if "$ref" in schema:
+            return str(schema["$ref"]).rsplit("/", 1)[-1]
+        for part in schema.get("allOf", []):
+            if "$ref" in part:
+                return str(part["$ref"]).rsplit("/", 1)[-1]
+        return "body"
+
+    def _resolve(self, schema: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        ref = schema.get("$ref")
+        if ref is None:
+            return schema, None
+        name = str(ref).rsplit("/", 1)[-1]
+        return self._defs[name], name
+
+    def _properties(self, schema: dict[str, Any], owner: str) -> dict[str, tuple[dict[str, Any], str]]:
+        """Property name → (schema, the definition declaring it), across allOf."""
+        out: dict[str, tuple[dict[str, Any], str]] = {}
+        for part in [schema, *schema.get("allOf", [])]:
+            part, name = self._resolve(part)
+            owner_here = name or owner
+            if "allOf" in part and part is not schema:
+                out.update(self._properties(part, owner_here))
+            for k, s in (part.get("properties") or {}).items():
+                out[k] = (s, owner_here)
+        return out
+
+    def _go_type(self, schema: dict[str, Any]) -> str:
+        schema, name = self._resolve(schema)
+        if name:
+            return name
+        t = schema.get("type")
+        if t == "integer":
+            return str(schema.get("format") or "int")
+        if t == "number":
+            return "float64"
+        if t == "boolean":
+            return "bool"
+        if t == "string":
+            return "string"
+        if t == "array":
+            return "[]" + (self._go_type(schema["items"]) if "items" in schema else "interface {}")
+        if isinstance(schema.get("additionalProperties"), dict):
+            return "map[string]" + self._go_type(schema["additionalProperties"])
+        if schema.get("properties") or schema.get("allOf"):
+            return str(schema.get("title") or "struct")
+        return "map[string]interface {}"
+
+    def _fail(self, value: Any, schema: dict[str, Any], top: str, path: list[str]) -> InvalidParameter:
+        kind = _json_kind(value)
+        if kind == "number":
+            kind = f"number {json.dumps(value)}"
+        where = f"Go struct field {top}.{'.'.join(path)}" if path else "Go value"
+        gotype = self._go_type(schema) if path else top
+        return InvalidParameter(f"json: cannot unmarshal {kind} into {where} of type {gotype}")
+
+    def _check(self, schema: dict[str, Any], value: Any, top: str, path: list[str], owner: str) -> None:
+        if value is None:
+            return
+        resolved, name = self._resolve(schema)
+        t = resolved.get("type")
+        if t is None and ("properties" in resolved or "allOf" in resolved):
+            t = "object"
+        if t == "integer":
+            lo, hi = _INT_RANGES.get(str(resolved.get("format")), _INT_RANGES["int64"])
+            if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi):
+                raise self._fail(value, schema, top, path)
+        elif t == "number":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise self._fail(value, schema, top, path)
+        elif t == "boolean":
+            if not isinstance(value, bool):
+                raise self._fail(value, schema, top, path)
+        elif t == "string":
+            if not isinstance(value, str):
+                raise self._fail(value, schema, top, path)
+        elif t == "array":
+            if isinstance(value, str) and path and (owner, path[-1]) in _STRSLICE:
+                return
+            if not isinstance(value, list):
+                raise self._fail(value, schema, top, path)
+            if "items" in resolved:
+                for item in value:
+                    self._check(resolved["items"], item, top, path, owner)
+        elif t == "object":
+            if not isinstance(value, dict):
+                raise self._fail(value, schema, top, path)
+            props = self._properties(resolved, name or owner)
+            for k, v in value.items():
+                if k in props:
+                    sub, sub_owner = props[k]
+                    self._check(sub, v, top, [*path, k], sub_owner)
+                    if isinstance(v, str) and (sub_owner, k) in _STRSLICE:
+                        value[k] = [v]  # what dockerd stores for it
+            extra = resolved.get("additionalProperties")
+            if isinstance(extra, dict) and not props:
+                for v in value.values():
+                    self._check(extra, v, top, path, owner)
+
+
+# -- what the types cannot say ---------------------------------------------------------------------------
+def _no_check(body: Any) -> None:
+    return None
+
+
+def _container_create(body: Any) -> None:
+    """Port keys ("80", "53/udp") in ExposedPorts and PortBindings: list and inspect parse them later."""
+    hc = body.get("HostConfig") or {}
+    for key in [*(body.get("ExposedPorts") or {}), *(hc.get("PortBindings") or {})]:
+        parse_port_key(key)
+
+
+_SEMANTIC = {"POST /containers/create": _container_create}

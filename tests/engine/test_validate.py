@@ -1,0 +1,216 @@
+"""Request bodies are checked against the API's documented types before anything is stored (guest/api/validate.py),
+and documented endpoints of features skiff lacks answer as a dockerd without them (guest/api/unsupported.py).
+
+The bad bodies here are the ones a schemathesis run found giving a 500, or being stored and then breaking every
+later `docker ps`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from tests.engine.harness import REPO, Skiffd, TestImages
+
+
+@pytest.fixture(scope="module")
+def api(skiffd: Skiffd) -> Iterator[docker.APIClient]:
+    c = skiffd.client()
+    yield c.api
+    c.close()
+
+
+def _call(api: docker.APIClient, method: str, path: str, body: Any = None, raw: bytes | None = None,
+          **params: str) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    r = api.request(method, api._url(path), data=data, params=params,
+                             headers={"Content-Type": "application/json"})
+    try:
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, r.text
+
+
+def _state(skiffd: Skiffd) -> tuple[str, str, str]:
+    """What the real docker CLI lists: it must keep working, and nothing may appear after a refused request."""
+    ps = skiffd.docker("ps", "-a", "--format", "{{.ID}} {{.Ports}} {{.Labels}}").stdout
+    nets = skiffd.docker("network", "ls", "--format", "{{.Name}}").stdout
+    vols = skiffd.docker("volume", "ls", "--format", "{{.Name}}").stdout
+    return ps, nets, vols
+
+
+BAD_BODIES = [
+    ("POST", "/containers/create", {"Image": "x", "ExposedPorts": {"abc/xyz": {}}}, "invalid"),
+    ("POST", "/containers/create", {"Image": "x", "ExposedPorts": {"80/xyz": {}}}, "invalid proto: xyz"),
+    ("POST", "/containers/create", {"Image": "x", "HostConfig": {"PortBindings": {"http": []}}}, "invalid"),
+    ("POST", "/containers/create", {"Image": "x", "Labels": {"a": 1}},
+     "json: cannot unmarshal number 1 into Go struct field ContainerConfig.Labels of type string"),
+    ("POST", "/containers/create", {"Image": "x", "Labels": {"a": {"b": "c"}}}, "cannot unmarshal object"),
+    ("POST", "/containers/create", {"Image": "x", "Cmd": 5}, "cannot unmarshal number 5 into Go struct field "
+                                                              "ContainerConfig.Cmd of type []string"),
+    ("POST", "/containers/create", {"Image": "x", "HostConfig": "x"}, "Go struct field ContainerConfig.HostConfig"),
+    ("POST", "/containers/create", {"Image": "x", "HostConfig": {"Memory": "lots"}},
+     "json: cannot unmarshal string into Go struct field ContainerConfig.HostConfig.Memory of type int64"),
+    ("POST", "/containers/create", {"Image": "x", "HostConfig": {"Memory": 2**70}}, "of type int64"),
+    ("POST", "/containers/create", {"Image": "x", "HostConfig": {"CpuShares": 1.5}}, "number 1.5"),
+    ("POST", "/containers/create", {"Image": "x", "Env": {"A": "b"}}, "cannot unmarshal object into Go struct "
+                                                                      "field ContainerConfig.Env of type []string"),
+    ("POST", "/containers/create", ["Image", "x"], "cannot unmarshal array into Go value"),
+    ("POST", "/containers/create", {"Image": "x", "NetworkingConfig": {"EndpointsConfig": {"n": {"Aliases": "a"}}}},
+     "EndpointsConfig.Aliases of type []string"),
+    ("POST", "/networks/create", {"Name": ["a"]}, "NetworkCreateRequest.Name of type string"),
+    ("POST", "/networks/create", {"Name": "n1", "Labels": {"a": True}}, "of type string"),
+    ("POST", "/networks/bridge/connect", {"Container": ["a"]}, "NetworkConnectRequest.Container of type string"),
+    ("POST", "/networks/bridge/disconnect", {"Container": "a", "Force": "yes"}, "of type bool"),
+    ("POST", "/volumes/create", {"Name": ["ab"]}, "VolumeCreateOptions.Name of type string"),
+    ("POST", "/volumes/create", {"Name": "v1", "DriverOpts": {"o": 1}}, "of type string"),
+    ("POST", "/auth", {"username": 5}, "of type string"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,message", BAD_BODIES, ids=[f"{m} {p} {json.dumps(b)[:40]}"
+                                                                     for m, p, b, _ in BAD_BODIES])
+def test_bad_body_is_refused_and_nothing_is_stored(skiffd: Skiffd, api: docker.APIClient, method: str, path: str,
+                                                   body: Any, message: str) -> None:
+    before = _state(skiffd)
+    status, reply = _call(api, method, path, body)
+    assert status == 400, reply
+    assert message in reply["message"]
+    assert _state(skiffd) == before
+
+
+def test_deeply_nested_json_is_a_400(api: docker.APIClient) -> None:
+    deep = b'{"Image": "x", "Labels": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    status, reply = _call(api, "POST", "/containers/create", raw=deep)
+    assert status == 400 and "nesting" in reply["message"], reply
+    status, reply = _call(api, "POST", "/volumes/create", raw=b'{"Name": "x", "Labels": {"a": ' * 5000)
+    assert status == 400, reply
+    assert _call(api, "GET", "/_ping")[0] == 200
+
+
+def test_malformed_json_is_a_400(api: docker.APIClient) -> None:
+    status, reply = _call(api, "POST", "/networks/create", raw=b'{"Name": ')
+    assert status == 400 and "invalid JSON" in reply["message"], reply
+
+
+def test_events_with_bad_query_fail_before_streaming(api: docker.APIClient) -> None:
+    for params in ({"filters": "notjson"}, {"since": "garbage"}, {"until": "garbage"}):
+        status, reply = _call(api, "GET", "/events", **params)
+        assert status == 400, (params, reply)
+        assert reply["message"], params
+
+
+def test_good_bodies_still_work(skiffd: Skiffd, api: docker.APIClient, images: TestImages) -> None:
+    """What real clients send passes: strslice Cmd as a string (dockerd stores a one-element list), nulls."""
+    skiffd.docker("pull", "-q", images.busybox)
+    status, reply = _call(api, "POST", "/containers/create", {
+        "Image": images.busybox, "Cmd": "true", "Entrypoint": None, "Env": None, "Labels": {"a": "b"},
+        "ExposedPorts": {"80/tcp": {}, "53/udp": {}, "9000": {}},
+        "HostConfig": {"Memory": 64 << 20, "PortBindings": None, "Binds": None, "Unknown": [1]},
+        "SomethingNew": {"ignored": True}}, name="validate-good")
+    assert status == 201, reply
+    try:
+        info = api.inspect_container("validate-good")
+        assert info["Config"]["Cmd"] == ["true"]
+        assert info["HostConfig"]["Memory"] == 64 << 20
+        ps = skiffd.docker("ps", "-a", "--filter", "name=validate-good", "--format", "{{.Ports}} {{.Labels}}").stdout
+        assert "80/tcp" in ps and "a=b" in ps
+    finally:
+        api.remove_container("validate-good", force=True)
+    assert api.create_network("validate-net", labels={"x": "y"})["Id"]
+    api.remove_network("validate-net")
+    assert api.create_volume("validate-vol", driver_opts={"type": "tmpfs", "device": "tmpfs"})["Name"]
+    api.remove_volume("validate-vol")
+
+
+# -- features skiff does not have ---------------------------------------------------------------------------------
+NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+                 'this node to swarm and try again.')
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/swarm"), ("POST", "/swarm/update"), ("GET", "/swarm/unlockkey"), ("GET", "/nodes"),
+    ("GET", "/nodes/abc"), ("DELETE", "/nodes/abc"), ("GET", "/services"), ("POST", "/services/create"),
+    ("GET", "/services/abc/logs"), ("GET", "/tasks"), ("GET", "/tasks/abc"), ("GET", "/secrets"),
+    ("POST", "/secrets/create"), ("GET", "/configs"), ("DELETE", "/configs/abc"),
+])
+def test_swarm_endpoints_answer_as_a_dockerd_outside_a_swarm(api: docker.APIClient, method: str, path: str) -> None:
+    assert _call(api, method, path) == (503, {"message": NOT_A_MANAGER})
+
+
+def test_swarm_clients(skiffd: Skiffd, api: docker.APIClient) -> None:
+    assert _call(api, "POST", "/swarm/leave", force="1") == (503, {"message": "This node is not part of a swarm"})
+    # docker-py takes a forced leave's 503 as "not in a swarm, nothing to do" (its suite's teardown relies on it).
+    assert api.leave_swarm(force=True) is True
+    with pytest.raises(docker.errors.APIError) as e:
+        api.leave_swarm()
+    assert e.value.status_code == 503
+    with pytest.raises(docker.errors.APIError) as e:
+        api.inspect_swarm()
+    assert e.value.status_code == 503
+    r = skiffd.docker("node", "ls", check=False)
+    assert r.returncode != 0 and "not a swarm manager" in r.stderr
+    r = skiffd.docker("service", "ls", check=False)
+    assert r.returncode != 0 and "not a swarm manager" in r.stderr
+    status, reply = _call(api, "POST", "/swarm/init", {"ListenAddr": "0.0.0.0:2377"})
+    assert status == 501 and "swarm mode" in reply["message"]
+
+
+def test_plugins_as_a_dockerd_without_any(skiffd: Skiffd, api: docker.APIClient) -> None:
+    assert _call(api, "GET", "/plugins") == (200, [])
+    assert skiffd.docker("plugin", "ls", "--format", "{{.Name}}").stdout.strip() == ""
+    assert _call(api, "GET", "/plugins/vieux/sshfs:latest/json") == (404, {"message":
+                                                                         'plugin "vieux/sshfs:latest" not found'})
+    assert _call(api, "DELETE", "/plugins/x")[0] == 404
+    assert _call(api, "POST", "/plugins/x/enable")[0] == 404
+    r = skiffd.docker("plugin", "inspect", "nope", check=False)
+    assert r.returncode != 0 and "not found" in r.stderr
+    assert _call(api, "GET", "/plugins", filters="notjson")[0] == 400
+
+
+def test_every_documented_path_is_routed(api: docker.APIClient) -> None:
+    """No path of the spec answers 404 "page not found" (each answers as a dockerd without that feature)."""
+    doc = json.loads((REPO / "guest/api/request_schemas.json").read_text())  # checks the generated file exists
+    assert doc["operations"]
+    spec = _spec_paths()
+    missing = []
+    for method, path in spec:
+        concrete = path.replace("{id}", "nosuchthing").replace("{name}", "nosuchthing")
+        status, reply = _call(api, method, concrete)
+        if status == 404 and isinstance(reply, dict) and reply.get("message") == "page not found":
+            missing.append(f"{method} {path}")
+        if status == 405:
+            missing.append(f"{method} {path} (405)")
+    assert missing == [], missing
+
+
+def _spec_paths() -> list[tuple[str, str]]:
+    import yaml
+
+    spec = yaml.safe_load((REPO / "docs/reference/docker-engine-api-v1.50.yaml").read_text())
+    skip = {("GET", "/events"), ("POST", "/containers/{id}/attach"), ("POST", "/containers/{id}/wait"),
+            ("GET", "/containers/{id}/attach/ws"), ("POST", "/session")}  # long-lived or hijacking
+    return [(m.upper(), p) for p, item in spec["paths"].items() for m in item
+            if m != "parameters" and (m.upper(), p) not in skip]
+
+
+def test_request_schemas_are_generated_from_the_vendored_spec() -> None:
+    r = subprocess.run([sys.executable, str(REPO / "scripts/gen_request_schemas.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_distribution_inspect(skiffd: Skiffd, api: docker.APIClient, images: TestImages) -> None:
+    """`GET /distribution/{name}/json` asks the registry, pulling nothing (docker-py's get_registry_data)."""
+    single = api.inspect_distribution(images.busybox)
+    assert single["Descriptor"]["digest"].startswith("sha256:") and single["Descriptor"]["size"] > 0
+    assert single["Platforms"] and single["Platforms"][0]["os"] == "linux"
+    multi = api.inspect_distribution(images.multiarch)
+    assert {p["architecture"] for p in multi["Platforms"]} == {"amd64", "arm64"}
+    status, reply = _call(api, "GET", f"/distribution/{images.registry}/nosuchrepo:latest/json")
+    assert status == 404, reply
