@@ -17,8 +17,6 @@ from tests.srcview import REPO, source_view
 # checks were switched on. A file may only go down: new or moved code is checked in full. Empty it, don't grow it.
 MYPY_BASELINE: dict[str, int] = {
     "skiffbox/guest/api/http.py": 1,
-    "skiffbox/guest/containers/commit.py": 1,
-    "skiffbox/guest/images/service.py": 19,
 }
 
 _ERROR = re.compile(r"^(?P<path>[^:\s]+\.pyi?):\d+(?::\d+)?: error: ")

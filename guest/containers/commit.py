@@ -6,6 +6,7 @@ import asyncio
 import copy
 import os
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.containers.merge import apply_changes
@@ -73,7 +74,7 @@ async def commit(svc: "ContainerService", ref: str, *, repo: str, tag: str, comm
         if comment:
             image_cfg["comment"] = comment
         tags = [f"{repo}:{tag or 'latest'}"] if repo else []
-        img = await images.create_from_diff(tmp, parent, image_cfg, history, tags)
+        img = await images.create_from_diff(Path(tmp), parent, image_cfg, history, tags)
     finally:
         try:
             os.unlink(tmp)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from skiffbox.guest.errors import InvalidParameter
 from skiffbox.guest.images.image import familiar, is_tag_ref, parse_created
 from skiffbox.guest.images.store import ImageRec
 from skiffbox.guest.util.filters import bool_filter, match_labels
 from skiffbox.guest.util.timefmt import parse_time
-
-if TYPE_CHECKING:
-    from skiffbox.guest.images.service import ImageService
 
 ALLOWED = {"dangling", "label", "label!", "before", "since", "reference", "until"}
 
@@ -59,14 +55,16 @@ def _ref_matches(pattern: str, ref: str) -> bool:
     return path_match(pattern, name)
 
 
-def image_filter(svc: "ImageService", flt: dict[str, list[str]]) -> Callable[[ImageRec, list[str]], list[str] | None]:
-    """Returns f(image, refs) → the refs to show (possibly fewer, with `reference`), or None to skip."""
+def image_filter(lookup: Callable[[str], ImageRec],
+                 flt: dict[str, list[str]]) -> Callable[[ImageRec, list[str]], list[str] | None]:
+    """Returns f(image, refs) → the refs to show (possibly fewer, with `reference`), or None to skip;
+    `lookup` finds the images `before` and `since` name."""
     for k in flt:
         if k not in ALLOWED:
             raise InvalidParameter(f"invalid filter '{k}'")
     dangling = bool_filter(flt.get("dangling"), "dangling")
-    before = min((parse_created(svc.lookup(v).config.get("created")) for v in flt.get("before", [])), default=None)
-    since = max((parse_created(svc.lookup(v).config.get("created")) for v in flt.get("since", [])), default=None)
+    before = min((parse_created(lookup(v).config.get("created")) for v in flt.get("before", [])), default=None)
+    since = max((parse_created(lookup(v).config.get("created")) for v in flt.get("since", [])), default=None)
     until = parse_time(flt["until"][-1]) if flt.get("until") else None
     patterns = flt.get("reference") or []
 

@@ -42,5 +42,9 @@ def rfc3339(ts: float | None) -> str:
     if not ts:
         return "0001-01-01T00:00:00Z"
     dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    ns = int(round((ts - int(ts)) * 1e9))
+    ns = min(int(round((ts - int(ts)) * 1e9)), 999_999_999)  # .9999999999 must not round up to ten digits
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
+
+
+def now_rfc3339() -> str:
+    return rfc3339(time.time())
