@@ -7,7 +7,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from skiffbox.guest.containers import etcfiles, netsettings, spec
+from skiffbox.guest.containers import etcfiles, netsettings, security, spec
 from skiffbox.guest.containers.merge import merge_image_config, normalize_host_config, split_create_body
 from skiffbox.guest.containers.store import Container, now_rfc3339
 from skiffbox.guest.errors import InvalidParameter
@@ -35,7 +35,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
     config["Image"] = ref
     hc = normalize_host_config(hc, svc.runtime.name)
     spec.command_line(config)  # "no command specified" now, not at start
-    spec.capabilities(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")))
+    security.capabilities(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")))
     if hc.get("Memory") and not os.path.exists(_SWAP_LIMIT_V1) and not svc.cgroup_v2:
         warnings.append("Your kernel does not support swap limit capabilities or the cgroup is not mounted. "
                         "Memory limited without swap.")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.containers import attach as attach_mod
-from skiffbox.guest.containers import monitor, spec
+from skiffbox.guest.containers import monitor, spec, users
 from skiffbox.guest.containers.runtime import error_exit_code, signal_pid
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.errors import Conflict, EngineError, InvalidParameter, NotFound
@@ -134,7 +134,7 @@ class ExecManager:
 
     def _process_file(self, s: ExecSession) -> Path:
         c = s.ctr
-        user = spec.resolve_user(c.rootfs, s.user or c.config.get("User") or "", c.host_config.get("GroupAdd"))
+        user = users.resolve_user(c.rootfs, s.user or c.config.get("User") or "", c.host_config.get("GroupAdd"))
         proc = spec.exec_process(c.rec, user, s.cmd, tty=s.tty, env=s.env, workdir=s.workdir or None,
                                  privileged=s.privileged)
         s.dir.mkdir(parents=True, exist_ok=True)

@@ -176,7 +176,7 @@ async def update(svc: ContainerService, ref: str, body: dict[str, Any]) -> list[
             new["RestartPolicy"] = {"Name": body["RestartPolicy"]["Name"],
                                     "MaximumRetryCount": int(body["RestartPolicy"].get("MaximumRetryCount") or 0)}
         if c.running:
-            resources = spec._resources(new, svc.cgroup_v2)
+            resources = spec.resources(new, svc.cgroup_v2)
             resources.pop("devices", None)
             await svc.runtime.update(c.id, resources)
         c.rec["HostConfig"] = new

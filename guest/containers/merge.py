@@ -135,7 +135,7 @@ def normalize_host_config(hc: dict[str, Any], runtime_name: str) -> dict[str, An
     hc.setdefault("Links", None)
     hc.setdefault("ConsoleSize", [0, 0])
     if hc.get("MaskedPaths") is None:
-        from skiffbox.guest.containers.spec import MASKED_PATHS, READONLY_PATHS
+        from skiffbox.guest.containers.security import MASKED_PATHS, READONLY_PATHS
 
         if not hc.get("Privileged"):
             hc["MaskedPaths"] = list(MASKED_PATHS)

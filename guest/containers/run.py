@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from skiffbox.guest.containers import cgroups, monitor, mounts, sandbox, spec, streams
+from skiffbox.guest.containers import cgroups, monitor, mounts, sandbox, spec, streams, users
 from skiffbox.guest.containers.health import HealthChecker
 from skiffbox.guest.containers.restart import restart_delay
 from skiffbox.guest.containers.runtime import RuntimeError_, error_exit_code, signal_pid
@@ -119,7 +119,7 @@ async def _prepare(svc: ContainerService, c: Container, timings: _Timings) -> _P
     vols = svc.volumes
     extra += await vols.mounts_for(c, c.rootfs)
     c.rec["Mounts"] = vols.mountpoints(c)
-    user = spec.resolve_user(c.rootfs, c.config.get("User") or "", hc.get("GroupAdd"))
+    user = users.resolve_user(c.rootfs, c.config.get("User") or "", hc.get("GroupAdd"))
     inputs = spec.SpecInputs(
         rootfs=c.rootfs, cgroup_path=cgroups.container_path(c), hostname_file=c.dir / "hostname",
         hosts_file=c.dir / "hosts", resolv_file=c.dir / "resolv.conf", netns_path=netns_path,

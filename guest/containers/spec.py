@@ -1,53 +1,29 @@
 """OCI runtime spec (`config.json`) from a container record, with Docker's defaults.
 
-Docker's defaults copied here: the 14 default capabilities, masked and read-only /proc and /sys paths,
-the default seccomp profile (seccomp.json, moby's format, filtered by capabilities and arch here), the
-default device cgroup rules, /dev/shm of 64 MiB, and the mounts a Docker container sees. Resource limits
-map HostConfig onto `linux.resources`. The cgroup path is absolute (`/skiff/<id>`): runc and crun read a
-relative one differently (probe_runtime.md).
+Docker's defaults copied here: the default device cgroup rules, /dev/shm of 64 MiB, and the mounts a Docker
+container sees; resource limits map HostConfig onto `linux.resources`. Its privileges (capabilities, seccomp,
+masked paths) come from security.py, the user it runs as from users.py. The cgroup path is absolute
+(`/skiff/<id>`): runc and crun read a relative one differently (probe_runtime.md).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
-import platform
 import signal as _signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skiffbox.guest.containers.rootfs import read_file_in
+from skiffbox.guest.containers import security
+from skiffbox.guest.containers.users import ExecUser
 from skiffbox.guest.errors import InvalidParameter
 
-DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]
-
-ALL_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
-    "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-]
-
-MASKED_PATHS = [
-    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM = 64 * 1024 * 1024
 
-_WILD = None  # OCI: a missing major/minor is a wildcard
 DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
     {"allow": False, "access": "rwm"},
     {"allow": True, "type": "c", "access": "m"},
@@ -70,9 +46,6 @@ _RLIMITS = {
     "sigpending": "RLIMIT_SIGPENDING", "stack": "RLIMIT_STACK", "as": "RLIMIT_AS",
 }
 
-_SECCOMP_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
-                 "riscv64": "riscv64", "i686": "x86"}
-
 INIT_PATH_IN_CONTAINER = "/sbin/docker-init"
 
 
@@ -83,190 +56,6 @@ def init_binary() -> str | None:
         if os.access(p, os.X_OK):
             return p
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Capabilities and seccomp
-# ---------------------------------------------------------------------------------------------
-
-
-def _norm_cap(c: str) -> str:
-    c = c.strip().upper()
-    return c if c.startswith("CAP_") else "CAP_" + c
-
-
-@functools.cache
-def available_caps() -> list[str]:
-    """ALL_CAPS is in kernel number order; keep those in our own bounding set (a container cannot get more)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapBnd:"):
-                bnd = int(line.split()[1], 16)
-                return [c for i, c in enumerate(ALL_CAPS) if bnd & (1 << i)]
-    except OSError:
-        pass
-    return list(ALL_CAPS)
-
-
-def capabilities(cap_add: list[str] | None, cap_drop: list[str] | None, privileged: bool) -> list[str]:
-    if privileged:
-        return available_caps()
-    add = [_norm_cap(c) for c in cap_add or []]
-    drop = [_norm_cap(c) for c in cap_drop or []]
-    for c in add + drop:
-        if c != "CAP_ALL" and c not in ALL_CAPS:
-            raise InvalidParameter(f"unknown capability: {c!r}")
-    caps = available_caps() if "CAP_ALL" in add else list(DEFAULT_CAPS)
-    for c in add:
-        if c != "CAP_ALL" and c not in caps:
-            caps.append(c)
-    if "CAP_ALL" in drop:
-        caps = [c for c in add if c != "CAP_ALL"]
-    else:
-        caps = [c for c in caps if c not in drop]
-    return caps
-
-
-@functools.cache
-def _default_profile() -> dict[str, Any]:
-    profile: dict[str, Any] = json.loads((Path(__file__).parent / "seccomp.json").read_text())
-    return profile
-
-
-def _kernel_at_least(v: str) -> bool:
-    def nums(s: str) -> tuple[int, ...]:
-        out = []
-        for p in s.split(".")[:2]:
-            digits = "".join(ch for ch in p if ch.isdigit())
-            out.append(int(digits or 0))
-        return tuple(out)
-
-    return nums(os.uname().release) >= nums(v)
-
-
-def seccomp_to_oci(profile: dict[str, Any], caps: list[str]) -> dict[str, Any]:
-    """moby's profile format → OCI `linux.seccomp`: keep rules whose includes/excludes match caps and arch."""
-    arch = _SECCOMP_ARCH.get(platform.machine(), platform.machine())
-    out: dict[str, Any] = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ERRNO")}
-    if "defaultErrnoRet" in profile:
-        out["defaultErrnoRet"] = profile["defaultErrnoRet"]
-    arches: list[str] = []
-    for m in profile.get("archMap") or []:
-        native = m["architecture"]
-        if native.lower().endswith(("x86_64",)) and arch != "amd64":
-            continue
-        if native.lower().endswith("aarch64") and arch != "arm64":
-            continue
-        if native.lower().endswith(("ppc64le", "s390x", "riscv64")) and not native.lower().endswith(arch):
-            continue
-        arches = [native] + list(m.get("subArchitectures") or [])
-        break
-    if not arches and profile.get("architectures"):
-        arches = list(profile["architectures"])
-    if arches:
-        out["architectures"] = arches
-    syscalls = []
-    for rule in profile.get("syscalls") or []:
-        inc = rule.get("includes") or {}
-        exc = rule.get("excludes") or {}
-        if inc.get("caps") and not all(c in caps for c in inc["caps"]):
-            continue
-        if inc.get("arches") and arch not in inc["arches"]:
-            continue
-        if inc.get("minKernel") and not _kernel_at_least(inc["minKernel"]):
-            continue
-        if exc.get("caps") and any(c in caps for c in exc["caps"]):
-            continue
-        if exc.get("arches") and arch in exc["arches"]:
-            continue
-        names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
-        r: dict[str, Any] = {"names": names, "action": rule["action"]}
-        if rule.get("args"):
-            r["args"] = [{k: v for k, v in a.items() if k in ("index", "value", "valueTwo", "op")} for a in rule["args"]]
-        if "errnoRet" in rule:
-            r["errnoRet"] = rule["errnoRet"]
-        syscalls.append(r)
-    out["syscalls"] = syscalls
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Users
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ExecUser:
-    uid: int = 0
-    gid: int = 0
-    additional_gids: list[int] = field(default_factory=list)
-    home: str = "/"
-
-
-def _parse_db(text: str | None) -> list[list[str]]:
-    rows = []
-    for line in (text or "").splitlines():
-        if line and not line.startswith("#"):
-            rows.append(line.split(":"))
-    return rows
-
-
-def resolve_user(rootfs: Path, user: str, group_add: list[str] | None = None) -> ExecUser:
-    """`user`, `uid`, `user:group`, `uid:gid` against the container's own /etc/passwd and /etc/group."""
-    passwd = _parse_db(read_file_in(rootfs, "/etc/passwd"))
-    groups = _parse_db(read_file_in(rootfs, "/etc/group"))
-    name, _, grp = (user or "").partition(":")
-    eu = ExecUser()
-    uname = None
-    if name == "" or name == "root" and not passwd:
-        eu.uid = 0
-        uname = "root"
-    elif name.isdigit():
-        eu.uid = int(name)
-    else:
-        uname = name
-    entry = None
-    for row in passwd:
-        if len(row) >= 7 and ((uname is not None and row[0] == uname) or (uname is None and row[2] == str(eu.uid))):
-            entry = row
-            break
-    if entry is not None:
-        eu.uid = int(entry[2])
-        eu.gid = int(entry[3]) if entry[3].isdigit() else 0
-        eu.home = entry[5] or "/"
-        uname = entry[0]
-    elif uname is not None and uname != "root":
-        raise InvalidParameter(f"unable to find user {uname}: no matching entries in passwd file")
-    if grp:
-        if grp.isdigit():
-            eu.gid = int(grp)
-        else:
-            for row in groups:
-                if len(row) >= 3 and row[0] == grp:
-                    eu.gid = int(row[2])
-                    break
-            else:
-                raise InvalidParameter(f"unable to find group {grp}: no matching entries in group file")
-    elif uname is not None:
-        # Supplementary groups from /etc/group membership (only when no explicit group was given, like Docker).
-        for row in groups:
-            if len(row) >= 4 and uname in row[3].split(",") and row[2].isdigit():
-                g = int(row[2])
-                if g != eu.gid and g not in eu.additional_gids:
-                    eu.additional_gids.append(g)
-    for name in group_add or []:
-        if name.isdigit():
-            gid = int(name)
-        else:
-            for row in groups:
-                if len(row) >= 3 and row[0] == name:
-                    gid = int(row[2])
-                    break
-            else:
-                raise InvalidParameter(f"unable to find group {name}: no matching entries in group file")
-        if gid not in eu.additional_gids:
-            eu.additional_gids.append(gid)
-    return eu
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,7 +202,7 @@ def bind_mounts(host_config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _resources(hc: dict[str, Any], cgroup_v2: bool) -> dict[str, Any]:
+def resources(hc: dict[str, Any], cgroup_v2: bool) -> dict[str, Any]:
     res: dict[str, Any] = {"devices": copy.deepcopy(DEFAULT_DEVICE_RULES)}
     if hc.get("Privileged"):
         res["devices"] = [{"allow": True, "access": "rwm"}]
@@ -504,7 +293,7 @@ def build_process(config: dict[str, Any], host_config: dict[str, Any], user: Exe
             "effective": caps if root else [],
             "permitted": caps if root else [],
         },
-        "noNewPrivileges": _no_new_privileges(host_config),
+        "noNewPrivileges": security.no_new_privileges(host_config),
     }
     for ul in host_config.get("Ulimits") or []:
         name = _RLIMITS.get(ul.get("Name", ""))
@@ -514,34 +303,6 @@ def build_process(config: dict[str, Any], host_config: dict[str, Any], user: Exe
     if host_config.get("OomScoreAdj"):
         proc["oomScoreAdj"] = int(host_config["OomScoreAdj"])
     return proc
-
-
-def _no_new_privileges(hc: dict[str, Any]) -> bool:
-    for opt in hc.get("SecurityOpt") or []:
-        k, sep, v = opt.replace("=", ":", 1).partition(":")
-        if k == "no-new-privileges":
-            return (v or "true").lower() in ("true", "1", "")
-    return False
-
-
-def _seccomp(hc: dict[str, Any], caps: list[str]) -> dict[str, Any] | None:
-    if hc.get("Privileged"):
-        return None
-    for opt in hc.get("SecurityOpt") or []:
-        k, sep, v = opt.partition("=")
-        if not sep:
-            k, sep, v = opt.partition(":")
-        if k == "seccomp":
-            if v == "unconfined":
-                return None
-            if v in ("", "builtin", "default"):
-                break
-            try:
-                prof = json.loads(v)
-            except ValueError:
-                raise InvalidParameter("Decoding seccomp profile failed: invalid JSON") from None
-            return seccomp_to_oci(prof, caps)
-    return seccomp_to_oci(_default_profile(), caps)
 
 
 def command_line(config: dict[str, Any]) -> list[str]:
@@ -560,7 +321,7 @@ def command_line(config: dict[str, Any]) -> list[str]:
 def build_spec(rec: dict[str, Any], user: ExecUser, inputs: SpecInputs) -> dict[str, Any]:
     config = rec["Config"]
     hc = rec["HostConfig"]
-    caps = capabilities(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")))
+    caps = security.capabilities(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")))
     args = command_line(config)
     if inputs.init_binary:
         args = [INIT_PATH_IN_CONTAINER, "--"] + args
@@ -587,12 +348,12 @@ def build_spec(rec: dict[str, Any], user: ExecUser, inputs: SpecInputs) -> dict[
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": inputs.cgroup_path,
-        "resources": _resources(hc, inputs.cgroup_v2),
+        "resources": resources(hc, inputs.cgroup_v2),
     }
     if not hc.get("Privileged"):
-        linux["maskedPaths"] = list(hc.get("MaskedPaths") if hc.get("MaskedPaths") is not None else MASKED_PATHS)
-        linux["readonlyPaths"] = list(hc.get("ReadonlyPaths") if hc.get("ReadonlyPaths") is not None else READONLY_PATHS)
-        sc = _seccomp(hc, caps)
+        linux["maskedPaths"] = list(hc.get("MaskedPaths") if hc.get("MaskedPaths") is not None else security.MASKED_PATHS)
+        linux["readonlyPaths"] = list(hc.get("ReadonlyPaths") if hc.get("ReadonlyPaths") is not None else security.READONLY_PATHS)
+        sc = security.seccomp(hc, caps)
         if sc is not None:
             linux["seccomp"] = sc
     if hc.get("Sysctls"):
@@ -644,7 +405,7 @@ def exec_process(rec: dict[str, Any], user: ExecUser, cmd: list[str], *, tty: bo
                  workdir: str | None, privileged: bool) -> dict[str, Any]:
     """The `process` of an exec session: the container's settings with the exec's command, env and user."""
     hc = rec["HostConfig"]
-    caps = capabilities(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")) or privileged)
+    caps = security.capabilities(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")) or privileged)
     base_env = merge_env(rec["Config"].get("Env"), env)
     proc = build_process(rec["Config"], hc, user, cmd, caps, tty=tty, env=base_env, cwd=workdir or None)
     return proc

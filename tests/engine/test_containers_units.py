@@ -8,28 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from skiffbox.guest.containers import attach, logs, merge, spec, views
+from skiffbox.guest.containers import attach, logs, merge, security, spec, users, views
 from skiffbox.guest.containers.rootfs import secure_join
 from skiffbox.guest.errors import InvalidParameter
 
 
 def test_default_caps_and_cap_add_drop() -> None:
-    assert spec.capabilities(None, None, False) == spec.DEFAULT_CAPS
-    caps = spec.capabilities(["net_admin", "CAP_SYS_TIME"], ["chown", "NET_RAW"], False)
+    assert security.capabilities(None, None, False) == security.DEFAULT_CAPS
+    caps = security.capabilities(["net_admin", "CAP_SYS_TIME"], ["chown", "NET_RAW"], False)
     assert "CAP_NET_ADMIN" in caps and "CAP_SYS_TIME" in caps and "CAP_CHOWN" not in caps and "CAP_NET_RAW" not in caps
-    assert spec.capabilities(["NET_ADMIN"], ["ALL"], False) == ["CAP_NET_ADMIN"]
+    assert security.capabilities(["NET_ADMIN"], ["ALL"], False) == ["CAP_NET_ADMIN"]
     with pytest.raises(InvalidParameter):
-        spec.capabilities(["NOT_A_CAP"], None, False)
+        security.capabilities(["NOT_A_CAP"], None, False)
 
 
 def test_seccomp_profile_follows_caps() -> None:
-    prof = spec._default_profile()
-    default = spec.seccomp_to_oci(prof, spec.DEFAULT_CAPS)
+    prof = security._default_profile()
+    default = security.seccomp_to_oci(prof, security.DEFAULT_CAPS)
     allowed = {n for r in default["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args") for n in r["names"]}
     assert default["defaultAction"] == "SCMP_ACT_ERRNO" and default["defaultErrnoRet"] == 1
     assert {"read", "execve", "clone3"} - allowed == {"clone3"}  # clone3 gets ENOSYS so libc falls back
     assert "mount" not in allowed and "init_module" not in allowed and "chroot" in allowed
-    admin = spec.seccomp_to_oci(prof, spec.DEFAULT_CAPS + ["CAP_SYS_ADMIN"])
+    admin = security.seccomp_to_oci(prof, security.DEFAULT_CAPS + ["CAP_SYS_ADMIN"])
     allowed_admin = {n for r in admin["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" for n in r["names"]}
     assert {"mount", "unshare", "setns"} <= allowed_admin
 
@@ -39,7 +39,7 @@ def test_spec_defaults_and_limits(tmp_path: Path) -> None:
                       "WorkingDir": "/w"},
            "HostConfig": {"Memory": 64 << 20, "NanoCpus": 1_500_000_000, "PidsLimit": 9, "ReadonlyRootfs": True,
                           "Binds": [f"{tmp_path}:/data:ro"], "Tmpfs": {"/run": "size=1m"}}}
-    s = spec.build_spec(rec, spec.ExecUser(), spec.SpecInputs(rootfs=tmp_path, cgroup_path="/skiff/x",
+    s = spec.build_spec(rec, users.ExecUser(), spec.SpecInputs(rootfs=tmp_path, cgroup_path="/skiff/x",
                                                               extra_mounts=spec.bind_mounts(rec["HostConfig"])))
     p = s["process"]
     assert p["args"] == ["sh"] and p["cwd"] == "/w" and p["terminal"] is True
@@ -56,7 +56,7 @@ def test_spec_defaults_and_limits(tmp_path: Path) -> None:
     assert dests["/data"]["options"][:2] == ["rbind", "ro"] and "size=1m" in dests["/run"]["options"]
     assert "size=67108864" in dests["/dev/shm"]["options"]
     with pytest.raises(InvalidParameter):
-        spec.build_spec({**rec, "HostConfig": {"Memory": 1024}}, spec.ExecUser(),
+        spec.build_spec({**rec, "HostConfig": {"Memory": 1024}}, users.ExecUser(),
                         spec.SpecInputs(rootfs=tmp_path, cgroup_path="/x"))
 
 
@@ -64,18 +64,18 @@ def test_resolve_user(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
     (tmp_path / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nextra:x:2000:app\n")
-    u = spec.resolve_user(tmp_path, "app")
+    u = users.resolve_user(tmp_path, "app")
     assert (u.uid, u.gid, u.additional_gids, u.home) == (1000, 1000, [2000], "/home/app")
-    u = spec.resolve_user(tmp_path, "1000:extra", ["0"])
+    u = users.resolve_user(tmp_path, "1000:extra", ["0"])
     assert (u.uid, u.gid, u.additional_gids) == (1000, 2000, [0])
-    assert spec.resolve_user(tmp_path, "4242").uid == 4242
+    assert users.resolve_user(tmp_path, "4242").uid == 4242
     with pytest.raises(InvalidParameter):
-        spec.resolve_user(tmp_path, "nobody-here")
+        users.resolve_user(tmp_path, "nobody-here")
     # /etc/passwd pointing outside the root is read inside the root
     os.remove(tmp_path / "etc" / "passwd")
     os.symlink("/etc/passwd", tmp_path / "etc" / "passwd")
     with pytest.raises(InvalidParameter):
-        spec.resolve_user(tmp_path, "app")
+        users.resolve_user(tmp_path, "app")
 
 
 def test_merge_image_config() -> None:
