@@ -29,7 +29,7 @@ def since_exec() -> float:
 async def serve(cfg: DaemonConfig, ready: "asyncio.Event | None" = None) -> None:
     t0 = since_exec()
     from skiffbox.guest.api import build_app
-    from skiffbox.guest.api.http import server_tls_context
+    from skiffbox.guest.api.tls import server_tls_context
     from skiffbox.guest.engine import Engine
 
     engine = Engine(cfg)

@@ -1,5 +1,5 @@
 """Typed engine errors. The API layer maps each to Docker's HTTP status in one place
-(guest/api/http.py); the engine core raises these and never builds HTTP responses itself."""
+(guest/api/server.py); the engine core raises these and never builds HTTP responses itself."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from skiffbox.guest.api import build, containers, distribution, images, networks, system, unsupported, volumes
 from skiffbox.guest.api import exec as exec_
-from skiffbox.guest.api.http import App, Router
+from skiffbox.guest.api.http import Router
+from skiffbox.guest.api.server import App
 from skiffbox.guest.api.validate import BodyValidator
 from skiffbox.guest.engine import Engine
 
