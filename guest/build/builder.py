@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from skiffbox.guest.build.state import DEFAULT_PATH, BuildError, BuildOptions, S
 from skiffbox.guest.contracts import ContainersForBuild, ImagesForBuild
 from skiffbox.guest.errors import EngineError, NotFound
 from skiffbox.guest.images.image import Image
-from skiffbox.guest.util.timefmt import rfc3339
+from skiffbox.guest.util.timefmt import now_rfc3339
 
 log = logging.getLogger("skiffd.build")
 
@@ -245,7 +244,7 @@ class Builder:
         if probe and await self.probe(st, created_by):
             return
         meta = dict(st.meta)
-        meta["created"] = rfc3339(time.time())
+        meta["created"] = now_rfc3339()
         history = {"created": meta["created"], "created_by": created_by}
         if st.meta.get("author"):
             history["author"] = st.meta["author"]
