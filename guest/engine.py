@@ -13,6 +13,7 @@ from skiffbox.guest.containers.service import ContainerService
 from skiffbox.guest.events import EventBus
 from skiffbox.guest.images.service import ImageService
 from skiffbox.guest.network.service import NetworkService
+from skiffbox.guest.util.atomicfile import atomic_write
 from skiffbox.guest.volumes.service import VolumeService
 
 log = logging.getLogger("skiffd")
@@ -45,9 +46,7 @@ class Engine:
             return p.read_text().strip()
         except FileNotFoundError:
             eid = str(uuid.uuid4())
-            tmp = p.with_suffix(".tmp")
-            tmp.write_text(eid)
-            os.replace(tmp, p)
+            atomic_write(p, eid)
             return eid
 
     async def start(self) -> None:

@@ -122,9 +122,30 @@ def test_guest_json_write_fails_before_touching_the_disk(tmp_path: Path) -> None
     assert [x.name for x in tmp_path.iterdir()] == ["container.json"]
 
 
+def test_guest_runtime_state_write_skips_the_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """durable=False (state under /run): still atomic and leaves no temp file, but no fsync of file or folder."""
+    p = tmp_path / "ipam.json"
+    guest_atomic_write(p, b"old")
+
+    def no_fsync(fd: int) -> None:
+        raise AssertionError("fsync called for runtime state")
+
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    atomic_write_json(p, {"nets": {}}, 0o600, durable=False)
+    assert json.loads(p.read_text()) == {"nets": {}} and stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert [x.name for x in tmp_path.iterdir()] == ["ipam.json"]
+
+
 def test_engine_stores_use_the_one_atomic_write() -> None:
+    from skiffbox.guest import engine
+    from skiffbox.guest.build import cache as build_cache
     from skiffbox.guest.containers import store as containers_store
     from skiffbox.guest.images import store as images_store
+    from skiffbox.guest.network import dnsmasq, endpoints, ipam
+    from skiffbox.guest.network import store as network_store
+    from skiffbox.guest.volumes import service as volumes_service
 
-    assert containers_store.atomic_write_json is atomic_write_json
-    assert images_store.atomic_write is guest_atomic_write and etcfiles.atomic_write is guest_atomic_write
+    for m in (containers_store, network_store, volumes_service, ipam, endpoints):
+        assert m.atomic_write_json is atomic_write_json, m.__name__
+    for m in (images_store, etcfiles, engine, dnsmasq, build_cache):
+        assert m.atomic_write is guest_atomic_write, m.__name__

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from skiffbox.guest.util.atomicfile import atomic_write
 
 
 def step_key(parent_id: str, description: str) -> str:
@@ -40,9 +40,7 @@ class BuildCache:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".tmp-{self.path.name}.{secrets.token_hex(4)}")
-        tmp.write_text(json.dumps(self._entries))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self._entries))
 
     def get(self, parent_id: str, description: str, exists: Callable[[str], bool]) -> str | None:
         key = step_key(parent_id, description)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from skiffbox.guest.errors import SystemError_
+from skiffbox.guest.util.atomicfile import atomic_write
 
 log = logging.getLogger("skiffd.network")
 
@@ -92,8 +93,9 @@ class NameServers:
 
     def set_names(self, net_id: str, owner: str, entries: list[tuple[str, list[str]]],
                   only_if_changed: bool = False) -> bool:
-        """Publish `owner`'s addresses and names (written beside the watched dir, then renamed into it, so dnsmasq
-        never reads half a file; its IN_MOVED_TO makes dnsmasq flush the file's old records and read it again).
+        """Publish `owner`'s addresses and names (written to a dotfile in the watched dir, which dnsmasq ignores, then
+        renamed over the file, so dnsmasq never reads half a file; its IN_MOVED_TO makes dnsmasq flush the file's old
+        records and read it again). Runtime state: not fsynced.
         Returns whether the file was written."""
         d = self._net_dir(net_id)
         (d / "hosts.d").mkdir(parents=True, exist_ok=True)
@@ -105,9 +107,7 @@ class NameServers:
                     return False
             except OSError:
                 pass
-        tmp = d / f".{owner}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, dest)
+        atomic_write(dest, text, durable=False)
         return True
 
     def reload(self, net_id: str) -> None:

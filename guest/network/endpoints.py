@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from skiffbox.guest.network.store import atomic_write_json, read_json
+from skiffbox.guest.network.store import read_json
+from skiffbox.guest.util.atomicfile import atomic_write_json
 
 Endpoint = dict[str, Any]
 
@@ -35,7 +36,7 @@ class EndpointStore:
         return self._recs.get(owner)
 
     def save(self, rec: Endpoint) -> None:
-        atomic_write_json(self.dir / f"{rec['Id']}.json", rec, durable=False)
+        atomic_write_json(self.dir / f"{rec['Id']}.json", rec, 0o600, durable=False)
         self._recs[rec["Id"]] = rec
 
     def delete(self, owner: str) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from skiffbox.guest.errors import Conflict, InvalidParameter, Unavailable
-from skiffbox.guest.network.store import atomic_write_json, read_json
+from skiffbox.guest.network.store import read_json
+from skiffbox.guest.util.atomicfile import atomic_write_json
 
 IPNet = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPAddr = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -157,4 +158,4 @@ class Ipam:
             self._flush()
 
     def _flush(self) -> None:
-        atomic_write_json(self.path, self._state, durable=False)
+        atomic_write_json(self.path, self._state, 0o600, durable=False)

@@ -14,26 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from skiffbox.guest.contracts import ContainerLike
+from skiffbox.guest.util.atomicfile import atomic_write_json
 
 NetworkRecord = dict[str, Any]
 
 DEFAULT_BRIDGE = "bridge"
 PREDEFINED = ("bridge", "host", "none")
-
-
-def atomic_write_json(path: Path, obj: Any, mode: int = 0o600, durable: bool = True) -> None:
-    """Write-then-rename so a crash leaves either the old or the new file, never half of one. `durable=False` skips
-    the fsync, for runtime state under the exec root: it only has to survive a daemon crash (the rename does
-    that), since a power loss wipes /run anyway."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> Any:
@@ -103,7 +89,7 @@ class NetworkStore:
 
     def save(self, rec: NetworkRecord) -> None:
         rec.setdefault("_created", time.time())
-        atomic_write_json(self.dir / f"{rec['Id']}.json", rec, 0o644)
+        atomic_write_json(self.dir / f"{rec['Id']}.json", rec)
         self._by_id[rec["Id"]] = rec
 
     def delete(self, nid: str) -> None:

@@ -3,7 +3,11 @@
 Write a temp file in the same folder, fsync it, rename it over the target, fsync the folder: after a crash or a
 power loss a reader finds the old content or the new, never half of one, and the new survives once this returns.
 A failure (a full disk, an unserialisable object) leaves the old file as it was and removes the temp file. Temp
-names start with TMP_PREFIX, so a store can sweep what a killed daemon left behind.
+names start with TMP_PREFIX, so a store can sweep what a killed daemon left behind (and dnsmasq, like most
+readers of a watched folder, ignores them: dotfiles).
+
+`durable=False` skips both fsyncs, for runtime state under the exec root (/run): it only has to survive a daemon
+crash, which the rename alone guarantees, since a power loss wipes /run anyway.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 TMP_PREFIX = ".tmp-"
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644, durable: bool = True) -> None:
     path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
@@ -27,18 +31,20 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
             f.write(raw)
             f.flush()
             os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def atomic_write_json(path: Path, obj: Any, mode: int = 0o644) -> None:
+def atomic_write_json(path: Path, obj: Any, mode: int = 0o644, durable: bool = True) -> None:
     """`obj` as JSON; serialised before anything is written, so a bad object never touches the disk."""
-    atomic_write(path, json.dumps(obj), mode)
+    atomic_write(path, json.dumps(obj), mode, durable)
 
 
 def fsync_dir(path: Path) -> None:

@@ -24,7 +24,8 @@ from typing import Any
 
 from skiffbox.guest.contracts import ContainerLike, ContainerRef, EventSink
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound
-from skiffbox.guest.network.store import atomic_write_json, container_field, read_json
+from skiffbox.guest.network.store import container_field, read_json
+from skiffbox.guest.util.atomicfile import atomic_write_json
 from skiffbox.guest.util.filters import bool_filter, match_labels
 from skiffbox.guest.volumes import local
 from skiffbox.guest.volumes.mounts import MountPoint, oci_mount, own_mounts, parse_volumes_from
@@ -101,7 +102,7 @@ class VolumeService:
         return self.dir / name / "_data"
 
     def _save(self, v: Volume) -> None:
-        atomic_write_json(self.dir / v["Name"] / "volume.json", v)
+        atomic_write_json(self.dir / v["Name"] / "volume.json", v, 0o600)
         self._vols[v["Name"]] = v
 
     def public(self, v: Volume, usage: dict[str, int] | None = None) -> dict[str, Any]:
@@ -224,7 +225,7 @@ class VolumeService:
     # containers
     # ------------------------------------------------------------------------------------------
     def _save_mps(self, cid: str, mps: list[MountPoint]) -> None:
-        atomic_write_json(self.mounts_dir / f"{cid}.json", [m.to_json() for m in mps])
+        atomic_write_json(self.mounts_dir / f"{cid}.json", [m.to_json() for m in mps], 0o600)
         self._mps[cid] = mps
 
     def _drop_record(self, cid: str) -> None:
