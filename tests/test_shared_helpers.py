@@ -149,3 +149,20 @@ def test_engine_stores_use_the_one_atomic_write() -> None:
         assert m.atomic_write_json is atomic_write_json, m.__name__
     for m in (images_store, etcfiles, engine, dnsmasq, build_cache):
         assert m.atomic_write is guest_atomic_write, m.__name__
+
+
+
+def test_one_go_duration_parser_for_dockerfile_client_and_since() -> None:
+    """HEALTHCHECK --interval, `skiff run --health-interval` and `since=1h30m` read Go durations the same way
+    (Go's time.ParseDuration: several units, fractions, a sign; a bare number other than 0 is an error)."""
+    from skiffbox.cli.skiffclient.commands import run
+    from skiffbox.guest.build import instructions
+    from skiffbox.guest.util.timefmt import parse_go_duration, parse_time
+
+    assert run.parse_go_duration is parse_go_duration and instructions.parse_go_duration is parse_go_duration
+    assert parse_go_duration("1h2m3.5s") == 3723_500_000_000 and parse_go_duration(".5ms") == 500_000
+    assert parse_go_duration("-1.5h") == -5400 * 10**9 and parse_go_duration("0") == 0
+    for bad in ("5", "", "1x", "1h 2m"):
+        with pytest.raises(ValueError):
+            parse_go_duration(bad)
+    assert parse_time("1h30m", now=10_000.0) == 10_000.0 - 5400 and parse_time("10m", now=1000.0) == 400.0

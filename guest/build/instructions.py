@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from skiffbox.guest.build.dockerfile import INSTRUCTIONS, DockerfileError, Node, ParsedFile, parse
+from skiffbox.guest.util.timefmt import parse_go_duration
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
 
@@ -120,33 +121,6 @@ def _need_args(ins: Instruction, n: int = 1) -> None:
     if len(ins.args) < n:
         word = "argument" if n == 1 else "arguments"
         raise DockerfileError(f"{ins.cmd.upper()} requires at least {'one' if n == 1 else 'two'} {word}")
-
-
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-            "m": 60_000_000_000, "h": 3_600_000_000_000}
-
-
-def parse_go_duration(text: str) -> int:
-    """Go's time.ParseDuration, in nanoseconds ("1m30s", "300ms", "0")."""
-    s = text
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ValueError(f'time: invalid duration "{text}"')
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _GO_DURATION.match(s, pos)
-        if not m:
-            raise ValueError(f'time: invalid duration "{text}"')
-        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    return sign * int(total)
 
 
 def _health(ins: Instruction) -> dict[str, object]:

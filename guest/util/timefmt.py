@@ -8,8 +8,31 @@ from datetime import datetime, timezone
 
 from skiffbox.guest.errors import InvalidParameter
 
-_DUR = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)$")
-_DUR_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+            "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's time.ParseDuration, in nanoseconds ("1m30s", "300ms", "0")."""
+    s = text
+    sign = 1
+    if s[:1] in "+-" and s:
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f'time: invalid duration "{text}"')
+    total = 0.0
+    pos = 0
+    while pos < len(s):
+        m = _GO_DURATION.match(s, pos)
+        if not m:
+            raise ValueError(f'time: invalid duration "{text}"')
+        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
+        pos = m.end()
+    return sign * int(total)
 
 
 def parse_time(value: str | None, now: float | None = None) -> float | None:
@@ -22,9 +45,10 @@ def parse_time(value: str | None, now: float | None = None) -> float | None:
         return float(v)
     except ValueError:
         pass
-    m = _DUR.match(v)
-    if m:
-        return now - float(m.group(1)) * _DUR_UNITS[m.group(2)]
+    try:
+        return now - parse_go_duration(v) / 1e9  # moby's GetTimestamp: time.ParseDuration, e.g. "1h30m"
+    except ValueError:
+        pass
     try:
         s = v.replace("Z", "+00:00")
         # Python parses at most microseconds; trim nanoseconds.

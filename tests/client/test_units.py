@@ -15,7 +15,8 @@ from skiffbox.cli.skiffclient.formatting import (container_row, displayable_port
                                         image_rows, indent_raw, normalize_name, parse_size, render_rows, tabwrite,
                                         CONTAINER_HEADERS, TemplateError)
 from skiffbox.cli.skiffclient.progress import StreamError, display_stream, progress_string
-from skiffbox.cli.skiffclient.commands.run import parse_go_duration, parse_publish
+from skiffbox.cli.skiffclient.commands.run import parse_publish
+from skiffbox.guest.util.timefmt import parse_go_duration
 from skiffbox.cli.skiffclient.streams import _EscapeProxy, parse_detach_keys
 from skiffbox.cli.skiffclient.transport import demux
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from skiffbox.guest.build.dockerfile import DockerfileError, parse
-from skiffbox.guest.build.instructions import load, parse_go_duration
+from skiffbox.guest.build.instructions import load
+from skiffbox.guest.util.timefmt import parse_go_duration
 from skiffbox.guest.build.dockerignore import Matcher, go_match, has_wildcards, read_patterns
 from skiffbox.guest.build.expand import ExpansionError, Lexer
 

@@ -10,34 +10,17 @@ Errors before the container runs exit 125 (126/127 when the command cannot be ru
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from skiffbox.cli.skiffclient.api import APIError
 from skiffbox.cli.skiffclient.commands import Cli, CliError, StatusError
 from skiffbox.cli.skiffclient.flags import Command, Flag
 from skiffbox.cli.skiffclient.formatting import familiar_name, parse_size, split_reference
+from skiffbox.guest.util.timefmt import parse_go_duration  # one implementation with the engine's
 
 # ---------------------------------------------------------------------------------------------
 # Option parsing helpers (docker's opts package)
 # ---------------------------------------------------------------------------------------------
-
-
-def parse_go_duration(raw: str) -> int:
-    """Go's time.ParseDuration -> nanoseconds ("1m30s", "500ms", "2h")."""
-    units = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-    if raw in ("0", ""):
-        return 0
-    total = 0.0
-    pos = 0
-    for m in re.finditer(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)", raw):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * units[m.group(2)]
-        pos = m.end()
-    if pos != len(raw):
-        raise ValueError(f'time: invalid duration "{raw}"')
-    return int(total)
 
 
 def _port_range(s: str) -> list[int]:
