@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -15,14 +14,10 @@ from skiffbox.guest.images.archive import QueueReader, add_layer_from_stream
 from skiffbox.guest.images.image import Image
 from skiffbox.guest.images.progress import Progress
 from skiffbox.guest.images.reference import Reference
+from skiffbox.guest.util.timefmt import now_rfc3339
 
 if TYPE_CHECKING:
     from skiffbox.guest.images.service import ImageService
-
-
-def _now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
 
 
 async def url_chunks(url: str) -> AsyncIterator[bytes]:
@@ -53,7 +48,7 @@ async def import_image(svc: "ImageService", chunks: AsyncIterator[bytes], ref: R
         if not feeder.done():
             feeder.cancel()
     plat = platforms.parse(platform) or platforms.host()
-    created = _now()
+    created = now_rfc3339()
     cfg: dict[str, Any] = {"architecture": plat.arch, "os": plat.os, "created": created, "comment": message,
                            "config": config}
     if plat.variant and plat.arch != "amd64":
