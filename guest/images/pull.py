@@ -16,10 +16,12 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from skiffbox.guest.config import DaemonConfig
 from skiffbox.guest.errors import EngineError, InvalidParameter, NotFound, SystemError_
 from skiffbox.guest.images import platforms, progress
 from skiffbox.guest.images.blobs import BlobWriter, DigestMismatch, SingleFlight, check_digest
@@ -28,11 +30,8 @@ from skiffbox.guest.images.progress import Progress
 from skiffbox.guest.images.reference import DEFAULT_DOMAIN, Reference
 from skiffbox.guest.images.registry import (INDEX_TYPES, MANIFEST_TYPES, MT_SCHEMA1, AuthConfig, BlobReader, RegistryClient,
                                    RegistryError)
-from skiffbox.guest.images.store import ImageRec, LayerRec, chain_ids
+from skiffbox.guest.images.store import ImageRec, LayerRec, Store, chain_ids
 from skiffbox.guest.images.streams import HashingReader, Prefetcher, decompressed
-
-if TYPE_CHECKING:
-    from skiffbox.guest.images.service import ImageService
 
 log = logging.getLogger("skiffd.images")
 
@@ -106,8 +105,15 @@ def _unpack_stream(src: Any, dest: Path, limits: Limits, compressed: Callable[[]
 
 
 class Puller:
-    def __init__(self, svc: "ImageService") -> None:
-        self.svc = svc
+    def __init__(self, store: Store, cfg: DaemonConfig, limits: Limits, closing: threading.Event,
+                 pinned: Callable[[list[str]], AbstractContextManager[None]]) -> None:
+        """`closing`: set at shutdown (workers stop at their next chunk); `pinned(chains)`: keeps the layers a
+        pull has made from gc until its image is registered."""
+        self.store = store
+        self.cfg = cfg
+        self.limits = limits
+        self.closing = closing
+        self.pinned = pinned
         self._unpacking = threading.Lock()  # one layer unpacks at a time; the others download meanwhile
         self.flight: SingleFlight[LayerRec] = SingleFlight()
         self.config_flight: SingleFlight[bytes] = SingleFlight()
@@ -174,27 +180,25 @@ class Puller:
         any failure on a mirror (unreachable, 404, 5xx, a broken blob…) moves on to the next endpoint,
         and the last endpoint's error is the one reported. The image is recorded under its docker.io
         name whichever endpoint served it."""
-        svc = self.svc
-        mirrors: list[str] = list(svc.cfg.registry_mirrors) if ref.domain == DEFAULT_DOMAIN else []
+        mirrors: list[str] = list(self.cfg.registry_mirrors) if ref.domain == DEFAULT_DOMAIN else []
         for mirror in [*mirrors, None]:
-            client = RegistryClient(ref.domain, ref.path, auth, svc.cfg.insecure_registries,
+            client = RegistryClient(ref.domain, ref.path, auth, self.cfg.insecure_registries,
                                     endpoint=ref.endpoint_host, mirror=mirror)
             try:
                 return await self._pull_from(client, ref, want, out)
             except EngineError as e:
-                if mirror is None or svc.closing.is_set():
+                if mirror is None or self.closing.is_set():
                     raise
                 log.info("pull %s: mirror %s failed, trying the next endpoint: %s", ref, mirror, e)
         raise AssertionError("unreachable")
 
     async def _pull_from(self, client: RegistryClient, ref: Reference, want: platforms.Platform | None,
                          out: Progress) -> tuple[ImageRec, str]:
-        svc = self.svc
         t0 = time.monotonic()
         try:
             m, top_digest, _ = await self.resolve_manifest(client, ref, want or platforms.host(), out)
             cfg_digest = m["config"]["digest"]
-            rec = svc.store.images.get(cfg_digest)
+            rec = self.store.images.get(cfg_digest)
             if rec is None:
                 rec = await self._pull_image(client, ref, m, want, out)
             log.debug("pulled %s in %.2fs", ref, time.monotonic() - t0)
@@ -221,10 +225,10 @@ class Puller:
             return data
 
         async def work() -> bytes:
-            if self.svc.store.blobs.has(digest):
-                return self.svc.store.blobs.read(digest)
+            if self.store.blobs.has(digest):
+                return self.store.blobs.read(digest)
             data = await asyncio.to_thread(fetch)
-            self.svc.store.blobs.put(data, expected=digest)
+            self.store.blobs.put(data, expected=digest)
             return data
 
         try:
@@ -236,7 +240,6 @@ class Puller:
 
     async def _pull_image(self, client: RegistryClient, ref: Reference, m: dict[str, Any],
                           want: platforms.Platform | None, out: Progress) -> ImageRec:
-        svc = self.svc
         cfg_bytes = await self._fetch_config(client, m["config"])
         try:
             cfg = json.loads(cfg_bytes)
@@ -253,20 +256,19 @@ class Puller:
             raise InvalidParameter(f"image with reference {ref.familiar()} was found but its platform ({got}) does not "
                                    f"match the specified platform ({want})")
         chains = chain_ids(diff_ids)
-        with svc.pinned(chains):
+        with self.pinned(chains):
             return await self._pull_layers(client, m, cfg_bytes, diff_ids, chains, out)
 
     async def _pull_layers(self, client: RegistryClient, m: dict[str, Any], cfg_bytes: bytes, diff_ids: list[str],
                            chains: list[str], out: Progress) -> ImageRec:
-        svc = self.svc
         layers = m["layers"]
         ref_repo = f"{client.domain}/{client.repo}"
         jobs = []
         for i, (desc, diff_id, cid) in enumerate(zip(layers, diff_ids, chains)):
             short = desc["digest"][7:19]
-            if cid in svc.store.layers:
-                if any(b["digest"] == desc["digest"] for b in svc.store.layers[cid].blobs):
-                    svc.store.add_layer_blob(cid, {"digest": desc["digest"], "repos": [ref_repo]})
+            if cid in self.store.layers:
+                if any(b["digest"] == desc["digest"] for b in self.store.layers[cid].blobs):
+                    self.store.add_layer_blob(cid, {"digest": desc["digest"], "repos": [ref_repo]})
                 out(progress.status("Already exists", short))
                 continue
             out(progress.status("Pulling fs layer", short))
@@ -276,7 +278,7 @@ class Puller:
             for r in results:
                 if isinstance(r, BaseException):
                     raise r
-        return svc.store.add_image(cfg_bytes)
+        return self.store.add_image(cfg_bytes)
 
     async def _layer(self, client: RegistryClient, desc: dict[str, Any], diff_id: str, cid: str, parent: str | None,
                      short: str, out: Progress) -> LayerRec:
@@ -290,8 +292,8 @@ class Puller:
                 if self.sem.locked():
                     t.emit(progress.status("Waiting", short))
                 async with self.sem:
-                    if cid in self.svc.store.layers:
-                        return self.svc.store.layers[cid]
+                    if cid in self.store.layers:
+                        return self.store.layers[cid]
                     loop = asyncio.get_running_loop()
 
                     def emit(msg: dict[str, Any]) -> None:
@@ -304,7 +306,7 @@ class Puller:
                               time.monotonic() - t0)
                     # Renames happen here, on the loop, so garbage collection never sees a blob without its layer.
                     writer.commit(desc["digest"])
-                    rec = self.svc.store.commit_layer(rec, tmp)
+                    rec = self.store.commit_layer(rec, tmp)
                     t.emit(progress.status("Pull complete", short))
                     return rec
             finally:
@@ -320,8 +322,8 @@ class Puller:
                          parent: str | None, short: str, emit: Callable[[dict[str, Any]], None]
                          ) -> tuple[LayerRec, Path, BlobWriter]:
         """Runs in a worker thread: blob → (hash, blob file) → decompress → (hash) → unpack, in one pass."""
-        store = self.svc.store
-        limits: Limits = self.svc.limits
+        store = self.store
+        limits: Limits = self.limits
         digest = desc["digest"]
         size = int(desc.get("size") or -1)
         name, tmp = store.new_layer_dir()
@@ -333,7 +335,7 @@ class Puller:
             total = size if size > 0 else reader.total
 
             def on_compressed(n: int) -> None:
-                if self.svc.closing.is_set():
+                if self.closing.is_set():
                     raise SystemError_("the daemon is shutting down")
                 if size > 0 and n > size:
                     raise InvalidParameter(f"blob {digest} is larger than its descriptor says ({size} bytes)")

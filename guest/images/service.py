@@ -93,10 +93,10 @@ class ImageService:
         self.limits = Limits.from_env()
         self.catalog = ImageCatalog(self.store)
         self.events = ImageEvents(self.catalog, events)
-        self.puller = Puller(self)
         # Chain IDs a running pull or load has made but not yet registered in an image: kept by gc.
         self.pins: Counter[str] = Counter()
         self.closing = threading.Event()  # set at shutdown: worker threads stop at their next chunk
+        self.puller = Puller(self.store, cfg, self.limits, self.closing, self.pinned)
         self.queries = ImageQueries(self.catalog, image_users)
         self.removal = ImageRemoval(self.catalog, self.events, image_users,
                                     busy=lambda: self.puller.busy() | set(self.pins))
