@@ -8,25 +8,23 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from skiffbox.guest.errors import EngineError, NotFound, SystemError_
 from skiffbox.guest.images import progress as pmsg
+from skiffbox.guest.images.events import ImageEvents
 from skiffbox.guest.images.progress import Progress, Throttle
 from skiffbox.guest.images.reference import Reference, parse_normalized, split_repo_tag
 from skiffbox.guest.images.registry import MT_DOCKER_CONFIG, MT_DOCKER_LAYER, MT_DOCKER_MANIFEST, AuthConfig, RegistryClient, RegistryError
-from skiffbox.guest.images.store import ImageRec, LayerRec
+from skiffbox.guest.images.store import ImageRec, LayerRec, Store
 from skiffbox.guest.images.streams import CHUNK, GZIP_MAGIC, decompressed
-
-if TYPE_CHECKING:
-    from skiffbox.guest.images.service import ImageService
 
 MAX_CONCURRENT_UPLOADS = 5
 
 
-def _is_gzip(svc: "ImageService", digest: str) -> bool:
+def _is_gzip(store: Store, digest: str) -> bool:
     try:
-        with svc.store.blobs.open(digest) as f:
+        with store.blobs.open(digest) as f:
             return f.read(2) == GZIP_MAGIC
     except OSError:
         return False
@@ -51,35 +49,38 @@ class _Counting:
         return self.f.seek(*a)
 
 
-async def push(svc: "ImageService", name: str, tag: str | None, auth: AuthConfig | None, out: Progress) -> None:
+async def push(store: Store, insecure: list[str], events: ImageEvents, name: str, tag: str | None, auth: AuthConfig | None,
+               out: Progress) -> None:
+    """`docker push` of one tag, or of every tag of the repository; `insecure`: the insecure-registries setting."""
     base = parse_normalized(name)
     if base.digest:
         raise EngineError("cannot push a digest reference")
     if tag or base.tag:
         refs = [split_repo_tag(name, tag) if tag else base]
     else:  # `docker push --all-tags`: every tag of the repository
-        refs = sorted((parse_normalized(r) for r in svc.store.refs if "@" not in r and parse_normalized(r).name == base.name),
+        refs = sorted((parse_normalized(r) for r in store.refs if "@" not in r and parse_normalized(r).name == base.name),
                       key=str)
     if not refs:
         raise NotFound(f"An image does not exist locally with the tag: {base.familiar_name}")
     recs: list[tuple[Reference, ImageRec]] = []
     for ref in refs:
-        iid = svc.store.refs.get(str(ref))
-        if iid is None or iid not in svc.store.images:
+        iid = store.refs.get(str(ref))
+        if iid is None or iid not in store.images:
             raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
-        recs.append((ref, svc.store.images[iid]))
+        recs.append((ref, store.images[iid]))
     out(pmsg.status(f"The push refers to repository [{base.name}]"))
-    client = RegistryClient(base.domain, base.path, auth, svc.cfg.insecure_registries, push=True,
+    client = RegistryClient(base.domain, base.path, auth, insecure, push=True,
                             endpoint=base.endpoint_host)
     try:
         for ref, rec in recs:
-            await _push_one(svc, client, ref, rec, out)
+            await _push_one(store, events, client, ref, rec, out)
     finally:
         client.close()
 
 
-async def _push_one(svc: "ImageService", client: RegistryClient, ref: Reference, rec: ImageRec, out: Progress) -> None:
-    layers = [svc.store.layers[c] for c in rec.chain_ids]
+async def _push_one(store: Store, events: ImageEvents, client: RegistryClient, ref: Reference, rec: ImageRec,
+                    out: Progress) -> None:
+    layers = [store.layers[c] for c in rec.chain_ids]
     for l in reversed(layers):
         out(pmsg.status("Preparing", l.diff_id[7:19]))
     sem = asyncio.Semaphore(MAX_CONCURRENT_UPLOADS)
@@ -93,14 +94,14 @@ async def _push_one(svc: "ImageService", client: RegistryClient, ref: Reference,
             def emit(m: dict[str, Any]) -> None:
                 loop.call_soon_threadsafe(out, m)
 
-            blob = await asyncio.to_thread(_gzip_source, svc, l)
-            svc.store.add_layer_blob(l.chain_id, blob)
+            blob = await asyncio.to_thread(_gzip_source, store, l)
+            store.add_layer_blob(l.chain_id, blob)
             try:
-                status = await asyncio.to_thread(_push_blob, svc, client, blob, short, emit)
+                status = await asyncio.to_thread(_push_blob, store, client, blob, short, emit)
             except RegistryError as e:
                 raise _push_error(ref, e) from None
             repo = f"{client.domain}/{client.repo}"
-            svc.store.add_layer_blob(l.chain_id, {"digest": blob["digest"], "repos": [repo]})
+            store.add_layer_blob(l.chain_id, {"digest": blob["digest"], "repos": [repo]})
             out(pmsg.status(status, short))
             return {"mediaType": MT_DOCKER_LAYER, "size": blob["size"], "digest": blob["digest"]}
 
@@ -108,10 +109,10 @@ async def _push_one(svc: "ImageService", client: RegistryClient, ref: Reference,
     for r in results:
         if isinstance(r, BaseException):
             raise r
-    cfg_bytes = svc.store.blobs.read(rec.id)
+    cfg_bytes = store.blobs.read(rec.id)
     try:
         if await asyncio.to_thread(client.blob_exists, rec.id) is None:
-            with svc.store.blobs.open(rec.id) as f:
+            with store.blobs.open(rec.id) as f:
                 await asyncio.to_thread(client.upload_blob, rec.id, f, len(cfg_bytes))
         manifest = {
             "schemaVersion": 2,
@@ -123,10 +124,10 @@ async def _push_one(svc: "ImageService", client: RegistryClient, ref: Reference,
         digest = await asyncio.to_thread(client.put_manifest, ref.tag or "latest", body, MT_DOCKER_MANIFEST)
     except RegistryError as e:
         raise _push_error(ref, e) from None
-    svc.store.set_ref(str(ref.with_digest(digest)), rec.id)
+    store.set_ref(str(ref.with_digest(digest)), rec.id)
     out(pmsg.status(f"{ref.tag}: digest: {digest} size: {len(body)}"))
     out(pmsg.aux({"Tag": ref.tag, "Digest": digest, "Size": len(body)}))
-    svc.event("push", ref.familiar(), ref.familiar())
+    events.publish("push", ref.familiar(), ref.familiar())
 
 
 def _push_error(ref: Reference, e: RegistryError) -> EngineError:
@@ -134,17 +135,17 @@ def _push_error(ref: Reference, e: RegistryError) -> EngineError:
     return SystemError_(f"{e.code.lower().replace('_', ' ')}: {e.message}" if e.code else e.message)
 
 
-def _gzip_source(svc: "ImageService", l: LayerRec) -> dict[str, Any]:
+def _gzip_source(store: Store, l: LayerRec) -> dict[str, Any]:
     """A gzip blob of the layer: one we have (as pulled), or compress the tar once and keep it."""
     for b in l.blobs:
-        if svc.store.blobs.has(b["digest"]) and _is_gzip(svc, b["digest"]):
-            return {"digest": b["digest"], "mediaType": MT_DOCKER_LAYER, "size": svc.store.blobs.size(b["digest"]),
+        if store.blobs.has(b["digest"]) and _is_gzip(store, b["digest"]):
+            return {"digest": b["digest"], "mediaType": MT_DOCKER_LAYER, "size": store.blobs.size(b["digest"]),
                     "repos": list(b.get("repos") or [])}
-    src = next((b for b in l.blobs if svc.store.blobs.has(b["digest"])), None)
+    src = next((b for b in l.blobs if store.blobs.has(b["digest"])), None)
     if src is None:
         raise SystemError_(f"layer {l.diff_id} has no stored content to push")
-    with svc.store.blobs.writer() as w:
-        with svc.store.blobs.open(src["digest"]) as f:
+    with store.blobs.writer() as w:
+        with store.blobs.open(src["digest"]) as f:
             raw = decompressed(f)
             # typeshed wants a readable file object; the "wb" mode only writes
             gz = gzip.GzipFile(fileobj=w, mode="wb", compresslevel=6, mtime=0)  # type: ignore[call-overload]
@@ -176,14 +177,14 @@ def mount_candidates(repos: list[str], domain: str, target: str, limit: int = 3)
     return sorted(cands, key=likeness, reverse=True)[:limit]
 
 
-def _push_blob(svc: "ImageService", client: RegistryClient, blob: dict[str, Any], short: str, emit: Any) -> str:
+def _push_blob(store: Store, client: RegistryClient, blob: dict[str, Any], short: str, emit: Any) -> str:
     digest, size = blob["digest"], blob["size"]
     if client.blob_exists(digest) is not None:
         return "Layer already exists"
     for path in mount_candidates(blob.get("repos") or [], client.domain, client.repo):
         if client.mount_blob(digest, path):
             return f"Mounted from {path}"
-    with svc.store.blobs.open(digest) as f:
+    with store.blobs.open(digest) as f:
         body = _Counting(f, size, lambda n: emit(pmsg.status("Pushing", short, current=n, total=size)))
         client.upload_blob(digest, body, size)  # type: ignore[arg-type]
     return "Pushed"

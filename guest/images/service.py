@@ -195,7 +195,8 @@ class ImageService:
         out(pmsg.status(f"Status: {word} for {ref.familiar_name}"))
 
     async def push(self, name: str, tag: str | None, auth: AuthInput = None, progress: Progress | None = None) -> None:
-        await push(self, name, tag, _auth(auth), progress or pmsg.null_progress)
+        await push(self.store, self.cfg.insecure_registries, self.events, name, tag, _auth(auth),
+                   progress or pmsg.null_progress)
 
     async def login(self, body: dict[str, Any]) -> dict[str, str]:
         """POST /auth: check credentials against the registry (`serveraddress`, default Docker Hub)."""
