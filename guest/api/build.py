@@ -101,7 +101,7 @@ async def cancel(mgr: BuildManager, req: Request) -> Response:
     return json_response({})
 
 
-# The handlers' context is the build manager (api/__init__.py makes it over the engine).
+# The handlers' context is the build manager (the engine's `builds`, made with the other services).
 ROUTES: list[Route[BuildManager]] = [
     ("POST", "/build", build),
     ("POST", "/build/prune", prune),
