@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from skiffbox.guest.api.http import Request, Response, Route, json_response, no_content
 from skiffbox.guest.engine import Engine
-from skiffbox.guest.errors import InvalidParameter, NotImplementedYet, Unavailable
+from skiffbox.guest.errors import InvalidParameter, Unavailable
 from skiffbox.guest.util.filters import parse_filters
 
 LIST_FILTERS = {"dangling", "driver", "label", "name", "label!"}
@@ -32,7 +32,7 @@ async def inspect(engine: Engine, req: Request) -> Response:
 
 
 async def update(engine: Engine, req: Request) -> Response:
-    raise NotImplementedYet("volume update is only for swarm cluster volumes")
+    raise Unavailable("volume update only valid for cluster volumes, but swarm is not enabled")  # dockerd's answer
 
 
 async def remove(engine: Engine, req: Request) -> Response:

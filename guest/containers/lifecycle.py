@@ -154,9 +154,12 @@ def rename(svc: ContainerService, ref: str, new_name: str) -> None:
         raise InvalidParameter("Renaming a container with the same name as its current name")
     old = c.name
     svc.store.reserve_name(new_name, c.id)
+    try:
+        svc.store.save_changes(c, Name="/" + new_name)
+    except BaseException:
+        svc.store.release_name(new_name)
+        raise
     svc.store.release_name(old)
-    c.rec["Name"] = "/" + new_name
-    svc.store.save(c)
     svc.event(c, "rename", oldName="/" + old)
 
 
@@ -179,8 +182,7 @@ async def update(svc: ContainerService, ref: str, body: dict[str, Any]) -> list[
             resources = spec.resources(new, svc.cgroup_v2)
             resources.pop("devices", None)
             await svc.runtime.update(c.id, resources)
-        c.rec["HostConfig"] = new
-        svc.store.save(c)
+        svc.store.save_changes(c, HostConfig=new)
         svc.event(c, "update")
     return []
 

@@ -181,6 +181,13 @@ class ContainerStore:
             return
         atomic_write_json(c.dir / "container.json", c.rec)
 
+    def save_changes(self, c: Container, **fields: Any) -> None:
+        """Set top-level fields of the record on disk first, then in memory: a failed write (a full disk) leaves
+        the container as it was, in both."""
+        if not c.removed:
+            atomic_write_json(c.dir / "container.json", {**c.rec, **fields})
+        c.rec.update(fields)
+
     def new_id(self) -> str:
         while True:
             cid = os.urandom(32).hex()

@@ -31,6 +31,7 @@ _REFERENCE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$")
 _TAG_RE = re.compile(rf"^{_TAG}$")
 _ID_RE = re.compile(r"^[a-f0-9]{64}$")
 _SHA256_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 
 
 class ReferenceError_(InvalidParameter):
@@ -145,6 +146,11 @@ def parse_tagged(s: str) -> Reference:
 def validate_tag(tag: str) -> None:
     if not _TAG_RE.match(tag):
         raise ReferenceError_("invalid tag format")
+
+
+def is_domain(s: str) -> bool:
+    """A registry host as references spell it: `host`, `host:port`, `[v6]:port`."""
+    return bool(_DOMAIN_RE.match(s))
 
 
 def is_full_id(s: str) -> bool:

@@ -64,8 +64,8 @@ from skiffbox.guest.images.progress import Progress
 from skiffbox.guest.images.pull import Puller, registry_error
 from skiffbox.guest.images.push import push
 from skiffbox.guest.images.queries import ImageQueries, VersionCheck
-from skiffbox.guest.images.reference import (DEFAULT_DOMAIN, HUB_ENDPOINT, Reference, is_full_id, parse_normalized,
-                                             split_repo_tag)
+from skiffbox.guest.images.reference import (DEFAULT_DOMAIN, HUB_ENDPOINT, Reference, is_domain, is_full_id,
+                                             parse_normalized, split_repo_tag)
 from skiffbox.guest.images.registry import AuthConfig, RegistryClient, RegistryError
 from skiffbox.guest.images.removal import ImageRemoval
 from skiffbox.guest.images.store import ImageRec, LayerRec, Store, chain_ids
@@ -207,6 +207,8 @@ class ImageService:
         host = urlsplit(server).netloc if "://" in server else server.split("/", 1)[0]
         if host in ("", "index.docker.io", DEFAULT_DOMAIN):
             host = HUB_ENDPOINT
+        if not is_domain(host):
+            raise InvalidParameter(f"invalid registry address {server!r}: expected host[:port]")
         client = RegistryClient(host, "", a, self.cfg.insecure_registries)
         try:
             await asyncio.to_thread(client.login)

@@ -194,13 +194,18 @@ class Store:
             _rmtree(tmp)
             return existing
         os.replace(tmp, self.ldir / rec.dir)
-        atomic_write(self.layer_db / f"{rec.chain_id[7:]}.json", json.dumps(rec.to_json()).encode())
+        try:
+            atomic_write(self.layer_db / f"{rec.chain_id[7:]}.json", json.dumps(rec.to_json()).encode())
+        except BaseException:
+            os.replace(self.ldir / rec.dir, tmp)  # the caller still owns (and removes) the unpacked layer
+            raise
         self.layers[rec.chain_id] = rec
         return rec
 
     def add_layer_blob(self, chain_id: str, blob: dict[str, Any]) -> None:
         rec = self.layers[chain_id]
-        for b in rec.blobs:
+        blobs = [dict(b) for b in rec.blobs]  # the record changes only once the new one is on disk
+        for b in blobs:
             if b["digest"] == blob["digest"]:
                 # Oldest first, most recently seen last: pushes prefer recent mount sources (as moby does).
                 old = list(b.get("repos") or [])
@@ -210,8 +215,9 @@ class Store:
                 b["repos"] = repos
                 break
         else:
-            rec.blobs.append(blob)
-        atomic_write(self.layer_db / f"{chain_id[7:]}.json", json.dumps(rec.to_json()).encode())
+            blobs.append(blob)
+        atomic_write(self.layer_db / f"{chain_id[7:]}.json", json.dumps({**rec.to_json(), "blobs": blobs}).encode())
+        rec.blobs = blobs
 
     def remove_layer(self, chain_id: str) -> Path:
         """Forget a layer and move its directory aside (a `.tmp-` name, so a crash still cleans it up)."""
@@ -237,44 +243,54 @@ class Store:
         if existing is not None:
             return existing
         if iid in self.hidden:  # pulled or built again: visible again
-            rec = self.hidden.pop(iid)
+            rec = self.hidden[iid]
+            self._write_image(rec, hidden=False)
             rec.hidden = False
-            self.images[iid] = rec
-            atomic_write(self.image_db / f"{iid[7:]}.json", json.dumps(rec.to_json()).encode())
+            self.images[iid] = self.hidden.pop(iid)
             return rec
         for c in chain_ids(list((cfg.get("rootfs") or {}).get("diff_ids") or [])):
             if c not in self.layers:
                 raise RuntimeError(f"layer {c} missing for image {iid}")
         rec = ImageRec(iid, cfg, len(config_bytes), parent, time.time())
-        atomic_write(self.image_db / f"{iid[7:]}.json", json.dumps(rec.to_json()).encode())
+        self._write_image(rec)
         self.images[iid] = rec
         return rec
 
+    def _write_image(self, rec: ImageRec, **changes: Any) -> None:
+        atomic_write(self.image_db / f"{rec.id[7:]}.json", json.dumps({**rec.to_json(), **changes}).encode())
+
+    # Each change below is written first and made in memory only once it is on disk: a failed write (a full
+    # disk) leaves the store as it was, in memory as on disk.
     def touch_tag_time(self, iid: str) -> None:
         rec = self.images[iid]
-        rec.last_tag_time = time.time()
-        atomic_write(self.image_db / f"{iid[7:]}.json", json.dumps(rec.to_json()).encode())
+        now = time.time()
+        self._write_image(rec, last_tag_time=now)
+        rec.last_tag_time = now
 
     def hide_image(self, iid: str) -> None:
         """Deleted for users, kept for the containers that still run from its layers."""
-        rec = self.images.pop(iid)
+        rec = self.images[iid]
+        self._untag_all(iid)
+        self._write_image(rec, hidden=True)
         rec.hidden = True
-        self.hidden[iid] = rec
-        atomic_write(self.image_db / f"{iid[7:]}.json", json.dumps(rec.to_json()).encode())
-        for k in list(self._by_id.pop(iid, ())):
-            del self.refs[k]
-        self.save_refs()
+        self.hidden[iid] = self.images.pop(iid)
 
     def remove_image(self, iid: str) -> None:
-        self.images.pop(iid, None)
-        self.hidden.pop(iid, None)
+        self._untag_all(iid)
         try:
             (self.image_db / f"{iid[7:]}.json").unlink()
         except FileNotFoundError:
             pass
-        for k in list(self._by_id.pop(iid, ())):
-            del self.refs[k]
-        self.save_refs()
+        self.images.pop(iid, None)
+        self.hidden.pop(iid, None)
+
+    def _untag_all(self, iid: str) -> None:
+        gone = self._by_id.get(iid, set())
+        if gone:
+            self._write_refs({k: v for k, v in self.refs.items() if k not in gone})
+            for k in gone:
+                del self.refs[k]
+        self._by_id.pop(iid, None)
 
     def children(self, iid: str) -> list[str]:
         return [i.id for i in self.images.values() if i.parent == iid]
@@ -287,25 +303,29 @@ class Store:
 
     # -- references ----------------------------------------------------------------------------
     def save_refs(self) -> None:
-        atomic_write(self.refs_file, json.dumps(self.refs, indent=1, sort_keys=True).encode())
+        self._write_refs(self.refs)
+
+    def _write_refs(self, refs: dict[str, str]) -> None:
+        atomic_write(self.refs_file, json.dumps(refs, indent=1, sort_keys=True).encode())
 
     def refs_for(self, iid: str) -> list[str]:
         return sorted(self._by_id.get(iid, ()))
 
     def set_ref(self, ref: str, iid: str) -> str | None:
         old = self.refs.get(ref)
+        self._write_refs({**self.refs, ref: iid})
         if old is not None:
             self._by_id.get(old, set()).discard(ref)
         self.refs[ref] = iid
         self._by_id.setdefault(iid, set()).add(ref)
-        self.save_refs()
         return old
 
     def remove_ref(self, ref: str) -> None:
-        old = self.refs.pop(ref, None)
+        old = self.refs.get(ref)
         if old is not None:
+            self._write_refs({k: v for k, v in self.refs.items() if k != ref})
+            del self.refs[ref]
             self._by_id.get(old, set()).discard(ref)
-            self.save_refs()
 
     def parents(self) -> set[str]:
         """IDs that are some image's parent (images with children)."""

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -152,7 +153,11 @@ class VolumeService:
         os.chmod(data.parent, 0o701)
         v: Volume = {"CreatedAt": _created_at(now), "Driver": "local", "Labels": labels, "Mountpoint": str(data),
                      "Name": name, "Options": opts, "Scope": "local", "_created": now, "_anonymous": anonymous}
-        self._save(v)
+        try:
+            self._save(v)
+        except BaseException:  # a full disk: no half-made volume is left, in memory or on disk
+            shutil.rmtree(data.parent, ignore_errors=True)
+            raise
         self.events.publish("volume", "create", name, {"driver": "local"})
         return v
 

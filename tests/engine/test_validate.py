@@ -70,6 +70,8 @@ BAD_BODIES = [
     ("POST", "/volumes/create", {"Name": ["ab"]}, "VolumeCreateOptions.Name of type string"),
     ("POST", "/volumes/create", {"Name": "v1", "DriverOpts": {"o": 1}}, "of type string"),
     ("POST", "/auth", {"username": 5}, "of type string"),
+    ("POST", "/auth", {"username": "u", "password": "p", "serveraddress": "https://reg\u0093istry.example/v1/"},
+     "invalid registry address"),  # was a UnicodeError 500 (schemathesis)
 ]
 
 
