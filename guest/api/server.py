@@ -13,6 +13,7 @@ is a 500 with the message, and the traceback goes to the log.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ from skiffbox.guest.errors import EngineError, InvalidParameter
 
 log = logging.getLogger("skiffd.http")
 
+# A full disk or quota, a read-only data root: reported as dockerd does ("<path>: no space left on device").
+_RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM}
 _VERSION_PREFIX = re.compile(r"^/v([0-9][0-9.]*)(/.*)$")
 
 
@@ -128,9 +131,14 @@ class _Connection:
             reply = error_response(e.status, e.message)
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # a bug: report it as a 500 and keep the traceback in the log
-            log.error("handler %s %s failed:\n%s", req.method, req.raw_path, traceback.format_exc())
-            reply = error_response(500, f"{type(e).__name__}: {e}")
+        except Exception as e:
+            if isinstance(e, OSError) and e.errno in _RESOURCE_ERRNOS:  # the machine's state, not a bug
+                log.warning("%s %s: %s", req.method, req.raw_path, e)
+                text = (e.strerror or str(e)).lower()
+                reply = error_response(500, f"{e.filename}: {text}" if e.filename else text)
+            else:  # a bug: report it as a 500 and keep the traceback in the log
+                log.error("handler %s %s failed:\n%s", req.method, req.raw_path, traceback.format_exc())
+                reply = error_response(500, f"{type(e).__name__}: {e}")
         if isinstance(reply, Hijack):
             await self._hijack(req, reply)
             return True
