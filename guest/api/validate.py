@@ -216,11 +216,14 @@ def _no_check(body: Any) -> None:
     return None
 
 
-def _container_create(body: Any) -> None:
+def _port_keys(config: Any, host_config: Any = None) -> None:
     """Port keys ("80", "53/udp") in ExposedPorts and PortBindings: list and inspect parse them later."""
-    hc = body.get("HostConfig") or {}
-    for key in [*(body.get("ExposedPorts") or {}), *(hc.get("PortBindings") or {})]:
+    for key in [*(config.get("ExposedPorts") or {}), *((host_config or {}).get("PortBindings") or {})]:
         parse_port_key(key)
 
 
-_SEMANTIC = {"POST /containers/create": _container_create}
+def _container_create(body: Any) -> None:
+    _port_keys(body, body.get("HostConfig"))
+
+
+_SEMANTIC = {"POST /containers/create": _container_create, "POST /commit": _port_keys}

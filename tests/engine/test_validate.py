@@ -63,6 +63,7 @@ BAD_BODIES = [
     ("POST", "/containers/create", ["Image", "x"], "cannot unmarshal array into Go value"),
     ("POST", "/containers/create", {"Image": "x", "NetworkingConfig": {"EndpointsConfig": {"n": {"Aliases": "a"}}}},
      "EndpointsConfig.Aliases of type []string"),
+    ("POST", "/commit?container=nosuch", {"ExposedPorts": {"x/tcp": {}}}, "invalid containerPort: x"),
     ("POST", "/networks/create", {"Name": ["a"]}, "NetworkCreateRequest.Name of type string"),
     ("POST", "/networks/create", {"Name": "n1", "Labels": {"a": True}}, "of type string"),
     ("POST", "/networks/bridge/connect", {"Container": ["a"]}, "NetworkConnectRequest.Container of type string"),
