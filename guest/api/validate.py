@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources
+from collections.abc import Callable
 from typing import Any
 
 from skiffbox.guest.errors import InvalidParameter
@@ -226,4 +227,4 @@ def _container_create(body: Any) -> None:
     _port_keys(body, body.get("HostConfig"))
 
 
-_SEMANTIC = {"POST /containers/create": _container_create, "POST /commit": _port_keys}
+_SEMANTIC: dict[str, Callable[[Any], None]] = {"POST /containers/create": _container_create, "POST /commit": _port_keys}
