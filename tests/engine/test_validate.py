@@ -90,7 +90,7 @@ def test_bad_body_is_refused_and_nothing_is_stored(skiffd: Skiffd, api: docker.A
 def test_deeply_nested_json_is_a_400(api: docker.APIClient) -> None:
     deep = b'{"Image": "x", "Labels": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
     status, reply = _call(api, "POST", "/containers/create", raw=deep)
-    assert status == 400 and "nesting" in reply["message"], reply
+    assert status == 400 and "nested too deeply" in reply["message"], reply
     status, reply = _call(api, "POST", "/volumes/create", raw=b'{"Name": "x", "Labels": {"a": ' * 5000)
     assert status == 400, reply
     assert _call(api, "GET", "/_ping")[0] == 200
