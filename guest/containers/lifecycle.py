@@ -207,10 +207,8 @@ async def remove(svc: ContainerService, ref: str, force: bool = False, volumes: 
         if c.running:
             raise Conflict(f"cannot remove container \"/{c.name}\": container is running")
         # The marker makes a daemon killed from here on finish the removal at its next start.
-        c.state["Status"] = "removing"
-        c.skiff["Removing"] = True
-        c.skiff["RemoveVolumes"] = volumes
-        svc.store.save(c)
+        svc.store.save_changes(c, State={**c.state, "Status": "removing"},
+                               Skiff={**c.skiff, "Removing": True, "RemoveVolumes": volumes})
         await finish_remove(svc, c, volumes, background)
 
 

@@ -53,7 +53,7 @@ def _fill(path: Path) -> Path:
 def _view(d: Skiffd) -> dict[str, str]:
     return {
         "images": d.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout,
-        "ps": d.docker("ps", "-a", "--format", "{{.Names}}").stdout,
+        "ps": d.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout,
         "inspect": json.dumps(json.loads(d.docker("inspect", "keeper").stdout)[0]["HostConfig"]["Memory"]),
         "volumes": d.docker("volume", "ls", "--format", "{{.Name}}").stdout,
         "networks": d.docker("network", "ls", "--format", "{{.Name}}").stdout,
@@ -73,7 +73,7 @@ def test_failed_writes_leave_memory_and_disk_as_they_were(small_disk_daemon: Ski
     try:
         for args in (("tag", "base:1", "base:2"), ("tag", "base:1", "other/name:latest"), ("rename", "keeper", "k2"),
                      ("update", "-m", "96m", "keeper"), ("volume", "create", "fullvol"),
-                     ("network", "create", "fullnet")):
+                     ("network", "create", "fullnet"), ("rm", "keeper")):
             r = d.docker(*args, check=False)
             assert r.returncode != 0, (args, r.stdout)
             assert "no space left on device" in r.stderr, (args, r.stderr)
