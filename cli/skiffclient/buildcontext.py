@@ -1,12 +1,9 @@
 """A build context as a tar stream: `.dockerignore` applied on the client, files read in chunks as the
 upload proceeds (a context of any size needs no more memory than one chunk).
 
-The pattern rules are moby's (patternmatcher + ignorefile): Go `filepath.Match` syntax plus `**`, `!`
-exceptions where the last matching pattern wins, a path excluded when it or a parent directory matches.
-The engine has the same matcher (guest/build/dockerignore.py); it is re-implemented here, compactly,
-because the client and the engine are separate installs and `cli` must not import `guest`. Both are
-checked against the same cases in tests/client/test_build_vs_docker.py, and the engine filters the context
-it receives again, so the client's copy only decides what is worth uploading.
+The pattern rules are moby's (patternmatcher + ignorefile), in the engine's matcher
+(guest/build/dockerignore.py; the host install carries skiffbox.guest too): the client uses it to decide what is
+worth uploading, and the engine filters the context it receives again with the same rules.
 
 As the docker CLI does: the Dockerfile and .dockerignore are always sent (they are re-included if a pattern
 excludes them), entries are owned by 0:0, and a directory excluded with no `!` pattern that could
@@ -16,9 +13,10 @@ re-include something below it is not walked at all.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tarfile
+
+from skiffbox.guest.build.dockerignore import Matcher, go_clean
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,113 +27,6 @@ CHUNK = 256 * 1024
 
 class ContextError(Exception):
     pass
-
-
-def clean(path: str) -> str:
-    """Go's filepath.Clean on '/'-separated paths."""
-    rooted = path.startswith("/")
-    out: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(part)
-    s = ("/" if rooted else "") + "/".join(out)
-    return s or "."
-
-
-def read_dockerignore(text: str) -> list[str]:
-    """ignorefile.ReadAll: comments and blank lines dropped, each pattern cleaned and made relative."""
-    text = text[1:] if text.startswith("\ufeff") else text
-    out = []
-    for raw in text.splitlines():
-        if raw.startswith("#"):
-            continue
-        p = raw.strip()
-        if not p:
-            continue
-        neg = p.startswith("!")
-        p = p[1:].strip() if neg else p
-        if p:
-            p = clean(p)
-            if len(p) > 1 and p.startswith("/"):
-                p = p[1:]
-        out.append("!" + p if neg else p)
-    return out
-
-
-def _regex(pattern: str) -> re.Pattern[str]:
-    """patternmatcher's translation of one pattern to an anchored regular expression."""
-    rx, i, n = "^", 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        i += 1
-        if ch == "*":
-            if i < n and pattern[i] == "*":
-                i += 1
-                if i < n and pattern[i] == "/":
-                    i += 1
-                rx += ".*" if i >= n else "(.*/)?"
-            else:
-                rx += "[^/]*"
-        elif ch == "?":
-            rx += "[^/]"
-        elif ch == "\\":
-            rx += re.escape(pattern[i]) if i < n else "\\\\"
-            i += 1
-        elif ch in ".+()|{}$":
-            rx += "\\" + ch
-        else:
-            rx += ch  # classes and literals pass through, as patternmatcher hands them to Go's regexp
-    try:
-        return re.compile(rx + "$", re.S)
-    except re.error:
-        raise ContextError(f"syntax error in pattern: {pattern}") from None
-
-
-class Ignore:
-    """`excluded(path)` for '/'-separated paths relative to the context root."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        self.rules: list[tuple[bool, str, re.Pattern[str]]] = []
-        for p in patterns:
-            p = clean(p.strip()) if p.strip() else ""
-            if not p:
-                continue
-            neg = p.startswith("!")
-            if neg:
-                if len(p) == 1:
-                    raise ContextError('illegal exclusion pattern: "!"')
-                p = p[1:]
-            self.rules.append((neg, p, _regex(p)))
-        self.has_exceptions = any(neg for neg, _, _ in self.rules)
-
-    def excluded(self, path: str) -> bool:
-        path = clean(path)
-        parents = path.split("/")[:-1]
-        prefixes = ["/".join(parents[: i + 1]) for i in range(len(parents))]
-        matched = False
-        for neg, _, rx in self.rules:
-            if neg != matched:  # an exception only matters once matched, a pattern only while unmatched
-                continue
-            if rx.match(path) or any(rx.match(p) for p in prefixes):
-                matched = not neg
-        return matched
-
-    def may_reinclude_below(self, dirpath: str) -> bool:
-        """Whether some `!` pattern could match inside an excluded directory (docker walks it then)."""
-        if not self.has_exceptions:
-            return False
-        prefix = dirpath + "/"
-        for neg, p, _ in self.rules:
-            if neg and (p.startswith(prefix) or any(c in p for c in "*?[\\")):
-                return True
-        return False
 
 
 def _tarinfo(full: str, name: str, st: os.stat_result) -> tarfile.TarInfo:
@@ -176,11 +67,11 @@ def _file_entry(ti: tarfile.TarInfo, full: str) -> Iterator[bytes]:
         yield b"\0" * pad
 
 
-def tar_context(root: str, ignore: Ignore, keep: list[str], extra: list[tuple[str, bytes]] | None = None,
+def tar_context(root: str, ignore: Matcher, keep: list[str], extra: list[tuple[str, bytes]] | None = None,
                 on_bytes: Callable[[int], None] | None = None) -> Iterator[bytes]:
     """The context directory `root` as tar chunks. `keep`: paths sent even when excluded (the Dockerfile,
     .dockerignore). `extra`: (name, content) entries appended (a Dockerfile from outside the context)."""
-    keep_set = {clean(k) for k in keep}
+    keep_set = {go_clean(k) for k in keep}
 
     def emit(chunks: Iterator[bytes]) -> Iterator[bytes]:
         for c in chunks:
@@ -202,7 +93,7 @@ def tar_context(root: str, ignore: Ignore, keep: list[str], extra: list[tuple[st
             except OSError:
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
-            if ignore.excluded(r) and r not in keep_set:
+            if ignore.matches(r) and r not in keep_set:
                 if is_dir and (ignore.may_reinclude_below(r) or any(k.startswith(r + "/") for k in keep_set)):
                     yield from walk(r)
                 continue

@@ -254,7 +254,7 @@ def _finish(dest: Path, dockerfile_name: str) -> BuildContext:
 def _apply_ignore(root: Path, ignore: Matcher) -> None:
     """Remove excluded paths. A directory that matches is still walked when exceptions (`!`) exist,
     since a file below it may be re-included."""
-    has_exceptions = any(p.exclusion for p in ignore.patterns)
+    has_exceptions = ignore.has_exceptions
     for dirpath, dirnames, filenames in os.walk(root, topdown=True):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir + "/"

@@ -1,6 +1,7 @@
 """`.dockerignore`: reading the file and matching paths, with moby's rules (`patternmatcher`,
 `ignorefile`) — Go `filepath.Match` syntax plus `**`, `!` exceptions where the last match wins, and a
-path excluded when it or any parent directory matches.
+path excluded when it or any parent directory matches. The one matcher for the engine (which filters the
+context it receives) and the `skiff build` client (which decides what to upload, cli/skiffclient/buildcontext.py).
 """
 
 from __future__ import annotations
@@ -153,6 +154,17 @@ class Matcher:
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
+
+    @property
+    def has_exceptions(self) -> bool:
+        return any(p.exclusion for p in self.patterns)
+
+    def may_reinclude_below(self, dirpath: str) -> bool:
+        """Whether some `!` pattern could match below the excluded directory `dirpath`, which must then still
+        be walked (the docker CLI skips an excluded directory otherwise)."""
+        prefix = dirpath + "/"
+        return any(p.exclusion and (p.cleaned.startswith(prefix) or any(c in p.cleaned for c in "*?[\\"))
+                   for p in self.patterns)
 
     def matches(self, path: str) -> bool:
         """`path` is relative to the context root, with '/' separators."""

@@ -146,23 +146,22 @@ def test_large_context_is_streamed(pair: Pair, bb: str, tmp_path: Path) -> None:
     ([".git"], ".git/config", True), (["  spaced.txt  "], "spaced.txt", True), (["#c", "x"], "#c", False),
 ])
 def test_dockerignore_matches_the_engine(patterns: list[str], path: str, excluded: bool) -> None:
-    """The client's matcher and the engine's (guest/build/dockerignore.py) agree, with docker's answers."""
-    from skiffbox.cli.skiffclient.buildcontext import Ignore, read_dockerignore
+    """The one matcher (guest/build/dockerignore.py), used by the client and the engine, gives docker's answers."""
     from skiffbox.guest.build.dockerignore import Matcher, read_patterns
 
     text = "\n".join(patterns) + "\n"
-    assert Ignore(read_dockerignore(text)).excluded(path) is excluded
     assert Matcher(read_patterns(text)).matches(path) is excluded
 
 
 def test_context_tar_entries(tmp_path: Path) -> None:
-    from skiffbox.cli.skiffclient.buildcontext import Ignore, read_dockerignore, tar_context
+    from skiffbox.cli.skiffclient.buildcontext import tar_context
+    from skiffbox.guest.build.dockerignore import Matcher, read_patterns
 
     _ctx(tmp_path, {"Dockerfile": "FROM x\n", ".dockerignore": "*\n!src\n", "src/a.py": "a", "other": "o",
                     "deep/x/Dockerfile.dev": "FROM y\n"})
     os.symlink("src/a.py", tmp_path / "link")
     os.mkfifo(tmp_path / "fifo")
-    ign = Ignore(read_dockerignore((tmp_path / ".dockerignore").read_text()))
+    ign = Matcher(read_patterns((tmp_path / ".dockerignore").read_text()))
     data = b"".join(tar_context(str(tmp_path), ign, [".dockerignore", "deep/x/Dockerfile.dev"],
                                 [(".dockerfile.abc", b"FROM z\n")]))
     tf = tarfile.open(fileobj=io.BytesIO(data))

@@ -213,3 +213,11 @@ def test_go_match_and_wildcards() -> None:
     assert go_match("[a-c]?", "bz") and not go_match("[^a]x", "ax")
     assert go_match("a\\*", "a*") and not go_match("a\\*", "ab")
     assert has_wildcards("*.go") and has_wildcards("a[bc]") and not has_wildcards("a\\*b") and not has_wildcards("plain")
+
+
+def test_an_excluded_directory_is_walked_only_when_an_exception_may_reach_below() -> None:
+    """What `skiff build` uses to skip excluded directories while tarring the context (as the docker CLI does)."""
+    assert Matcher(["d", "!d/keep"]).may_reinclude_below("d")
+    assert Matcher(["d", "!*.md"]).may_reinclude_below("d")
+    assert not Matcher(["d", "!e"]).may_reinclude_below("d")
+    assert not Matcher(["d"]).may_reinclude_below("d") and not Matcher(["d"]).has_exceptions

@@ -111,6 +111,8 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     import json
 
     from skiffbox.cli.skiffclient import buildcontext as bc
+    from skiffbox.guest.build.dockerfile import DockerfileError
+    from skiffbox.guest.build.dockerignore import Matcher, read_patterns
     from skiffbox.cli.skiffclient.api import iter_json_stream
     from skiffbox.cli.skiffclient.commands.run import label_map, parse_ulimits
     from skiffbox.cli.skiffclient.formatting import parse_size
@@ -164,14 +166,14 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         patterns: list[str] = []
         try:
             with open(os.path.join(root, ".dockerignore"), encoding="utf-8", errors="replace") as f:
-                patterns = bc.read_dockerignore(f.read())
+                patterns = read_patterns(f.read())
         except FileNotFoundError:
             pass
         except OSError as e:
             raise CliError(f"unable to prepare context: {e}") from None
         try:
-            ignore = bc.Ignore(patterns)
-        except bc.ContextError as e:
+            ignore = Matcher(patterns)
+        except DockerfileError as e:  # a bad pattern
             raise CliError(f"unable to prepare context: {e}") from None
         body = bc.tar_context(root, ignore, keep, extra, None if o["compress"] else progress.add)
         if o["compress"]:
