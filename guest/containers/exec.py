@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.containers import attach as attach_mod
 from skiffbox.guest.containers import monitor, spec, users
-from skiffbox.guest.containers.runtime import error_exit_code, signal_pid
+from skiffbox.guest.containers.runtime import signal_pid
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.errors import Conflict, EngineError, InvalidParameter, NotFound
 
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("skiffd.exec")
 
 _KEEP_FINISHED = 64  # finished sessions kept per container for inspect
+# An exec the runtime could not start exits 126, found or not: moby sets 126 for every failed exec start
+# (docker-py's suite checks it for a missing command); only `run` tells 127 (missing) from 126 (runtime.py).
+_EXEC_FAILED = 126
 
 
 @dataclass
@@ -173,8 +176,8 @@ class ExecManager:
         launch = await self._launch(s, attach=False)
         try:
             s.pid = await launch.run()
-        except BaseException as e:
-            self._finish(s, _failed_code(e))
+        except BaseException:
+            self._finish(s, _EXEC_FAILED)
             raise
         self.svc.event(s.ctr, f"exec_start: {' '.join(s.cmd)}", execID=s.id)
 
@@ -200,7 +203,7 @@ class ExecManager:
         except BaseException as e:
             if sock is not None:
                 sock.close()
-            self._finish(s, _failed_code(e))
+            self._finish(s, _EXEC_FAILED)
             if isinstance(e, (EngineError, OSError)):
                 await _write_error(raw, s.raw, e.message if isinstance(e, EngineError) else str(e))
                 return
@@ -303,11 +306,6 @@ class ExecManager:
         for s in self.sessions.values():
             if s.launch is not None:
                 s.launch.close()
-
-
-def _failed_code(e: BaseException) -> int:
-    """An exec the runtime could not start exits as `run` would (runtime.error_exit_code); anything else 126."""
-    return error_exit_code(e.message if isinstance(e, EngineError) else str(e), default=126)
 
 
 async def _write_error(raw: attach_mod.RawIO, tty: bool, msg: str) -> None:

@@ -1,4 +1,5 @@
-"""`docker exec` of a command that cannot run: the same exit status (126 cannot be invoked, 127 not found) and
+"""`docker exec` of a command that cannot run: exit status 126 whether it is missing or not executable (dockerd:
+every failed exec start is 126, unlike `run`'s 127 for a missing command; docker-py's suite checks it) and
 runc's words as for `docker run` (runtime.py maps the runtime's message, one place), on runc and crun; and
 `docker start -a` of one reports the failed start only."""
 
@@ -15,8 +16,8 @@ from tests.engine.test_containers_runtimes import rt_skiffd  # noqa: F401  (the 
 CASES = [
     ("/tmp", 126, 'exec: "/tmp": permission denied'),  # a directory
     ("/etc/passwd", 126, 'exec: "/etc/passwd": permission denied'),  # a file without the x bit
-    ("/nonexistent", 127, 'exec: "/nonexistent": stat /nonexistent: no such file or directory'),
-    ("nonexistent", 127, 'exec: "nonexistent": executable file not found in $PATH'),
+    ("/nonexistent", 126, 'exec: "/nonexistent": stat /nonexistent: no such file or directory'),
+    ("nonexistent", 126, 'exec: "nonexistent": executable file not found in $PATH'),
 ]
 
 
