@@ -94,7 +94,8 @@ class Mounts:
 
     @classmethod
     def of(cls, c: Container) -> "Mounts":
-        """A running container's from its OCI spec; a stopped one's /etc files."""
+        """A running container's from its OCI spec; a stopped one's /etc files, volumes and binds (its record's
+        Mounts: what it wrote into a volume is there, as dockerd mounts them for cp of a stopped container)."""
         try:
             spec = json.loads((c.bundle / "config.json").read_text()) if c.running else None
         except (OSError, ValueError):
@@ -103,6 +104,10 @@ class Mounts:
         if not mounts:
             mounts = [{"destination": d, "type": "bind", "source": str(c.dir / n)}
                       for d, n in (("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"), ("/etc/resolv.conf", "resolv.conf"))]
+            mounts += [{"destination": m["Destination"], "type": "bind", "source": m["Source"],
+                        "options": [] if m.get("RW", True) else ["ro"]}
+                       for m in c.rec.get("Mounts") or []
+                       if m.get("Type") in ("bind", "volume") and m.get("Destination") and m.get("Source")]
         return cls(Bind(posixpath.normpath("/" + m["destination"].lstrip("/")), m["source"], "ro" in (m.get("options") or []))
                    for m in mounts
                    if m.get("type") == "bind" and m.get("source", "").startswith("/") and m["destination"] != "/sbin/docker-init")

@@ -95,6 +95,27 @@ def test_archive_api_stat_header(skiffd: Skiffd, bb: str) -> None:
     assert "400" in str(ei.value) or "invalid" in str(ei.value).lower()
 
 
+def test_archive_of_a_stopped_containers_volume(skiffd: Skiffd, bb: str) -> None:
+    """What a stopped container wrote into its volume is copied from (and into) the volume, as dockerd does;
+    the rootfs below the mount point is empty (docker-py's ArchiveTest)."""
+    api = skiffd.client().api
+    cid = api.create_container(bb, 'sh -c "echo -n hello > /vol1/data.txt"', volumes=["/vol1"])["Id"]
+    api.start(cid)
+    assert api.wait(cid)["StatusCode"] == 0
+    stream, stat = api.get_archive(cid, "/vol1/data.txt")
+    assert stat["name"] == "data.txt" and stat["size"] == 5
+    assert tarfile.open(fileobj=io.BytesIO(b"".join(stream))).extractfile("data.txt").read() == b"hello"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("in.txt")
+        ti.size = 2
+        tf.addfile(ti, io.BytesIO(b"in"))
+    assert api.put_archive(cid, "/vol1", buf.getvalue())
+    _, stat = api.get_archive(cid, "/vol1/in.txt")
+    assert stat["size"] == 2
+    assert skiffd.docker("run", "--rm", "--volumes-from", cid, bb, "cat", "/vol1/in.txt").stdout == "in"
+
+
 def test_commit_then_run_new_image(skiffd: Skiffd, bb: str) -> None:
     skiffd.docker("run", "--name", "base", "-e", "KEEP=1", bb, "sh", "-c", "echo committed > /greeting; rm /bin/vi")
     iid = skiffd.docker("commit", "-m", "add greeting", "-a", "tester", "-c", 'CMD ["cat", "/greeting"]',
