@@ -57,14 +57,11 @@ class Dashboard:
 
 
 @contextlib.contextmanager
-def dashboard_for(skiffd: Skiffd, machine: str = "", store: Path | None = None) -> Iterator[Dashboard]:
-    """`machine dashboard --no-browser [MACHINE]` in the skiffd's namespace, the skiffd being the local engine;
-    the machine store is `store`, else a new empty one."""
-    own = store is None
-    store = store or Path(tempfile.mkdtemp(prefix="skiff-dash-store-", dir=os.environ.get("SKIFF_TEST_TMP", "/var/tmp")))
-    env = {**skiffd.env(), "MACHINE_STORAGE_PATH": str(store), "PYTHONUNBUFFERED": "1"}
-    argv = [str(VENV_BIN / "machine"), "dashboard", "--no-browser", *([machine] if machine else [])]
-    proc = subprocess.Popen(skiffd.ns.cmd(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def serve(argv_prefix: list[str], env: dict[str, str], machine: str = "") -> Iterator[Dashboard]:
+    """`machine dashboard --no-browser [MACHINE]` run through `argv_prefix` (a namespace's nsenter, or nothing)."""
+    argv = [*argv_prefix, str(VENV_BIN / "machine"), "dashboard", "--no-browser", *([machine] if machine else [])]
+    proc = subprocess.Popen(argv, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert "http://127.0.0.1:" in line, f"no URL from machine dashboard: {line!r}"
@@ -73,12 +70,26 @@ def dashboard_for(skiffd: Skiffd, machine: str = "", store: Path | None = None) 
         yield Dashboard(url, port, url.split("token=")[1], proc)
     finally:
         stop_pid(proc)
-        # A test that failed half-way leaves its containers: remove them so skiffd stops without mounts left.
-        left = skiffd.docker("ps", "-aq", check=False).stdout.split()
-        if left:
-            skiffd.docker("rm", "-f", *left, check=False)
         if proc.stdout:
             proc.stdout.close()
+
+
+@contextlib.contextmanager
+def dashboard_for(skiffd: Skiffd, machine: str = "", store: Path | None = None) -> Iterator[Dashboard]:
+    """`machine dashboard --no-browser [MACHINE]` in the skiffd's namespace, the skiffd being the local engine;
+    the machine store is `store`, else a new empty one."""
+    own = store is None
+    store = store or Path(tempfile.mkdtemp(prefix="skiff-dash-store-", dir=os.environ.get("SKIFF_TEST_TMP", "/var/tmp")))
+    try:
+        with serve(skiffd.ns.cmd([]), {**skiffd.env(), "MACHINE_STORAGE_PATH": str(store)}, machine) as d:
+            try:
+                yield d
+            finally:
+                # A test that failed half-way leaves its containers: remove them so skiffd stops without mounts left.
+                left = skiffd.docker("ps", "-aq", check=False).stdout.split()
+                if left:
+                    skiffd.docker("rm", "-f", *left, check=False)
+    finally:
         if own:
             shutil.rmtree(store, ignore_errors=True)
 

@@ -60,13 +60,17 @@ async function loadEngines() {
   engineSelect.replaceChildren(...data.engines.map((e) =>
     h("option", { value: e.id }, e.id === "_local" ? `local (${e.url})` : `machine: ${e.name}`)));
   engineSelect.value = state.engine;
-  if (engineSelect.value !== state.engine) {
+  if (engineSelect.value === state.engine) return;
+  if (state.engine !== data.default) {
+    // The machine shown was removed (from this page or elsewhere): show the local engine, stay on the page.
+    await selectEngine("_local", false);
+  } else {  // the launch's own engine stays pickable (its error is shown)
     engineSelect.append(h("option", { value: state.engine }, state.engine));
     engineSelect.value = state.engine;
   }
 }
 
-export async function selectEngine(id) {
+export async function selectEngine(id, reroute = true) {
   state.engine = id;
   engineSelect.value = id;
   const status = document.getElementById("engine-status");
@@ -79,7 +83,7 @@ export async function selectEngine(id) {
     status.textContent = e.message;
   }
   connectEvents();
-  route();
+  if (reroute) route();
 }
 
 engineSelect.addEventListener("change", () => selectEngine(engineSelect.value));

@@ -37,7 +37,7 @@ export function list(main) {
         if (sure(`Regenerate the TLS certificates of ${m.Name}? Its engine restarts.`))
           run(`Regenerate certificates of ${m.Name}`, () => post(`/api/machines/${q(m.Name)}/regenerate-certs`));
       } }, "New certs"), " ",
-      running ? h("button", { class: "small", onclick: () => { document.getElementById("engine").value = m.Name;
+      running ? h("button", { class: "small", dataset: { action: "containers" }, onclick: () => { document.getElementById("engine").value = m.Name;
                                                                 document.getElementById("engine").dispatchEvent(new Event("change"));
                                                                 location.hash = "#/containers"; } }, "Containers") : "", " ",
       h("button", { class: "small danger", dataset: { action: "remove" }, onclick: () => {
