@@ -153,7 +153,7 @@ def filter_machines(store: Store, names: list[str], filters: dict[str, list[str]
 
 
 def cmd_ls(quiet: bool = False, filters: Sequence[str] = (), timeout: float = 10.0, fmt: str = "") -> str:
-    from skiffbox.machine import gotemplate
+    from skiffbox.client import gotemplate
     from skiffbox.machine.host import describe_all
 
     store = _store()
@@ -229,7 +229,7 @@ def cmd_inspect(names: Sequence[str], fmt: str = "") -> str:
     _add_live_forwards(store, name, cfg)
     if not fmt:
         return json.dumps(cfg, indent=4) + "\n"
-    from skiffbox.machine import gotemplate
+    from skiffbox.client import gotemplate
 
     try:
         return gotemplate.render(fmt, cfg) + "\n"

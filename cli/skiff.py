@@ -124,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def describe_error(e: Exception) -> str | None:
     """The text docker prints for an error, or None for an unexpected one (a bug: show the traceback)."""
-    from skiffbox.cli.skiffclient.api import APIError
+    from skiffbox.client.api import APIError
     from skiffbox.cli.skiffclient.config import ConfigError
     from skiffbox.cli.skiffclient.formatting import TemplateError
     from skiffbox.cli.skiffclient.progress import StreamError
-    from skiffbox.cli.skiffclient.transport import ConnectFailed, TransportError
+    from skiffbox.client.transport import ConnectFailed, TransportError
 
     if isinstance(e, APIError):
         return f"Error response from daemon: {e.message}"

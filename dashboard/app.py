@@ -18,8 +18,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from skiffbox.cli.skiffclient.api import APIClient, APIError
-from skiffbox.cli.skiffclient.transport import TransportError
+from skiffbox.client.api import APIClient, APIError
+from skiffbox.client.transport import TransportError
 from skiffbox.dashboard import machines, runform, streams
 from skiffbox.dashboard.engines import LOCAL, EngineError, Engines, local_url, port_host
 from skiffbox.dashboard.jobs import Jobs
@@ -181,7 +181,7 @@ async def image_remove(request: Request) -> Response:
 
 
 async def image_pull(request: Request) -> Response:
-    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.client.streams import iter_json_stream
     from skiffbox.cli.skiffclient.commands.images import open_pull
 
     ref = str((await _body(request)).get("ref", "")).strip()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from skiffbox.cli.skiffclient.api import APIClient
+from skiffbox.client.api import APIClient
 from skiffbox.cli.skiffclient.config import ConfigError, GlobalOptions, resolve_endpoint
-from skiffbox.cli.skiffclient.transport import Endpoint, Transport
+from skiffbox.client.transport import Endpoint, Transport
 
 LOCAL = "_local"  # not a valid machine name (store.validate_name), so it cannot clash with one
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from skiffbox.cli.skiffclient.api import APIClient, APIError, iter_json_stream
+from skiffbox.client.streams import iter_json_stream
+from skiffbox.client.api import APIClient, APIError
 
 
 class FormError(ValueError):

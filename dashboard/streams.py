@@ -16,8 +16,10 @@ import anyio.from_thread
 import anyio.to_thread
 from starlette.websockets import WebSocket
 
-from skiffbox.cli.skiffclient.api import APIClient, iter_json_stream
-from skiffbox.cli.skiffclient.transport import Hijacked, Response, demux
+from skiffbox.client.streams import iter_json_stream
+from skiffbox.client.api import APIClient
+from skiffbox.client.streams import demux
+from skiffbox.client.transport import Hijacked, Response
 
 STREAMS = anyio.CapacityLimiter(256)
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TOPS = ("machine", "guest", "cli", "dashboard")
+TOPS = ("machine", "guest", "cli", "dashboard", "client")
 
 
 def source_view(repo: Path = REPO) -> Path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from skiffbox.cli.skiffclient.transport import Endpoint, loads
+from skiffbox.client.transport import Endpoint, loads
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:

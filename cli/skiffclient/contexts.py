@@ -26,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from skiffbox.cli.skiffclient.transport import Endpoint
+    from skiffbox.client.transport import Endpoint
 
 DEFAULT = "default"
 DEFAULT_DESCRIPTION = "Current DOCKER_HOST based configuration"

@@ -1,6 +1,6 @@
 """Docker's list output: table columns, sizes, durations, ports, and `--format` templates.
 
-Templates are rendered by machine/gotemplate.py (the Go text/template subset shared with `machine ls`),
+Templates are rendered by client/gotemplate.py (the Go text/template subset shared with `machine ls`),
 loaded only when a template needs more than `{{.Field}}` substitutions (the default tables do not);
 what is docker-CLI specific lives here: the row fields of each listing (docker's formatter contexts, with
 the same names and values), the `table`/`json`/custom dispatch, the `{{.Label "k"}}` method call, and the
@@ -626,7 +626,7 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
     elif parts is not None:
         lines = [_fill(parts, r) for r in rows]
     else:
-        from skiffbox.machine import gotemplate
+        from skiffbox.client import gotemplate
 
         try:
             lines = [gotemplate.render(body, _public(r) if "json ." in body else r) for r in rows]
@@ -636,7 +636,7 @@ def render_rows(fmt: str, rows: list[dict[str, Any]], headers: Mapping[str, str]
         if parts is not None:
             header = _fill(parts, headers)
         else:
-            from skiffbox.machine import gotemplate
+            from skiffbox.client import gotemplate
 
             header = gotemplate.header_for(body, headers)
         return tabwrite("".join(line + "\n" for line in [header] + lines))
@@ -674,7 +674,7 @@ def render_object(fmt: str, obj: Any) -> str:
     fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
     if fmt.strip() == "{{json .}}":
         return go_json(obj)
-    from skiffbox.machine import gotemplate
+    from skiffbox.client import gotemplate
 
     try:
         return gotemplate.render(fmt, go_view(obj))

@@ -15,7 +15,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from skiffbox.cli.skiffclient.transport import Hijacked, demux, write_all
+from skiffbox.client.streams import demux
+from skiffbox.client.transport import Hijacked
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
@@ -257,3 +258,9 @@ def stdin_is_tty() -> bool:
         return os.isatty(sys.stdin.fileno())
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def write_all(fd: int, data: bytes) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]

@@ -18,7 +18,7 @@ from skiffbox.cli.skiffclient.progress import StreamError, display_stream, progr
 from skiffbox.cli.skiffclient.commands.run import parse_publish
 from skiffbox.guest.util.timefmt import parse_go_duration
 from skiffbox.cli.skiffclient.streams import _EscapeProxy, parse_detach_keys
-from skiffbox.cli.skiffclient.transport import demux
+from skiffbox.client.streams import demux
 
 
 # ---- flags (pflag semantics) --------------------------------------------------------------------
@@ -259,7 +259,8 @@ import sys
 sys.path.insert(0, {str(source_view())!r})
 from skiffbox.cli.skiff import main
 from skiffbox.cli.skiffclient.commands import containers, images
-from skiffbox.cli.skiffclient import api, config, transport
+from skiffbox.cli.skiffclient import config
+from skiffbox.client import api, transport
 from skiffbox.cli.skiffclient.formatting import container_row, image_rows, render_rows, CONTAINER_TABLE, CONTAINER_HEADERS
 rows = [container_row({{"Id": "a" * 64, "Names": ["/x"], "Image": "i", "Command": "c", "Created": 1, "Labels": {{}},
                        "Ports": [{{"PrivatePort": 80, "Type": "tcp", "IP": "0.0.0.0", "PublicPort": 8080}}],
@@ -268,7 +269,7 @@ render_rows(CONTAINER_TABLE, rows, CONTAINER_HEADERS)
 transport.loads(b'[{{"Id": "x", "Created": 1.5, "Labels": null}}]')
 config.resolve_endpoint(config.GlobalOptions(hosts=["unix:///nonexistent"]))
 heavy = {{"re", "json", "typing", "dataclasses", "socket", "urllib.parse", "ipaddress", "enum", "pathlib", "ssl",
-         "skiffbox.machine.gotemplate", "http.client", "email"}}
+         "skiffbox.client.gotemplate", "http.client", "email"}}
 print(sorted(heavy & set(sys.modules)))
 """
     r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,

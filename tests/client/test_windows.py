@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from skiffbox.cli import skiff
-from skiffbox.cli.skiffclient import config, streams, transport
+from skiffbox.cli.skiffclient import config, streams
+from skiffbox.client import transport
 from skiffbox.cli.skiffclient.config import NOTHING_CONFIGURED, ConfigError, GlobalOptions, resolve_endpoint
 
 

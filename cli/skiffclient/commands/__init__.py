@@ -222,9 +222,9 @@ class Cli:
     @property
     def api(self):
         if self._api is None:
-            from skiffbox.cli.skiffclient.api import APIClient
+            from skiffbox.client.api import APIClient
             from skiffbox.cli.skiffclient.config import resolve_endpoint
-            from skiffbox.cli.skiffclient.transport import Transport
+            from skiffbox.client.transport import Transport
 
             self._api = APIClient(Transport(resolve_endpoint(self.gopts)))
         return self._api

@@ -113,7 +113,7 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     from skiffbox.cli.skiffclient import buildcontext as bc
     from skiffbox.guest.build.dockerfile import DockerfileError
     from skiffbox.guest.build.dockerignore import Matcher, read_patterns
-    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.client.streams import iter_json_stream
     from skiffbox.cli.skiffclient.commands.run import label_map, parse_ulimits
     from skiffbox.cli.skiffclient.formatting import parse_size
     from skiffbox.cli.skiffclient.progress import StreamError, display_stream
@@ -204,7 +204,7 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     query += [("extrahosts", h) for h in o["add_host"]] + [("securityopt", s) for v in o["security_opt"]
                                                             for s in v.split(",")]
     query += [("t", t) for t in o["tag"]]
-    from skiffbox.cli.skiffclient.api import APIError
+    from skiffbox.client.api import APIError
 
     try:
         resp = cli.api.build(query, body if not isinstance(body, bytes) else iter([body]),
@@ -250,7 +250,7 @@ def run_build(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_builder_prune(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from skiffbox.cli.skiffclient.api import filters_param
+    from skiffbox.client.api import filters_param
     from skiffbox.cli.skiffclient.commands.containers import parse_filters
     from skiffbox.cli.skiffclient.formatting import human_size
 

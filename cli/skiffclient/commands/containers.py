@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from skiffbox.cli.skiffclient.api import APIError
+from skiffbox.client.api import APIError
 from skiffbox.cli.skiffclient.commands import Cli, CliError
 from skiffbox.cli.skiffclient.flags import Command, Flag
 from skiffbox.cli.skiffclient.formatting import CONTAINER_HEADERS, CONTAINER_TABLE, container_row, render_rows
@@ -213,7 +213,8 @@ def run_prune(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_logs(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from skiffbox.cli.skiffclient.transport import demux, write_all
+    from skiffbox.client.streams import demux
+    from skiffbox.cli.skiffclient.streams import write_all
 
     c = cli.api.container_inspect(args[0])
     resp = cli.api.logs(c["Id"], follow=o["follow"], timestamps=o["timestamps"], tail=o["tail"] or "all",
@@ -278,7 +279,7 @@ def _raw_get(cli: Cli, path: str) -> bytes:
 
 
 def run_container_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from skiffbox.cli.skiffclient.api import q
+    from skiffbox.client.api import q
 
     size = "?size=1" if o["size"] else ""
     return inspect_refs(cli, args, o["format"], lambda r: _raw_get(cli, f"/containers/{q(r)}/json{size}"))
@@ -286,7 +287,7 @@ def run_container_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 def run_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     """`docker inspect`: containers, then images, networks, volumes, as the CLI falls through on 404."""
-    from skiffbox.cli.skiffclient.api import q
+    from skiffbox.client.api import q
 
     kinds = {"container": lambda r: f"/containers/{q(r)}/json" + ("?size=1" if o["size"] else ""),
              "image": lambda r: f"/images/{q(r)}/json", "network": lambda r: f"/networks/{q(r)}",

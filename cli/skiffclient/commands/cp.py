@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from skiffbox.cli.skiffclient.api import APIError
+from skiffbox.client.api import APIError
 from skiffbox.cli.skiffclient.commands import Cli, CliError
 from skiffbox.cli.skiffclient.flags import Command, Flag
 from skiffbox.cli.skiffclient.formatting import human_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from skiffbox.cli.skiffclient.api import APIError
+from skiffbox.client.api import APIError
 from skiffbox.cli.skiffclient.commands import Cli, CliError
 from skiffbox.cli.skiffclient.commands.containers import api_error_text, inspect_refs, join_errors, parse_filters
 from skiffbox.cli.skiffclient.flags import Command, Flag
@@ -16,8 +16,8 @@ TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and a
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-    from skiffbox.cli.skiffclient.api import APIClient
-    from skiffbox.cli.skiffclient.transport import Response
+    from skiffbox.client.api import APIClient
+    from skiffbox.client.transport import Response
 
 
 def auth_header(name: str) -> str:
@@ -43,7 +43,7 @@ def open_pull(api: APIClient, ref: str, platform: str | None = None, all_tags: b
 def pull_image(cli: Cli, ref: str, out: TextIO, quiet: bool = False, platform: str | None = None,
                all_tags: bool = False) -> str:
     """POST /images/create with docker's normalised fromImage/tag, progress on `out`; returns the full ref."""
-    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.client.streams import iter_json_stream
     from skiffbox.cli.skiffclient.progress import display_stream
 
     resp, shown = open_pull(cli.api, ref, platform, all_tags)
@@ -69,7 +69,7 @@ def run_pull(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_push(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.client.streams import iter_json_stream
     from skiffbox.cli.skiffclient.progress import display_stream
 
     name, tag, digest = split_reference(args[0])
@@ -131,7 +131,7 @@ def run_tag(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_image_inspect(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from skiffbox.cli.skiffclient.api import q
+    from skiffbox.client.api import q
 
     return inspect_refs(cli, args, o["format"], lambda r: cli.api.raw("GET", f"/images/{q(r)}/json").read())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from skiffbox.cli.skiffclient.api import APIError, q
+from skiffbox.client.api import APIError, q
 from skiffbox.cli.skiffclient.commands import Cli, CliError
 from skiffbox.cli.skiffclient.commands.containers import api_error_text, inspect_refs, parse_filters
 from skiffbox.cli.skiffclient.flags import Command, Flag

@@ -57,7 +57,7 @@ def _prompt_credentials(cli: Cli, user: str, password: str, default_user: str) -
 
 def run_login(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
     from skiffbox.cli.skiffclient import credstore
-    from skiffbox.cli.skiffclient.api import APIError
+    from skiffbox.client.api import APIError
     from skiffbox.cli.skiffclient.config import credentials
 
     user, password = o["username"], o["password"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from skiffbox.cli.skiffclient.api import APIError
+from skiffbox.client.api import APIError
 from skiffbox.cli.skiffclient.commands import Cli, CliError, StatusError
 from skiffbox.cli.skiffclient.flags import Command, Flag
 from skiffbox.cli.skiffclient.formatting import familiar_name, parse_size, split_reference

@@ -132,8 +132,8 @@ class Collector:
         self.version = cli.api.version
 
     def client(self) -> Any:
-        from skiffbox.cli.skiffclient.api import APIClient
-        from skiffbox.cli.skiffclient.transport import Transport
+        from skiffbox.client.api import APIClient
+        from skiffbox.client.transport import Transport
 
         api = APIClient(Transport(self.endpoint), version=self.version)
         api._version = self.version  # already negotiated by the main connection: no second ping
@@ -156,7 +156,7 @@ class Collector:
             return list(self.tracked)
 
     def _collect(self, t: Tracked) -> None:
-        from skiffbox.cli.skiffclient.api import iter_json_stream
+        from skiffbox.client.streams import iter_json_stream
 
         api = self.client()
         try:
@@ -207,7 +207,7 @@ class _Watchdog:
 
 def _follow_events(cli: Cli, col: Collector, all_: bool) -> None:
     """Add containers as they start (or are created, with -a), drop them when they die (without -a)."""
-    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.client.streams import iter_json_stream
 
     api = col.client()
     try:

@@ -338,7 +338,7 @@ def _go_event(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_events(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.client.streams import iter_json_stream
     from skiffbox.cli.skiffclient.commands.containers import parse_filters
 
     resp = cli.api.events(o["since"] or None, o["until"] or None, parse_filters(o["filter"]))
@@ -409,7 +409,7 @@ def run_prune(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
         if d.get("Deleted"):
             lines.append(f"deleted: {d['Deleted']}")
     sections.append(("Deleted Images:", lines))
-    from skiffbox.cli.skiffclient.api import filters_param
+    from skiffbox.client.api import filters_param
 
     rep = api.build_prune({"all": "1" if o["all"] else None, "filters": filters_param(filters)})
     total += rep.get("SpaceReclaimed") or 0

@@ -158,7 +158,7 @@ def _open_input(path: str) -> IO[bytes]:
 
 
 def run_load(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.client.streams import iter_json_stream
     from skiffbox.cli.skiffclient.progress import display_stream
 
     if o["input"]:
@@ -179,7 +179,7 @@ def run_load(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
 
 
 def run_import(cli: Cli, o: dict[str, Any], args: list[str]) -> int:
-    from skiffbox.cli.skiffclient.api import iter_json_stream
+    from skiffbox.client.streams import iter_json_stream
     from skiffbox.cli.skiffclient.progress import display_stream
 
     source = args[0]

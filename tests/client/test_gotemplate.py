@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from skiffbox.machine import gotemplate as gt
+from skiffbox.client import gotemplate as gt
 
 CFG = {"Name": "dev", "Driver": {"IPAddress": "10.0.0.2", "SSHPort": 22, "Tags": ["a", "b"]},
        "HostOptions": {"EngineOptions": {"TlsVerify": True, "Labels": []}}, "Nil": None}

@@ -23,6 +23,7 @@ import os
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
     import _json
+    import ssl
     from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
@@ -171,6 +172,8 @@ class _Reader:
     def _fill(self) -> bool:
         try:
             data = self.sock.recv(_CHUNK)
+        except TimeoutError:
+            raise  # only with a read timeout (Transport.read_timeout): the caller decides what quiet means
         except (OSError, ValueError):
             data = b""
         if not data:
@@ -266,14 +269,20 @@ def encode_query(query: dict[str, Any] | Iterable[tuple[str, Any]] | None) -> st
 
 
 class Transport:
-    def __init__(self, endpoint: Endpoint, timeout: float | None = None) -> None:
+    """`timeout` bounds connecting; `read_timeout` every read after it (None: streams may stay quiet for as long
+    as they like, as `logs -f` and `events` need; a read that times out raises TimeoutError). `ssl_context`: a
+    ready client context (e.g. one shared by many machines) instead of one built from the endpoint's files."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float | None = None, read_timeout: float | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.read_timeout = read_timeout
         self._idle: list[_Conn] = []
-        self._ssl_ctx = None
+        self._ssl_ctx = ssl_context
 
     # ---- connections ---------------------------------------------------------------------------
-    def _ssl_context(self):
+    def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl_ctx is None:
             import ssl
 
@@ -323,7 +332,7 @@ class Transport:
                 # The engine answered but TLS failed (unknown CA, no client certificate, …): say why.
                 raise TransportError(f"error during connect: {ep.url}: tls: {getattr(e, 'reason', None) or e}") from None
             raise ConnectFailed(ep, e) from None
-        s.settimeout(None)
+        s.settimeout(self.read_timeout)
         return _Conn(s)
 
     def _release(self, conn: _Conn) -> None:
@@ -447,7 +456,7 @@ class TLSStream:
     while reading continues (ssl.SSLSocket can only shut TLS down both ways). Thread-safe for one reader
     and one writer, as a hijacked stream needs: stdin is copied in a thread while output is read."""
 
-    def __init__(self, sock: Any, ctx: Any, server_hostname: str) -> None:
+    def __init__(self, sock: Any, ctx: ssl.SSLContext, server_hostname: str) -> None:
         import ssl
         import threading
 
@@ -587,40 +596,3 @@ class ConnectFailed(TransportError):
         self.endpoint = endpoint
         self.err = err
         super().__init__(f"Cannot connect to the Docker daemon at {endpoint.url}. Is the docker daemon running?")
-
-
-# ---------------------------------------------------------------------------------------------
-# Multiplexed streams (attach/exec/logs without a TTY)
-# ---------------------------------------------------------------------------------------------
-
-STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
-
-
-def demux(read1, initial: bytes = b"") -> Iterator[tuple[int, bytes]]:
-    """Split docker's 8-byte-framed stream: [stream, 0, 0, 0, size(uint32 BE)] + payload.
-
-    `read1()` returns the next bytes available (b"" at EOF). Payloads are yielded as they arrive, possibly
-    in several pieces, so a slow `logs -f` line shows at once."""
-    buf = initial
-    while True:
-        while len(buf) < 8:
-            data = read1()
-            if not data:
-                return
-            buf += data
-        stream, size = buf[0], int.from_bytes(buf[4:8], "big")
-        buf = buf[8:]
-        while size > 0:
-            if not buf:
-                buf = read1()
-                if not buf:
-                    return
-            piece, buf = buf[:size], buf[size:]
-            size -= len(piece)
-            yield stream, piece
-
-
-def write_all(fd: int, data: bytes) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 
-from skiffbox.cli.skiffclient.transport import Hijacked, Response, Transport, loads, quote
+from skiffbox.client.transport import Hijacked, Response, Transport, loads, quote
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
     from typing import Any
 
 
@@ -27,6 +27,17 @@ def dumps(obj: Any) -> str:
 
 MAX_API_VERSION = "1.50"
 FALLBACK_API_VERSION = "1.24"
+
+
+def _obj(v: Any) -> dict[str, Any]:
+    """The engine's JSON object, typed (typing.cast without importing typing at run time)."""
+    out: dict[str, Any] = v
+    return out
+
+
+def _list(v: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = v
+    return out
 
 
 class APIError(Exception):
@@ -155,13 +166,13 @@ class APIClient:
 
     # ---- system ----------------------------------------------------------------------------------
     def server_version(self) -> dict[str, Any]:
-        return self.get_json("/version")
+        return _obj(self.get_json("/version"))
 
     def info(self) -> dict[str, Any]:
-        return self.get_json("/info")
+        return _obj(self.get_json("/info"))
 
     def df(self) -> dict[str, Any]:
-        return self.get_json("/system/df")
+        return _obj(self.get_json("/system/df"))
 
     def events(self, since: str | None = None, until: str | None = None,
                filters: dict[str, list[str]] | None = None) -> Response:
@@ -170,14 +181,15 @@ class APIClient:
     # ---- images ----------------------------------------------------------------------------------
     def images(self, all: bool = False, filters: dict[str, list[str]] | None = None,
                digests: bool = False) -> list[dict[str, Any]]:
-        return self.get_json("/images/json", {"all": "1" if all else None, "digests": "1" if digests else None,
-                                              "filters": filters_param(filters)})
+        return _list(self.get_json("/images/json", {"all": "1" if all else None,
+                                                    "digests": "1" if digests else None,
+                                                    "filters": filters_param(filters)}))
 
     def image_inspect(self, name: str) -> dict[str, Any]:
-        return self.get_json(f"/images/{q(name)}/json")
+        return _obj(self.get_json(f"/images/{q(name)}/json"))
 
     def image_history(self, name: str) -> list[dict[str, Any]]:
-        return self.get_json(f"/images/{q(name)}/history")
+        return _list(self.get_json(f"/images/{q(name)}/history"))
 
     def pull(self, from_image: str, tag: str | None, auth: str, platform: str | None = None) -> Response:
         return self.raw("POST", "/images/create", [("fromImage", from_image), ("platform", platform), ("tag", tag)],
@@ -190,26 +202,26 @@ class APIClient:
     def tag(self, source: str, repo: str, tag: str) -> None:
         self.post(f"/images/{q(source)}/tag", {"repo": repo, "tag": tag})
 
-    def image_remove(self, name: str, force: bool = False, noprune: bool = False) -> list[dict[str, str]]:
-        return self.delete(f"/images/{q(name)}", {"force": "1" if force else None,
-                                                   "noprune": "1" if noprune else None}) or []
+    def image_remove(self, name: str, force: bool = False, noprune: bool = False) -> list[dict[str, Any]]:
+        return _list(self.delete(f"/images/{q(name)}", {"force": "1" if force else None,
+                                                         "noprune": "1" if noprune else None}) or [])
 
     def images_prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
-        return self.post("/images/prune", {"filters": filters_param(filters)}) or {}
+        return _obj(self.post("/images/prune", {"filters": filters_param(filters)}) or {})
 
     # ---- containers ------------------------------------------------------------------------------
     def containers(self, all: bool = False, limit: int = 0, size: bool = False,
                    filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
-        return self.get_json("/containers/json", {"all": "1" if all else None,
-                                                  "limit": str(limit) if limit > 0 else None,
-                                                  "size": "1" if size else None,
-                                                  "filters": filters_param(filters)})
+        return _list(self.get_json("/containers/json", {"all": "1" if all else None,
+                                                        "limit": str(limit) if limit > 0 else None,
+                                                        "size": "1" if size else None,
+                                                        "filters": filters_param(filters)}))
 
     def container_inspect(self, cid: str, size: bool = False) -> dict[str, Any]:
-        return self.get_json(f"/containers/{q(cid)}/json", {"size": "1" if size else None})
+        return _obj(self.get_json(f"/containers/{q(cid)}/json", {"size": "1" if size else None}))
 
     def create(self, config: dict[str, Any], name: str | None = None, platform: str | None = None) -> dict[str, Any]:
-        return self.post("/containers/create", {"name": name or None, "platform": platform}, json_body=config)
+        return _obj(self.post("/containers/create", {"name": name or None, "platform": platform}, json_body=config))
 
     def start(self, cid: str, detach_keys: str | None = None) -> None:
         self.post(f"/containers/{q(cid)}/start", {"detachKeys": detach_keys})
@@ -249,7 +261,7 @@ class APIClient:
         return self.raw("GET", f"/containers/{q(cid)}/logs", query)
 
     def exec_create(self, cid: str, config: dict[str, Any]) -> dict[str, Any]:
-        return self.post(f"/containers/{q(cid)}/exec", json_body=config)
+        return _obj(self.post(f"/containers/{q(cid)}/exec", json_body=config))
 
     def exec_start_detached(self, eid: str, tty: bool) -> None:
         self.post(f"/exec/{eid}/start", json_body={"Detach": True, "Tty": tty})
@@ -261,7 +273,7 @@ class APIClient:
         return self.hijack(f"/exec/{eid}/start", json_body=body)
 
     def exec_inspect(self, eid: str) -> dict[str, Any]:
-        return self.get_json(f"/exec/{eid}/json")
+        return _obj(self.get_json(f"/exec/{eid}/json"))
 
     def exec_resize(self, eid: str, height: int, width: int) -> None:
         self.post(f"/exec/{eid}/resize", {"h": str(height), "w": str(width)})
@@ -271,7 +283,7 @@ class APIClient:
 
         r = self.raw("HEAD", f"/containers/{q(cid)}/archive", {"path": path})
         r.read()
-        return loads(base64.b64decode(r.headers.get("x-docker-container-path-stat", "") or "e30="))
+        return _obj(loads(base64.b64decode(r.headers.get("x-docker-container-path-stat", "") or "e30=")))
 
     def archive_get(self, cid: str, path: str) -> Response:
         return self.raw("GET", f"/containers/{q(cid)}/archive", {"path": path})
@@ -282,7 +294,7 @@ class APIClient:
                  body=tar_chunks).read()
 
     def containers_prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
-        return self.post("/containers/prune", {"filters": filters_param(filters)}) or {}
+        return _obj(self.post("/containers/prune", {"filters": filters_param(filters)}) or {})
 
     def pause(self, cid: str) -> None:
         self.post(f"/containers/{q(cid)}/pause")
@@ -291,19 +303,19 @@ class APIClient:
         self.post(f"/containers/{q(cid)}/unpause")
 
     def changes(self, cid: str) -> list[dict[str, Any]]:
-        return self.get_json(f"/containers/{q(cid)}/changes") or []
+        return _list(self.get_json(f"/containers/{q(cid)}/changes") or [])
 
     def top(self, cid: str, ps_args: str | None = None) -> dict[str, Any]:
-        return self.get_json(f"/containers/{q(cid)}/top", {"ps_args": ps_args})
+        return _obj(self.get_json(f"/containers/{q(cid)}/top", {"ps_args": ps_args}))
 
     def stats(self, cid: str, stream: bool) -> Response:
         return self.raw("GET", f"/containers/{q(cid)}/stats", {"stream": "1" if stream else "0"})
 
     def update(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.post(f"/containers/{q(cid)}/update", json_body=body) or {}
+        return _obj(self.post(f"/containers/{q(cid)}/update", json_body=body) or {})
 
     def commit(self, query: list[tuple[str, str | None]]) -> dict[str, Any]:
-        return self.post("/commit", query) or {}
+        return _obj(self.post("/commit", query) or {})
 
     def export(self, cid: str) -> Response:
         return self.raw("GET", f"/containers/{q(cid)}/export")
@@ -322,24 +334,24 @@ class APIClient:
         return self.raw("POST", "/build", query, {"Content-Type": "application/x-tar", **headers}, body=body)
 
     def build_prune(self, query: Any) -> dict[str, Any]:
-        return self.post("/build/prune", query) or {}
+        return _obj(self.post("/build/prune", query) or {})
 
     def auth(self, body: dict[str, str]) -> dict[str, Any]:
-        return self.post("/auth", json_body=body) or {}
+        return _obj(self.post("/auth", json_body=body) or {})
 
     def search(self, term: str, limit: int, filters: dict[str, list[str]] | None, auth: str) -> list[dict[str, Any]]:
         query = {"filters": filters_param(filters), "limit": str(limit) if limit else None, "term": term}
-        return self.raw("GET", "/images/search", query, {"X-Registry-Auth": auth}).json() or []
+        return _list(self.raw("GET", "/images/search", query, {"X-Registry-Auth": auth}).json() or [])
 
     # ---- networks --------------------------------------------------------------------------------
     def networks(self, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
-        return self.get_json("/networks", {"filters": filters_param(filters)})
+        return _list(self.get_json("/networks", {"filters": filters_param(filters)}))
 
     def network_inspect(self, name: str, verbose: bool = False) -> dict[str, Any]:
-        return self.get_json(f"/networks/{q(name)}", {"verbose": "true" if verbose else None})
+        return _obj(self.get_json(f"/networks/{q(name)}", {"verbose": "true" if verbose else None}))
 
     def network_create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.post("/networks/create", json_body=body)
+        return _obj(self.post("/networks/create", json_body=body))
 
     def network_remove(self, name: str) -> None:
         self.delete(f"/networks/{q(name)}")
@@ -351,42 +363,20 @@ class APIClient:
         self.post(f"/networks/{q(net)}/disconnect", json_body={"Container": container, "Force": force})
 
     def networks_prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
-        return self.post("/networks/prune", {"filters": filters_param(filters)}) or {}
+        return _obj(self.post("/networks/prune", {"filters": filters_param(filters)}) or {})
 
     # ---- volumes ---------------------------------------------------------------------------------
     def volumes(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
-        return self.get_json("/volumes", {"filters": filters_param(filters)})
+        return _obj(self.get_json("/volumes", {"filters": filters_param(filters)}))
 
     def volume_inspect(self, name: str) -> dict[str, Any]:
-        return self.get_json(f"/volumes/{q(name)}")
+        return _obj(self.get_json(f"/volumes/{q(name)}"))
 
     def volume_create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.post("/volumes/create", json_body=body)
+        return _obj(self.post("/volumes/create", json_body=body))
 
     def volume_remove(self, name: str, force: bool = False) -> None:
         self.delete(f"/volumes/{q(name)}", {"force": "1" if force else None})
 
     def volumes_prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
-        return self.post("/volumes/prune", {"filters": filters_param(filters)}) or {}
-
-
-def iter_json_stream(resp: Response) -> Iterator[dict[str, Any]]:
-    """Objects of a JSON-lines progress stream (pull, push, build, events); tolerates concatenated objects."""
-    import json
-
-    dec = json.JSONDecoder()
-    buf = ""
-    for chunk in resp.iter_chunks():
-        buf += chunk.decode(errors="replace")
-        while True:
-            s = buf.lstrip()
-            if not s:
-                buf = ""
-                break
-            try:
-                obj, end = dec.raw_decode(s)
-            except ValueError:
-                buf = s
-                break
-            buf = s[end:]
-            yield obj
+        return _obj(self.post("/volumes/prune", {"filters": filters_param(filters)}) or {})
