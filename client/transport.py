@@ -379,12 +379,18 @@ class Transport:
             try:
                 self._send(conn, method, full, headers, body)
                 return self._read_response(conn, method)
+            except TimeoutError:  # read_timeout passed: the engine is slow, not the connection stale
+                conn.close()
+                raise
             except (OSError, TransportError):
                 conn.close()
         conn = self.connect()
         try:
             self._send(conn, method, full, headers, body)
             return self._read_response(conn, method)
+        except TimeoutError:
+            conn.close()
+            raise
         except OSError as e:
             conn.close()
             raise TransportError(f"error during connect: {e}") from None

@@ -277,8 +277,23 @@ class Host:
         return ctx
 
     def engine_get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+        """GET `path` from the engine over mutual TLS with the engine client (skiffbox.client); any failure to
+        reach it or to read its answer is an OSError, whose text says why (refused, timed out, TLS)."""
+        from skiffbox.client.transport import ConnectFailed, Endpoint, Transport, TransportError
+
         host, port = self.driver.engine_endpoint()
-        return https_get(host, port, self._tls_context(), path, timeout)
+        ep = Endpoint("tcp", host, port, url=f"tcp://{host}:{port}")
+        ep.tls = ep.verify = True
+        t = Transport(ep, timeout=timeout, read_timeout=timeout, ssl_context=self._tls_context())
+        try:
+            resp = t.request("GET", path)
+            return resp.status, resp.read()
+        except ConnectFailed as e:
+            raise e.err from None
+        except TransportError as e:
+            raise OSError(str(e)) from None
+        finally:
+            t.close()
 
     def ping(self, timeout: float = 5.0) -> bool:
         try:
@@ -484,62 +499,6 @@ class Host:
                 progress(f"(driver remove failed: {e}; removing the local record anyway)")
             self.store.remove(self.name)
             progress(f'Successfully removed "{self.name}"')
-
-
-# ---- a tiny HTTPS GET -------------------------------------------------------------------------------
-def https_get(host: str, port: int, ctx: Any, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    """GET over TLS, HTTP/1.1. Not http.client: it imports the email package (~30 ms), and `ls` and
-    `env` are on the fast path. Handles Content-Length, chunked and read-to-close bodies."""
-    import socket
-
-    with socket.create_connection((host, port), timeout=timeout) as raw:
-        with ctx.wrap_socket(raw, server_hostname=host) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: skiff-machine\r\n"
-                      f"Connection: close\r\n\r\n".encode())
-            buf = bytearray()
-            head_end = -1
-            length: int | None = None
-            chunked = False
-            while True:
-                if head_end < 0:
-                    head_end = buf.find(b"\r\n\r\n")
-                    if head_end >= 0:
-                        lines = bytes(buf[:head_end]).decode("latin-1").split("\r\n")
-                        parts = lines[0].split(" ", 2)
-                        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-                            raise OSError(f"not an HTTP response: {lines[0][:80]!r}")
-                        status = int(parts[1])
-                        for ln in lines[1:]:
-                            k, _, v = ln.partition(":")
-                            k = k.strip().lower()
-                            if k == "content-length":
-                                length = int(v.strip())
-                            elif k == "transfer-encoding" and "chunked" in v.lower():
-                                chunked = True
-                if head_end >= 0 and length is not None and len(buf) - head_end - 4 >= length:
-                    break
-                if head_end >= 0 and chunked and buf.endswith(b"0\r\n\r\n"):
-                    break
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-    if head_end < 0:
-        raise OSError("connection closed before the response headers")
-    body = bytes(buf[head_end + 4:])
-    if chunked:
-        out, i = bytearray(), 0
-        while True:
-            j = body.index(b"\r\n", i)
-            n = int(body[i:j].split(b";")[0], 16)
-            if n == 0:
-                break
-            out += body[j + 2 : j + 2 + n]
-            i = j + 2 + n + 2
-        body = bytes(out)
-    elif length is not None:
-        body = body[:length]
-    return status, body
 
 
 # ---- create ---------------------------------------------------------------------------------------

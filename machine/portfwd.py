@@ -21,23 +21,23 @@ Another backend (e.g. VirtualBox `natpf`) only needs `Backend.add/remove`.
 from __future__ import annotations
 
 import argparse
-import http.client
 import ipaddress
 import json
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from skiffbox.client.api import APIClient, APIError
+from skiffbox.client.streams import iter_json_stream
+from skiffbox.client.transport import Endpoint, Transport, TransportError
 from skiffbox.machine.drivers.base import PortForward, SSHEndpoint
 from skiffbox.machine.portrelay import SSHRelay, bind_error
 
@@ -173,44 +173,30 @@ class QMPBackend:
 
 # ---- the engine side ----------------------------------------------------------------------------
 class Engine:
-    def __init__(self, machine_dir: Path, port: int, host: str = "127.0.0.1") -> None:
-        self.host, self.port = host, port
-        ctx = ssl.create_default_context(cafile=str(machine_dir / "ca.pem"))
-        ctx.load_cert_chain(str(machine_dir / "cert.pem"), str(machine_dir / "key.pem"))
-        self.ctx = ctx
+    """The machine's engine as the forwarder reads it, through the engine client over mutual TLS with the
+    machine folder's client certificate."""
 
-    def _conn(self, timeout: float | None) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=timeout)
+    def __init__(self, machine_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+        ep = Endpoint("tcp", host, port, url=f"tcp://{host}:{port}")
+        ep.tls = ep.verify = True
+        ep.ca, ep.cert, ep.key = (str(machine_dir / f) for f in ("ca.pem", "cert.pem", "key.pem"))
+        self.endpoint = ep
+        self._api = APIClient(Transport(ep, timeout=10.0, read_timeout=10.0))  # sync's calls: one at a time
 
     def containers(self) -> list[dict[str, Any]]:
-        conn = self._conn(10.0)
-        try:
-            conn.request("GET", "/containers/json", headers={"Host": "docker"})
-            resp = conn.getresponse()
-            body = resp.read()
-            if resp.status != 200:
-                raise OSError(f"/containers/json answered {resp.status}")
-        finally:
-            conn.close()
-        return list(json.loads(body))
+        return self._api.containers()
 
     def events(self, timeout: float) -> Iterator[dict[str, Any]]:
-        """Yield container events until the stream ends or `timeout` passes without one."""
-        filters = urllib.parse.quote(json.dumps({"type": ["container"]}))
-        conn = self._conn(timeout)
+        """Yield container events until the stream ends; TimeoutError when `timeout` passes without one."""
+        api = APIClient(Transport(self.endpoint, timeout=timeout, read_timeout=timeout))
         try:
-            conn.request("GET", f"/events?filters={filters}", headers={"Host": "docker"})
-            resp = conn.getresponse()
-            if resp.status != 200:
-                raise OSError(f"/events answered {resp.status}")
-            while True:
-                line = resp.readline()
-                if not line:
-                    return
-                if line.strip():
-                    yield json.loads(line)
+            resp = api.events(filters={"type": ["container"]})
+            try:
+                yield from iter_json_stream(resp)
+            finally:
+                resp.close()
         finally:
-            conn.close()
+            api.t.close()
 
 
 @dataclass(frozen=True)
@@ -370,7 +356,7 @@ class Forwarder:
                         self.sync()
             except TimeoutError:
                 continue  # quiet stream: resync
-            except (OSError, ValueError, http.client.HTTPException) as e:
+            except (OSError, ValueError, TransportError, APIError) as e:
                 # engine not up yet (booting, provisioning) or restarting: retry shortly
                 log(f"engine not reachable: {e}")
                 stop.wait(2.0)

@@ -15,9 +15,12 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skiffbox.machine.drivers.base import SSHEndpoint
+
+if TYPE_CHECKING:
+    from skiffbox.machine.ssh import SSHClient
 
 Opener = Callable[[tuple[str, int], tuple[str, int]], Any]  # (guest target, host peer) -> a paramiko Channel
 
@@ -38,7 +41,7 @@ class SSHRelay:
     def __init__(self, endpoint: SSHEndpoint | None = None, opener: Opener | None = None) -> None:
         self.endpoint = endpoint
         self._opener = opener or self._ssh_channel
-        self._ssh: Any = None  # machine.ssh.SSHClient, connected on first use, again after it drops
+        self._ssh: SSHClient | None = None  # connected on first use, again after it drops
         self._ssh_lock = threading.Lock()
         self._lock = threading.Lock()
         self._listeners: dict[tuple[str, int], tuple[socket.socket, tuple[str, int]]] = {}
@@ -153,13 +156,12 @@ class SSHRelay:
         if self.endpoint is None:
             raise OSError("the forwarder was started without the machine's SSH endpoint")
         with self._ssh_lock:
-            t = self._ssh._c.get_transport() if self._ssh is not None else None
-            if t is None or not t.is_active():
+            if self._ssh is None or not self._ssh.active:
                 if self._ssh is not None:
                     self._ssh.close()
                 self._ssh = connect(self.endpoint)
-                t = self._ssh._c.get_transport()
-        return t.open_channel("direct-tcpip", target, peer, timeout=15)
+            ssh = self._ssh
+        return ssh.open_tcp(target, peer, timeout=15)
 
 
 def _pump(conn: socket.socket, chan: Any) -> None:

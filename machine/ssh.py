@@ -135,13 +135,27 @@ class SSHClient:
             self._sftp = None
         self._c.close()
 
-    # ---- commands --------------------------------------------------------------------------
-    def _open(self, cmd: str, pty: bool = False, term: str = "xterm",
-              size: tuple[int, int] = (80, 24)) -> paramiko.Channel:
+    @property
+    def active(self) -> bool:
+        """Whether the connection is still up (sshd, the VM or the network may have dropped it)."""
+        t = self._c.get_transport()
+        return t is not None and t.is_active()
+
+    def _transport(self) -> paramiko.Transport:
         t = self._c.get_transport()
         if t is None or not t.is_active():
             raise SSHError(f"SSH connection to {self.endpoint.host} is closed")
-        ch = t.open_session(timeout=30)
+        return t
+
+    def open_tcp(self, target: tuple[str, int], origin: tuple[str, int], timeout: float = 15.0) -> paramiko.Channel:
+        """A `direct-tcpip` channel: sshd connects to `target` from inside the machine, as `ssh -L` does;
+        `origin` is the host-side peer it is made for."""
+        return self._transport().open_channel("direct-tcpip", target, origin, timeout=timeout)
+
+    # ---- commands --------------------------------------------------------------------------
+    def _open(self, cmd: str, pty: bool = False, term: str = "xterm",
+              size: tuple[int, int] = (80, 24)) -> paramiko.Channel:
+        ch = self._transport().open_session(timeout=30)
         if pty:
             ch.get_pty(term=term, width=size[0], height=size[1])
         ch.exec_command(cmd)
@@ -256,8 +270,7 @@ class SSHClient:
             return self._interactive_lines(command)
 
         size = os.get_terminal_size() if sys.stdout.isatty() else os.terminal_size((80, 24))
-        t = self._c.get_transport()
-        assert t is not None
+        t = self._transport()
         ch = t.open_session()
         ch.get_pty(term=os.environ.get("TERM", "xterm"), width=size.columns, height=size.lines)
         if command:
@@ -301,8 +314,7 @@ class SSHClient:
 
     def _interactive_lines(self, command: str | None) -> int:
         """Line-mode fallback where termios is missing: our console edits lines, the PTY echoes."""
-        t = self._c.get_transport()
-        assert t is not None
+        t = self._transport()
         ch = t.open_session()
         size = os.get_terminal_size() if sys.stdout.isatty() else os.terminal_size((80, 24))
         ch.get_pty(term="xterm", width=size.columns, height=size.lines)

@@ -133,3 +133,47 @@ def test_machine_flag_reads_the_store(tls_engine: TLSEngine, tmp_path: Path, ima
     assert normalize(d.stdout) == normalize(s.stdout)
     s = e.run("skiff", "--machine", "nosuch", "ps", env=env)
     assert s.returncode == 1 and 'Host does not exist: "nosuch"' in s.stderr, s
+
+
+def test_machine_side_reaches_the_engine_through_the_client(tls_engine: TLSEngine, tmp_path: Path,
+                                                           images: TestImages) -> None:
+    """machine/host.py (`ls`, `/_ping` waits) and the port forwarder talk to the engine through skiffbox.client over
+    mutual TLS: a GET with the store's certificates; the forwarder's container list, its event stream (a quiet
+    stream ends in TimeoutError, its cue to list again) and the forwards planned from a published port."""
+    import sys
+
+    e = tls_engine
+    root = tmp_path / "store"
+    machine_store(e, root, "tlsbox")
+    mdir = root / "machines" / "tlsbox"
+    for f in ("ca.pem", "cert.pem", "key.pem"):  # DOCKER_CERT_PATH's copies, as Host._issue_server_cert makes them
+        (mdir / f).write_bytes((e.certs / f).read_bytes())
+    code = f"""
+import json, subprocess, threading
+from pathlib import Path
+from skiffbox.machine import portfwd
+from skiffbox.machine.host import Host
+from skiffbox.machine.store import Store
+status, body = Host.load(Store(Path({str(root)!r})), "tlsbox").engine_get("/version")
+print("version", status, json.loads(body)["Os"])
+eng = portfwd.Engine(Path({str(mdir)!r}), {PORT})
+try:
+    next(eng.events(1.0))
+except TimeoutError:
+    print("quiet")
+run = ["docker", "run", "-d", "--name", "fwd-probe", "-p", "127.0.0.1:18080:80", {images.busybox!r}, "sleep", "60"]
+threading.Timer(1.0, subprocess.run, [run], {{"capture_output": True}}).start()
+for ev in eng.events(60.0):
+    if ev.get("Action") == "start":
+        print("started", ev["Actor"]["Attributes"]["name"])
+        break
+print("plan", sorted(portfwd.plan(eng.containers())[0]))
+"""
+    try:
+        r = subprocess.run(e.ns.cmd([sys.executable, "-c", code]), env=e.env(), capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["version 200 linux", "quiet", "started fwd-probe",
+                                         "plan ['tcp/127.0.0.1:18080']"], r.stdout
+    finally:
+        e.daemon.docker("rm", "-f", "fwd-probe", check=False)
