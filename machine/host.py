@@ -633,21 +633,24 @@ def _lock_free(store: Store, name: str) -> bool:
 
 def describe_all(store: Store, names: list[str], timeout: float = 10.0) -> list[dict[str, Any]]:
     """Query every machine in parallel; a machine slower than `timeout` shows State "Timeout"."""
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, tuple[float, dict[str, Any]]] = {}
+    # The verdict goes by when each query finished, not by when this thread got to look: on a loaded host the
+    # joins may return late, and a query whose own socket timed out at `timeout` must still count as a timeout.
+    deadline = time.monotonic() + timeout
 
     def work(n: str) -> None:
-        results[n] = describe(store, n, timeout)
+        row = describe(store, n, timeout)
+        results[n] = (time.monotonic(), row)
 
     threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in names]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + timeout
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
     out = []
     for n in names:
-        r = results.get(n)
-        if r is None:
+        finished, r = results.get(n, (deadline, None))
+        if r is None or finished > deadline:
             r = {"Name": n, "Active": "-", "ActiveHost": False, "ActiveSwarm": False, "DriverName": "",
                  "State": State.TIMEOUT.value, "URL": "", "Swarm": "", "DockerVersion": "", "ResponseTime": "",
                  "Error": f"Timed out after {timeout:g} s (raise it with --timeout)", "SwarmOptions": None,
