@@ -40,6 +40,7 @@ from skiffbox.client.streams import iter_json_stream
 from skiffbox.client.transport import Endpoint, Transport, TransportError
 from skiffbox.machine.drivers.base import PortForward, SSHEndpoint
 from skiffbox.machine.portrelay import SSHRelay, bind_error
+from skiffbox.machine.store import atomic_write
 
 STATE_FILE = "portfwd.json"
 PID_FILE = "portfwd.pid"
@@ -71,13 +72,10 @@ def errors(machine_dir: Path) -> list[str]:
 
 
 def _write_state(machine_dir: Path, forwards: Iterable[PortForward], errors: dict[str, str]) -> None:
-    path = Path(machine_dir) / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({
+    atomic_write(Path(machine_dir) / STATE_FILE, json.dumps({
         "forwards": [pf.__dict__ for pf in sorted(forwards, key=lambda p: (p.proto, p.host_port))],
         "errors": errors, "updated": time.time(),
     }, indent=1))
-    os.replace(tmp, path)
 
 
 def _pid(machine_dir: Path) -> int | None:

@@ -18,7 +18,7 @@ API (all stdlib; imported by the fast `machine env`/`ls` path, so keep it light)
     store.load(name) -> dict              # MachineNotFound
     store.names() -> list[str]            # natural sort
     store.remove(name)
-    atomic_write(path, bytes, mode=0o600) # for keys and certs too
+    atomic_write(path, bytes, mode=0o600) # for keys and certs too; `with atomic_file(path) as f:` to stream
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-.]*")  # libmachine/host/host.go
 NAME_MAX = 63  # the name becomes the guest's hostname
@@ -83,21 +83,21 @@ def natural_key(s: str) -> list[Any]:
     return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", s)]
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    """The host side's one way to replace a file: a temp file in the same folder, fsync, rename, fsync the folder.
-    Readers see old or new, never half, and the new survives a power loss once this returns; a failure leaves the
-    old file and no temp file."""
-    if isinstance(data, str):
-        data = data.encode()
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: int = 0o644, prefix: str = "") -> Iterator[BinaryIO]:
+    """The host side's one way to replace a file: what the block writes to the yielded file goes to a temp file
+    (named `prefix`…, default `.NAME.`…) in the same folder, which is fsynced, renamed over `path` and the folder
+    fsynced once the block ends. Readers see old or new, never half, and the new survives a power loss; an
+    exception in the block (or a full disk) leaves the old file and no temp file."""
     import tempfile  # not on the read-only fast path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=prefix or f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode) if hasattr(os, "fchmod") else None
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -105,8 +105,19 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename durable (Windows cannot open a folder to fsync it)
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """`data` as the new content of `path`, by atomic_file."""
+    with atomic_file(path, mode) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX; Windows cannot open a folder to fsync it)."""
+    if hasattr(os, "O_DIRECTORY"):
+        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dfd)
         finally:

@@ -1,5 +1,6 @@
 """Writing a file so that it appears under its name only once complete (temporary file + rename), as the
-Go CLI writes config.json, contexts and `save`/`export` archives: an interrupted write leaves the old file."""
+Go CLI writes config.json, contexts and `save`/`export` archives: an interrupted write leaves the old file.
+The writing itself is the host side's one durable helper, machine/store.atomic_file."""
 
 from __future__ import annotations
 
@@ -12,21 +13,12 @@ if TYPE_CHECKING:
 
 def write_atomically(path: str, chunks: Iterable[bytes], mode: int = 0o644, prefix: str = ".skiff-tmp-") -> None:
     """`path` (a symlink's target, so a linked dotfile stays linked) gets `chunks`; `mode` less the umask."""
-    import tempfile
+    from pathlib import Path
 
-    real = os.path.realpath(path)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=os.path.dirname(real) or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, mode & ~umask)
-        os.replace(tmp, real)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from skiffbox.machine.store import atomic_file  # only when a file is written: not on `ps`'s path
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_file(Path(os.path.realpath(path)), mode & ~umask, prefix=prefix) as f:
+        for c in chunks:
+            f.write(c)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skiffbox.machine.image.errors import ImageError
+from skiffbox.machine.store import atomic_write, fsync_dir
 
 # The official Debian 12 cloud images (have cloud-init, which reads our NoCloud seed). The arm64
 # one boots through UEFI (GPT + ESP), which is what QEMU's `virt` with edk2 and VirtualBox 7.1 on
@@ -130,9 +131,7 @@ class ImageCache:
     def _remember(self, url: str, digest: Digest, path: Path) -> None:
         index = self._index()
         index[url] = {"digest": str(digest), "file": str(path.relative_to(self.root))}
-        tmp = self._index_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(index, indent=2))
-        os.replace(tmp, self._index_path)
+        atomic_write(self._index_path, json.dumps(index, indent=2))
 
     def path_for(self, digest: Digest, filename: str) -> Path:
         return self.root / f"{digest.algo}-{digest.hex}" / filename
@@ -265,6 +264,8 @@ class ImageCache:
                         out.write(chunk)
                         done += len(chunk)
                         self._report(done, total)
+                    out.flush()
+                    os.fsync(out.fileno())  # what is renamed into the cache below must survive a power loss
                 if total is not None and done < total:
                     raise ConnectionError(f"connection closed after {done} of {total} bytes")
         algo = expected.algo if expected else "sha256"
@@ -277,6 +278,7 @@ class ImageCache:
         final = self.path_for(digest, filename)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
+        fsync_dir(final.parent)
         meta_path.unlink(missing_ok=True)
         return final, digest
 

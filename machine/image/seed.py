@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from skiffbox.machine.image.errors import ImageError
+from skiffbox.machine.store import atomic_file
 
 SEED_LABEL = "cidata"
 DATA_LABEL = "skiff-data"
@@ -103,10 +104,9 @@ def write_seed_iso(path: Path, cfg: SeedConfig) -> Path:
         iso_name = "/" + name.replace("-", "").upper() + ".;1"
         iso.add_fp(io.BytesIO(data), len(data), iso_name, rr_name=name, joliet_path="/" + name)
     path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    iso.write(str(tmp))
+    with atomic_file(path) as f:
+        iso.write_fp(f)
     iso.close()
-    tmp.replace(path)
     return path
 
 

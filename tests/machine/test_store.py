@@ -70,6 +70,32 @@ def test_atomic_write_leaves_no_temp_and_keeps_old_on_failure(tmp_path: Path) ->
     assert [x.name for x in tmp_path.iterdir()] == ["f.json"]
 
 
+def test_atomic_file_streams_and_an_interrupted_write_keeps_the_old_file(tmp_path: Path) -> None:
+    """The one helper behind the store, the port forwarder's state, the image cache and skiff's config/save
+    files: chunks streamed in, published whole with its mode; a failure mid-stream changes nothing."""
+    from skiffbox.cli.skiffclient.files import write_atomically
+    from skiffbox.machine.store import atomic_file
+
+    p = tmp_path / "f.tar"
+    with atomic_file(p, 0o600) as f:
+        for chunk in (b"a" * 70000, b"b"):
+            f.write(chunk)
+    assert p.read_bytes() == b"a" * 70000 + b"b" and p.stat().st_mode & 0o777 == 0o600
+
+    def chunks():
+        yield b"new"
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(str(p), chunks())
+    assert p.read_bytes() == b"a" * 70000 + b"b"
+    assert [x.name for x in tmp_path.iterdir()] == ["f.tar"]
+    link = tmp_path / "link"
+    link.symlink_to(p)
+    write_atomically(str(link), [b"via link"], 0o644)
+    assert link.is_symlink() and p.read_bytes() == b"via link"
+
+
 def _hold_lock(root: str, name: str, ready, release) -> None:
     s = Store(root)
     with s.lock(name):
