@@ -5,6 +5,7 @@ and `docker save`/`docker load` archives (Docker's `manifest.json` layout, plus 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -106,6 +107,24 @@ class QueueReader:
         except BaseException as e:
             self.abort(e)
             raise
+
+    @contextlib.asynccontextmanager
+    async def feeding(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[None]:
+        """Feed `chunks` in the background while the block reads. When the source itself fails (an import URL that
+        is no URL, a download error) that error is the one raised, and the feeder's outcome is always collected."""
+        feeder = asyncio.ensure_future(self.feed(chunks))
+        try:
+            yield
+        except BaseException:
+            err = feeder.exception() if feeder.done() and not feeder.cancelled() else None
+            if isinstance(err, EngineError):
+                raise err from None
+            raise
+        finally:
+            if not feeder.done():
+                feeder.cancel()
+            elif not feeder.cancelled():
+                feeder.exception()  # collected: asyncio would otherwise log it as never retrieved
 
     def abort(self, e: BaseException) -> None:
         """Wake the reading thread with an error, without blocking (cancellation, shutdown)."""
@@ -497,13 +516,9 @@ async def load_archive(svc: "ImageService", src_chunks: AsyncIterator[bytes], ou
     try:
         reader = QueueReader()
         sp = _Spool(tmp)
-        feeder = asyncio.ensure_future(reader.feed(src_chunks))
-        try:
+        async with reader.feeding(src_chunks):
             await asyncio.to_thread(sp.read_archive, reader)
             await asyncio.to_thread(reader.drain_in_thread)
-        finally:
-            if not feeder.done():
-                feeder.cancel()
         entries = _images_in(sp)
         if not entries:
             raise InvalidParameter("invalid archive: it holds no image")

@@ -41,12 +41,8 @@ async def import_image(svc: "ImageService", chunks: AsyncIterator[bytes], ref: R
 
     config = apply_changes({}, [c for c in changes if c.strip()])
     reader = QueueReader()
-    feeder = asyncio.ensure_future(reader.feed(chunks))
-    try:
+    async with reader.feeding(chunks):
         layer = await add_layer_from_stream(svc, reader, None)
-    finally:
-        if not feeder.done():
-            feeder.cancel()
     plat = platforms.parse(platform) or platforms.host()
     created = now_rfc3339()
     cfg: dict[str, Any] = {"architecture": plat.arch, "os": plat.os, "created": created, "comment": message,

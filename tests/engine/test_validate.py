@@ -101,6 +101,15 @@ def test_malformed_json_is_a_400(api: docker.APIClient) -> None:
     assert status == 400 and "invalid JSON" in reply["message"], reply
 
 
+def test_import_from_a_bad_source_says_so(skiffd: Skiffd, api: docker.APIClient) -> None:
+    """The source's own error is reported (not "reading the request body failed"), and no task error is lost."""
+    status, reply = _call(api, "POST", "/images/create", raw=b"", fromSrc="notaurl", repo="bad", tag="src")
+    text = json.dumps(reply)
+    assert "is not '-' or an http(s) URL" in text, (status, reply)
+    assert "reading the request body failed" not in text
+    assert "Task exception was never retrieved" not in skiffd.log_tail(200_000)
+
+
 def test_events_with_bad_query_fail_before_streaming(api: docker.APIClient) -> None:
     for params in ({"filters": "notjson"}, {"since": "garbage"}, {"until": "garbage"}):
         status, reply = _call(api, "GET", "/events", **params)
