@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Plain HTTP stacks that would make a second engine client; machine/image/cache.py downloads Debian's cloud
 # images over HTTPS from the internet (urllib), which is no engine traffic.
 HTTP_STACKS = ("http.client", "urllib.request", "requests", "httpx", "aiohttp", "urllib3")
-NOT_ENGINE = {"machine/image/cache.py"}
+NOT_ENGINE = frozenset({"machine/image/cache.py"})
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -28,7 +28,7 @@ def _under(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def _violations(top: str, forbidden: tuple[str, ...], exempt: set[str] = set()) -> list[str]:
+def _violations(top: str, forbidden: tuple[str, ...], exempt: frozenset[str] = frozenset()) -> list[str]:
     files = sorted((REPO / top).rglob("*.py"))
     assert files, f"{top}/ has no Python files"
     return [f"{p.relative_to(REPO)}:{line} imports {m}" for p in files if str(p.relative_to(REPO)) not in exempt
