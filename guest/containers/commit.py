@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.containers.merge import apply_changes
 from skiffbox.guest.containers.store import now_rfc3339
-from skiffbox.guest.errors import Conflict, InvalidParameter
+from skiffbox.guest.errors import Conflict, EngineError, InvalidParameter
 
 if TYPE_CHECKING:
     from skiffbox.guest.containers.service import ContainerService
@@ -55,8 +55,14 @@ async def commit(svc: "ContainerService", ref: str, *, repo: str, tag: str, comm
             if c.state.get("Status") == "removing":
                 raise Conflict(f"cannot commit container {c.id}: it is being removed")
             if pause and c.running and not c.paused:
-                await svc.runtime.pause(c.id)
-                paused_here = True
+                try:
+                    await svc.runtime.pause(c.id)
+                    paused_here = True
+                except EngineError:
+                    # It exited after the record said running (its exit not recorded yet): nothing to pause.
+                    st = await svc.runtime.state(c.id)
+                    if st is not None and st.get("status") in ("running", "paused"):
+                        raise
             try:
                 with os.fdopen(fd, "wb") as f:
                     await asyncio.to_thread(write_tar, c.upper, f, convert_whiteouts=True)
