@@ -12,7 +12,7 @@ from skiffbox.guest.api.http import (Hijack, RawConn, Request, Response, Route, 
                                      no_content)
 from skiffbox.guest.containers import attach as attach_mod
 from skiffbox.guest.engine import Engine
-from skiffbox.guest.errors import InvalidParameter, no_such_container
+from skiffbox.guest.errors import InvalidParameter, NotFound, no_such_container
 from skiffbox.guest.util.filters import parse_filters
 from skiffbox.guest.util.timefmt import parse_time
 
@@ -94,6 +94,15 @@ async def update(engine: Engine, req: Request) -> Response:
 
 async def delete(engine: Engine, req: Request) -> Response:
     await engine.containers.remove(req.params["id"], force=req.q_bool("force"), volumes=req.q_bool("v"))
+    return no_content()
+
+
+async def delete_link(engine: Engine, req: Request) -> Response:
+    """DELETE /containers/{parent}/{alias}: with link=1 a legacy link's removal; otherwise no such container
+    (moby's route takes the whole rest of the path as the name)."""
+    if not req.q_bool("link"):
+        raise NotFound(f"No such container: {req.params['id']}/{req.params['link']}")
+    engine.containers.remove_link(req.params["id"], req.params["link"])
     return no_content()
 
 
@@ -298,6 +307,7 @@ ROUTES: list[Route[Engine]] = [
     ("POST", "/containers/{id}/rename", rename),
     ("POST", "/containers/{id}/update", update),
     ("DELETE", "/containers/{id}", delete),
+    ("DELETE", "/containers/{id}/{link}", delete_link),
     ("POST", "/containers/prune", prune),
     ("POST", "/containers/{id}/resize", resize),
     ("POST", "/containers/{id}/wait", wait),

@@ -163,6 +163,20 @@ def rename(svc: ContainerService, ref: str, new_name: str) -> None:
     svc.event(c, "rename", oldName="/" + old)
 
 
+def remove_link(svc: ContainerService, ref: str, alias: str) -> None:
+    """DELETE /containers/PARENT/ALIAS?link=1: drop the legacy link ALIAS from PARENT (both containers stay).
+    The link's hosts entry goes at the parent's next start, as its environment variables do."""
+    try:
+        c = svc.get(ref)
+    except NotFound:
+        raise NotFound(f"No such container: {ref}/{alias}")
+    links = c.host_config.get("Links") or []
+    kept = [lk for lk in links if (lk.partition(":")[2] or lk.partition(":")[0]).rsplit("/", 1)[-1] != alias]
+    if len(kept) == len(links):
+        raise NotFound(f"No such container: {ref}/{alias}")
+    svc.store.save_changes(c, HostConfig={**c.host_config, "Links": kept or None})
+
+
 async def update(svc: ContainerService, ref: str, body: dict[str, Any]) -> list[str]:
     c = svc.get(ref)
     hc = c.host_config

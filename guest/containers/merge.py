@@ -22,6 +22,17 @@ def split_create_body(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     config = {k: copy.deepcopy(body[k]) for k in CONFIG_KEYS if k in body}
     host_config = copy.deepcopy(body.get("HostConfig") or {})
     networking = copy.deepcopy(body.get("NetworkingConfig") or {})
+    mac = config.get("MacAddress")
+    mode = host_config.get("NetworkMode") or "bridge"
+    if mac and isinstance(mac, str) and mode not in ("host", "none") and not mode.startswith("container:"):
+        # Before API 1.44 the MAC address was the container's (Config.MacAddress); moby moves it to the endpoint
+        # of the container's network, where the network code looks for it.
+        net = "bridge" if mode == "default" else mode
+        eps = networking.setdefault("EndpointsConfig", {}) or {}
+        networking["EndpointsConfig"] = eps
+        ep = eps.setdefault(net, {}) or {}
+        eps[net] = ep
+        ep.setdefault("MacAddress", mac)
     return config, host_config, networking
 
 
@@ -34,7 +45,10 @@ def merge_image_config(cfg: dict[str, Any], img: dict[str, Any]) -> dict[str, An
     ports = dict(img.get("ExposedPorts") or {})
     ports.update(out.get("ExposedPorts") or {})
     out["ExposedPorts"] = ports or None
-    out["Env"] = merge_env(img.get("Env"), out.get("Env"))
+    # A bare NAME (docker-py's environment={'NAME': None}) stays in Config.Env as dockerd keeps it, hiding the
+    # image's NAME; the process never gets it (spec.merge_env skips bare names).
+    bare = [e for e in out.get("Env") or [] if "=" not in e]
+    out["Env"] = [e for e in merge_env(img.get("Env"), out.get("Env")) if e.partition("=")[0] not in bare] + bare
     labels = dict(img.get("Labels") or {})
     labels.update(out.get("Labels") or {})
     out["Labels"] = labels
@@ -81,11 +95,19 @@ def merge_image_config(cfg: dict[str, Any], img: dict[str, Any]) -> dict[str, An
     return out
 
 
+# dockerd's built-in log drivers; any other name is refused at create, as dockerd does (we keep every driver's
+# output in our own log file, so `docker logs` works for all of them).
+LOG_DRIVERS = frozenset({"json-file", "local", "journald", "none", "syslog", "gelf", "fluentd", "awslogs", "splunk",
+                         "etwlogs", "gcplogs", "logentries"})
+
+
 def normalize_host_config(hc: dict[str, Any], runtime_name: str) -> dict[str, Any]:
     hc = dict(hc)
     mode = hc.get("NetworkMode") or "default"
     hc["NetworkMode"] = "bridge" if mode == "default" else mode
     lc = hc.get("LogConfig") or {}
+    if (lc.get("Type") or "json-file") not in LOG_DRIVERS:
+        raise InvalidParameter(f"logger: no log driver named '{lc['Type']}' is registered")
     # docker-py's containers.run() only streams output for json-file/journald; k8s-file is what is underneath.
     hc["LogConfig"] = {"Type": lc.get("Type") or "json-file", "Config": lc.get("Config") or {}}
     rp = hc.get("RestartPolicy") or {}

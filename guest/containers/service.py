@@ -161,6 +161,9 @@ class ContainerService:
     async def rename(self, ref: str, new_name: str) -> None:
         lifecycle.rename(self, ref, new_name)
 
+    def remove_link(self, ref: str, alias: str) -> None:
+        lifecycle.remove_link(self, ref, alias)
+
     async def update(self, ref: str, body: dict[str, Any]) -> builtins.list[str]:
         return await lifecycle.update(self, ref, body)
 

@@ -78,3 +78,38 @@ def test_prune_and_list_filters(client: docker.DockerClient, images: TestImages)
     res = client.containers.prune(filters={"label": "p=1"})
     assert res["ContainersDeleted"] == [a.id]
     b.remove(force=True)
+
+
+def test_create_options_as_dockerd_takes_them(client: docker.DockerClient, skiffd: Skiffd, images: TestImages) -> None:
+    """What docker-py 7.0.0's own suite checks against dockerd (API 1.41): a bare env name stays in Config.Env
+    (the process does not get it), an unknown log driver is refused, the pre-1.44 container MAC address is the
+    bridge endpoint's, and a legacy link is removed with DELETE /containers/PARENT/ALIAS?link=1."""
+    api = docker.APIClient(base_url=skiffd.host, version="1.41")
+    cid = api.create_container(images.busybox, ["env"], environment={"Foo": None, "Other": "one", "Blank": ""})["Id"]
+    env = api.inspect_container(cid)["Config"]["Env"]
+    assert "Foo" in env and "Other=one" in env and "Blank=" in env
+    api.start(cid)
+    api.wait(cid)
+    out = api.logs(cid).decode()
+    assert "Other=one" in out and "Foo" not in out
+    with pytest.raises(docker.errors.APIError) as ei:
+        api.create_container(images.busybox, ["true"], host_config=api.create_host_config(
+            log_config=docker.types.LogConfig(type="asdf", config={})))
+    assert ei.value.explanation == "logger: no log driver named 'asdf' is registered"
+    mac = "02:42:ac:11:00:0a"
+    cid = api.create_container(images.busybox, ["sleep", "60"], mac_address=mac)["Id"]
+    api.start(cid)
+    assert api.inspect_container(cid)["NetworkSettings"]["MacAddress"] == mac
+    api.kill(cid)
+    child = api.create_container(images.busybox, ["sleep", "60"], name="linkchild")["Id"]
+    api.start(child)
+    parent = api.create_container(images.busybox, ["sleep", "60"], name="linkparent",
+                                  host_config=api.create_host_config(links={"linkchild": "mylink"}))["Id"]
+    api.start(parent)
+    with pytest.raises(docker.errors.NotFound):
+        api.remove_container("linkparent/nosuchalias", link=True)
+    api.remove_container("linkparent/mylink", link=True)
+    assert not api.inspect_container(parent)["HostConfig"]["Links"]
+    assert {c["Id"] for c in api.containers()} >= {child, parent}
+    for c in (cid, child, parent):
+        api.remove_container(c, force=True)
