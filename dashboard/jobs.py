@@ -19,13 +19,14 @@ class Job:
         self.messages: list[dict[str, Any]] = []
         self.done = False
         self.error = ""
+        self.error_kind = ""  # the exception's class name: the page tells a driver's refusal (NotSupported) from a failure
         self.result: Any = None
         self.started = time.time()
         self._loop = loop
         self._waiters: set[asyncio.Event] = set()
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "done": self.done, "error": self.error,
+        return {"id": self.id, "title": self.title, "done": self.done, "error": self.error, "errorKind": self.error_kind,
                 "started": self.started, "last": self.messages[-1] if self.messages else None}
 
     def emit(self, msg: dict[str, Any]) -> None:
@@ -49,7 +50,7 @@ class Job:
                     yield self.messages[i]
                     i += 1
                 if self.done:
-                    yield {"done": True, "error": self.error, "result": self.result}
+                    yield {"done": True, "error": self.error, "errorKind": self.error_kind, "result": self.result}
                     return
                 await ev.wait()
         finally:
@@ -69,7 +70,7 @@ class Jobs:
             try:
                 job.result = work(job.emit)
             except Exception as e:  # reported on the page; the worker must not die silently
-                job.error = str(e) or type(e).__name__
+                job.error, job.error_kind = str(e) or type(e).__name__, type(e).__name__
             job.done = True
             job._loop.call_soon_threadsafe(job._wake)
 

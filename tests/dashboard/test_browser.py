@@ -101,7 +101,33 @@ def test_click_through(dashboard: Dashboard, browser: Any, skiffd: Skiffd, image
 
     # The list shows it running.
     drv.get(dashboard.base + "/#/containers")
-    css(drv, '#containers tr[data-name="web"][data-state="running"]')
+    web = '#containers tr[data-name="web"]'
+    css(drv, web + '[data-state="running"]')
+
+    # Pause and unpause: from the list and from the container's page, the state shown as the engine's events
+    # say (also when it changes behind the page's back).
+    def status() -> str:
+        return skiffd.docker("inspect", "-f", "{{.State.Status}}", "web").stdout.strip()
+
+    click(drv, web + ' button[data-action="pause"]')
+    css(drv, web + '[data-state="paused"] button[data-action="unpause"]')
+    assert status() == "paused"
+    assert not drv.find_elements(By.CSS_SELECTOR, web + ' button[data-action="stop"]')
+    skiffd.docker("unpause", "web")
+    css(drv, web + '[data-state="running"] button[data-action="pause"]', timeout=10)
+    drv.get(dashboard.base + "/#/containers/web")
+    text_in(drv, "h1", "running")
+    click(drv, 'button[data-action="pause"]')
+    text_in(drv, "h1", "paused")
+    assert status() == "paused"
+    click(drv, 'button[data-action="unpause"]')
+    text_in(drv, "h1", "running")
+    assert status() == "running"
+    skiffd.docker("pause", "web")
+    text_in(drv, "h1", "paused", timeout=10)
+    skiffd.docker("unpause", "web")
+    text_in(drv, "h1", "running", timeout=10)
+    drv.get(dashboard.base + "/#/containers")
 
     # Live update without polling: a container made behind the page's back shows up from the event stream.
     t0 = time.monotonic()

@@ -50,14 +50,21 @@ export async function act(c, op) {
   }
 }
 
+// The lifecycle buttons for a container's state ("running", "paused", "exited", …): Stop and Pause while it
+// runs, Unpause while paused (Docker Desktop's set), Start otherwise; Restart and Remove always.
+function lifecycle(c, status, big = false) {
+  const b = (op, label, cls = "") => h("button", { class: [big ? "" : "small", cls].filter(Boolean).join(" ") || null,
+                                                  dataset: { action: op }, onclick: () => act(c, op) }, label);
+  const out = status === "paused" ? [b("unpause", "Unpause", big ? "primary" : "")]
+    : status === "running" ? [b("stop", "Stop"), b("pause", "Pause")]
+    : [b("start", "Start", big ? "primary" : "")];
+  return [...out, b("restart", "Restart")];
+}
+
 function actions(c) {
-  const running = c.State === "running";
   const ref = { id: c.Id, name: name(c) };
-  return h("td", { class: "actions" },
-    running ? h("button", { class: "small", dataset: { action: "stop" }, onclick: () => act(ref, "stop") }, "Stop")
-            : h("button", { class: "small", dataset: { action: "start" }, onclick: () => act(ref, "start") }, "Start"),
-    " ", h("button", { class: "small", dataset: { action: "restart" }, onclick: () => act(ref, "restart") }, "Restart"),
-    " ", h("button", { class: "small danger", dataset: { action: "remove" }, onclick: () => act(ref, "remove") }, "Remove"));
+  return h("td", { class: "actions" }, ...lifecycle(ref, c.State).flatMap((x) => [x, " "]),
+    h("button", { class: "small danger", dataset: { action: "remove" }, onclick: () => act(ref, "remove") }, "Remove"));
 }
 
 export function list(main) {
@@ -107,13 +114,9 @@ export function detail(main, ref, tab) {
   let info = null;
   let stop = () => {};
   const header = () => {
-    const running = info.State.Running;
     const c = { id: info.Id, name: info.Name.replace(/^\//, "") };
     title.replaceChildren(c.name, badge(info.State.Status), h("span", { class: "sub mono" }, shortId(info.Id)));
-    buttons.replaceChildren(
-      running ? h("button", { dataset: { action: "stop" }, onclick: () => act(c, "stop") }, "Stop")
-              : h("button", { class: "primary", dataset: { action: "start" }, onclick: () => act(c, "start") }, "Start"),
-      h("button", { dataset: { action: "restart" }, onclick: () => act(c, "restart") }, "Restart"),
+    buttons.replaceChildren(...lifecycle(c, info.State.Status, true),
       h("button", { class: "danger", dataset: { action: "remove" },
                     onclick: async () => { if (await act(c, "remove")) location.hash = "#/containers"; } }, "Remove"));
   };

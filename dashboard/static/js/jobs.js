@@ -14,8 +14,12 @@ export function followJob(id, title, container, onDone) {
     const m = JSON.parse(ev.data);
     if (m.done) {
       box.classList.add(m.error ? "failed" : "finished");
-      lines.append(h("div", {}, m.error ? "Error: " + m.error : "Done."));
-      if (m.error) box.querySelector(".title").append(" — failed");
+      const refused = m.errorKind === "NotSupported";  // the driver cannot do this at all: not a fault to retry
+      lines.append(h("div", {}, m.error ? (refused ? "Not supported: " : "Error: ") + m.error : "Done."));
+      if (m.error) {
+        box.querySelector(".title").append(refused ? " — not supported by this machine's driver" : " — failed",
+          h("button", { class: "small dismiss", title: "Dismiss", dataset: { action: "dismiss" }, onclick: () => box.remove() }, "×"));
+      }
       ws.close();
       if (onDone) onDone(m);
       setTimeout(() => { if (!m.error) box.remove(); }, 6000);
