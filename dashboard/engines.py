@@ -1,6 +1,6 @@
 """The engines the dashboard can show: the local one (DOCKER_HOST, else the default unix socket) and every
-machine in the store, each reached through the project's engine client (skiffclient's APIClient/Transport,
-endpoints resolved exactly as `skiff` and `skiff --machine NAME` resolve them)."""
+machine in the store, each reached through the project's engine client (skiffbox.client's APIClient/Transport;
+endpoints resolved by skiff's configuration code, exactly as `skiff` and `skiff --machine NAME` resolve them)."""
 
 from __future__ import annotations
 

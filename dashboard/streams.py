@@ -16,9 +16,8 @@ import anyio.from_thread
 import anyio.to_thread
 from starlette.websockets import WebSocket
 
-from skiffbox.client.streams import iter_json_stream
 from skiffbox.client.api import APIClient
-from skiffbox.client.streams import demux
+from skiffbox.client.streams import demux, iter_json_stream
 from skiffbox.client.transport import Hijacked, Response
 
 STREAMS = anyio.CapacityLimiter(256)
