@@ -166,3 +166,32 @@ def test_one_go_duration_parser_for_dockerfile_client_and_since() -> None:
         with pytest.raises(ValueError):
             parse_go_duration(bad)
     assert parse_time("1h30m", now=10_000.0) == 10_000.0 - 5400 and parse_time("10m", now=1000.0) == 400.0
+
+
+# Go's own table for Duration.String (src/time/time_test.go, durationTests).
+GO_DURATION_STRINGS = [
+    ("0s", 0), ("1ns", 1), ("1.1µs", 1100), ("2.2ms", 2_200_000), ("3.3s", 3_300_000_000),
+    ("4m5s", (4 * 60 + 5) * 10**9), ("4m5.001s", 4 * 60 * 10**9 + 5_001_000_000),
+    ("5h6m7.001s", (5 * 3600 + 6 * 60) * 10**9 + 7_001_000_000), ("8m0.000000001s", 8 * 60 * 10**9 + 1),
+    ("2562047h47m16.854775807s", (1 << 63) - 1), ("-2562047h47m16.854775808s", -(1 << 63)),
+]
+
+
+@pytest.mark.parametrize("want,ns", GO_DURATION_STRINGS)
+def test_go_duration_string_is_gos(want: str, ns: int) -> None:
+    from skiffbox.guest.util.humanize import go_duration
+    from skiffbox.guest.util.timefmt import parse_go_duration
+
+    assert go_duration(ns) == want
+    if abs(ns) < 1 << 52:  # within float precision, the parser reads it back
+        assert parse_go_duration(want) == ns
+
+
+def test_one_go_duration_formatter_for_healthcheck_history_and_progress() -> None:
+    from skiffbox.cli.skiffclient import progress
+    from skiffbox.guest.build import values
+    from skiffbox.guest.util.humanize import go_duration
+
+    assert progress.go_duration is go_duration and values.go_duration is go_duration
+    assert values.health_text({"Test": ["CMD", "true"], "Interval": 90_500_000_000, "Retries": 3}) == \
+        '&{["CMD" "true"] "1m30.5s" "0s" "0s" "0s" \'\\x03\'}'

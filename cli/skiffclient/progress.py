@@ -12,6 +12,7 @@ import os
 import time
 
 from skiffbox.cli.skiffclient.formatting import human_size
+from skiffbox.guest.util.humanize import go_duration  # one implementation with the engine's
 
 TYPE_CHECKING = False  # no runtime `typing` import: it costs startup time and annotations are strings
 if TYPE_CHECKING:
@@ -30,19 +31,6 @@ def _width(fd: int) -> int:
         return os.get_terminal_size(fd).columns
     except OSError:
         return 200
-
-
-def _go_duration(seconds: int) -> str:
-    """Go's time.Duration.String() for whole seconds: "0s", "42s", "3m2s", "1h0m5s"."""
-    if seconds <= 0:
-        return "0s"
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"
 
 
 def progress_string(p: dict[str, Any], width: int) -> str:
@@ -69,7 +57,7 @@ def progress_string(p: dict[str, Any], width: int) -> str:
     start = int(p.get("start") or 0)
     if cur > 0 and start > 0 and pct < 50 and width > 50:
         per = (time.time() - start) / cur
-        left = " " + _go_duration(int((total - cur) * per))
+        left = " " + go_duration(max(0, int((total - cur) * per)) * 1_000_000_000)
     return bar + numbers + left
 
 

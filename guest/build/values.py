@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.util.humanize import go_duration
 
 _SIGNALS = {"ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE",
             "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU",
@@ -51,22 +52,12 @@ def port_specs(spec: str) -> list[str]:
     return [f"{p}/{proto}" for p in range(a, b + 1)]
 
 
-def go_duration(ns: Any) -> str:
-    """Go's time.Duration String() for the values a HEALTHCHECK has (`30s`, `1m0s`, `1.5s`, `500ms`)."""
-    n = int(ns or 0)
-    if n == 0:
-        return "0s"
-    if n % 1_000_000_000 == 0:
-        h, rem = divmod(n // 1_000_000_000, 3600)
-        m, sec = divmod(rem, 60)
-        return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{sec}s"
-    if n < 1_000_000_000:
-        return f"{n / 1_000_000:g}ms"
-    return f"{n / 1_000_000_000:g}s"
-
-
 def health_text(hc: dict[str, Any]) -> str:
     """The HEALTHCHECK history text: Docker prints its HealthConfig struct with `%v`."""
-    return (f"&{{{go_quote_list(hc.get('Test'))} \"{go_duration(hc.get('Interval'))}\" \"{go_duration(hc.get('Timeout'))}\" "
-            f"\"{go_duration(hc.get('StartPeriod'))}\" \"{go_duration(hc.get('StartInterval'))}\" "
+
+    def d(key: str) -> str:
+        return go_duration(int(hc.get(key) or 0))
+
+    return (f"&{{{go_quote_list(hc.get('Test'))} \"{d('Interval')}\" \"{d('Timeout')}\" "
+            f"\"{d('StartPeriod')}\" \"{d('StartInterval')}\" "
             f"'\\x{int(hc.get('Retries') or 0):02x}'}}")
