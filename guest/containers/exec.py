@@ -100,7 +100,8 @@ class ExecManager:
             cmd = [cmd]
         if not cmd:
             raise InvalidParameter("No exec command specified")
-        keys = body.get("DetachKeys") or ""
+        # Go decodes JSON field names case-insensitively: docker-py sends its config file's `detachKeys` so.
+        keys = body.get("DetachKeys") or body.get("detachKeys") or ""
         if keys:
             attach_mod.parse_detach_keys(keys)
         s = ExecSession(

@@ -95,3 +95,19 @@ def test_exec_errors(skiffd: Skiffd, images: TestImages, box: str) -> None:
     t = time.monotonic()
     assert skiffd.docker("exec", box, "true").returncode == 0
     assert time.monotonic() - t < 5
+
+
+def test_exec_detach_keys_from_client_config(skiffd: Skiffd, box: str) -> None:
+    """docker-py sends its config file's detachKeys as `detachKeys` (Go's JSON is case-insensitive): ctrl-p
+    detaches and the stream ends, the process goes on."""
+    c = skiffd.client()
+    c.api._general_configs["detachKeys"] = "ctrl-p"
+    eid = c.api.exec_create(box, "cat", stdin=True, tty=True, stdout=True)["Id"]
+    assert c.api.exec_inspect(eid)["DetachKeys"] == "ctrl-p"
+    sock = c.api.exec_start(eid, tty=True, socket=True)
+    raw = sock._sock
+    raw.settimeout(10)
+    raw.sendall(b"\x10")
+    assert raw.recv(128) == b""
+    assert c.api.exec_inspect(eid)["Running"] is True
+    raw.close()
