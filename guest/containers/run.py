@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from skiffbox.guest.containers import cgroups, monitor, mounts, sandbox, spec, streams, users
+from skiffbox.guest.containers import cgroups, links, monitor, mounts, sandbox, spec, streams, users
 from skiffbox.guest.containers.health import HealthChecker
 from skiffbox.guest.containers.restart import restart_delay
 from skiffbox.guest.containers.runtime import RuntimeError_, error_exit_code, signal_pid
@@ -124,7 +124,7 @@ async def _prepare(svc: ContainerService, c: Container, timings: _Timings) -> _P
         rootfs=c.rootfs, cgroup_path=cgroups.container_path(c), hostname_file=c.dir / "hostname",
         hosts_file=c.dir / "hosts", resolv_file=c.dir / "resolv.conf", netns_path=netns_path,
         extra_mounts=extra, cgroup_v2=svc.cgroup_v2,
-        init_binary=spec.init_binary() if hc.get("Init") else None,
+        init_binary=spec.init_binary() if hc.get("Init") else None, link_env=links.link_env(c, svc.get),
     )
     _join_namespaces(svc, c, inputs)
     oci = spec.build_spec(c.rec, user, inputs)

@@ -109,6 +109,7 @@ class SpecInputs:
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
     cgroup_v2: bool = False
     init_binary: str | None = None
+    link_env: list[str] = field(default_factory=list)  # legacy links' variables (links.py); the user's Env wins
 
 
 def _mounts(host_config: dict[str, Any], inputs: SpecInputs, readonly_rootfs: bool) -> list[dict[str, Any]]:
@@ -325,7 +326,7 @@ def build_spec(rec: dict[str, Any], user: ExecUser, inputs: SpecInputs) -> dict[
     args = command_line(config)
     if inputs.init_binary:
         args = [INIT_PATH_IN_CONTAINER, "--"] + args
-    env = merge_env(config.get("Env"), [f"HOSTNAME={config.get('Hostname') or ''}"] if not any(
+    env = merge_env(inputs.link_env, config.get("Env"), [f"HOSTNAME={config.get('Hostname') or ''}"] if not any(
         e.startswith("HOSTNAME=") for e in config.get("Env") or []) else [])
     process = build_process(config, hc, user, args, caps, tty=bool(config.get("Tty")), env=env)
     readonly = bool(hc.get("ReadonlyRootfs"))

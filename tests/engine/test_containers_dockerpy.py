@@ -9,7 +9,7 @@ import docker
 import pytest
 
 from tests.engine.containers_fixtures import remove_all
-from tests.engine.harness import Skiffd, TestImages
+from tests.engine.harness import Skiffd, TestImages, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_prune_and_list_filters(client: docker.DockerClient, images: TestImages)
 def test_create_options_as_dockerd_takes_them(client: docker.DockerClient, skiffd: Skiffd, images: TestImages) -> None:
     """What docker-py 7.0.0's own suite checks against dockerd (API 1.41): a bare env name stays in Config.Env
     (the process does not get it), an unknown log driver is refused, the pre-1.44 container MAC address is the
-    bridge endpoint's, and a legacy link is removed with DELETE /containers/PARENT/ALIAS?link=1."""
+    bridge endpoint's, a legacy link sets moby's variables and is removed with DELETE /containers/PARENT/ALIAS?link=1."""
     api = docker.APIClient(base_url=skiffd.host, version="1.41")
     cid = api.create_container(images.busybox, ["env"], environment={"Foo": None, "Other": "one", "Blank": ""})["Id"]
     env = api.inspect_container(cid)["Config"]["Env"]
@@ -101,14 +101,22 @@ def test_create_options_as_dockerd_takes_them(client: docker.DockerClient, skiff
     api.start(cid)
     assert api.inspect_container(cid)["NetworkSettings"]["MacAddress"] == mac
     api.kill(cid)
-    child = api.create_container(images.busybox, ["sleep", "60"], name="linkchild")["Id"]
+    child = api.create_container(images.busybox, ["sleep", "60"], name="linkchild", environment={"FOO": "1"},
+                                 ports=[80, (53, "udp")])["Id"]
     api.start(child)
-    parent = api.create_container(images.busybox, ["sleep", "60"], name="linkparent",
-                                  host_config=api.create_host_config(links={"linkchild": "mylink"}))["Id"]
+    ip = api.inspect_container(child)["NetworkSettings"]["IPAddress"]
+    parent = api.create_container(images.busybox, ["sh", "-c", "env; sleep 60"], name="linkparent",
+                                  host_config=api.create_host_config(links={"linkchild": "my-link"}))["Id"]
     api.start(parent)
+    wait_for(lambda: b"MY_LINK_NAME" in api.logs(parent), what="the linked container's env")
+    env = api.logs(parent).decode().splitlines()
+    assert {"MY_LINK_NAME=/linkparent/my-link", "MY_LINK_ENV_FOO=1", f"MY_LINK_PORT=udp://{ip}:53",
+            f"MY_LINK_PORT_80_TCP=tcp://{ip}:80", f"MY_LINK_PORT_80_TCP_ADDR={ip}", "MY_LINK_PORT_80_TCP_PORT=80",
+            "MY_LINK_PORT_80_TCP_PROTO=tcp", f"MY_LINK_PORT_53_UDP=udp://{ip}:53"} <= set(env)
+    assert not any(e.startswith(("MY_LINK_ENV_PATH", "MY_LINK_ENV_HOME")) for e in env)
     with pytest.raises(docker.errors.NotFound):
         api.remove_container("linkparent/nosuchalias", link=True)
-    api.remove_container("linkparent/mylink", link=True)
+    api.remove_container("linkparent/my-link", link=True)
     assert not api.inspect_container(parent)["HostConfig"]["Links"]
     assert {c["Id"] for c in api.containers()} >= {child, parent}
     for c in (cid, child, parent):
