@@ -27,9 +27,10 @@ def _line(msg: dict[str, Any]) -> bytes:
     return json.dumps(msg).encode() + _NL
 
 
-async def progress_stream(run: Callable[[Progress], Awaitable[Any]]) -> Reply:
+async def progress_stream(run: Callable[[Progress], Awaitable[Any]], errors_in_stream: bool = False) -> Reply:
     """Run `run(progress)`; an error before the first message is a plain HTTP error (the CLI prints
-    `Error response from daemon: …`), after it an `errorDetail` line in the 200 stream (as moby does)."""
+    `Error response from daemon: …`), after it an `errorDetail` line in the 200 stream (as moby does).
+    `errors_in_stream`: every error is a line in the 200 stream (moby's load; docker-py raises ImageLoadError)."""
     q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     task = asyncio.ensure_future(run(q.put_nowait))
     first = asyncio.ensure_future(q.get())
@@ -40,7 +41,7 @@ async def progress_stream(run: Callable[[Progress], Awaitable[Any]]) -> Reply:
     else:
         first.cancel()
         exc = task.exception()
-        if exc is not None:
+        if exc is not None and not errors_in_stream:
             raise exc
 
     async def gen() -> AsyncIterator[bytes]:
@@ -117,7 +118,8 @@ async def get_many(engine: Engine, req: Request) -> Reply:
 
 async def load(engine: Engine, req: Request) -> Reply:
     quiet = req.q_bool("quiet")
-    return await progress_stream(lambda out: archive.load_archive(engine.images, req.stream(), out, quiet))
+    return await progress_stream(lambda out: archive.load_archive(engine.images, req.stream(), out, quiet),
+                                 errors_in_stream=True)
 
 
 async def auth(engine: Engine, req: Request) -> Response:

@@ -378,6 +378,11 @@ def test_save_load_roundtrip_multi_image(fresh_skiffd: Skiffd, images: TestImage
     assert d.client().images.get("skopeo/oci:v2").attrs["RootFS"] == ml.attrs["RootFS"]
     r = d.docker("load", input=b"this is not a tar", text=False, check=False)
     assert r.returncode == 1 and b"invalid archive" in r.stderr
+    # As moby: the error is in the 200 stream, which docker-py turns into ImageLoadError.
+    import docker
+
+    with pytest.raises(docker.errors.ImageLoadError, match="invalid archive"):
+        d.client().images.load(b"abc")
 
 
 def test_docker_py_flows(fresh_skiffd: Skiffd, images: TestImages) -> None:
