@@ -125,7 +125,7 @@ def record(name: str, driver: str, ipam_cfg: list[dict[str, str]], options: dict
     rec: NetworkRecord = {
         "Name": name, "Id": nid, "Created": rfc3339(now), "Scope": "local", "Driver": driver,
         "EnableIPv4": True, "EnableIPv6": ipv6,
-        "IPAM": {"Driver": ipam_driver, "Options": ipam_options or {}, "Config": ipam_cfg},
+        "IPAM": {"Driver": ipam_driver, "Options": ipam_options, "Config": ipam_cfg},
         "Internal": internal, "Attachable": attachable, "Ingress": False, "ConfigFrom": {"Network": ""},
         "ConfigOnly": False, "Options": options, "Labels": labels, "_created": now,
         "_user_subnet": user_subnet,

@@ -36,7 +36,7 @@ async def connect_container(svc: NetworkService, network: str, ctr: ContainerLik
     settings = await svc.connect(rec["Name"], ctr, es) if svc.endpoints.get(str(cget(ctr, "Id"))) else None
     if settings is None:  # not running: remembered, applied at the next start
         settings = {"IPAMConfig": es.get("IPAMConfig") or None, "Links": es.get("Links"), "Aliases": es.get("Aliases"),
-                    "MacAddress": "", "DriverOpts": es.get("DriverOpts"), "GwPriority": es.get("GwPriority", 0),
+                    "MacAddress": es.get("MacAddress") or "", "DriverOpts": es.get("DriverOpts"), "GwPriority": es.get("GwPriority", 0),
                     "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                     "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
     nets[rec["Name"]] = settings
@@ -50,7 +50,9 @@ async def disconnect_container(svc: NetworkService, network: str, ctr: Container
     ns = cget(ctr, "NetworkSettings", {})
     nets = ns.get("Networks", {}) if isinstance(ns, dict) else {}
     key = next((k for k, v in nets.items() if k == rec["Name"] or (v or {}).get("NetworkID") == rec["Id"]), None)
-    if key is None and not force:
+    # force only excuses a stopped container's missing record (moby): a running one is refused either way.
+    running = bool((cget(ctr, "State", {}) or {}).get("Running"))
+    if key is None and (not force or running):
         raise InvalidParameter(f"container {cget(ctr, 'Id')} is not connected to network {rec['Name']}")
     await svc.disconnect(rec["Name"], ctr, force)
     if key is not None:

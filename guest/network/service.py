@@ -226,7 +226,7 @@ class NetworkService:
                     raise InvalidParameter(f"invalid mtu {options[OPT_MTU]!r}") from None
             rec = bridges.record(name, "bridge", cfgs, options, {str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
                                bridge=bridge, internal=bool(body.get("Internal")), ipv6=ipv6,
-                               attachable=bool(body.get("Attachable")), ipam_options=ipam.get("Options") or {},
+                               attachable=bool(body.get("Attachable")), ipam_options=ipam.get("Options"),
                                user_subnet=user_subnet)
             rec["ConfigOnly"] = bool(body.get("ConfigOnly"))
             if body.get("ConfigFrom"):

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from tests.engine.harness import Skiffd, TestImages
@@ -161,6 +162,17 @@ def test_docker_py(d: Skiffd, images: TestImages) -> None:
         assert [ct.name for ct in net.containers] == ["pyweb"]
         out = c.containers.run(images.busybox, ["ip", "-o", "link"], network_mode="none", remove=True)
         assert out.count(b"\n") == 1 and b"lo:" in out
+        # As dockerd: IPAM Options stay null when not given; a created container's endpoint keeps the MAC asked
+        # for; a running container not on the network cannot be disconnected, force or not.
+        assert c.api.inspect_network(net.id)["IPAM"]["Options"] is None
+        created = c.api.create_container(images.busybox, "true")["Id"]
+        c.api.connect_container_to_network(created, "pynet2", mac_address="02:42:ac:11:00:02")
+        assert c.api.inspect_container(created)["NetworkSettings"]["Networks"]["pynet2"]["MacAddress"] == \
+            "02:42:ac:11:00:02"
+        c.api.remove_container(created)
+        c.api.disconnect_container_from_network(web.id, "pynet2", force=True)
+        with pytest.raises(docker.errors.APIError):
+            c.api.disconnect_container_from_network(web.id, "pynet2", force=True)
     finally:
         web.remove(force=True)
         net.remove()
