@@ -28,6 +28,7 @@ _INT_RANGES = {
     "int64": (-(2**63), 2**63 - 1), "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1),
     "uint32": (0, 2**32 - 1), "uint64": (0, 2**64 - 1),
 }
+_ZEROS: dict[str, Any] = {"string": "", "integer": 0, "number": 0, "boolean": False}
 # Fields dockerd declares as strslice.StrSlice: a JSON string is taken as a one-element list.
 _STRSLICE = {("ContainerConfig", "Cmd"), ("ContainerConfig", "Entrypoint"), ("ContainerConfig", "Shell")}
 
@@ -168,7 +169,10 @@ class BodyValidator:
             if not isinstance(value, list):
                 raise self._fail(value, schema, top, path)
             if "items" in resolved:
-                for item in value:
+                zero = self._zero(resolved["items"])
+                for i, item in enumerate(value):
+                    if item is None and zero is not None:
+                        value[i] = zero  # Go decodes null into a string element as ""
                     self._check(resolved["items"], item, top, path, owner)
         elif t == "object":
             if not isinstance(value, dict):
@@ -182,8 +186,15 @@ class BodyValidator:
                         value[k] = [v]  # what dockerd stores for it
             extra = resolved.get("additionalProperties")
             if isinstance(extra, dict) and not props:
-                for v in value.values():
+                zero = self._zero(extra)
+                for k, v in value.items():
+                    if v is None and zero is not None:
+                        value[k] = zero  # likewise a map's value
                     self._check(extra, v, top, path, owner)
+
+    def _zero(self, schema: dict[str, Any]) -> Any:
+        """The zero value Go leaves in a collection's element for a JSON null (None where Go leaves nil)."""
+        return _ZEROS.get(str(self._resolve(schema)[0].get("type")))
 
 
 # -- what the types cannot say ---------------------------------------------------------------------------

@@ -129,6 +129,7 @@ def test_good_bodies_still_work(skiffd: Skiffd, api: docker.APIClient, images: T
     try:
         info = api.inspect_container("validate-good")
         assert info["Config"]["Cmd"] == ["true"]
+
         assert info["HostConfig"]["Memory"] == 64 << 20
         ps = skiffd.docker("ps", "-a", "--filter", "name=validate-good", "--format", "{{.Ports}} {{.Labels}}").stdout
         assert "80/tcp" in ps and "a=b" in ps
@@ -138,6 +139,18 @@ def test_good_bodies_still_work(skiffd: Skiffd, api: docker.APIClient, images: T
     api.remove_network("validate-net")
     assert api.create_volume("validate-vol", driver_opts={"type": "tmpfs", "device": "tmpfs"})["Name"]
     api.remove_volume("validate-vol")
+
+
+def test_null_elements_are_zero_values(skiffd: Skiffd, api: docker.APIClient, images: TestImages) -> None:
+    """A null in a string list or map is Go's zero value, as dockerd decodes it (exec with Cmd [null] was a 500)."""
+    skiffd.docker("pull", "-q", images.busybox)
+    skiffd.docker("run", "-d", "--name", "validate-exec", images.busybox, "sleep", "60")
+    try:
+        status, reply = _call(api, "POST", "/containers/validate-exec/exec", {"Cmd": [None, "x"], "Env": [None]})
+        assert status == 201, reply
+        assert api.exec_inspect(reply["Id"])["ProcessConfig"]["entrypoint"] == ""
+    finally:
+        skiffd.docker("rm", "-f", "validate-exec")
 
 
 # -- features skiff does not have ---------------------------------------------------------------------------------
