@@ -78,7 +78,7 @@ def _ping_over_tls(mdir: Path, ip: str) -> bytes:
         return s.recv(200)
 
 
-def _job(drv: Any, title: str, timeout: float = 300) -> str:
+def job_outcome(drv: Any, title: str, timeout: float = 300) -> str:
     """Wait for the job box titled `title` to end; its text (the progress lines and the outcome)."""
     sel = "#machine-jobs .progress.finished, #machine-jobs .progress.failed"
 
@@ -110,7 +110,7 @@ def test_generic_machine_from_the_page(dashboard: Dashboard, browser: Any, store
     css(drv, '#create-dialog input[data-flag="generic-ssh-key"]').send_keys(str(h.key_path))
     click(drv, '#create-dialog button[type="submit"]')
     text_in(drv, "#machine-jobs", "Running pre-create checks", timeout=30)  # progress while it works
-    out = _job(drv, f"Create {NAME}", timeout=600)
+    out = job_outcome(drv, f"Create {NAME}", timeout=600)
     assert out.endswith("Done."), out
     for step in ("Provisioning gen1 over SSH", "The engine is up and running!"):
         assert step in out, out
@@ -136,7 +136,7 @@ def test_generic_machine_from_the_page(dashboard: Dashboard, browser: Any, store
     before = _serial(mdir / "server.pem")
     click(drv, row + ' button[data-action="regenerate-certs"]')
     drv.switch_to.alert.accept()
-    out = _job(drv, f"Regenerate certificates of {NAME}")
+    out = job_outcome(drv, f"Regenerate certificates of {NAME}")
     assert out.endswith("Done."), out
     assert _serial(mdir / "server.pem") != before
     assert h.exec(["cat", "/etc/skiff/server.pem"]).stdout == (mdir / "server.pem").read_text()
@@ -149,7 +149,7 @@ def test_generic_machine_from_the_page(dashboard: Dashboard, browser: Any, store
     # user clicked, and nothing changed.
     drv.get(dashboard.base + "/#/machines")
     click(drv, row + ' button[data-action="stop"]')
-    out = _job(drv, f"Stop {NAME}")
+    out = job_outcome(drv, f"Stop {NAME}")
     assert out.startswith(f"Stop {NAME} — not supported by this machine's driver"), out
     assert "Not supported: the generic driver does not stop hosts (it did not create them)" in out, out
     text_in(drv, "#toasts", "the generic driver does not stop hosts")
@@ -162,7 +162,7 @@ def test_generic_machine_from_the_page(dashboard: Dashboard, browser: Any, store
     # Restart: for generic, the engine restarts (a new skiffd), not the host.
     pid = h.exec(["cat", "/run/skiff/skiffd.pid"]).stdout.strip()
     click(drv, row + ' button[data-action="restart"]')
-    out = _job(drv, f"Restart {NAME}")
+    out = job_outcome(drv, f"Restart {NAME}")
     assert out.endswith("Done.") and "Restarting the engine" in out, out
     assert h.exec(["cat", "/run/skiff/skiffd.pid"]).stdout.strip() != pid
     assert _ping_over_tls(mdir, h.ip).split(b"\r\n")[0].endswith(b"200 OK")

@@ -207,14 +207,37 @@ def test_host_ip_port_and_a_taken_port(ctx: Ctx) -> None:
 
 
 def test_stop_and_start(ctx: Ctx) -> None:
+    """Stop and start clicked on the dashboard's machine page (Debian's headless chromium), the page showing
+    Stopped and then Running: the same Host.stop/start as `machine stop/start` (whose command wiring the generic
+    e2e runs), so the VM is rebooted once for both."""
+    from selenium.webdriver.common.by import By
+
+    from tests.dashboard.harness import chromium, serve
+    from tests.dashboard.test_browser import click, css, text_in
+    from tests.dashboard.test_machines_browser import job_outcome
+
     pid = int((ctx.mdir / "qemu.pid").read_text())
-    ctx.machine("stop", NAME)
-    assert ctx.machine("status", NAME).stdout.strip() == "Stopped"
-    assert not Path(f"/proc/{pid}").exists()
-    t0 = time.monotonic()
-    r = ctx.machine("start", NAME)
-    print(f"machine start: {time.monotonic() - t0:.0f} s")
-    assert "Waiting for the engine to answer" in r.stderr  # certs current: /_ping over TLS, SSH only as fallback
+    row = f'#machines tr[data-name="{NAME}"]'
+    env = {**ctx.env, "DOCKER_HOST": "unix:///nonexistent/skiff-dashboard-test.sock"}  # no local engine: only machines
+    with serve([], env) as dash, chromium() as drv:
+        drv.get(dash.url)
+        drv.get(dash.base + "/#/machines")
+        css(drv, row + '[data-state="Running"]', timeout=60)
+        click(drv, row + ' button[data-action="stop"]')
+        out = job_outcome(drv, f"Stop {NAME}", timeout=300)
+        assert out.endswith("Done."), out
+        css(drv, row + '[data-state="Stopped"] button[data-action="start"]', timeout=60)
+        assert ctx.machine("status", NAME).stdout.strip() == "Stopped"
+        assert not Path(f"/proc/{pid}").exists()
+        t0 = time.monotonic()
+        click(drv, row + ' button[data-action="start"]')
+        out = job_outcome(drv, f"Start {NAME}", timeout=1200)
+        print(f"machine start from the dashboard: {time.monotonic() - t0:.0f} s")
+        assert out.endswith("Done."), out
+        assert "Waiting for the engine to answer" in out, out  # certs current: /_ping over TLS, SSH as fallback
+        css(drv, row + '[data-state="Running"]', timeout=60)
+        text_in(drv, row, "tcp://127.0.0.1:")
+        assert not drv.find_elements(By.CSS_SELECTOR, row + " td:nth-child(6):not(:empty)")  # no error shown
     assert ctx.machine("status", NAME).stdout.strip() == "Running"
     # the engine's bytecode was compiled at install, for the guest's Python, and is not rewritten on boot
     pyc = ctx.machine("ssh", NAME, "boot=$(( $(date +%s) - $(cut -d. -f1 /proc/uptime) )); "
