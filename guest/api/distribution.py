@@ -10,7 +10,7 @@ from typing import Any
 from skiffbox.guest.api.http import Request, Response, Route, json_response
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter
-from skiffbox.guest.images.pull import registry_error
+from skiffbox.guest.images.pull import registry_error, via_endpoints
 from skiffbox.guest.images.reference import parse_normalized
 from skiffbox.guest.images.registry import (MAX_MANIFEST, MT_DOCKER_LIST, MT_OCI_INDEX, AuthConfig, RegistryClient,
                                             RegistryError)
@@ -48,14 +48,11 @@ def _inspect(client: RegistryClient, ref: str) -> dict[str, Any]:
 async def inspect(engine: Engine, req: Request) -> Response:
     ref = parse_normalized(req.params["name"])
     auth = AuthConfig.from_header(req.headers.get("x-registry-auth"))
-    client = RegistryClient(ref.domain, ref.path, auth, engine.cfg.insecure_registries,
-                            endpoint=ref.endpoint_host)
     try:
-        return json_response(await asyncio.to_thread(_inspect, client, ref.tag_or_digest))
+        return json_response(await via_endpoints(engine.cfg, ref, auth,
+                                                 lambda client: asyncio.to_thread(_inspect, client, ref.tag_or_digest)))
     except RegistryError as e:
         raise registry_error(ref, e) from None
-    finally:
-        client.close()
 
 
 ROUTES: list[Route[Engine]] = [("GET", "/distribution/{name*}/json", inspect)]

@@ -15,11 +15,11 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from skiffbox.guest.config import DaemonConfig
 from skiffbox.guest.errors import EngineError, InvalidParameter, NotFound, SystemError_
@@ -34,6 +34,29 @@ from skiffbox.guest.images.store import ImageRec, LayerRec, Store, chain_ids
 from skiffbox.guest.images.streams import HashingReader, Prefetcher, decompressed
 
 log = logging.getLogger("skiffd.images")
+
+T = TypeVar("T")
+
+
+async def via_endpoints(cfg: DaemonConfig, ref: Reference, auth: AuthConfig | None,
+                        attempt: Callable[[RegistryClient], Awaitable[T]], closing: threading.Event | None = None) -> T:
+    """`attempt(client)` at each endpoint moby's lookup gives for `ref`: for Docker Hub, every `registry-mirrors`
+    entry in order and then Docker Hub itself, any failure on a mirror moving on to the next endpoint (the last
+    endpoint's error is the one reported). Pulls, `pull --all-tags`' tag list and /distribution all go this way.
+    The client is closed after its attempt."""
+    mirrors: list[str] = list(cfg.registry_mirrors) if ref.domain == DEFAULT_DOMAIN else []
+    for mirror in [*mirrors, None]:
+        client = RegistryClient(ref.domain, ref.path, auth, cfg.insecure_registries, endpoint=ref.endpoint_host,
+                                mirror=mirror)
+        try:
+            return await attempt(client)
+        except EngineError as e:
+            if mirror is None or (closing is not None and closing.is_set()):
+                raise
+            log.info("%s: mirror %s failed, trying the next endpoint: %s", ref, mirror, e)
+        finally:
+            client.close()
+    raise AssertionError("unreachable")
 
 MAX_CONCURRENT_DOWNLOADS = 3
 _CONFIG_PREFIXES = ("application/vnd.oci.image", "application/vnd.docker")
@@ -180,17 +203,8 @@ class Puller:
         any failure on a mirror (unreachable, 404, 5xx, a broken blob…) moves on to the next endpoint,
         and the last endpoint's error is the one reported. The image is recorded under its docker.io
         name whichever endpoint served it."""
-        mirrors: list[str] = list(self.cfg.registry_mirrors) if ref.domain == DEFAULT_DOMAIN else []
-        for mirror in [*mirrors, None]:
-            client = RegistryClient(ref.domain, ref.path, auth, self.cfg.insecure_registries,
-                                    endpoint=ref.endpoint_host, mirror=mirror)
-            try:
-                return await self._pull_from(client, ref, want, out)
-            except EngineError as e:
-                if mirror is None or self.closing.is_set():
-                    raise
-                log.info("pull %s: mirror %s failed, trying the next endpoint: %s", ref, mirror, e)
-        raise AssertionError("unreachable")
+        return await via_endpoints(self.cfg, ref, auth, lambda client: self._pull_from(client, ref, want, out),
+                                   self.closing)
 
     async def _pull_from(self, client: RegistryClient, ref: Reference, want: platforms.Platform | None,
                          out: Progress) -> tuple[ImageRec, str]:

@@ -61,7 +61,7 @@ from skiffbox.guest.images.events import ImageEvents
 from skiffbox.guest.images.image import Image
 from skiffbox.guest.images.layers import Limits
 from skiffbox.guest.images.progress import Progress
-from skiffbox.guest.images.pull import Puller, registry_error
+from skiffbox.guest.images.pull import Puller, registry_error, via_endpoints
 from skiffbox.guest.images.push import push
 from skiffbox.guest.images.queries import ImageQueries, VersionCheck
 from skiffbox.guest.images.reference import (DEFAULT_DOMAIN, HUB_ENDPOINT, Reference, is_domain, is_full_id,
@@ -169,13 +169,10 @@ class ImageService:
         """`docker pull --all-tags`: every tag of the repository, one after the other (as moby does)."""
         out = progress or pmsg.null_progress
         a = _auth(auth)
-        client = RegistryClient(ref.domain, ref.path, a, self.cfg.insecure_registries, endpoint=ref.endpoint_host)
         try:
-            tags = await asyncio.to_thread(client.list_tags)
+            tags = await via_endpoints(self.cfg, ref, a, lambda client: asyncio.to_thread(client.list_tags))
         except RegistryError as e:
             raise registry_error(ref, e) from None
-        finally:
-            client.close()
         if not tags:
             raise NotFound(f"repository {ref.familiar_name} has no tags")
         updated = False

@@ -66,6 +66,17 @@ def test_dead_first_mirror_falls_back_to_the_next(netns: NetNS, mirror: ExtraReg
         assert "mirror http://127.0.0.1:5009/ failed" in d.log_tail(20000)
 
 
+def test_all_tags_and_distribution_through_the_mirror(netns: NetNS, mirror: ExtraRegistry) -> None:
+    """`pull --all-tags`' tag list and /distribution/…/json go to the mirrors first too (moby's endpoint lookup;
+    Docker Hub is out of reach here), the dead first mirror skipped."""
+    with skiffd_with(netns, ["--registry-mirror", DEAD, "--registry-mirror", f"http://{MIRROR}"]) as d:
+        d.docker("pull", "--all-tags", "someone/tools")
+        assert "someone/tools:1.0" in _tags(d)
+        data = d.client().api.inspect_distribution("busybox:latest")
+        assert data["Descriptor"]["digest"].startswith("sha256:")
+        assert {"architecture": "amd64", "os": "linux"}.items() <= data["Platforms"][0].items()
+
+
 def test_mirror_without_the_image_falls_back(netns: NetNS, mirror: ExtraRegistry, registry: Registry) -> None:
     """A mirror answering 404 (the fixture registry has no library/busybox) is skipped too."""
     with skiffd_with(netns, ["--registry-mirror", f"http://{registry.addr}", "--registry-mirror", f"http://{MIRROR}"]) as d:
