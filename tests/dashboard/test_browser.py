@@ -59,7 +59,9 @@ def text_in(drv: Any, sel: str, text: str, timeout: float = 30) -> None:
         wait(drv, timeout).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, sel), text))
     except Exception:
         els = drv.find_elements(By.CSS_SELECTOR, sel)
-        raise AssertionError(f"{text!r} not in {sel}: {els[0].text if els else '(no element)'!r}") from None
+        toasts = [t.text for t in drv.find_elements(By.CSS_SELECTOR, "#toasts .toast")]  # the page's own errors
+        raise AssertionError(f"{text!r} not in {sel}: {els[0].text if els else '(no element)'!r}; "
+                             f"toasts: {toasts}; page at {drv.current_url}") from None
 
 
 def test_click_through(dashboard: Dashboard, browser: Any, skiffd: Skiffd, images: TestImages) -> None:

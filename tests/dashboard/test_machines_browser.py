@@ -109,6 +109,8 @@ def test_generic_machine_from_the_page(dashboard: Dashboard, browser: Any, store
     css(drv, '#create-dialog input[data-flag="generic-ip-address"]').send_keys(h.ip)
     css(drv, '#create-dialog input[data-flag="generic-ssh-key"]').send_keys(str(h.key_path))
     click(drv, '#create-dialog button[type="submit"]')
+    # the dialog closes when the form is sent (a field the browser finds invalid would keep it open)
+    wait(drv).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#create-dialog"))
     text_in(drv, "#machine-jobs", "Running pre-create checks", timeout=30)  # progress while it works
     out = job_outcome(drv, f"Create {NAME}", timeout=600)
     assert out.endswith("Done."), out
