@@ -114,7 +114,7 @@ def test_click_through(dashboard: Dashboard, browser: Any, skiffd: Skiffd, image
     click(drv, web + ' button[data-action="pause"]')
     css(drv, web + '[data-state="paused"] button[data-action="unpause"]')
     assert status() == "paused"
-    assert not drv.find_elements(By.CSS_SELECTOR, web + ' button[data-action="stop"]')
+    assert not drv.find_elements(By.CSS_SELECTOR, web + ' button[data-action="pause"]')
     skiffd.docker("unpause", "web")
     css(drv, web + '[data-state="running"] button[data-action="pause"]', timeout=10)
     drv.get(dashboard.base + "/#/containers/web")
@@ -209,9 +209,11 @@ def test_click_through(dashboard: Dashboard, browser: Any, skiffd: Skiffd, image
     drv.switch_to.alert.accept()
     text_in(drv, "main", "No machines yet", timeout=60)
 
-    # Stop, then remove, from the container's page.
+    # Stop (while paused: the engine resumes it to stop it, as dockerd), then remove, from the container's page.
     drv.get(dashboard.base + "/#/containers/web")
     text_in(drv, "h1", "running")
+    click(drv, 'button[data-action="pause"]')
+    text_in(drv, "h1", "paused")
     click(drv, 'button[data-action="stop"]')
     text_in(drv, "h1", "exited")
     assert skiffd.docker("inspect", "-f", "{{.State.Status}}", "web").stdout.strip() == "exited"

@@ -51,11 +51,12 @@ export async function act(c, op) {
 }
 
 // The lifecycle buttons for a container's state ("running", "paused", "exited", …): Stop and Pause while it
-// runs, Unpause while paused (Docker Desktop's set), Start otherwise; Restart and Remove always.
+// runs, Unpause and Stop while paused (the engine resumes it to deliver the signal, as dockerd), Start otherwise;
+// Restart and Remove always.
 function lifecycle(c, status, big = false) {
   const b = (op, label, cls = "") => h("button", { class: [big ? "" : "small", cls].filter(Boolean).join(" ") || null,
                                                   dataset: { action: op }, onclick: () => act(c, op) }, label);
-  const out = status === "paused" ? [b("unpause", "Unpause", big ? "primary" : "")]
+  const out = status === "paused" ? [b("unpause", "Unpause", big ? "primary" : ""), b("stop", "Stop")]
     : status === "running" ? [b("stop", "Stop"), b("pause", "Pause")]
     : [b("start", "Start", big ? "primary" : "")];
   return [...out, b("restart", "Restart")];
