@@ -36,6 +36,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
     hc = normalize_host_config(hc, svc.runtime.name)
     spec.command_line(config)  # "no command specified" now, not at start
     security.capabilities(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")))
+    spec.resources(hc, svc.cgroup_v2)  # limits (memory, cpusets, device rules) refused now, not at start
     if hc.get("Memory") and not os.path.exists(_SWAP_LIMIT_V1) and not svc.cgroup_v2:
         warnings.append("Your kernel does not support swap limit capabilities or the cgroup is not mounted. "
                         "Memory limited without swap.")

@@ -192,8 +192,8 @@ async def update(svc: ContainerService, ref: str, body: dict[str, Any]) -> list[
                 raise InvalidParameter("Restart policy cannot be updated because AutoRemove is enabled for the container")
             new["RestartPolicy"] = {"Name": body["RestartPolicy"]["Name"],
                                     "MaximumRetryCount": int(body["RestartPolicy"].get("MaximumRetryCount") or 0)}
+        resources = spec.resources(new, svc.cgroup_v2)  # checked whether running or not, as dockerd does
         if c.running:
-            resources = spec.resources(new, svc.cgroup_v2)
             resources.pop("devices", None)
             await svc.runtime.update(c.id, resources)
         svc.store.save_changes(c, HostConfig=new)

@@ -257,15 +257,41 @@ def resources(hc: dict[str, Any], cgroup_v2: bool) -> dict[str, Any]:
     elif hc.get("CpuPeriod"):
         cpu["period"] = int(hc["CpuPeriod"])
     if hc.get("CpusetCpus"):
-        cpu["cpus"] = hc["CpusetCpus"]
+        cpu["cpus"] = _cpuset(str(hc["CpusetCpus"]), "cpus", "CPUs", "/sys/devices/system/cpu/online")
     if hc.get("CpusetMems"):
-        cpu["mems"] = hc["CpusetMems"]
+        cpu["mems"] = _cpuset(str(hc["CpusetMems"]), "mems", "memory nodes", "/sys/devices/system/node/online")
     if cpu:
         res["cpu"] = cpu
     pids = hc.get("PidsLimit")
     if pids is not None and int(pids) > 0:
         res["pids"] = {"limit": int(pids)}
     return res
+
+
+def _cpu_list(text: str) -> set[int] | None:
+    """The kernel's list format ("0-2,4") as a set; None when it is not one."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            return None
+        out.update(range(int(lo), int(hi if sep else lo) + 1))
+    return out
+
+
+def _cpuset(value: str, kind: str, what: str, online_file: str) -> str:
+    """--cpuset-cpus / --cpuset-mems checked as dockerd does, so a bad one is a 400 at create or update and not a
+    runtime failure at start."""
+    wanted = _cpu_list(value)
+    if wanted is None or len(wanted) > 65536:
+        raise InvalidParameter(f"Invalid value {value} for cpuset {kind}")
+    try:
+        online_text = Path(online_file).read_text().strip()
+    except OSError:
+        return value  # nothing to check against (no NUMA information): the runtime decides
+    if not wanted <= (_cpu_list(online_text) or set()):
+        raise InvalidParameter(f"Requested {what} are not available - requested {value}, available: {online_text}")
+    return value
 
 
 @functools.cache

@@ -141,6 +141,31 @@ def test_good_bodies_still_work(skiffd: Skiffd, api: docker.APIClient, images: T
     api.remove_volume("validate-vol")
 
 
+def test_limits_are_checked_at_create_and_update(skiffd: Skiffd, api: docker.APIClient, images: TestImages) -> None:
+    """A cpuset the machine lacks is a 400 at create and on update, running or not (it was a 500 at start, and a
+    crun error 500 on update of a running container)."""
+    skiffd.docker("pull", "-q", images.busybox)
+    before = _state(skiffd)
+    for hc, message in (({"CpusetCpus": "0-4096"}, "Requested CPUs are not available"),
+                        ({"CpusetCpus": "a-b"}, "Invalid value a-b for cpuset cpus"),
+                        ({"CpusetMems": "7"}, "Requested memory nodes are not available"),
+                        ({"Memory": 1024}, "Minimum memory limit")):
+        status, reply = _call(api, "POST", "/containers/create", {"Image": images.busybox, "HostConfig": hc})
+        assert status == 400 and message in reply["message"], (hc, reply)
+    assert _state(skiffd) == before
+    skiffd.docker("run", "-d", "--name", "validate-upd", images.busybox, "sleep", "60")
+    try:
+        for body in ({"CpusetCpus": "0-4096"}, {"CpusetMems": "9"}):
+            status, reply = _call(api, "POST", "/containers/validate-upd/update", body)
+            assert status == 400 and "not available" in reply["message"], reply
+        skiffd.docker("stop", "-t", "0", "validate-upd")
+        status, reply = _call(api, "POST", "/containers/validate-upd/update", {"CpusetCpus": "0-4096"})
+        assert status == 400, reply
+        assert api.inspect_container("validate-upd")["HostConfig"]["CpusetCpus"] == ""
+    finally:
+        skiffd.docker("rm", "-f", "validate-upd")
+
+
 def test_null_elements_are_zero_values(skiffd: Skiffd, api: docker.APIClient, images: TestImages) -> None:
     """A null in a string list or map is Go's zero value, as dockerd decodes it (exec with Cmd [null] was a 500)."""
     skiffd.docker("pull", "-q", images.busybox)
