@@ -89,7 +89,7 @@ def job_outcome(drv: Any, title: str, timeout: float = 300) -> str:
                 return t
         return False
 
-    return wait(drv, timeout).until(ended)  # type: ignore[no-any-return]
+    return str(wait(drv, timeout).until(ended))
 
 
 def test_generic_machine_from_the_page(dashboard: Dashboard, browser: Any, store: Path,
