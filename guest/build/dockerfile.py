@@ -132,6 +132,8 @@ def parse(text: str | bytes) -> ParsedFile:
                 continue
             part, done = continuation(nxt)
             line += part
+        if not line.strip():  # only continuations ("\\" and nothing after): no instruction, as moby's parser
+            continue
         if empty_cont:
             warnings.append(f"empty continuation line found in: {line.strip()}")
         nodes.append(_node_from_line(line, start, i, escape))

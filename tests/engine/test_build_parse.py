@@ -221,3 +221,13 @@ def test_an_excluded_directory_is_walked_only_when_an_exception_may_reach_below(
     assert Matcher(["d", "!*.md"]).may_reinclude_below("d")
     assert not Matcher(["d", "!e"]).may_reinclude_below("d")
     assert not Matcher(["d"]).may_reinclude_below("d") and not Matcher(["d"]).has_exceptions
+
+
+@pytest.mark.parametrize("text", ["\\", "\\\n", " \\ \n\\\n", "FROM scratch\n\\"])
+def test_lone_continuations_are_no_instruction(text: str) -> None:
+    """A Dockerfile of only escape tokens was an IndexError 500 at POST /build (schemathesis): no instruction."""
+    nodes = parse(text).nodes
+    assert [n.cmd for n in nodes] == (["from"] if "FROM" in text else [])
+    if not nodes:
+        with pytest.raises(DockerfileError):
+            load(text)
