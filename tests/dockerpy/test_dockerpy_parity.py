@@ -1,0 +1,59 @@
+"""docker-py 7.0.0's integration suite against dockerd and skiffd on this machine: every test that passes on
+dockerd passes on skiffd, except the gaps listed in KNOWN_GAPS (each with its reason; the README's table).
+
+Both daemons run at the same time, each in its own network namespace (tests/dockerpy/suite.py); about six
+minutes here. `python -m tests.dockerpy.run_suite` runs the same by hand and prints the whole table.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.dockerpy import suite
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
+
+# (node id prefix, text in the failure or "" for any, why). Swarm mode (services, secrets, configs, nodes)
+# and plugins are not implemented; dockerd 20.10 runs a one-node swarm here, so those pass on it.
+KNOWN_GAPS: list[tuple[str, str, str]] = [
+    ("tests/integration/api_swarm_test.py::", "", "swarm mode is not implemented"),
+    ("tests/integration/models_swarm_test.py::", "", "swarm mode is not implemented"),
+    ("tests/integration/models_nodes_test.py::", "", "swarm mode is not implemented"),
+    ("tests/integration/api_service_test.py::", "", "swarm services are not implemented"),
+    ("tests/integration/models_services_test.py::", "", "swarm services are not implemented"),
+    ("tests/integration/api_secret_test.py::", "", "swarm secrets are not implemented"),
+    ("tests/integration/api_config_test.py::", "", "swarm configs are not implemented"),
+    ("tests/integration/api_plugin_test.py::", "", "plugins are not implemented"),
+    # The network tests' teardown calls leave_swarm(force=True) and accepts only 503 "not part of a swarm".
+    ("tests/integration/api_network_test.py::", "/swarm/leave", "teardown needs the swarm-less 503 (issue #16 item 3)"),
+]
+
+
+def known_gap(node: str, detail: str) -> str | None:
+    for prefix, text, why in KNOWN_GAPS:
+        if node.startswith(prefix) and text in detail:
+            return why
+    return None
+
+
+@pytest.mark.skipif(shutil.which("dockerd") is None, reason="Debian's docker.io is not installed")
+def test_skiffd_passes_what_dockerd_passes() -> None:
+    sdist = suite.fetch_sdist()
+    python = suite.suite_python(sdist)
+    work = suite.new_workdir()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs = {k: pool.submit(suite.run_suite, k, sdist, python, work / k, total_timeout=1800)
+                    for k in suite.DAEMONS}
+            results = {k: f.result() for k, f in runs.items()}
+        print(suite.table(results))
+        assert suite.counts(results["dockerd"])["passed"] > 300, "the dockerd baseline did not run"
+        gap = suite.diff(results["dockerd"], results["skiffd"])
+        unexplained = {n: results["skiffd"].get(n, suite.Outcome("missing")).detail for n in gap
+                       if known_gap(n, results["skiffd"].get(n, suite.Outcome("missing")).detail) is None}
+        assert not unexplained, "pass on dockerd, not on skiffd:\n" + "\n".join(f"{n}: {d}" for n, d in unexplained.items())
+    finally:
+        suite.cleanup_workdir(work)
