@@ -16,19 +16,39 @@ from tests.dockerpy import suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
-# (node id prefix, text in the failure or "" for any, why). Swarm mode (services, secrets, configs, nodes)
-# and plugins are not implemented; dockerd 20.10 runs a one-node swarm here, so those pass on it.
+# (node id prefix, text in the failure or "" for any, why): the README's docker-py table says the same. Swarm
+# mode (services, secrets, configs, nodes) and plugins are not implemented; dockerd 20.10 here runs a one-node
+# swarm and installs plugins, so those pass on it.
+_I = "tests/integration/"
 KNOWN_GAPS: list[tuple[str, str, str]] = [
-    ("tests/integration/api_swarm_test.py::", "", "swarm mode is not implemented"),
-    ("tests/integration/models_swarm_test.py::", "", "swarm mode is not implemented"),
-    ("tests/integration/models_nodes_test.py::", "", "swarm mode is not implemented"),
-    ("tests/integration/api_service_test.py::", "", "swarm services are not implemented"),
-    ("tests/integration/models_services_test.py::", "", "swarm services are not implemented"),
-    ("tests/integration/api_secret_test.py::", "", "swarm secrets are not implemented"),
-    ("tests/integration/api_config_test.py::", "", "swarm configs are not implemented"),
-    ("tests/integration/api_plugin_test.py::", "", "plugins are not implemented"),
-    # The network tests' teardown calls leave_swarm(force=True) and accepts only 503 "not part of a swarm".
-    ("tests/integration/api_network_test.py::", "/swarm/leave", "teardown needs the swarm-less 503 (issue #16 item 3)"),
+    (_I + "api_swarm_test.py::", "", "swarm mode is not implemented"),
+    (_I + "models_swarm_test.py::", "", "swarm mode is not implemented"),
+    (_I + "models_nodes_test.py::", "", "swarm mode is not implemented"),
+    (_I + "api_service_test.py::", "", "swarm services are not implemented"),
+    (_I + "models_services_test.py::", "", "swarm services are not implemented"),
+    (_I + "api_secret_test.py::", "", "swarm secrets are not implemented"),
+    (_I + "api_config_test.py::", "", "swarm configs are not implemented"),
+    (_I + "api_plugin_test.py::", "", "plugins are not implemented"),
+    (_I + "api_network_test.py::", "/swarm/init", "the test makes a swarm (overlay/ingress/attachable networks)"),
+    (_I + "api_container_test.py::ContainerCPUTest::test_create_with_runtime", "",
+     "skiffd's default runtime here is crun; the test sends a top-level Runtime dockerd ignores and reads back "
+     "dockerd's default name, runc"),
+    (_I + "api_container_test.py::CreateContainerTest::test_create_with_cpu_rt_options", "",
+     "docker-py spells CPURealtimeRuntime/CPURealtimePeriod; Go matches field names case-insensitively, skiffd "
+     "does not yet (a job for the request validation layer)"),
+    (_I + "api_network_test.py::TestNetworks::test_create_with_ipv6_address", "IPv6 is not enabled",
+     "an IPv6 subnet on a network without EnableIPv6 is refused (dockerd 20.10 takes it)"),
+    (_I + "api_network_test.py::TestNetworks::test_connect_with_ipv6_address", "IPv6 is not enabled",
+     "an IPv6 subnet on a network without EnableIPv6 is refused (dockerd 20.10 takes it)"),
+    (_I + "api_network_test.py::TestNetworks::test_create_with_links", "nslookup bar",
+     "links on a user-defined network (a DNS alias only the linking container sees) are not implemented"),
+    (_I + "api_network_test.py::TestNetworks::test_connect_with_links", "nslookup bar",
+     "links on a user-defined network (a DNS alias only the linking container sees) are not implemented"),
+    (_I + "api_build_test.py::BuildTest::test_build_out_of_context_dockerfile", "",
+     "build: a Dockerfile outside the context (sent inside the tar under another name) is refused"),
+    (_I + "api_build_test.py::BuildTest::test_build_with_cache_from", "", "build: cache_from is not used"),
+    (_I + "api_build_test.py::BuildTest::test_build_in_context_abs_dockerfile", "== 4",
+     "the test reads the logs right after start without waiting for `ls` to finish; loses the race at times"),
 ]
 
 
