@@ -47,6 +47,9 @@ KNOWN_GAPS: list[tuple[str, str, str]] = [
     (_I + "api_build_test.py::BuildTest::test_build_out_of_context_dockerfile", "",
      "build: a Dockerfile outside the context (sent inside the tar under another name) is refused"),
     (_I + "api_build_test.py::BuildTest::test_build_with_cache_from", "", "build: cache_from is not used"),
+    (_I + "api_container_test.py::AttachContainerTest::test_attach_no_stream", "b'' == b'hello\\n'",
+     "docker-py reads the upgraded socket beneath the buffered reader that read the 101: output arriving with the "
+     "headers is lost (dockerd here loses it too, less often)"),
     (_I + "api_build_test.py::BuildTest::test_build_in_context_abs_dockerfile", "== 4",
      "the test reads the logs right after start without waiting for `ls` to finish; loses the race at times"),
 ]
