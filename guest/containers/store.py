@@ -14,12 +14,12 @@ import os
 import random
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
 from skiffbox.guest.util.atomicfile import atomic_write_json
+from skiffbox.guest.util.timefmt import now_rfc3339
 
 NAME_RX = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
@@ -245,12 +245,6 @@ class ContainerStore:
 
     def all(self) -> list[Container]:
         return list(self.by_id.values())
-
-
-def now_rfc3339() -> str:
-    from skiffbox.guest.util.timefmt import rfc3339
-
-    return rfc3339(time.time())
 
 
 __all__ = ["Container", "ContainerStore", "NotFound", "atomic_write_json", "now_rfc3339", "random_name"]
