@@ -37,11 +37,23 @@ def decode_json(raw: bytes) -> Any:
     """Parse a request body; malformed or absurdly nested JSON is the client's error, never a 500. (The C decoder
     stops at the interpreter's recursion limit, ~1000 levels, with a RecursionError: deeper than any real request.)"""
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_last_key_last)
     except RecursionError:
         raise InvalidParameter("invalid JSON body: nested too deeply") from None
     except ValueError as e:
         raise InvalidParameter(f"invalid JSON body: {e}") from None
+
+
+def _last_key_last(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose repeated key sits where it was last given, so that renaming keys to fields in order
+    (_go_field_names) lets the last of {"A": 1, "a": 2, "A": 3} win, as Go's decoder does."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        obj = {}
+        for k, v in pairs:
+            obj.pop(k, None)
+            obj[k] = v
+    return obj
 
 
 def _json_kind(v: Any) -> str:
@@ -178,6 +190,8 @@ class BodyValidator:
             if not isinstance(value, dict):
                 raise self._fail(value, schema, top, path)
             props = self._properties(resolved, name or owner)
+            if props:
+                _go_field_names(value, props)
             for k, v in value.items():
                 if k in props:
                     sub, sub_owner = props[k]
@@ -195,6 +209,33 @@ class BodyValidator:
     def _zero(self, schema: dict[str, Any]) -> Any:
         """The zero value Go leaves in a collection's element for a JSON null (None where Go leaves nil)."""
         return _ZEROS.get(str(self._resolve(schema)[0].get("type")))
+
+
+# -- Go's field matching ----------------------------------------------------------------------------------
+def go_fold(name: str) -> str:
+    """A key folded as encoding/json folds it: two names match when their folds are equal. ASCII letters fold to
+    upper case; of the rest only KELVIN SIGN and LONG S fold into ASCII (to K and S, the smallest runes of their
+    case orbits); any other rune cannot match a field name, which is ASCII, so it is kept as it is."""
+    return name.upper() if name.isascii() else "".join(
+        c.upper() if c.isascii() else {"\u212a": "K", "\u017f": "S"}.get(c, c) for c in name)
+
+
+def _go_field_names(obj: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Rename `obj`'s keys to the struct fields Go would decode them into: the field of that exact name, else the
+    first field (in declaration order) whose name matches case-insensitively (docker-py sends CPURealtimeRuntime
+    for the documented CpuRealtimeRuntime, and dockerd takes it). Keys matching no field stay (Go ignores them).
+    Keys landing on one field are decoded in order, the later value winning, as Go overwrites the field."""
+    if all(k in fields for k in obj):
+        return
+    folded: dict[str, str] = {}
+    for f in fields:
+        folded.setdefault(go_fold(f), f)
+    items = list(obj.items())
+    obj.clear()
+    for k, v in items:
+        canon = k if k in fields else folded.get(go_fold(k), k)
+        obj.pop(canon, None)
+        obj[canon] = v
 
 
 # -- what the types cannot say ---------------------------------------------------------------------------

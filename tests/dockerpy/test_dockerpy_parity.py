@@ -33,9 +33,6 @@ KNOWN_GAPS: list[tuple[str, str, str]] = [
     (_I + "api_container_test.py::ContainerCPUTest::test_create_with_runtime", "",
      "skiffd's default runtime here is crun; the test sends a top-level Runtime dockerd ignores and reads back "
      "dockerd's default name, runc"),
-    (_I + "api_container_test.py::CreateContainerTest::test_create_with_cpu_rt_options", "",
-     "docker-py spells CPURealtimeRuntime/CPURealtimePeriod; Go matches field names case-insensitively, skiffd "
-     "does not yet (a job for the request validation layer)"),
     (_I + "api_network_test.py::TestNetworks::test_create_with_ipv6_address", "IPv6 is not enabled",
      "an IPv6 subnet on a network without EnableIPv6 is refused (dockerd 20.10 takes it)"),
     (_I + "api_network_test.py::TestNetworks::test_connect_with_ipv6_address", "IPv6 is not enabled",

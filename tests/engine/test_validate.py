@@ -178,6 +178,49 @@ def test_null_elements_are_zero_values(skiffd: Skiffd, api: docker.APIClient, im
         skiffd.docker("rm", "-f", "validate-exec")
 
 
+# -- Go's field matching: exact name first, else case-insensitive ----------------------------------------------
+def _checked(method: str, path: str, raw: bytes) -> Any:
+    from skiffbox.guest.api.validate import BodyValidator, decode_json
+
+    body = decode_json(raw)
+    BodyValidator.load().check(method, path, body)
+    return body
+
+
+def test_field_names_match_as_go_matches_them() -> None:
+    body = _checked("POST", "/containers/create", b'{"image": "x", "HOSTCONFIG": {"CPURealtimeRuntime": 5, '
+                    b'"cpurealtimeperiod": 7, "OOM\\u212aillDisable": true, "Unknown": 1}, "labels": {"aB": "c"}}')
+    assert body == {"Image": "x", "HostConfig": {"CpuRealtimeRuntime": 5, "CpuRealtimePeriod": 7,
+                                                 "OomKillDisable": True, "Unknown": 1}, "Labels": {"aB": "c"}}
+    # Map keys are data, not fields: they keep their case.
+    assert _checked("POST", "/volumes/create", b'{"labels": {"Name": "x"}}') == {"Labels": {"Name": "x"}}
+    # Keys landing on one field are decoded in order and the last wins, wherever the exact spelling stands.
+    assert _checked("POST", "/containers/x/update", b'{"Memory": 1, "memory": 2}') == {"Memory": 2}
+    assert _checked("POST", "/containers/x/update", b'{"memory": 1, "Memory": 2}') == {"Memory": 2}
+    assert _checked("POST", "/containers/x/update", b'{"Memory": 1, "memory": 2, "Memory": 3}') == {"Memory": 3}
+    # Only ASCII case and the two runes Unicode folds into ASCII letters match (as bytes.EqualFold).
+    assert _checked("POST", "/volumes/create", '{"Nameé": "x", "ſizeBytes": 1}'.encode()) == {"Nameé": "x",
+                                                                                               "ſizeBytes": 1}
+    assert _checked("POST", "/volumes/create", '{"NAMEſ": "x"}'.encode()) == {"NAMEſ": "x"}
+    assert _checked("POST", "/volumes/create", '{"driveropt\u017f": {}}'.encode()) == {"DriverOpts": {}}
+    # The types are checked under the field's own name.
+    with pytest.raises(Exception, match="Go struct field ContainerConfig.HostConfig.Memory of type int64"):
+        _checked("POST", "/containers/create", b'{"hostconfig": {"MEMORY": "lots"}}')
+
+
+def test_docker_py_spelling_of_realtime_cpu(skiffd: Skiffd, api: docker.APIClient, images: TestImages) -> None:
+    """docker-py sends CPURealtimeRuntime/CPURealtimePeriod; dockerd (Go) takes them as the documented fields."""
+    skiffd.docker("pull", "-q", images.busybox)
+    ctr = api.create_container(images.busybox, "true", host_config=api.create_host_config(
+        cpu_rt_period=1000, cpu_rt_runtime=500))
+    try:
+        hc = api.inspect_container(ctr)["HostConfig"]
+        assert (hc["CpuRealtimeRuntime"], hc["CpuRealtimePeriod"]) == (500, 1000)
+        assert "CPURealtimeRuntime" not in hc
+    finally:
+        api.remove_container(ctr, force=True)
+
+
 # -- features skiff does not have ---------------------------------------------------------------------------------
 NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
                  'this node to swarm and try again.')
