@@ -54,8 +54,7 @@ async def engine_info(engine: Engine) -> dict[str, Any]:
     """`/info`: counts, storage, runtimes, registry and proxy settings, as dockerd reports them."""
     counts = engine.containers.counts()
     images = engine.images.count()
-    rts = hostinfo.runtimes()
-    default_rt = engine.cfg.runtime or engine.containers.runtime_name
+    rt = engine.containers.runtime
     cfg = engine.cfg
     insecure = ["127.0.0.0/8", "::1/128"] + [r for r in cfg.insecure_registries if "/" in r]
     # Mirrors as validated at start (trailing slash, as dockerd normalises them); they serve docker.io only.
@@ -111,8 +110,8 @@ async def engine_info(engine: Engine) -> dict[str, Any]:
         "Labels": cfg.labels,
         "ExperimentalBuild": False,
         "ServerVersion": __version__,
-        "Runtimes": {rt.name: {"path": rt.path} for rt in rts},
-        "DefaultRuntime": default_rt,
+        "Runtimes": {name: {"path": path} for name, path in rt.names().items()},
+        "DefaultRuntime": rt.default_name,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True,

@@ -33,7 +33,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None =
     warnings: list[str] = []
     config = merge_image_config(config, (img.config or {}).get("config") or {})
     config["Image"] = ref
-    hc = normalize_host_config(hc, svc.runtime.name)
+    hc = normalize_host_config(hc, svc.runtime.resolve)
     spec.command_line(config)  # "no command specified" now, not at start
     security.capabilities(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")))
     spec.resources(hc, svc.cgroup_v2)  # limits (memory, cpusets, device rules) refused now, not at start

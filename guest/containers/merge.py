@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from skiffbox.guest import hostinfo
@@ -101,7 +102,7 @@ LOG_DRIVERS = frozenset({"json-file", "local", "journald", "none", "syslog", "ge
                          "etwlogs", "gcplogs", "logentries"})
 
 
-def normalize_host_config(hc: dict[str, Any], runtime_name: str) -> dict[str, Any]:
+def normalize_host_config(hc: dict[str, Any], resolve_runtime: Callable[[str | None], str]) -> dict[str, Any]:
     hc = dict(hc)
     mode = hc.get("NetworkMode") or "default"
     hc["NetworkMode"] = "bridge" if mode == "default" else mode
@@ -135,7 +136,7 @@ def normalize_host_config(hc: dict[str, Any], runtime_name: str) -> dict[str, An
     hc["CgroupnsMode"] = hc.get("CgroupnsMode") or ("private" if hostinfo.cgroup_version() == "2" else "host")
     hc.setdefault("IpcMode", "private")
     hc["IpcMode"] = hc.get("IpcMode") or "private"
-    hc["Runtime"] = hc.get("Runtime") or runtime_name
+    hc["Runtime"] = resolve_runtime(hc.get("Runtime"))
     hc.setdefault("Isolation", "")
     for k in ("Memory", "MemoryReservation", "MemorySwap", "NanoCpus", "CpuShares", "CpuPeriod", "CpuQuota",
               "KernelMemory", "BlkioWeight"):

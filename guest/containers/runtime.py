@@ -5,6 +5,12 @@ there it is only used when asked for, and conmon is then started in a private mo
 empty file over `cgroup.controllers` (`create_wrapper`). Every other crun verb works unwrapped.
 Each daemon keeps runtime state under its own exec root (`--root`), so two engines never see each
 other's containers.
+
+Names in the API: dockerd calls its default runtime `runc` (a reserved name) and clients read that name back
+(HostConfig.Runtime, Info.DefaultRuntime). The engine runs one binary; the names that select it are `runc` — the
+stock name, whichever binary serves it — and the binary's own name; Info.Runtimes shows each name's binary path, so
+nothing pretends: `{"runc": {"path": "/usr/bin/crun"}, "crun": {"path": "/usr/bin/crun"}}`. A daemon started with
+an explicit `--runtime`/`default-runtime` defaults to that name, as dockerd's `default-runtime` does.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ log = logging.getLogger("skiffd.runtime")
 _HYBRID_CONTROLLERS = "/sys/fs/cgroup/unified/cgroup.controllers"
 
 
+STOCK_NAME = "runc"
+
+
 class RuntimeError_(EngineError):
     status = 500
 
@@ -40,6 +49,19 @@ class Runtime:
     version: str = ""
     wrap_create: bool = False  # crun on a hybrid host with v2 controllers
     empty_file: Path | None = None
+    default_name: str = STOCK_NAME  # what HostConfig.Runtime says when the request names none
+
+    def names(self) -> dict[str, str]:
+        """The runtime names the API accepts, each with the binary that runs it (Info.Runtimes)."""
+        return {STOCK_NAME: self.path, self.name: self.path}
+
+    def resolve(self, requested: str | None) -> str:
+        """HostConfig.Runtime for a create request: the default name, or a name this engine serves."""
+        if not requested:
+            return self.default_name
+        if requested not in self.names():
+            raise InvalidParameter(f"Unknown runtime specified {requested}")
+        return requested
 
     def base(self) -> list[str]:
         return [self.path, "--root", str(self.root)]
@@ -192,7 +214,7 @@ def choose(preferred: str | None, exec_root: Path) -> Runtime:
     info = found[name]
     root = exec_root / "runtime" / name
     root.mkdir(parents=True, exist_ok=True)
-    rt = Runtime(name, info.path, root, info.version)
+    rt = Runtime(name, info.path, root, info.version, default_name=preferred or STOCK_NAME)
     if name == "crun" and hybrid:
         rt.wrap_create = True
         rt.empty_file = exec_root / "runtime" / "empty-controllers"

@@ -70,7 +70,6 @@ class ContainerService:
         self.images, self.volumes, self.networks = images, volumes, networks
         self.store = ContainerStore(root, run_root)
         self.runtime: Runtime = choose(cfg.runtime, run_root)
-        self.runtime_name = self.runtime.name
         self.cgroup_v2 = hostinfo.cgroup_version() == "2"
         self.monitor_cgroup: Path | None = cgroups.monitor_cgroup(self.cgroup_v2)
         self.active = 0  # containers starting or running: cgroup parents are only removed at zero

@@ -30,9 +30,6 @@ KNOWN_GAPS: list[tuple[str, str, str]] = [
     (_I + "api_config_test.py::", "", "swarm configs are not implemented"),
     (_I + "api_plugin_test.py::", "", "plugins are not implemented"),
     (_I + "api_network_test.py::", "/swarm/init", "the test makes a swarm (overlay/ingress/attachable networks)"),
-    (_I + "api_container_test.py::ContainerCPUTest::test_create_with_runtime", "",
-     "skiffd's default runtime here is crun; the test sends a top-level Runtime dockerd ignores and reads back "
-     "dockerd's default name, runc"),
     (_I + "api_network_test.py::TestNetworks::test_create_with_ipv6_address", "IPv6 is not enabled",
      "an IPv6 subnet on a network without EnableIPv6 is refused (dockerd 20.10 takes it)"),
     (_I + "api_network_test.py::TestNetworks::test_connect_with_ipv6_address", "IPv6 is not enabled",

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -37,8 +38,41 @@ def rt_skiffd(request: pytest.FixtureRequest, netns: NetNS, images: TestImages) 
 
 
 def test_info_reports_the_runtime(rt_skiffd: Skiffd) -> None:
+    """An explicit `--runtime` is the default's name, as dockerd's `default-runtime`; `runc` (dockerd's stock name)
+    also selects it, and each name shows the binary that runs it."""
+    name = rt_skiffd.runtime  # type: ignore[attr-defined]
     info = json.loads(rt_skiffd.docker("info", "--format", "{{json .}}").stdout)
-    assert info["DefaultRuntime"] == rt_skiffd.runtime  # type: ignore[attr-defined]
+    assert info["DefaultRuntime"] == name
+    path = shutil.which(name)
+    assert info["Runtimes"] == {"runc": {"path": path}, name: {"path": path}}
+
+
+def test_runtime_names_as_dockerd(skiffd: Skiffd, images: TestImages) -> None:
+    """Without `--runtime` the default is named `runc`, as dockerd's (docker-py's test_create_with_runtime reads it
+    back), whichever binary runs it: Info.Runtimes tells which. The binary's own name selects it too; a name the
+    engine does not serve is refused at create with dockerd's words."""
+    d, bb = skiffd, images.busybox
+    info = json.loads(d.docker("info", "--format", "{{json .}}").stdout)
+    binary = d.client().version()["Components"]
+    assert info["DefaultRuntime"] == "runc"
+    served = info["Runtimes"]["runc"]["path"]
+    assert served in {shutil.which("crun"), shutil.which("runc")}
+    assert set(info["Runtimes"]) == {"runc", Path(served).name}  # the binary's own name, the same path
+    assert all(v == {"path": served} for v in info["Runtimes"].values())
+    assert {c["Name"] for c in binary} >= {"Engine", Path(served).name}
+    try:
+        d.docker("create", "--name", "rt-default", bb, "true")
+        d.docker("create", "--name", "rt-own", "--runtime", Path(served).name, bb, "true")
+        for name, want in (("rt-default", "runc"), ("rt-own", Path(served).name)):
+            assert d.docker("inspect", "-f", "{{.HostConfig.Runtime}}", name).stdout.strip() == want
+        assert d.docker("run", "--rm", "--runtime", "runc", bb, "echo", "ok").stdout == "ok\n"
+        r = d.docker("create", "--runtime", "nvidia", bb, "true", check=False)
+        assert r.returncode != 0 and "Unknown runtime specified nvidia" in r.stderr
+        with pytest.raises(docker.errors.APIError) as e:
+            d.client().api.create_container(bb, "true", host_config={"Runtime": "nvidia"})
+        assert e.value.status_code == 400
+    finally:
+        d.docker("rm", "-f", "rt-default", "rt-own", check=False)
 
 
 @pytest.mark.parametrize("cmd, code, error", [

@@ -10,6 +10,7 @@ import pytest
 
 from skiffbox.guest.containers import attach, logs, merge, security, spec, users, views
 from skiffbox.guest.containers.rootfs import secure_join
+from skiffbox.guest.containers.runtime import Runtime
 from skiffbox.guest.errors import InvalidParameter
 
 
@@ -88,11 +89,16 @@ def test_merge_image_config() -> None:
     assert c["Entrypoint"] == ["/other"] and not c["Cmd"]  # a new entrypoint drops the image's CMD
     c = merge.merge_image_config({"Entrypoint": [""], "Cmd": ["ls"]}, img)
     assert c["Entrypoint"] is None and c["Cmd"] == ["ls"]
-    hc = merge.normalize_host_config({"NetworkMode": "default"}, "crun")
+    rt = Runtime("crun", "/usr/bin/crun", Path("/nonexistent"))
+    hc = merge.normalize_host_config({"NetworkMode": "default"}, rt.resolve)
     assert hc["NetworkMode"] == "bridge" and hc["LogConfig"]["Type"] == "json-file"
+    assert hc["Runtime"] == "runc"  # dockerd's name for the default runtime, whichever binary serves it
+    assert merge.normalize_host_config({"Runtime": "crun"}, rt.resolve)["Runtime"] == "crun"
+    with pytest.raises(InvalidParameter, match="Unknown runtime specified nvidia"):
+        merge.normalize_host_config({"Runtime": "nvidia"}, rt.resolve)
     assert hc["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
     with pytest.raises(InvalidParameter):
-        merge.normalize_host_config({"AutoRemove": True, "RestartPolicy": {"Name": "always"}}, "crun")
+        merge.normalize_host_config({"AutoRemove": True, "RestartPolicy": {"Name": "always"}}, rt.resolve)
 
 
 def test_commit_changes() -> None:
