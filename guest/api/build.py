@@ -67,12 +67,16 @@ def _options(req: Request) -> BuildOptions:
     if ulimits:
         hc["Ulimits"] = ulimits
     rm = req.q_bool("rm", True) if req.q("rm") not in (None, "") else True
+    cache_from = req.q_json("cachefrom", [])
+    if not isinstance(cache_from, list) or not all(isinstance(c, str) for c in cache_from):
+        raise InvalidParameter("invalid cachefrom: expected a JSON array of image names")
     return BuildOptions(
         tags=tags,
         dockerfile=req.q("dockerfile") or "Dockerfile",
         buildargs=buildargs,
         target=req.q("target") or "",
         nocache=req.q_bool("nocache"),
+        cache_from=[c for c in cache_from if c],
         pull=req.q_bool("pull"),
         rm=rm,
         forcerm=req.q_bool("forcerm"),

@@ -162,8 +162,10 @@ class Request:
 
     # query helpers -----------------------------------------------------------------------------
     def q(self, name: str, default: str | None = None) -> str | None:
+        """The first value, as Go's `FormValue` (docker-py sends a Dockerfile from outside the context as
+        `dockerfile=NAME&dockerfile=CONTENT`, and dockerd reads NAME)."""
         vals = self.query.get(name)
-        return vals[-1] if vals else default
+        return vals[0] if vals else default
 
     def q_all(self, name: str) -> list[str]:
         return self.query.get(name, [])

@@ -21,7 +21,7 @@ from typing import Any
 
 from skiffbox.guest.build import config_steps, file_steps, run_step, values
 from skiffbox.guest.build.buildargs import BuildArgs
-from skiffbox.guest.build.cache import BuildCache
+from skiffbox.guest.build.cache import BuildCache, CacheSources
 from skiffbox.guest.build.context import BuildContext
 from skiffbox.guest.build.dockerfile import DockerfileError, parse
 from skiffbox.guest.build.expand import ExpansionError, Lexer
@@ -59,6 +59,7 @@ class Builder:
         self.args = BuildArgs(opts.buildargs)
         self.stage_images: dict[int, Image | None] = {}
         self.containers_left: list[str] = []  # RUN containers kept after a failure (removed with forcerm)
+        self.sources = self._cache_sources(opts.cache_from) if opts.cache_from else None
         self._tmp_n = 0
 
     def tmp_path(self, prefix: str) -> Path:
@@ -259,15 +260,50 @@ class Builder:
         if self.opts.nocache:
             return False
         hit = self.cache.get(st.image_id or "scratch", created_by, self._image_exists)
-        if hit is None:
-            return False
-        try:
-            img = await self.images.resolve(hit)
-        except NotFound:
+        img: Image | None = None
+        if hit is not None and (self.sources is None or self.sources.accepts(hit)):
+            try:
+                img = await self.images.resolve(hit)
+            except NotFound:
+                img = None
+        if img is None and self.sources is not None:
+            img = await self._from_sources(st, created_by, self.sources)
+        if img is None:
             return False
         self.out.stream(" ---> Using cache\n")
         self._adopt_keep(st, img)
         return True
+
+    async def _from_sources(self, st: StageState, created_by: str, sources: CacheSources) -> Image | None:
+        m = sources.match(st.image, created_by)
+        if m is None:
+            return None
+        if m.image is not None:
+            return m.image
+        img = await self.images.create_from_diff(None, st.image, dict(st.meta, created=m.entry.get("created")),
+                                                 m.entry, [], layer=m.layer)
+        self.cache.put(st.image_id or "scratch", created_by, img.id)
+        sources.ancestry.add(img.id)  # built from a source: a later hit on it counts
+        return img
+
+    def _cache_sources(self, refs: list[str]) -> CacheSources:
+        """The `--cache-from` images (names that are not images are skipped, as dockerd does) and their ancestors."""
+        sources: list[Image] = []
+        ancestry: set[str] = set()
+        for ref in refs:
+            try:
+                img: Image | None = self.images.get(ref)
+            except NotFound:
+                continue
+            assert img is not None
+            sources.append(img)
+            while img is not None and img.id not in ancestry:
+                ancestry.add(img.id)
+                try:
+                    img = self.images.get(img.parent) if img.parent else None
+                except NotFound:
+                    img = None
+        return CacheSources(sources, ancestry)
 
     def _image_exists(self, iid: str) -> bool:
         try:

@@ -8,6 +8,13 @@ parent hits, and a changed file misses from that step on (its new layer gives ev
 parent). Entries whose image was removed are dropped when they are looked up.
 
 One JSON file, rewritten atomically; builds in one daemon share it through one lock.
+
+With `--cache-from` (the `cachefrom` query) the named images are the only cache sources, as in dockerd's classic
+builder (moby's image/cache ImageCache): a step-cache hit counts only when its image is one of them or an
+ancestor of one, and otherwise a step matches a source whose history continues the parent's history (same
+entries, same layers) with the step's line next; the step's image is then that source, or, inside its history,
+a new image over the parent with the source's layer for that entry (how a pulled image, which has no local
+intermediate images, serves as cache). A name that is not an image is skipped; none left: nothing hits.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from skiffbox.guest.images.image import Image
 from skiffbox.guest.util.atomicfile import atomic_write
 
 
@@ -76,3 +86,52 @@ class BuildCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+@dataclass
+class SourceMatch:
+    """A cache source's history entry that continues the parent: `image` is the source itself when that entry is
+    its last, else the entry and its layer (None for an empty-layer entry) make the step's image."""
+    image: Image | None
+    entry: dict[str, Any]
+    layer: str | None
+
+
+class CacheSources:
+    """The images named in `--cache-from` and everything they were built on (by parent ID)."""
+
+    def __init__(self, sources: list[Image], ancestry: set[str]) -> None:
+        self.sources = sources
+        self.ancestry = ancestry
+
+    def accepts(self, image_id: str) -> bool:
+        return image_id in self.ancestry
+
+    def match(self, parent: Image | None, created_by: str) -> SourceMatch | None:
+        p_hist = _history(parent)
+        p_layers = _diff_ids(parent)
+        n = len(p_hist)
+        for src in self.sources:
+            hist, layers = _history(src), _diff_ids(src)
+            if len(hist) <= n or hist[:n] != p_hist or layers[:len(p_layers)] != p_layers:
+                continue
+            entry = hist[n]
+            if entry.get("created_by") != created_by:
+                continue
+            if n == len(hist) - 1:
+                return SourceMatch(src, entry, None)
+            if entry.get("empty_layer"):
+                return SourceMatch(None, entry, None)
+            index = sum(1 for h in hist[:n] if not h.get("empty_layer"))
+            if index >= len(layers):
+                continue
+            return SourceMatch(None, entry, layers[index])
+        return None
+
+
+def _history(img: Image | None) -> list[dict[str, Any]]:
+    return list(img.config.get("history") or []) if img is not None else []
+
+
+def _diff_ids(img: Image | None) -> list[str]:
+    return list((img.config.get("rootfs") or {}).get("diff_ids") or []) if img is not None else []

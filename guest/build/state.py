@@ -30,6 +30,7 @@ class BuildOptions:
     buildargs: dict[str, str | None] = field(default_factory=dict)
     target: str = ""
     nocache: bool = False
+    cache_from: list[str] = field(default_factory=list)  # images that are the cache's only sources
     pull: bool = False
     rm: bool = True
     forcerm: bool = False

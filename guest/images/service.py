@@ -21,7 +21,8 @@ Interface the rest of the engine relies on (keep it stable):
                         layers.write_tar makes from an overlay upper dir) or None for no new layer
                         (history_entry gets empty_layer=true); parent: Image or None; config: the image
                         config without rootfs/history (keys config, author, comment, created,
-                        architecture, os, …); tags: references to point at the new image.
+                        architecture, os, …); tags: references to point at the new image; layer= the
+                        diff ID of a layer already stored over the parent's (instead of a tar).
     svc.get(ref_or_id) -> Image             synchronous resolve (for code that is not async)
     await svc.tag(source, repo, tag)        tag (tag None: taken from `repo`, else `latest`)
     svc.count() -> int;  await svc.disk_usage() -> {"LayersSize": int, "Images": [...]}
@@ -234,7 +235,7 @@ class ImageService:
 
     # -- create (commit, build, import) ----------------------------------------------------------------
     async def create_from_diff(self, diff_tar_path: Path | None, parent: Image | None, config: dict[str, Any],
-                               history_entry: dict[str, Any], tags: list[str]) -> Image:
+                               history_entry: dict[str, Any], tags: list[str], layer: str | None = None) -> Image:
         prec = self.store.images.get(parent.id) if parent is not None else None
         if parent is not None and prec is None:
             raise no_such_image(parent.id)
@@ -246,6 +247,9 @@ class ImageService:
             parent_chain = chain_ids(diff_ids)[-1] if diff_ids else None
             lrec = await add_layer_from_tar(self, Path(diff_tar_path), parent_chain)
             diff_ids.append(lrec.diff_id)
+            entry.pop("empty_layer", None)
+        elif layer is not None:  # a layer already stored over the parent's chain (a build's --cache-from image)
+            diff_ids.append(layer)
             entry.pop("empty_layer", None)
         else:
             entry["empty_layer"] = True

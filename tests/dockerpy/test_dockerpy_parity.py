@@ -38,9 +38,6 @@ KNOWN_GAPS: list[tuple[str, str, str]] = [
      "links on a user-defined network (a DNS alias only the linking container sees) are not implemented"),
     (_I + "api_network_test.py::TestNetworks::test_connect_with_links", "nslookup bar",
      "links on a user-defined network (a DNS alias only the linking container sees) are not implemented"),
-    (_I + "api_build_test.py::BuildTest::test_build_out_of_context_dockerfile", "",
-     "build: a Dockerfile outside the context (sent inside the tar under another name) is refused"),
-    (_I + "api_build_test.py::BuildTest::test_build_with_cache_from", "", "build: cache_from is not used"),
     (_I + "api_container_test.py::AttachContainerTest::test_attach_no_stream", "b'' == b'hello\\n'",
      "docker-py reads the upgraded socket beneath the buffered reader that read the 101: output arriving with the "
      "headers is lost (dockerd here loses it too, less often)"),

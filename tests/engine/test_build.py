@@ -297,6 +297,17 @@ def test_stdin_dockerfile_and_outside_dockerfile(skiffd: Skiffd, images: Images,
     write(ctxdir, {"ctx/data.txt": "d\n", "elsewhere/Build.df": f"FROM {images.busybox}\nCOPY data.txt /\n"})
     skiffd.docker("build", "-f", str(ctxdir / "elsewhere/Build.df"), "-t", "bt:outside", str(ctxdir / "ctx"))
     assert skiffd.docker("run", "--rm", "bt:outside", "cat", "/data.txt").stdout == "d\n"
+    # docker-py's way: the Dockerfile under a random name in the tar, excluded by a generated .dockerignore, and the
+    # query `dockerfile=NAME&dockerfile=CONTENT` (a tuple); dockerd reads the first value (Go's FormValue)
+    write(ctxdir, {"ctx/.dockerignore": ".dockerignore\n",
+                   "elsewhere/py.df": f"FROM {images.busybox}\nCOPY . /src\nWORKDIR /src\n"})
+    client = skiffd.client()
+    img, _ = client.images.build(path=str(ctxdir / "ctx"), dockerfile=str(ctxdir / "elsewhere/py.df"), tag="bt:pydf")
+    try:
+        listing = client.containers.run("bt:pydf", "ls -a", remove=True).split()
+        assert sorted(listing) == [b".", b"..", b"data.txt"]  # neither the Dockerfile nor .dockerignore copied
+    finally:
+        client.images.remove(img.id, force=True)
     # --compress: the context arrives gzipped
     skiffd.docker("build", "--compress", "--no-cache", "-f", str(ctxdir / "elsewhere/Build.df"), "-t", "bt:gz",
                   str(ctxdir / "ctx"))
@@ -409,3 +420,39 @@ def test_predefined_proxy_args(skiffd: Skiffd, images: Images, ctxdir: Path) -> 
     assert hist[0] == '|0 /bin/sh -c echo "proxy=$http_proxy" > /p'  # kept out of history and the cache key
     assert "Using cache" in skiffd.docker("build", "--build-arg", "http_proxy=http://other:1", str(ctxdir)).stdout
     assert "http_proxy" not in json.dumps(inspect(skiffd, "bt:proxy")["Config"]["Env"])
+
+
+def test_cache_from(skiffd: Skiffd, images: Images, ctxdir: Path) -> None:
+    """`--cache-from` as dockerd's classic builder: the named images are the only cache sources (the local step
+    cache counts for their ancestors only; a name that is no image leaves nothing to hit), and an image without
+    its intermediate images (loaded, pulled) serves as cache through its history and layers."""
+    def build(tag: str, *flags: str) -> str:
+        return skiffd.docker("build", *flags, "-t", tag, str(ctxdir)).stdout
+
+    lines = [f"FROM {images.busybox}", "ENV FOO=bar", "RUN touch /baz", "RUN touch /bax"]
+    write(ctxdir, {"Dockerfile": "\n".join(lines) + "\n"})
+    tar = ctxdir.parent / (ctxdir.name + ".tar")
+    try:
+        assert build("cf:one").count("Using cache") == 0
+        first = inspect(skiffd, "cf:one")["Id"]
+        assert build("cf:two", "--cache-from", "cf:one").count("Using cache") == 3
+        assert build("cf:two", "--cache-from", "nosuchtag").count("Using cache") == 0
+        assert build("cf:two").count("Using cache") == 3  # without --cache-from: the local cache again
+        # a loaded image has no intermediate images and no step-cache entries: its history is the cache
+        skiffd.docker("save", "-o", str(tar), "cf:one")
+        skiffd.docker("rmi", "cf:one", "cf:two")
+        skiffd.docker("image", "prune", "-f")
+        skiffd.docker("load", "-i", str(tar))
+        assert inspect(skiffd, "cf:one")["Parent"] == ""
+        assert build("cf:three").count("Using cache") == 0
+        skiffd.docker("rmi", "cf:three")
+        out = build("cf:four", "--cache-from", "cf:one")
+        assert out.count("Using cache") == 3 and inspect(skiffd, "cf:four")["Id"] == first
+        write(ctxdir, {"Dockerfile": "\n".join(lines[:3] + ["RUN touch /other"]) + "\n"})
+        out = build("cf:five", "--cache-from", "cf:one")
+        assert out.count("Using cache") == 2  # ENV and the first RUN, rebuilt over the loaded image's layer
+        assert skiffd.docker("run", "--rm", "cf:five", "ls", "/baz", "/other").stdout.split() == ["/baz", "/other"]
+        assert inspect(skiffd, "cf:five")["RootFS"]["Layers"][:-1] == inspect(skiffd, "cf:one")["RootFS"]["Layers"][:-1]
+    finally:
+        tar.unlink(missing_ok=True)
+        skiffd.docker("rmi", "-f", "cf:one", "cf:two", "cf:three", "cf:four", "cf:five", check=False)
