@@ -13,6 +13,7 @@ from skiffbox.guest.containers.service import ContainerService
 from skiffbox.guest.events import EventBus
 from skiffbox.guest.images.service import ImageService
 from skiffbox.guest.network.service import NetworkService
+from skiffbox.guest.swarm.cluster import Cluster
 from skiffbox.guest.util.atomicfile import atomic_write
 from skiffbox.guest.volumes.service import VolumeService
 
@@ -39,6 +40,8 @@ class Engine:
         self.containers = ContainerService(cfg, self.root, self.run_root, self.events,
                                            images=self.images, volumes=self.volumes, networks=self.networks)
         self.builds = BuildManager(self.root, images=self.images, containers=self.containers)
+        # Swarm mode (one node): inactive until `swarm init`; its state survives restarts on its own.
+        self.swarm = Cluster(self.root, self.events)
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"

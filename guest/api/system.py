@@ -18,12 +18,11 @@ _PING_HEADERS = {
     "Cache-Control": "no-cache, no-store, must-revalidate",
     "Pragma": "no-cache",
     "Builder-Version": "1",
-    "Swarm": "inactive",
 }
 
 
 async def ping(engine: Engine, req: Request) -> Response:
-    return Response(200, b"OK", "text/plain; charset=utf-8", dict(_PING_HEADERS))
+    return Response(200, b"OK", "text/plain; charset=utf-8", {**_PING_HEADERS, "Swarm": engine.swarm.ping_header()})
 
 
 async def version(engine: Engine, req: Request) -> Response:

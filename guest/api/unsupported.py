@@ -3,7 +3,8 @@
 A dockerd that is not in a swarm answers every cluster endpoint with 503 and a fixed message, and one with
 no plugins installed lists none and finds none; clients (docker-py's swarm teardown, `docker info`,
 `docker plugin ls`) depend on those answers, where a 404 "page not found" looks like a broken daemon.
-What a dockerd would do but skiff cannot (joining a swarm, installing a plugin) is a 501 that says so.
+What a dockerd would do but skiff cannot (installing a plugin) is a 501 that says so. (The swarm itself, its
+nodes, secrets and configs are guest/api/swarm.py's.)
 """
 
 from __future__ import annotations
@@ -11,13 +12,9 @@ from __future__ import annotations
 from skiffbox.guest.api.http import Request, Response, Route, json_response
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import NotFound, NotImplementedYet, Unavailable
+from skiffbox.guest.swarm.contracts import NOT_A_MANAGER
 from skiffbox.guest.util.filters import parse_filters
 
-# moby daemon/cluster/errors.go, word for word: clients match on them.
-NOT_IN_SWARM = "This node is not part of a swarm"
-NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
-                 'this node to swarm and try again.')
-_NO_SWARM_MODE = "skiff does not provide swarm mode: this node cannot {} a swarm"
 _NO_PLUGINS = "skiff does not support engine plugins (its volume and network drivers are built in)"
 
 PLUGIN_FILTERS = {"capability", "enable"}
@@ -25,20 +22,6 @@ PLUGIN_FILTERS = {"capability", "enable"}
 
 async def not_a_manager(engine: Engine, req: Request) -> Response:
     raise Unavailable(NOT_A_MANAGER)
-
-
-async def not_in_swarm(engine: Engine, req: Request) -> Response:
-    raise Unavailable(NOT_IN_SWARM)
-
-
-async def swarm_init(engine: Engine, req: Request) -> Response:
-    await req.json()  # a malformed request is still the client's error first
-    raise NotImplementedYet(_NO_SWARM_MODE.format("initialise"))
-
-
-async def swarm_join(engine: Engine, req: Request) -> Response:
-    await req.json()
-    raise NotImplementedYet(_NO_SWARM_MODE.format("join"))
 
 
 async def list_plugins(engine: Engine, req: Request) -> Response:
@@ -65,22 +48,12 @@ async def session(engine: Engine, req: Request) -> Response:
 
 # The cluster objects' endpoints, as the spec lists them.
 _CLUSTER = {
-    "nodes": (("GET", ""), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update")),
     "services": (("GET", ""), ("POST", "/create"), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update"),
                  ("GET", "/{id}/logs")),
     "tasks": (("GET", ""), ("GET", "/{id}"), ("GET", "/{id}/logs")),
-    "secrets": (("GET", ""), ("POST", "/create"), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update")),
-    "configs": (("GET", ""), ("POST", "/create"), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update")),
 }
 
 ROUTES: list[Route[Engine]] = [
-    ("GET", "/swarm", not_a_manager),
-    ("POST", "/swarm/init", swarm_init),
-    ("POST", "/swarm/join", swarm_join),
-    ("POST", "/swarm/leave", not_in_swarm),
-    ("POST", "/swarm/update", not_a_manager),
-    ("GET", "/swarm/unlockkey", not_a_manager),
-    ("POST", "/swarm/unlock", not_a_manager),
     *[(m, f"/{kind}{sub}", not_a_manager) for kind, ops in _CLUSTER.items() for m, sub in ops],
     ("GET", "/plugins", list_plugins),
     ("GET", "/plugins/privileges", no_plugin_support),

@@ -43,6 +43,10 @@ class SwarmCluster(Protocol):
     def config(self, ref: str) -> SecretPayload:
         """A config by ID or name (NotFound otherwise)."""
 
+    def set_users(self, users: Callable[[str, str], list[str]]) -> None:
+        """Tell the cluster who uses a secret or config: `users(kind, id)` (kind "secret" or "config") names the
+        services that reference it. Removing one in use is then refused with swarmkit's 400."""
+
     def on_leave(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run `hook` when the node leaves the swarm, before the cluster's own state is dropped (services remove
         their tasks' containers)."""

@@ -17,19 +17,15 @@ from tests.dockerpy import suite
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 # (node id prefix, text in the failure or "" for any, why): the README's docker-py table says the same. Swarm
-# mode (services, secrets, configs, nodes) and plugins are not implemented; dockerd 20.10 here runs a one-node
-# swarm and installs plugins, so those pass on it.
+# services and plugins are not implemented; dockerd 20.10 here runs a one-node swarm and installs plugins, so
+# those pass on it.
 _I = "tests/integration/"
 KNOWN_GAPS: list[tuple[str, str, str]] = [
-    (_I + "api_swarm_test.py::", "", "swarm mode is not implemented"),
-    (_I + "models_swarm_test.py::", "", "swarm mode is not implemented"),
-    (_I + "models_nodes_test.py::", "", "swarm mode is not implemented"),
     (_I + "api_service_test.py::", "", "swarm services are not implemented"),
     (_I + "models_services_test.py::", "", "swarm services are not implemented"),
-    (_I + "api_secret_test.py::", "", "swarm secrets are not implemented"),
-    (_I + "api_config_test.py::", "", "swarm configs are not implemented"),
     (_I + "api_plugin_test.py::", "", "plugins are not implemented"),
-    (_I + "api_network_test.py::", "/swarm/init", "the test makes a swarm (overlay/ingress/attachable networks)"),
+    (_I + "api_network_test.py::", "could not find plugin overlay", "overlay networks in a swarm are not implemented"),
+    (_I + "api_network_test.py::", "network ingress not found", "a swarm's ingress network is not implemented"),
     (_I + "api_network_test.py::TestNetworks::test_create_with_ipv6_address", "IPv6 is not enabled",
      "an IPv6 subnet on a network without EnableIPv6 is refused (dockerd 20.10 takes it)"),
     (_I + "api_network_test.py::TestNetworks::test_connect_with_ipv6_address", "IPv6 is not enabled",
