@@ -12,6 +12,7 @@ from skiffbox.guest.config import DaemonConfig
 from skiffbox.guest.containers.service import ContainerService
 from skiffbox.guest.events import EventBus
 from skiffbox.guest.images.service import ImageService
+from skiffbox.guest.network import overlay
 from skiffbox.guest.network.service import NetworkService
 from skiffbox.guest.swarm.cluster import Cluster
 from skiffbox.guest.util.atomicfile import atomic_write
@@ -41,7 +42,9 @@ class Engine:
                                            images=self.images, volumes=self.volumes, networks=self.networks)
         self.builds = BuildManager(self.root, images=self.images, containers=self.containers)
         # Swarm mode (one node): inactive until `swarm init`; its state survives restarts on its own.
-        self.swarm = Cluster(self.root, self.events)
+        self.swarm = Cluster(self.root, self.events, make_networks=lambda: overlay.make_ingress(self.networks),
+                             drop_networks=lambda: overlay.drop_all(self.networks))
+        self.networks.swarm_pools = self.swarm.address_pools
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"

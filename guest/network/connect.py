@@ -11,7 +11,7 @@ from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import Forbidden, InvalidParameter, SystemError_
 from skiffbox.guest.network import bridges, joins, naming
 from skiffbox.guest.network.netavark import NetavarkError
-from skiffbox.guest.network.store import cget, ctr_name, normalize_mode
+from skiffbox.guest.network.store import BRIDGED, cget, ctr_name, normalize_mode
 
 if TYPE_CHECKING:
     from skiffbox.guest.network.service import NetworkService
@@ -65,7 +65,7 @@ async def connect(svc: NetworkService, network: str, ctr: ContainerLike, endpoin
     EndpointSettings. For a container that is not running, returns None: the caller records the config."""
     rec = svc.resolve(network)
     es = dict(endpoint_config or {})
-    if rec["Driver"] != "bridge":
+    if rec["Driver"] not in BRIDGED:
         raise Forbidden("container cannot be disconnected from host network or connected to host network")
     svc.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es})
     cid = str(cget(ctr, "Id"))

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import InvalidParameter
 from skiffbox.guest.network.endpoints import Endpoint
-from skiffbox.guest.network.store import DEFAULT_BRIDGE, NetworkRecord, cget, ctr_name, new_id, normalize_mode
+from skiffbox.guest.network.store import (BRIDGED, DEFAULT_BRIDGE, NetworkRecord, cget, ctr_name, new_id,
+                                          normalize_mode)
 
 if TYPE_CHECKING:
     from skiffbox.guest.network.service import NetworkService
@@ -62,7 +63,7 @@ def validate(svc: NetworkService, host_config: dict[str, Any], endpoints_config:
         elif (ipam.get("IPv4Address") or ipam.get("IPv6Address")) and not rec.get("_user_subnet"):
             raise InvalidParameter("user specified IP address is supported only when connecting to networks with user configured subnets")
     for rec in recs:
-        if rec["Driver"] != "bridge":
+        if rec["Driver"] not in BRIDGED:
             raise InvalidParameter(f"container cannot be connected to network {rec['Name']} together with other networks")
         if rec.get("ConfigOnly"):
             raise InvalidParameter(f"cannot attach to config-only network {rec['Name']}")

@@ -13,7 +13,7 @@ from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import SystemError_
 from skiffbox.guest.network import dns, netns
 from skiffbox.guest.network.endpoints import Endpoint
-from skiffbox.guest.network.store import DEFAULT_BRIDGE, NetworkRecord, ctr_name
+from skiffbox.guest.network.store import BRIDGED, DEFAULT_BRIDGE, NetworkRecord, ctr_name
 
 if TYPE_CHECKING:
     from skiffbox.guest.network.service import NetworkService
@@ -27,7 +27,7 @@ NAMES_RETRY_S = 5.0
 
 def dns_net(rec: NetworkRecord) -> bool:
     """Docker: name resolution on user networks only, never on the default bridge."""
-    return bool(rec["Driver"] == "bridge" and rec["Name"] != DEFAULT_BRIDGE)
+    return bool(rec["Driver"] in BRIDGED and rec["Name"] != DEFAULT_BRIDGE)
 
 
 def gateways(rec: NetworkRecord) -> list[str]:

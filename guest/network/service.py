@@ -26,13 +26,14 @@ import hashlib
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from skiffbox.guest.config import DaemonConfig
 from skiffbox.guest.contracts import ContainerLike, EventSink
 from skiffbox.guest.errors import Conflict, Forbidden, InvalidParameter, NotFound
-from skiffbox.guest.network import bridges, connect, dns, joins, naming, netns
+from skiffbox.guest.network import bridges, connect, dns, joins, naming, netns, overlay
 from skiffbox.guest.network.bridges import ANCHOR_PREFIX, OPT_BRIDGE_NAME, OPT_MTU
 from skiffbox.guest.network.dnsmasq import NameServers
 from skiffbox.guest.network.endpoints import Endpoint, EndpointStore
@@ -63,6 +64,7 @@ class NetworkService:
         self._pending: dict[str, asyncio.Task[None]] = {}  # container id → background teardown
         self._ready: dict[str, asyncio.Task[None]] = {}  # container id → background setup (setup(background=True))
         self.pinned: dict[str, int] = {}  # bridge device → ifindex whose MAC we pinned (a re-created one is new)
+        self.swarm_pools: Callable[[], overlay.Pools] = lambda: None  # set by the engine: swarm-scoped networks
         bridges.ensure_predefined(self)
 
     # ------------------------------------------------------------------------------------------
@@ -200,10 +202,11 @@ class NetworkService:
         driver = body.get("Driver") or "bridge"
         if driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{driver}" network is allowed')
-        if driver != "bridge":
+        swarm_scope = overlay.wants_swarm_scope(body)
+        if driver not in ("bridge", "overlay"):
             raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found")
-        if body.get("Ingress"):
-            raise Forbidden("ingress networks need swarm mode, which skiff does not provide")
+        if swarm_scope:
+            overlay.check(self, body)
         async with self.lock:
             if self.store.by_name(name) is not None:
                 raise Conflict(f"network with name {name} already exists")
@@ -214,7 +217,12 @@ class NetworkService:
             ipv6 = bool(body.get("EnableIPv6"))
             if body.get("EnableIPv4") is False and not ipv6:
                 raise InvalidParameter("IPv4 or IPv6 must be enabled")
-            cfgs, user_subnet = self._ipam_config(name, ipam.get("Config") or [], ipv6)
+            configs = list(ipam.get("Config") or [])
+            from_pool = driver == "overlay" and not any(c.get("Subnet") and ":" not in c["Subnet"] for c in configs)
+            if from_pool:
+                configs.insert(0, {"Subnet": overlay.pool_subnet(self)})  # from the swarm's pools, not the user
+            cfgs, user_subnet = self._ipam_config(name, configs, ipv6)
+            user_subnet = user_subnet and not (from_pool and len(configs) == 1)
             options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
             bridge = options.get(OPT_BRIDGE_NAME) or None
             if bridge and (len(bridge) > 15 or any(r.get("_bridge") == bridge for r in self.store.all())):
@@ -224,15 +232,17 @@ class NetworkService:
                     int(options[OPT_MTU])
                 except ValueError:
                     raise InvalidParameter(f"invalid mtu {options[OPT_MTU]!r}") from None
-            rec = bridges.record(name, "bridge", cfgs, options, {str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
+            rec = bridges.record(name, driver, cfgs, options, {str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
                                bridge=bridge, internal=bool(body.get("Internal")), ipv6=ipv6,
                                attachable=bool(body.get("Attachable")), ipam_options=ipam.get("Options"),
                                user_subnet=user_subnet)
             rec["ConfigOnly"] = bool(body.get("ConfigOnly"))
             if body.get("ConfigFrom"):
                 rec["ConfigFrom"] = {"Network": (body.get("ConfigFrom") or {}).get("Network", "")}
+            if swarm_scope:
+                overlay.shape(rec, body, self.store.all())
             self.store.save(rec)
-        self.events.publish("network", "create", rec["Id"], {"name": name, "type": "bridge"})
+        self.events.publish("network", "create", rec["Id"], {"name": name, "type": driver})
         return {"Id": rec["Id"], "Warning": ""}
 
     def _ipam_config(self, name: str, configs: list[dict[str, Any]], ipv6: bool) -> tuple[list[dict[str, Any]], bool]:

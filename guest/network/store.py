@@ -20,6 +20,8 @@ NetworkRecord = dict[str, Any]
 
 DEFAULT_BRIDGE = "bridge"
 PREDEFINED = ("bridge", "host", "none")
+# Drivers realised as a bridge in this machine (on one node an overlay network is one: guest/network/overlay.py).
+BRIDGED = ("bridge", "overlay")
 
 
 def read_json(path: Path) -> Any:

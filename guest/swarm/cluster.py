@@ -99,7 +99,8 @@ def update_spec(current: dict[str, Any], given: dict[str, Any]) -> dict[str, Any
 class Cluster:
     """Implements guest/swarm/contracts.py:SwarmCluster."""
 
-    def __init__(self, root: Path, events: EventSink) -> None:
+    def __init__(self, root: Path, events: EventSink, make_networks: Hook | None = None,
+                 drop_networks: Hook | None = None) -> None:
         self._dir = Path(root) / "swarm"
         self._dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self._dir, 0o700)
@@ -107,7 +108,10 @@ class Cluster:
         self._state: dict[str, Any] | None = None
         self._index = 0
         self._reserved = 0
-        self._init_hooks: list[Hook] = []
+        # The swarm's networks (guest/network/overlay.py): the ingress network is made after init; all swarm
+        # networks go after the services' leave hooks removed the tasks using them.
+        self._make_networks = make_networks
+        self._drop_networks = drop_networks
         self._leave_hooks: list[Hook] = []
         self.secrets = Payloads("secret", lambda: self._table("secrets"), self._commit, self.next_index, now_rfc3339)
         self.configs = Payloads("config", lambda: self._table("configs"), self._commit, self.next_index, now_rfc3339)
@@ -185,10 +189,6 @@ class Cluster:
     def config(self, ref: str) -> SecretPayload:
         return self.configs.payload(ref)
 
-    def on_init(self, hook: Hook) -> None:
-        """Run `hook` once the node is in a new swarm (the ingress network is made so)."""
-        self._init_hooks.append(hook)
-
     def on_leave(self, hook: Hook) -> None:
         self._leave_hooks.append(hook)
 
@@ -230,11 +230,11 @@ class Cluster:
         except BaseException:
             self._state = None
             raise
-        for hook in self._init_hooks:
+        if self._make_networks is not None:
             try:
-                await hook()
+                await self._make_networks()
             except Exception:
-                log.exception("swarm: an init step failed (the swarm is up without it)")
+                log.exception("swarm: the ingress network could not be made (the swarm is up without it)")
         return str(node["ID"])
 
     def inspect(self) -> Obj:
@@ -247,6 +247,8 @@ class Cluster:
             raise Unavailable(MANAGER_MUST_FORCE)
         for hook in self._leave_hooks:
             await hook()
+        if self._drop_networks is not None:
+            await self._drop_networks()
         self._state_file.unlink(missing_ok=True)
         fsync_dir(self._dir)
         self._state = None
@@ -326,6 +328,12 @@ class Cluster:
                 "ControlAvailable": True, "Error": "",
                 "RemoteManagers": [{"NodeID": nid, "Addr": f"{st['advertise_addr']}:{st['advertise_port']}"}],
                 "Nodes": 1, "Managers": 1, "Cluster": cluster}
+
+    def address_pools(self) -> tuple[list[str], int] | None:
+        """Where swarm-scoped networks take their subnets from (DefaultAddrPool, SubnetSize); None outside a swarm."""
+        if self._state is None:
+            return None
+        return list(self._state["swarm"]["DefaultAddrPool"]), int(self._state["swarm"]["SubnetSize"])
 
     def ping_header(self) -> str:
         """The `Swarm` header of /_ping."""

@@ -24,8 +24,6 @@ KNOWN_GAPS: list[tuple[str, str, str]] = [
     (_I + "api_service_test.py::", "", "swarm services are not implemented"),
     (_I + "models_services_test.py::", "", "swarm services are not implemented"),
     (_I + "api_plugin_test.py::", "", "plugins are not implemented"),
-    (_I + "api_network_test.py::", "could not find plugin overlay", "overlay networks in a swarm are not implemented"),
-    (_I + "api_network_test.py::", "network ingress not found", "a swarm's ingress network is not implemented"),
     (_I + "api_network_test.py::TestNetworks::test_create_with_ipv6_address", "IPv6 is not enabled",
      "an IPv6 subnet on a network without EnableIPv6 is refused (dockerd 20.10 takes it)"),
     (_I + "api_network_test.py::TestNetworks::test_connect_with_ipv6_address", "IPv6 is not enabled",

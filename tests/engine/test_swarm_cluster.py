@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.engine.harness import Skiffd
+from tests.engine.harness import Skiffd, TestImages
 
 NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this '
                  'node to swarm and try again.')
@@ -221,3 +221,61 @@ def test_state_survives_a_restart_and_leave_drops_it(api: docker.APIClient, skif
         assert c.inspect_swarm()["Version"]["Index"] > before["Version"]["Index"]
     finally:
         c.close()
+
+
+def test_overlay_networks_exist_in_a_swarm_only(api: docker.APIClient, skiffd: Skiffd) -> None:
+    assert _status(api.create_network, "ov0", driver="overlay") == (503, NOT_A_MANAGER)
+    _init(api, default_addr_pool=["10.77.0.0/16"], subnet_size=24)
+    ingress = api.inspect_network("ingress")
+    assert (ingress["Driver"], ingress["Scope"], ingress["Ingress"], ingress["Attachable"]) == ("overlay", "swarm", True,
+                                                                                                False)
+    assert ingress["IPAM"]["Config"] == [{"Subnet": "10.77.0.0/24", "Gateway": "10.77.0.1"}]
+    assert len(ingress["Id"]) == 25
+    assert _status(api.create_network, "ing2", driver="overlay", ingress=True)[0] == 409
+
+    ov = api.create_network("ov1", driver="overlay", attachable=True, labels={"k": "v"})["Id"]
+    net = api.inspect_network(ov)
+    assert (net["Driver"], net["Scope"], net["Attachable"], net["Labels"]) == ("overlay", "swarm", True, {"k": "v"})
+    assert net["IPAM"]["Config"][0]["Subnet"] == "10.77.1.0/24"
+    assert int(net["Options"]["com.docker.network.driver.overlay.vxlanid_list"]) > int(
+        ingress["Options"]["com.docker.network.driver.overlay.vxlanid_list"])
+    assert api.inspect_network("ov1", scope="swarm")["Id"] == ov
+    assert _status(api.inspect_network, "ov1", scope="local")[0] == 404
+    assert _status(api.create_network, "ov2", driver="overlay", scope="local") == (
+        403, "cannot downgrade network scope for overlay networks")
+    names = {n["Name"] for n in api.networks(filters={"scope": "swarm"})}
+    assert names == {"ingress", "ov1"}
+    assert "ov1" in skiffd.docker("network", "ls", "--filter", "driver=overlay", "--format", "{{.Name}}").stdout.split()
+
+    # the ingress network can be replaced, as dockerd allows
+    api.remove_network("ingress")
+    api.create_network("ingress2", driver="overlay", ingress=True)
+    assert api.inspect_network("ingress2")["Ingress"] is True
+
+    # leaving the swarm takes its networks with it; local ones stay
+    api.create_network("local1")
+    try:
+        assert api.leave_swarm(force=True)
+        left = {n["Name"] for n in api.networks()}
+        assert "local1" in left and not left & {"ov1", "ingress", "ingress2"}
+    finally:
+        api.remove_network("local1")
+
+
+def test_containers_on_an_attachable_overlay_reach_each_other_by_name(api: docker.APIClient, skiffd: Skiffd,
+                                                                      images: TestImages) -> None:
+    """On one node an overlay is a local bridge: standalone containers join it (Attachable) and resolve each
+    other's names, as on dockerd; the network and its containers survive a daemon restart."""
+    _init(api)
+    skiffd.docker("pull", "-q", images.busybox)
+    api.create_network("ovc", driver="overlay", attachable=True)
+    try:
+        skiffd.docker("run", "-d", "--name", "ov-a", "--network", "ovc", images.busybox, "sleep", "300")
+        ip = skiffd.docker("inspect", "-f", "{{.NetworkSettings.Networks.ovc.IPAddress}}", "ov-a").stdout.strip()
+        assert ip.startswith("10.0.1.")  # the pool's second subnet: ingress has the first
+        skiffd.restart()
+        out = skiffd.docker("run", "--rm", "--network", "ovc", images.busybox, "ping", "-c1", "-W2", "ov-a").stdout
+        assert f"({ip})" in out or ip in out
+        assert api.inspect_network("ovc")["Scope"] == "swarm"
+    finally:
+        skiffd.docker("rm", "-f", "ov-a", check=False)
