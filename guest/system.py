@@ -69,7 +69,7 @@ async def engine_info(engine: Engine) -> dict[str, Any]:
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", _backing_fs(str(engine.root))], ["Supports d_type", "true"],
                          ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null", "overlay"], "Authorization": None,
                     "Log": ["json-file", "k8s-file"]},
         "MemoryLimit": True,
         "SwapLimit": os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") or hostinfo.cgroup_version() == "2",

@@ -32,7 +32,7 @@ async def connect_container(svc: NetworkService, network: str, ctr: ContainerLik
     if rec["Name"] in nets:
         raise Forbidden(f"endpoint with name {ctr_name(ctr)} already exists in network {rec['Name']}")
     es = dict(endpoint_config or {})
-    svc.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es})
+    svc.validate({"NetworkMode": rec["Name"]}, {rec["Name"]: es}, cget(ctr, "Config", {}))
     settings = await svc.connect(rec["Name"], ctr, es) if svc.endpoints.get(str(cget(ctr, "Id"))) else None
     if settings is None:  # not running: remembered, applied at the next start
         settings = {"IPAMConfig": es.get("IPAMConfig") or None, "Links": es.get("Links"), "Aliases": es.get("Aliases"),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.network import overlay
 from skiffbox.guest.network.endpoints import Endpoint
 from skiffbox.guest.network.store import (BRIDGED, DEFAULT_BRIDGE, NetworkRecord, cget, ctr_name, new_id,
                                           normalize_mode)
@@ -67,6 +68,8 @@ def validate(svc: NetworkService, host_config: dict[str, Any], endpoints_config:
             raise InvalidParameter(f"container cannot be connected to network {rec['Name']} together with other networks")
         if rec.get("ConfigOnly"):
             raise InvalidParameter(f"cannot attach to config-only network {rec['Name']}")
+        if config is not None:
+            overlay.check_attach(rec, config.get("Labels"))
     return []
 
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("skiffd.network")
 
 OPT_VXLAN = "com.docker.network.driver.overlay.vxlanid_list"
+# Containers carrying this label are a service's tasks (guest/swarm/services.py): they join any swarm network.
+TASK_LABEL = "com.docker.swarm.task.id"
 _FIRST_VXLAN = 4096
 INGRESS = "ingress"
 
@@ -81,6 +83,15 @@ def shape(rec: NetworkRecord, body: dict[str, Any], records: list[NetworkRecord]
         rec["Options"][OPT_VXLAN] = str(max([_FIRST_VXLAN - 1, *used]) + 1)
     if rec.get("_bridge") in (None, default_bridge):  # else the name the user chose (a bridge's option)
         rec["_bridge"] = f"br-{rec['Id'][:12]}"
+
+
+def check_attach(rec: NetworkRecord, labels: dict[str, str] | None) -> None:
+    """A standalone container joins a swarm network only if it was made Attachable (never the ingress network)."""
+    if rec["Scope"] != "swarm" or TASK_LABEL in (labels or {}):
+        return
+    if rec.get("Ingress") or not rec.get("Attachable"):
+        raise Forbidden(f"Could not attach to network {rec['Name']}: rpc error: code = PermissionDenied desc = "
+                        f"network {rec['Name']} not manually attachable")
 
 
 async def make_ingress(svc: NetworkService) -> None:

@@ -269,7 +269,14 @@ def test_containers_on_an_attachable_overlay_reach_each_other_by_name(api: docke
     _init(api)
     skiffd.docker("pull", "-q", images.busybox)
     api.create_network("ovc", driver="overlay", attachable=True)
+    api.create_network("ovn", driver="overlay")
     try:
+        # a network not made attachable is for services' tasks only, as on dockerd
+        r = skiffd.docker("run", "--rm", "--network", "ovn", images.busybox, "true", check=False)
+        assert r.returncode != 0 and "network ovn not manually attachable" in r.stderr
+        skiffd.docker("create", "--name", "ov-b", images.busybox, "true")
+        r = skiffd.docker("network", "connect", "ingress", "ov-b", check=False)
+        assert r.returncode != 0 and "not manually attachable" in r.stderr
         skiffd.docker("run", "-d", "--name", "ov-a", "--network", "ovc", images.busybox, "sleep", "300")
         ip = skiffd.docker("inspect", "-f", "{{.NetworkSettings.Networks.ovc.IPAddress}}", "ov-a").stdout.strip()
         assert ip.startswith("10.0.1.")  # the pool's second subnet: ingress has the first
@@ -278,4 +285,4 @@ def test_containers_on_an_attachable_overlay_reach_each_other_by_name(api: docke
         assert f"({ip})" in out or ip in out
         assert api.inspect_network("ovc")["Scope"] == "swarm"
     finally:
-        skiffd.docker("rm", "-f", "ov-a", check=False)
+        skiffd.docker("rm", "-f", "ov-a", "ov-b", check=False)
