@@ -12,13 +12,17 @@ is a 500 with the message, and the traceback goes to the log.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import errno
+import fcntl
 import json
 import logging
 import os
 import re
+import socket
 import ssl
+import termios
 import traceback
 from http import HTTPStatus
 from typing import Any
@@ -36,6 +40,36 @@ log = logging.getLogger("skiffd.http")
 # A full disk or quota, a read-only data root: reported as dockerd does ("<path>: no space left on device").
 _RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM}
 _VERSION_PREFIX = re.compile(r"^/v([0-9][0-9.]*)(/.*)$")
+# How long a hijacked stream waits for the client to read the 101 headers before sending anyway (clients read
+# them at once; this bounds the wait for one that does not).
+HEADERS_READ_TIMEOUT = 5.0
+
+
+async def until_peer_read(writer: ByteWriter, timeout: float = HEADERS_READ_TIMEOUT) -> None:
+    """Return once the client has read everything sent so far, on a Unix socket (elsewhere at once).
+
+    docker-py reads a hijacked stream from the socket beneath the buffered reader that parsed the 101 headers, so
+    bytes that arrive with the headers sit in that buffer and are lost to it (its attach with logs lost the
+    output); dockerd is only usually slow enough to send them later. On AF_UNIX, SIOCOUTQ counts the bytes sent
+    and not yet read by the peer: zero means the client's header read is done and the stream can start. TCP has
+    no such count (its ACKs say the kernel received, not that the client read): there, as with dockerd, timing.
+    """
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    unread = array.array("i", [0])
+    delay = 0.0002
+    while True:
+        try:
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, unread)  # TIOCOUTQ is SIOCOUTQ on Linux
+        except OSError:
+            return
+        if unread[0] == 0 or loop.time() >= deadline:
+            return
+        await asyncio.sleep(delay)  # the kernel has no wake-up for "the peer read": poll, briefly
+        delay = min(delay * 2, 0.01)
 
 
 def _reason(status: int) -> bytes:
@@ -203,6 +237,7 @@ class _Connection:
         pending, _closed = self.h11.trailing_data
         self.writer.write(head.encode("latin-1"))
         await self.writer.drain()
+        await until_peer_read(self.writer)
         raw = RawConn(self.reader, self.writer, pending)
         try:
             await hj.run(raw)

@@ -10,7 +10,7 @@ import signal as _signal
 from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.containers import queries, run, spec, streams, views
-from skiffbox.guest.containers.runtime import signal_pid
+from skiffbox.guest.containers.runtime import RuntimeError_, signal_pid
 from skiffbox.guest.containers.store import Container
 from skiffbox.guest.containers.teardown import cleanup_cgroup_parents, teardown
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, NotModified
@@ -44,7 +44,13 @@ async def start(svc: ContainerService, ref: str) -> None:
 async def _signal_ctr(svc: ContainerService, c: Container, sig: int) -> None:
     pid = int(c.state.get("Pid") or 0)
     if not (pid and signal_pid(pid, sig)):
-        await svc.runtime.kill(c.id, sig)
+        try:
+            await svc.runtime.kill(c.id, sig)
+        except RuntimeError_ as e:
+            # The process exited between the check and the kill (its exit is being handled): nothing to signal,
+            # as dockerd's kill of a container that stops meanwhile. (crun: "open pidfd: No such process".)
+            if "no such process" not in str(e).lower() and "not running" not in str(e).lower():
+                raise
     if c.paused and sig == _signal.SIGKILL:
         await svc.runtime.resume(c.id)
 

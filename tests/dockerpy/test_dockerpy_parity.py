@@ -32,9 +32,6 @@ KNOWN_GAPS: list[tuple[str, str, str]] = [
      "links on a user-defined network (a DNS alias only the linking container sees) are not implemented"),
     (_I + "api_network_test.py::TestNetworks::test_connect_with_links", "nslookup bar",
      "links on a user-defined network (a DNS alias only the linking container sees) are not implemented"),
-    (_I + "api_container_test.py::AttachContainerTest::test_attach_no_stream", "b'' == b'hello\\n'",
-     "docker-py reads the upgraded socket beneath the buffered reader that read the 101: output arriving with the "
-     "headers is lost (dockerd here loses it too, less often)"),
     (_I + "api_build_test.py::BuildTest::test_build_in_context_abs_dockerfile", "== 4",
      "the test reads the logs right after start without waiting for `ls` to finish; loses the race at times"),
 ]

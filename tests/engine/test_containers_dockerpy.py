@@ -121,3 +121,27 @@ def test_create_options_as_dockerd_takes_them(client: docker.DockerClient, skiff
     assert {c["Id"] for c in api.containers()} >= {child, parent}
     for c in (cid, child, parent):
         api.remove_container(c, force=True)
+
+
+def test_attach_output_not_lost_behind_the_101(client: docker.DockerClient, images: TestImages) -> None:
+    """docker-py reads a hijacked stream from the socket beneath the buffered reader that read the `101` headers:
+    output sent before the client has read them lands in that buffer and is lost (its test_attach_no_stream).
+    The engine holds the stream back until the client has taken the headers off the socket."""
+    ctr = client.containers.run(images.busybox, "echo hello", detach=True)
+    try:
+        ctr.wait()
+        lost = sum(client.api.attach(ctr.id, stream=False, logs=True) != b"hello\n" for _ in range(200))
+        assert lost == 0, f"{lost} of 200 attaches lost the output"
+    finally:
+        ctr.remove(force=True)
+
+
+
+def test_force_remove_while_it_exits(client: docker.DockerClient, images: TestImages) -> None:
+    """`rm -f` right after the start of a command that ends at once: the kill may find the process gone before its
+    exit is handled — that is a container that stopped meanwhile, not a 500 (crun: "open pidfd: No such process")."""
+    api = client.api
+    for _ in range(60):
+        cid = api.create_container(images.busybox, "true")["Id"]
+        api.start(cid)
+        api.remove_container(cid, force=True)
