@@ -60,6 +60,8 @@ class Engine:
         await self.images.start()
         await self.networks.start()
         await self.containers.start()
+        if not self.swarm.active:  # a leave cut short by a crash: its networks go with the swarm
+            await overlay.drop_all(self.networks)
 
     async def close(self) -> None:
         await self.containers.close()

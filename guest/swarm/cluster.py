@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 import ipaddress
 import logging
+import asyncio
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ DEFAULT_SPEC: dict[str, Any] = {
 }
 # Indexes are handed out from a block reserved on disk first, so none is ever handed out twice, even after a crash.
 _INDEX_BLOCK = 1000
+_INDEX_JUMP = 1_000_000
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -113,6 +116,7 @@ class Cluster:
         self._make_networks = make_networks
         self._drop_networks = drop_networks
         self._leave_hooks: list[Hook] = []
+        self._lock = asyncio.Lock()  # one init or leave at a time (both wait on other work half-way)
         self.secrets = Payloads("secret", lambda: self._table("secrets"), self._commit, self.next_index, now_rfc3339)
         self.configs = Payloads("config", lambda: self._table("configs"), self._commit, self.next_index, now_rfc3339)
         self._load()
@@ -123,13 +127,25 @@ class Cluster:
         return self._dir / "state.json"
 
     def _load(self) -> None:
+        """Read the state (at start, and to undo a change whose write failed). Files a crash could not have made
+        (the writes are atomic) but a damaged disk could are set aside with a log line, never fatal to the daemon."""
         try:
             self._reserved = self._index = int((self._dir / "index").read_text().strip() or 0)
         except FileNotFoundError:
             pass
+        except ValueError:
+            # Unknown how far it had gone: jump far past anything handed out, as indexes must only grow.
+            self._reserved = self._index = self._index + _INDEX_JUMP
+            log.error("swarm: %s is unreadable: version indexes go on from %d", self._dir / "index", self._index)
         try:
             self._state = _read_json(self._state_file)
         except FileNotFoundError:
+            self._state = None
+        except ValueError as e:
+            aside = self._state_file.with_name(f"state.json.unreadable-{int(time.time())}")
+            os.replace(self._state_file, aside)
+            log.error("swarm: %s is unreadable (%s): moved to %s; this node starts outside a swarm",
+                      self._state_file, e, aside)
             self._state = None
 
     def _save(self) -> None:
@@ -200,6 +216,10 @@ class Cluster:
 
     # --- swarm ---------------------------------------------------------------------------------------------
     async def init(self, req: dict[str, Any]) -> str:
+        async with self._lock:
+            return await self._init(req)
+
+    async def _init(self, req: dict[str, Any]) -> str:
         if self._state is not None:
             raise Unavailable(ALREADY_IN_SWARM)
         listen_host, listen_port = netaddr.listen_addr(req.get("ListenAddr"), DEFAULT_LISTEN_PORT)
@@ -241,6 +261,10 @@ class Cluster:
         return copy.deepcopy(self._need()["swarm"])
 
     async def leave(self, force: bool) -> None:
+        async with self._lock:
+            await self._leave(force)
+
+    async def _leave(self, force: bool) -> None:
         if self._state is None:
             raise Unavailable(NOT_IN_SWARM)
         if not force:

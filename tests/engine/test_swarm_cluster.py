@@ -286,3 +286,22 @@ def test_containers_on_an_attachable_overlay_reach_each_other_by_name(api: docke
         assert api.inspect_network("ovc")["Scope"] == "swarm"
     finally:
         skiffd.docker("rm", "-f", "ov-a", "ov-b", check=False)
+
+
+def test_damaged_state_is_set_aside_and_orphaned_swarm_networks_go(api: docker.APIClient, skiffd: Skiffd) -> None:
+    _init(api)
+    api.create_network("ov-orphan", driver="overlay")
+    skiffd.stop()
+    state = skiffd.data_root / "swarm" / "state.json"
+    state.write_text('{"swarm": ')  # a damaged disk: atomic writes never leave this
+    skiffd.start()
+    c = docker.APIClient(base_url=skiffd.host, version="1.41", timeout=60)
+    try:
+        assert c.info()["Swarm"]["LocalNodeState"] == "inactive"
+        aside = list(state.parent.glob("state.json.unreadable-*"))
+        assert len(aside) == 1 and aside[0].read_text() == '{"swarm": '
+        aside[0].unlink()
+        # outside a swarm its networks cannot stay (a crash in the middle of a leave leaves them so)
+        assert {n["Name"] for n in c.networks()} & {"ov-orphan", "ingress"} == set()
+    finally:
+        c.close()
