@@ -74,6 +74,8 @@ class NetworksForContainers(Protocol):
 
     async def teardown(self, ctr: ContainerRef, netns_path: str | None = None) -> None: ...
 
+    def resolv_conf(self, ctr_id: str) -> str | None: ...
+
 
 class VolumesForContainers(Protocol):
     """Named and anonymous volumes: prepared at create, mounted at every start, released after a stop,

@@ -49,6 +49,7 @@ async def connect(engine: Engine, req: Request) -> Response:
     ctr = find_container(engine, body.get("Container") or "")
     await engine.networks.connect_container(net["Name"], ctr, body.get("EndpointConfig") or {})
     engine.containers.save(ctr)  # its NetworkSettings now name the network
+    engine.containers.refresh_resolv_conf(ctr)  # links on a user network bring it a resolver of its own
     return Response(200, b"", None)
 
 

@@ -95,6 +95,25 @@ def write_etc(c: Container, net: dict[str, Any] | None) -> None:
     etcfiles.write_hosts(c.dir / "resolv.conf", etcfiles.resolv_text(hc, mode, provided))
 
 
+def refresh_resolv_conf(svc: ContainerService, c: Container) -> None:
+    """After `network connect`: a running container whose resolver changed (links on a user network, see
+    guest/network/linkdns.py) gets the new file, written in place (the bind-mounted inode is what it reads)."""
+    provided = svc.networks.resolv_conf(c.id)
+    if provided is None or not c.running:
+        return
+    text = etcfiles.resolv_text(c.host_config, c.host_config.get("NetworkMode") or "bridge", provided)
+    path = c.dir / "resolv.conf"
+    try:
+        with open(path, "r+") as f:
+            if f.read() == text:
+                return
+            f.seek(0)
+            f.truncate()
+            f.write(text)
+    except OSError as e:
+        log.warning("resolv.conf of %s: %s", c.id[:12], e)
+
+
 async def teardown(svc: ContainerService, c: Container) -> None:
     """The network service's teardown and the netns file (not for `container:` mode: that netns is the other's)."""
     path = c.skiff.get("Netns")

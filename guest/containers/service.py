@@ -43,7 +43,7 @@ from typing import Any
 
 from skiffbox.guest import hostinfo
 from skiffbox.guest.config import DaemonConfig
-from skiffbox.guest.containers import (cgroups, create, lifecycle, mounts, queries, recovery, streams,
+from skiffbox.guest.containers import (cgroups, create, lifecycle, mounts, queries, recovery, sandbox, streams,
                                        teardown)
 from skiffbox.guest.containers.exec import ExecManager
 from skiffbox.guest.containers.runtime import Runtime, choose
@@ -104,6 +104,9 @@ class ContainerService:
 
     def save(self, c: Container) -> None:
         self.store.save(c)
+
+    def refresh_resolv_conf(self, c: Container) -> None:
+        sandbox.refresh_resolv_conf(self, c)
 
     def event(self, c: Container, action: str, **attrs: str) -> None:
         self.events.publish("container", action, c.id, c.attributes(**attrs))

@@ -19,7 +19,7 @@ from skiffbox.guest.network import naming, netns
 from skiffbox.guest.network.endpoints import Endpoint
 from skiffbox.guest.network.ipam import default_gateway, pick_subnet
 from skiffbox.guest.network.netavark import NetavarkError
-from skiffbox.guest.network.store import DEFAULT_BRIDGE, NetworkRecord, new_id
+from skiffbox.guest.network.store import DEFAULT_BRIDGE, NetworkRecord, address_configs, new_id, user_subnet
 
 if TYPE_CHECKING:
     from skiffbox.guest.network.service import NetworkService
@@ -119,7 +119,7 @@ def ensure_predefined(svc: NetworkService) -> None:
 def record(name: str, driver: str, ipam_cfg: list[dict[str, str]], options: dict[str, str],
            labels: dict[str, str], *, bridge: str | None = None, internal: bool = False, ipv6: bool = False,
            attachable: bool = False, ipam_driver: str = "default", ipam_options: dict[str, str] | None = None,
-           user_subnet: bool = False) -> NetworkRecord:
+           user_subnets: list[str] | None = None) -> NetworkRecord:
     nid = new_id()
     now = time.time()
     rec: NetworkRecord = {
@@ -128,7 +128,7 @@ def record(name: str, driver: str, ipam_cfg: list[dict[str, str]], options: dict
         "IPAM": {"Driver": ipam_driver, "Options": ipam_options, "Config": ipam_cfg},
         "Internal": internal, "Attachable": attachable, "Ingress": False, "ConfigFrom": {"Network": ""},
         "ConfigOnly": False, "Options": options, "Labels": labels, "_created": now,
-        "_user_subnet": user_subnet,
+        "_user_subnet": bool(user_subnets), "_user_subnets": list(user_subnets or []),
     }
     if driver == "bridge":
         rec["_bridge"] = bridge or f"br-{nid[:12]}"
@@ -137,7 +137,7 @@ def record(name: str, driver: str, ipam_cfg: list[dict[str, str]], options: dict
 
 def network_info(rec: NetworkRecord) -> dict[str, Any]:
     subnets = []
-    for c in rec["IPAM"]["Config"]:
+    for c in address_configs(rec):
         s: dict[str, Any] = {"subnet": c["Subnet"]}
         if c.get("Gateway"):
             s["gateway"] = c["Gateway"]
@@ -172,12 +172,12 @@ def claim(svc: NetworkService, rec: NetworkRecord) -> None:
         rec["_bridge"] = dev
         rec["Options"][OPT_BRIDGE_NAME] = dev
         changed = True
-    if not rec.get("_user_subnet") and not getattr(svc.cfg, "bip", None):
+    if not user_subnet(rec, 4) and not getattr(svc.cfg, "bip", None):
         routes = host_routes(skip_dev=rec.get("_bridge"))
         v4 = [c for c in rec["IPAM"]["Config"] if ipaddress.ip_network(c["Subnet"]).version == 4]
         if v4 and any(ipaddress.ip_network(v4[0]["Subnet"]).overlaps(r) for r in routes):
             others = [ipaddress.ip_network(c["Subnet"]) for r in svc.store.all() if r["Id"] != rec["Id"]
-                      for c in r["IPAM"]["Config"]]
+                      for c in address_configs(r)]
             sn = pick_subnet(others + routes)
             log.warning("network %s: %s is routed elsewhere now, using %s", rec["Name"], v4[0]["Subnet"], sn)
             v4[0].update(Subnet=str(sn), Gateway=str(default_gateway(sn)))
@@ -200,7 +200,7 @@ async def ensure_anchor(svc: NetworkService, rec: NetworkRecord) -> None:
     claim(svc, rec)
     path = svc.run_dir / "anchors" / rec["Id"][:12]
     netns.create(path)
-    ips = [svc.ipam.allocate_high(rec["Id"], c["Subnet"], c.get("Gateway"), owner) for c in rec["IPAM"]["Config"]]
+    ips = [svc.ipam.allocate_high(rec["Id"], c["Subnet"], c.get("Gateway"), owner) for c in address_configs(rec)]
     opts = {
         "container_id": hashlib.sha256(owner.encode()).hexdigest(),
         "container_name": f"skiff-anchor-{rec['Id'][:12]}",

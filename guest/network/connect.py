@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import Forbidden, InvalidParameter, SystemError_
-from skiffbox.guest.network import bridges, joins, naming
+from skiffbox.guest.network import bridges, dns, joins, linkdns, naming
 from skiffbox.guest.network.netavark import NetavarkError
 from skiffbox.guest.network.store import BRIDGED, cget, ctr_name, normalize_mode
 
@@ -92,15 +92,24 @@ async def connect(svc: NetworkService, network: str, ctr: ContainerLike, endpoin
         ep["options"]["networks"][rec["Name"]] = per
         ep["options"]["network_info"][rec["Name"]] = one["network_info"][rec["Name"]]
         ep["networks"][rec["Name"]] = settings
+        if joins.has_links(ep) and not ep.get("link_dns"):
+            # its first links on a user network: from now on it asks its own resolver (the caller rewrites the
+            # container's resolv.conf from ours, see NetworkService.resolv_conf)
+            hc = cget(ctr, "HostConfig", {}) or {}
+            ep["link_dns"] = True
+            ep["resolv_conf"] = dns.resolv_for_embedded([linkdns.ADDRESS], list(hc.get("DnsSearch") or []),
+                                                        list(hc.get("DnsOptions") or []))
         svc.endpoints.save(ep)
         if naming.dns_net(rec):
             naming.publish(svc, rec, ctr, cid, settings)
-    if naming.dns_net(rec):
-        try:
+    try:
+        if naming.dns_net(rec):
             await naming.confirm(svc, ep["netns"], ctr, cid, [(rec, settings)])
-        except SystemError_:
-            await svc.disconnect(rec["Name"], ctr, force=True)
-            raise
+        if ep.get("link_dns"):
+            await svc.links.open(cid, ep["netns"])
+    except (SystemError_, OSError):
+        await svc.disconnect(rec["Name"], ctr, force=True)
+        raise
     svc.events.publish("network", "connect", rec["Id"], {"container": cid, "name": rec["Name"], "type": "bridge"})
     return settings
 

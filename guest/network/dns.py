@@ -140,3 +140,44 @@ def confirm_names(server: str, expected: dict[str, str], timeout: float, per_try
             except OSError:  # timeout, or the listener is not there yet (ICMP → ECONNREFUSED)
                 time.sleep(0.02)
     return sorted(todo)
+
+
+def question(query: bytes) -> tuple[str, int, int] | None:
+    """(name, type, offset just past the question) of a standard query with one question; None otherwise."""
+    try:
+        _, flags, qd = struct.unpack("!HHH", query[:6])
+        if flags & 0xF800 or qd != 1:  # a response, or not a QUERY opcode
+            return None
+        labels, off = [], 12
+        while query[off]:
+            n = query[off]
+            if n & 0xC0:  # no compression in a question
+                return None
+            labels.append(query[off + 1:off + 1 + n].decode("ascii"))
+            off += 1 + n
+        qtype, _ = struct.unpack("!HH", query[off + 1:off + 5])
+    except (struct.error, IndexError, UnicodeDecodeError):
+        return None
+    return ".".join(labels), qtype, off + 5
+
+
+def reply(query: bytes, qend: int, addrs: list[str], ttl: int = 600) -> bytes:
+    """A NOERROR reply to `query` answering its question with `addrs` (A or AAAA records by their family)."""
+    flags = 0x8180 | (struct.unpack("!H", query[2:4])[0] & 0x0100)  # QR, RA; RD as asked
+    out = query[:2] + struct.pack("!HHHHH", flags, 1, len(addrs), 0, 0) + query[12:qend]
+    for a in addrs:
+        packed = ipaddress.ip_address(a).packed
+        out += struct.pack("!HHHIH", 0xC00C, 28 if len(packed) == 16 else 1, 1, ttl, len(packed)) + packed
+    return out
+
+
+def servfail(query: bytes) -> bytes:
+    """SERVFAIL for `query` (its header and question echoed)."""
+    q = question(query)
+    end = q[2] if q else 12
+    flags = 0x8182 | (struct.unpack("!H", query[2:4])[0] & 0x0100)
+    return query[:2] + struct.pack("!HHHHH", flags, 1 if q else 0, 0, 0, 0) + query[12:end]
+
+
+def rcode(message: bytes) -> int:
+    return message[3] & 0x0F if len(message) >= 4 else -1

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import InvalidParameter
-from skiffbox.guest.network import overlay
+from skiffbox.guest.network import naming, overlay
 from skiffbox.guest.network.endpoints import Endpoint
-from skiffbox.guest.network.store import (BRIDGED, DEFAULT_BRIDGE, NetworkRecord, cget, ctr_name, new_id,
-                                          normalize_mode)
+from skiffbox.guest.network.store import (BRIDGED, DEFAULT_BRIDGE, NetworkRecord, address_configs, cget, ctr_name,
+                                          new_id, normalize_mode, user_subnet)
 
 if TYPE_CHECKING:
     from skiffbox.guest.network.service import NetworkService
@@ -61,8 +61,17 @@ def validate(svc: NetworkService, host_config: dict[str, Any], endpoints_config:
                 raise InvalidParameter("user specified IP address is supported on user defined networks only")
             if [a for a in es.get("Aliases") or []]:
                 raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
-        elif (ipam.get("IPv4Address") or ipam.get("IPv6Address")) and not rec.get("_user_subnet"):
-            raise InvalidParameter("user specified IP address is supported only when connecting to networks with user configured subnets")
+        for version, field in ((4, "IPv4Address"), (6, "IPv6Address")):
+            if not ipam.get(field) or rec["Name"] == DEFAULT_BRIDGE:
+                continue
+            try:
+                ok = ipaddress.ip_address(ipam[field]).version == version
+            except ValueError:
+                ok = False
+            if not ok:
+                raise InvalidParameter(f"invalid IPv{version} address: {ipam[field]}")
+            if not user_subnet(rec, version):
+                raise InvalidParameter("user specified IP address is supported only when connecting to networks with user configured subnets")
     for rec in recs:
         if rec["Driver"] not in BRIDGED:
             raise InvalidParameter(f"container cannot be connected to network {rec['Name']} together with other networks")
@@ -113,7 +122,7 @@ def netavark_network(svc: NetworkService, rec: NetworkRecord, es: dict[str, Any]
     ipam = es.get("IPAMConfig") or {}
     ips: list[str] = []
     try:
-        for c in rec["IPAM"]["Config"]:
+        for c in address_configs(rec):
             v = ipaddress.ip_network(c["Subnet"]).version
             want = ipam.get("IPv4Address") if v == 4 else ipam.get("IPv6Address")
             ips.append(svc.ipam.allocate(rec["Id"], c["Subnet"], c.get("Gateway"), owner, ip_range=c.get("IPRange"),
@@ -146,7 +155,7 @@ def endpoint_settings(rec: NetworkRecord, es: dict[str, Any], ips: list[str], st
         "GlobalIPv6PrefixLen": 0,
         "DNSNames": ([ctr_name(ctr)] + list(per.get("aliases") or [])) if rec["Name"] != DEFAULT_BRIDGE else None,
     }
-    for c, ip in zip(rec["IPAM"]["Config"], ips):
+    for c, ip in zip(address_configs(rec), ips):
         sn = ipaddress.ip_network(c["Subnet"])
         if sn.version == 4:
             out.update(Gateway=c.get("Gateway", ""), IPAddress=ip, IPPrefixLen=sn.prefixlen)
@@ -175,10 +184,9 @@ def hosts_entries(svc: NetworkService, ctr: ContainerLike, own_ip: str | None) -
         if ip == "host-gateway":
             ip = host_gw
         out.append((ip, [name]))
-    for link in hc.get("Links") or []:
-        target, _, alias = link.partition(":")
-        target = target.lstrip("/")
-        alias = alias.rsplit("/", 1)[-1] if alias else target
+    # Legacy links are /etc/hosts lines on the default bridge only (on user networks: linkdns.py)
+    on_default = DEFAULT_BRIDGE in (normalize_mode(hc.get("NetworkMode")), *endpoint_configs(ctr))
+    for target, alias in link_pairs(hc.get("Links") if on_default else None):
         ep = endpoint_by_name(svc, target)
         if ep is None:
             continue
@@ -196,3 +204,54 @@ def endpoint_by_name(svc: NetworkService, name: str) -> Endpoint | None:
         if not ep.get("anchor") and (ep.get("Name") == name or ep["Id"].startswith(name)):
             return ep
     return None
+
+
+def link_pairs(links: list[str] | None) -> list[tuple[str, str]]:
+    """(target, alias) of each `target[:alias]` link (legacy `/target:/me/alias` too)."""
+    out = []
+    for link in links or []:
+        target, _, alias = str(link).partition(":")
+        target = target.lstrip("/")
+        out.append((target, alias.rsplit("/", 1)[-1] if alias else target))
+    return out
+
+
+def has_links(ep: Endpoint) -> bool:
+    """Whether the container has links on a user-defined network (answered by its link resolver, linkdns.py)."""
+    return any(es.get("Links") for net, es in (ep.get("networks") or {}).items() if net != DEFAULT_BRIDGE)
+
+
+def link_answer(svc: NetworkService, cid: str, name: str, qtype: int) -> list[str] | None:
+    """For the link resolver of container `cid`: the addresses answering `name` when it is one of its link
+    aliases on a user network (the target's address on that network, of the family asked; [] when the target
+    has none), None when it is not (the query goes to the networks' name servers)."""
+    ep = svc.endpoints.get(cid)
+    if ep is None or qtype not in (1, 28):
+        return None
+    name = name.rstrip(".").lower()
+    for net, es in ep["networks"].items():
+        if net == DEFAULT_BRIDGE:
+            continue
+        for target, alias in link_pairs(es.get("Links")):
+            if alias.lower() != name:
+                continue
+            for other in svc.endpoints.on_network(net):
+                if other["Id"] in svc._pending:  # stopping: its names are gone already
+                    continue
+                ts = other["networks"][net]
+                if other.get("Name") == target or other["Id"].startswith(target) or target in (ts.get("DNSNames") or []):
+                    ip = ts.get("IPAddress") if qtype == 1 else ts.get("GlobalIPv6Address")
+                    return [ip] if ip else []
+    return None
+
+
+def link_upstreams(svc: NetworkService, cid: str) -> list[str]:
+    """The name servers a link resolver passes other queries to: the dnsmasq of each user network the container
+    is on, in the order it joined them."""
+    ep = svc.endpoints.get(cid)
+    out: list[str] = []
+    for es in (ep or {}).get("networks", {}).values():
+        rec = svc.store.get_id(es.get("NetworkID") or "")
+        if rec is not None and naming.dns_net(rec):
+            out += naming.gateways(rec)[:1]
+    return out

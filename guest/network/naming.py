@@ -13,7 +13,7 @@ from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import SystemError_
 from skiffbox.guest.network import dns, netns
 from skiffbox.guest.network.endpoints import Endpoint
-from skiffbox.guest.network.store import BRIDGED, DEFAULT_BRIDGE, NetworkRecord, ctr_name
+from skiffbox.guest.network.store import BRIDGED, DEFAULT_BRIDGE, NetworkRecord, address_configs, ctr_name
 
 if TYPE_CHECKING:
     from skiffbox.guest.network.service import NetworkService
@@ -31,7 +31,7 @@ def dns_net(rec: NetworkRecord) -> bool:
 
 
 def gateways(rec: NetworkRecord) -> list[str]:
-    gws = [c["Gateway"] for c in rec["IPAM"]["Config"] if c.get("Gateway")]
+    gws = [c["Gateway"] for c in address_configs(rec) if c.get("Gateway")]
     return sorted(gws, key=lambda g: ":" in g)  # IPv4 first
 
 

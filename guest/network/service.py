@@ -33,15 +33,15 @@ from typing import Any
 from skiffbox.guest.config import DaemonConfig
 from skiffbox.guest.contracts import ContainerLike, EventSink
 from skiffbox.guest.errors import Conflict, Forbidden, InvalidParameter, NotFound
-from skiffbox.guest.network import bridges, connect, dns, joins, naming, netns, overlay
+from skiffbox.guest.network import bridges, connect, dns, joins, linkdns, naming, netns, overlay
 from skiffbox.guest.network.bridges import ANCHOR_PREFIX, OPT_BRIDGE_NAME, OPT_MTU
 from skiffbox.guest.network.dnsmasq import NameServers
 from skiffbox.guest.network.endpoints import Endpoint, EndpointStore
 from skiffbox.guest.network.ipam import Ipam, default_gateway, pick_subnet
 from skiffbox.guest.network.netavark import Netavark, NetavarkError
 from skiffbox.guest.network.ports import Mapping, PortAllocator, docker_ports, exposed_keys
-from skiffbox.guest.network.store import (PREDEFINED, NetworkRecord, NetworkStore, cget, ctr_name,
-                                          normalize_mode)
+from skiffbox.guest.network.store import (PREDEFINED, NetworkRecord, NetworkStore, address_configs, cget,
+                                          ctr_name, normalize_mode)
 from skiffbox.guest.util.filters import bool_filter, match_labels
 from skiffbox.guest.util.timefmt import parse_time
 
@@ -59,6 +59,8 @@ class NetworkService:
         self.endpoints = EndpointStore(self.run_dir)
         self.netavark = Netavark(self.run_dir / "netavark")
         self.names = NameServers(self.run_dir)
+        self.links = linkdns.LinkResolvers(lambda cid, name, qtype: joins.link_answer(self, cid, name, qtype),
+                                   lambda cid: joins.link_upstreams(self, cid))
         self.ports = PortAllocator()
         self.lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Task[None]] = {}  # container id → background teardown
@@ -109,10 +111,17 @@ class NetworkService:
         # reads hosts.d when it starts): confirm their names from here, re-publishing what is missing.
         for ep, named in served:
             await naming.confirm(self, None, ep, ep["Id"], named, fail=False)
+        for ep in self.endpoints.all():  # the link resolvers (linkdns.py) of containers that kept running
+            if ep.get("link_dns"):
+                try:
+                    await self.links.open(ep["Id"], ep["netns"])
+                except OSError as e:
+                    log.warning("link resolver of %s: %s", ep["Id"][:12], e)
 
     async def close(self) -> None:
         """Remove the anchors (containers keep running and keep their bridges; an idle bridge goes with its anchor)."""
         await self.settle()
+        self.links.close_all()
         async with self.lock:
             for ep in [e for e in self.endpoints.all() if e.get("anchor")]:
                 await bridges.drop_anchor(self, ep)
@@ -221,8 +230,9 @@ class NetworkService:
             from_pool = driver == "overlay" and not any(c.get("Subnet") and ":" not in c["Subnet"] for c in configs)
             if from_pool:
                 configs.insert(0, {"Subnet": overlay.pool_subnet(self)})  # from the swarm's pools, not the user
-            cfgs, user_subnet = self._ipam_config(name, configs, ipv6)
-            user_subnet = user_subnet and not (from_pool and len(configs) == 1)
+            cfgs, user_subnets = self._ipam_config(name, configs, ipv6)
+            if from_pool:
+                user_subnets = user_subnets[1:]
             options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
             bridge = options.get(OPT_BRIDGE_NAME) or None
             if bridge and (len(bridge) > 15 or any(r.get("_bridge") == bridge for r in self.store.all())):
@@ -235,7 +245,7 @@ class NetworkService:
             rec = bridges.record(name, driver, cfgs, options, {str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
                                bridge=bridge, internal=bool(body.get("Internal")), ipv6=ipv6,
                                attachable=bool(body.get("Attachable")), ipam_options=ipam.get("Options"),
-                               user_subnet=user_subnet)
+                               user_subnets=user_subnets)
             rec["ConfigOnly"] = bool(body.get("ConfigOnly"))
             if body.get("ConfigFrom"):
                 rec["ConfigFrom"] = {"Network": (body.get("ConfigFrom") or {}).get("Network", "")}
@@ -245,13 +255,13 @@ class NetworkService:
         self.events.publish("network", "create", rec["Id"], {"name": name, "type": driver})
         return {"Id": rec["Id"], "Warning": ""}
 
-    def _ipam_config(self, name: str, configs: list[dict[str, Any]], ipv6: bool) -> tuple[list[dict[str, Any]], bool]:
+    def _ipam_config(self, name: str, configs: list[dict[str, Any]], ipv6: bool) -> tuple[list[dict[str, Any]], list[str]]:
         in_use: list[Any] = []
         for r in self.store.all():
-            for c in r["IPAM"]["Config"]:
+            for c in address_configs(r):
                 in_use.append(ipaddress.ip_network(c["Subnet"], strict=False))
         out: list[dict[str, Any]] = []
-        user_subnet = False
+        user_subnets: list[str] = []
         for c in configs:
             if not c.get("Subnet"):
                 if c.get("Gateway") or c.get("IPRange"):
@@ -261,9 +271,8 @@ class NetworkService:
                 sn = ipaddress.ip_network(c["Subnet"], strict=False)
             except ValueError:
                 raise InvalidParameter(f"invalid subnet {c['Subnet']!r}") from None
-            if sn.version == 6 and not ipv6:
-                raise InvalidParameter("IPv6 subnet given but IPv6 is not enabled (--ipv6)")
-            if any(sn.overlaps(u) for u in in_use):
+            active = sn.version == 4 or ipv6  # see store.address_configs
+            if active and any(sn.overlaps(u) for u in in_use):
                 raise Forbidden("Pool overlaps with other one on this address space")
             entry: dict[str, Any] = {"Subnet": str(sn)}
             if c.get("IPRange"):
@@ -282,13 +291,14 @@ class NetworkService:
                 if gw not in sn:
                     raise InvalidParameter(f"gateway {gw} is not inside subnet {sn}")
                 entry["Gateway"] = str(gw)
-            else:
+            elif active:  # an inactive IPv6 subnet gets no gateway: nothing is allocated from it
                 entry["Gateway"] = str(default_gateway(sn))
             if c.get("AuxiliaryAddresses") or c.get("AuxAddress"):
                 entry["AuxiliaryAddresses"] = c.get("AuxiliaryAddresses") or c.get("AuxAddress")
-            in_use.append(sn)
+            if active:
+                in_use.append(sn)
             out.append(entry)
-            user_subnet = True
+            user_subnets.append(str(sn))
         if not any(ipaddress.ip_network(e["Subnet"]).version == 4 for e in out):
             sn = pick_subnet(in_use + bridges.host_routes())
             out.insert(0, {"Subnet": str(sn), "Gateway": str(default_gateway(sn))})
@@ -297,7 +307,7 @@ class NetworkService:
             h = hashlib.sha256(name.encode()).digest()
             sn6 = ipaddress.ip_network((b"\xfd" + h[:7] + b"\0" * 8, 64))
             out.append({"Subnet": str(sn6), "Gateway": str(default_gateway(sn6))})
-        return out, user_subnet
+        return out, user_subnets
 
     async def remove(self, ref: str) -> None:
         rec = self.resolve(ref)
@@ -375,6 +385,7 @@ class NetworkService:
             self.forget_endpoint(ep)
 
     def forget_endpoint(self, ep: Endpoint) -> None:
+        self.links.close(ep["Id"])
         naming.unpublish(self, ep)
         self.ports.release(ep["Id"])
         self.ipam.release_owner(ep["Id"])
@@ -451,6 +462,9 @@ class NetworkService:
             for rec, _ in wanted:
                 if naming.dns_net(rec):
                     dns_ips += naming.gateways(rec)
+            if joins.has_links(ep):
+                ep["link_dns"] = True
+                dns_ips = [linkdns.ADDRESS]
             resolv = (dns.resolv_for_embedded(list(dict.fromkeys(dns_ips)), dns_search, dns_options) if dns_ips
                       else dns.resolv_for_bridge(dns_servers, dns_search, dns_options))
             primary_ip = settings[wanted[0][0]["Name"]].get("IPAddress") or None
@@ -481,6 +495,8 @@ class NetworkService:
             for rec, settings in named:
                 naming.publish(self, rec, ctr, cid, settings)
             await naming.confirm(self, ep["netns"], ctr, cid, named)
+            if ep.get("link_dns"):
+                await self.links.open(cid, ep["netns"])
         except BaseException:
             await self.netavark_teardown(ep)
             async with self.lock:
@@ -509,6 +525,7 @@ class NetworkService:
         if ep is None or cid in self._pending:
             return
         naming.unpublish(self, ep)  # the names go at once; the plumbing in the background
+        self.links.close(cid)
         path = ep.get("netns") or netns_path or ""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC) if netns.is_netns(path) else None
         task = asyncio.get_running_loop().create_task(self._finish_teardown(ep, fd))
@@ -536,6 +553,11 @@ class NetworkService:
 
     def endpoint(self, ctr_id: str) -> Endpoint | None:
         return self.endpoints.get(ctr_id)
+
+    def resolv_conf(self, ctr_id: str) -> str | None:
+        """The container's resolv.conf as its endpoint has it now (`network connect` can change it)."""
+        ep = self.endpoints.get(ctr_id)
+        return None if ep is None else ep.get("resolv_conf")
 
     def port_mappings(self, ctr_id: str) -> dict[str, Any]:
         ep = self.endpoints.get(ctr_id)

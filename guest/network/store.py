@@ -49,6 +49,23 @@ def normalize_mode(mode: str | None) -> str:
     return DEFAULT_BRIDGE if mode in ("", "default") else mode
 
 
+def address_configs(rec: NetworkRecord) -> list[dict[str, Any]]:
+    """The IPAM configs a network hands addresses out of: IPv4 always, IPv6 only with EnableIPv6. An IPv6
+    subnet given without it stays in `IPAM.Config` (dockerd 20.10 takes it) but is neither reserved nor
+    assigned from: no IPv6 on the bridge or in containers, whose `IPAMConfig.IPv6Address` is only recorded
+    (libnetwork honours enableIPv6 on allocation, moby/libnetwork#967)."""
+    v6 = bool(rec.get("EnableIPv6"))
+    return [c for c in rec["IPAM"]["Config"] if v6 or ":" not in c["Subnet"]]
+
+
+def user_subnet(rec: NetworkRecord, version: int) -> bool:
+    """Whether the user gave this network a subnet of that IP version (a fixed address needs one)."""
+    given = rec.get("_user_subnets")
+    if given is None:  # a record from before the per-version list
+        return bool(rec.get("_user_subnet"))
+    return any((":" in s) == (version == 6) for s in given)
+
+
 def new_id() -> str:
     return secrets.token_hex(32)
 

@@ -1,0 +1,179 @@
+"""Two behaviours of dockerd 20.10 that docker-py's network tests rely on, checked inside the containers:
+
+* An IPv6 subnet on a network created without EnableIPv6 is taken and kept in `IPAM.Config`, but nothing is
+  allocated from it (libnetwork honours enableIPv6 on allocation): containers get an IPv4 address only, IPv6 stays
+  off in them, and a requested `IPv6Address` is only recorded in `IPAMConfig`.
+* A link on a user-defined network is a DNS alias that only the linking container resolves (dockerd's embedded
+  DNS; here the container's own resolver at 127.0.0.11, guest/network/linkdns.py), to the target's current address,
+  whether the target started before or after it, and across a skiffd restart; no /etc/hosts line, no env vars.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import struct
+import subprocess
+
+import pytest
+
+from tests.engine.harness import Skiffd, TestImages
+from tests.engine.network_fixtures import remove_containers_and_networks
+
+
+@pytest.fixture(scope="module")
+def d(skiffd: Skiffd, images: TestImages) -> Skiffd:
+    skiffd.docker("pull", "-q", images.busybox)
+    return skiffd
+
+
+@pytest.fixture(autouse=True)
+def _clean(d: Skiffd):
+    yield
+    remove_containers_and_networks(d)
+
+
+def inspect(d: Skiffd, ref: str, kind: str = "container") -> dict:
+    return json.loads(d.docker(kind, "inspect", ref).stdout)[0]
+
+
+def addrs_in(d: Skiffd, ctr: str) -> list[dict]:
+    """The container's global addresses, as `ip` inside it sees them."""
+    sandbox = inspect(d, ctr)["NetworkSettings"]["SandboxKey"]
+    out = subprocess.run(["nsenter", f"--net={sandbox}", "ip", "-j", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True, check=True).stdout
+    return [a for link in json.loads(out) for a in link.get("addr_info", []) if "local" in a]
+
+
+def nslookup(d: Skiffd, frm: str, name: str) -> list[str]:
+    """The addresses busybox's nslookup (straight to the resolv.conf server, no /etc/hosts) gets for `name`."""
+    r = d.docker("exec", frm, "nslookup", "-type=a", name, check=False)
+    if r.returncode != 0:
+        return []
+    return [ln.split(":", 1)[1].strip() for ln in r.stdout.splitlines()[2:] if ln.startswith("Address")]
+
+
+def test_ipv6_subnet_without_enable_ipv6_is_kept_but_not_assigned(d: Skiffd, images: TestImages) -> None:
+    d.docker("network", "create", "--subnet", "2001:db8:77::/64", "--ip-range", "2001:db8:77::/96",
+             "--gateway", "2001:db8:77::ffff", "n6")
+    net = inspect(d, "n6", "network")
+    assert net["EnableIPv6"] is False
+    cfgs = net["IPAM"]["Config"]
+    assert {"Subnet": "2001:db8:77::/64", "IPRange": "2001:db8:77::/96", "Gateway": "2001:db8:77::ffff"} in cfgs
+    assert any(":" not in c["Subnet"] for c in cfgs), "an IPv4 subnet is chosen, as dockerd does"
+    # nothing of it is reserved: another network may name the same subnet (dockerd 20.10 takes it too)
+    d.docker("network", "create", "--subnet", "2001:db8:77::/64", "n6b")
+
+    d.docker("run", "-d", "--name", "c6", "--network", "n6", "--ip6", "2001:db8:77::f00d", images.busybox, "top")
+    es = inspect(d, "c6")["NetworkSettings"]["Networks"]["n6"]
+    assert es["IPAMConfig"] == {"IPv6Address": "2001:db8:77::f00d"}
+    assert es["GlobalIPv6Address"] == "" and es["IPv6Gateway"] == "" and es["IPAddress"]
+    inside = addrs_in(d, "c6")
+    assert [a["local"] for a in inside] == [es["IPAddress"]], inside
+    members = inspect(d, "n6", "network")["Containers"]
+    assert [m["IPv6Address"] for m in members.values()] == [""]
+    # no IPv6 on the bridge either
+    bridge = net["Options"].get("com.docker.network.bridge.name") or "br-" + net["Id"][:12]
+    assert "inet6" not in d.ns.run(["ip", "-6", "addr", "show", "dev", bridge, "scope", "global"]).stdout
+
+    # connect to a running container: the same
+    d.docker("network", "disconnect", "n6", "c6")
+    d.docker("network", "connect", "--ip6", "2001:db8:77::beef", "n6", "c6")
+    es = inspect(d, "c6")["NetworkSettings"]["Networks"]["n6"]
+    assert es["IPAMConfig"]["IPv6Address"] == "2001:db8:77::beef" and es["GlobalIPv6Address"] == ""
+    assert [a["local"] for a in addrs_in(d, "c6")] == [es["IPAddress"]]
+
+    # the checks dockerd makes still hold: a valid address of the right family, a user subnet of that family
+    r = d.docker("run", "--rm", "--network", "n6", "--ip6", "zzz", images.busybox, "true", check=False)
+    assert r.returncode != 0 and "invalid IPv6 address: zzz" in r.stderr
+    r = d.docker("run", "--rm", "--network", "n6", "--ip", "10.99.0.5", images.busybox, "true", check=False)
+    assert r.returncode != 0 and "user configured subnets" in r.stderr
+
+
+def test_ipv6_subnet_with_enable_ipv6_is_assigned(d: Skiffd, images: TestImages) -> None:
+    """The other side of the line: with EnableIPv6 the same request gives the container that address."""
+    d.docker("network", "create", "--ipv6", "--subnet", "2001:db8:78::/64", "n6on")
+    d.docker("run", "-d", "--name", "c6on", "--network", "n6on", "--ip6", "2001:db8:78::f00d", images.busybox, "top")
+    es = inspect(d, "c6on")["NetworkSettings"]["Networks"]["n6on"]
+    assert es["GlobalIPv6Address"] == "2001:db8:78::f00d"
+    assert "2001:db8:78::f00d" in [a["local"] for a in addrs_in(d, "c6on")]
+
+
+def dns_tcp(sandbox: str, name: str) -> list[str]:
+    """An A query over TCP to 127.0.0.11 from inside a netns (glibc's path for long answers)."""
+    qid = random.randrange(65536)
+    q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack("!HH", 1, 1)
+    code = ("import socket,struct,sys;q=bytes.fromhex(sys.argv[1]);s=socket.create_connection(('127.0.0.11',53),3);"
+            "s.sendall(struct.pack('!H',len(q))+q);n=struct.unpack('!H',s.recv(2))[0];b=b''\n"
+            "while len(b)<n: b+=s.recv(n-len(b))\nsys.stdout.write(b.hex())")
+    out = subprocess.run(["nsenter", f"--net={sandbox}", "python3", "-c", code, q.hex()], capture_output=True,
+                         text=True, check=True, timeout=30).stdout
+    data = bytes.fromhex(out)
+    assert data[:2] == q[:2]
+    an = struct.unpack("!H", data[6:8])[0]
+    off = len(q)
+    got = []
+    for _ in range(an):
+        rtype, _, _, rdlen = struct.unpack("!HHIH", data[off + 2:off + 12])
+        if rtype == 1:
+            got.append(socket.inet_ntoa(data[off + 12:off + 16]))
+        off += 12 + rdlen
+    return got
+
+
+def test_link_alias_on_user_network_only_for_the_linking_container(d: Skiffd, images: TestImages) -> None:
+    bb = images.busybox
+    d.docker("network", "create", "nl")
+    # the target does not exist yet (dockerd takes that on a user network)
+    d.docker("run", "-d", "--name", "linker", "--network", "nl", "--link", "upstream:bar", bb, "top")
+    es = inspect(d, "linker")["NetworkSettings"]["Networks"]["nl"]
+    assert es["Links"] == ["upstream:bar"]
+    assert "nameserver 127.0.0.11" in d.docker("exec", "linker", "cat", "/etc/resolv.conf").stdout
+    assert nslookup(d, "linker", "bar") == []
+
+    d.docker("run", "-d", "--name", "upstream", "--network", "nl", bb, "top")
+    d.docker("run", "-d", "--name", "other", "--network", "nl", bb, "top")
+    up = inspect(d, "upstream")["NetworkSettings"]["Networks"]["nl"]["IPAddress"]
+    assert nslookup(d, "linker", "bar") == [up]
+    assert nslookup(d, "linker", "BAR.") == [up], "names are case-insensitive"
+    assert nslookup(d, "linker", "upstream") == [up], "other names still come from the network's name server"
+    assert nslookup(d, "linker", "other") == [inspect(d, "other")["NetworkSettings"]["Networks"]["nl"]["IPAddress"]]
+    assert nslookup(d, "other", "bar") == [], "the alias is the linking container's alone"
+    assert nslookup(d, "other", "linker")  # and the linker is named as usual
+    assert "bar" not in d.docker("exec", "linker", "cat", "/etc/hosts").stdout
+    assert "BAR_" not in d.docker("exec", "linker", "env").stdout
+    sandbox = inspect(d, "linker")["NetworkSettings"]["SandboxKey"]
+    assert dns_tcp(sandbox, "bar") == [up]
+
+    # the target's address is looked up when asked: a restart on another address is followed
+    d.docker("stop", "-t", "0", "upstream")
+    d.docker("run", "-d", "--name", "squat", "--network", "nl", bb, "top")  # may take the old address
+    d.docker("start", "upstream")
+    up2 = inspect(d, "upstream")["NetworkSettings"]["Networks"]["nl"]["IPAddress"]
+    assert nslookup(d, "linker", "bar") == [up2]
+    assert d.docker("exec", "linker", "ping", "-c", "1", "-W", "2", "bar").returncode == 0
+
+    # skiffd restarts, the containers keep running: the resolver is served again
+    d.restart()
+    assert nslookup(d, "linker", "bar") == [up2]
+
+
+def test_connect_with_link_gives_a_running_container_its_resolver(d: Skiffd, images: TestImages) -> None:
+    bb = images.busybox
+    d.docker("network", "create", "nc")
+    d.docker("network", "create", "nc2")
+    d.docker("run", "-d", "--name", "late", "--network", "nc", bb, "top")
+    before = d.docker("exec", "late", "cat", "/etc/resolv.conf").stdout
+    assert "127.0.0.11" not in before
+    d.docker("network", "connect", "--link", "tgt:baz", "nc2", "late")
+    assert "nameserver 127.0.0.11" in d.docker("exec", "late", "cat", "/etc/resolv.conf").stdout
+    assert inspect(d, "late")["NetworkSettings"]["Networks"]["nc2"]["Links"] == ["tgt:baz"]
+    d.docker("run", "-d", "--name", "tgt", "--network", "nc2", bb, "top")
+    d.docker("run", "-d", "--name", "peer", "--network", "nc", bb, "top")
+    tgt = inspect(d, "tgt")["NetworkSettings"]["Networks"]["nc2"]["IPAddress"]
+    assert nslookup(d, "late", "baz") == [tgt]
+    # names of both networks still resolve through it (each network's name server is asked in turn)
+    assert nslookup(d, "late", "tgt") == [tgt]
+    assert nslookup(d, "late", "peer") == [inspect(d, "peer")["NetworkSettings"]["Networks"]["nc"]["IPAddress"]]
