@@ -128,6 +128,42 @@ class ContainersForBuild(Protocol):
     async def remove(self, ref: str, force: bool = False, volumes: bool = False, background: bool = False) -> None: ...
 
 
+class ContainersForTasks(Protocol):
+    """A swarm task runs as an ordinary container: created and started, watched until it exits, its logs read,
+    stopped when the task is shut down and removed with it."""
+
+    async def create(self, body: dict[str, Any], name: str | None = None,
+                     platform: str | None = None) -> tuple[Container, list[str]]: ...
+
+    async def start_container(self, ref: str) -> None: ...
+
+    async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None: ...
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False, background: bool = False) -> None: ...
+
+    def get(self, ref: str) -> Container: ...
+
+    def exit_future(self, c: Container) -> asyncio.Future[dict[str, Any]]: ...
+
+    def log_entries(self, c: Container, *, stdout: bool, stderr: bool, follow: bool, tail: int | None,
+                    since: float | None, until: float | None) -> AsyncIterator[Entry]: ...
+
+
+class ImagesForTasks(Protocol):
+    """A task's image: used when present, pulled (through the registry mirrors) when not."""
+
+    async def resolve(self, ref_or_id: str) -> Image: ...
+
+    async def pull(self, ref: str, auth: dict[str, Any] | None = None, platform: str | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> Image: ...
+
+
+class NetworksForTasks(Protocol):
+    """A service's networks by name or ID (the record's `Id` and `Name`; NotFound otherwise)."""
+
+    def resolve(self, ref: str) -> dict[str, Any]: ...
+
+
 # What the network and volume services accept as a container: the containers service's object, or its record as
 # a plain dict (Docker's shape; the network tests drive the service with records). Read with
 # guest/network/store.py's container_field, which handles both.

@@ -15,6 +15,7 @@ from skiffbox.guest.images.service import ImageService
 from skiffbox.guest.network import overlay
 from skiffbox.guest.network.service import NetworkService
 from skiffbox.guest.swarm.cluster import Cluster
+from skiffbox.guest.swarm.services import SwarmServices
 from skiffbox.guest.util.atomicfile import atomic_write
 from skiffbox.guest.volumes.service import VolumeService
 
@@ -45,6 +46,9 @@ class Engine:
         self.swarm = Cluster(self.root, self.events, make_networks=lambda: overlay.make_ingress(self.networks),
                              drop_networks=lambda: overlay.drop_all(self.networks))
         self.networks.swarm_pools = self.swarm.address_pools
+        # Swarm services run their tasks as this engine's containers; leaving the swarm removes them.
+        self.services = SwarmServices(self.root, self.run_root, self.events, self.swarm, containers=self.containers,
+                                      images=self.images, networks=self.networks)
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"
@@ -60,10 +64,12 @@ class Engine:
         await self.images.start()
         await self.networks.start()
         await self.containers.start()
+        await self.services.start()  # outside a swarm: the tasks' containers of a leave cut short go first
         if not self.swarm.active:  # a leave cut short by a crash: its networks go with the swarm
             await overlay.drop_all(self.networks)
 
     async def close(self) -> None:
+        await self.services.close()
         await self.containers.close()
         await self.networks.close()
         await self.volumes.close()

@@ -11,17 +11,12 @@ from __future__ import annotations
 
 from skiffbox.guest.api.http import Request, Response, Route, json_response
 from skiffbox.guest.engine import Engine
-from skiffbox.guest.errors import NotFound, NotImplementedYet, Unavailable
-from skiffbox.guest.swarm.contracts import NOT_A_MANAGER
+from skiffbox.guest.errors import NotFound, NotImplementedYet
 from skiffbox.guest.util.filters import parse_filters
 
 _NO_PLUGINS = "skiff does not support engine plugins (its volume and network drivers are built in)"
 
 PLUGIN_FILTERS = {"capability", "enable"}
-
-
-async def not_a_manager(engine: Engine, req: Request) -> Response:
-    raise Unavailable(NOT_A_MANAGER)
 
 
 async def list_plugins(engine: Engine, req: Request) -> Response:
@@ -46,15 +41,7 @@ async def session(engine: Engine, req: Request) -> Response:
     raise NotImplementedYet("skiff has the classic builder only (no BuildKit sessions); build with DOCKER_BUILDKIT=0")
 
 
-# The cluster objects' endpoints, as the spec lists them.
-_CLUSTER = {
-    "services": (("GET", ""), ("POST", "/create"), ("GET", "/{id}"), ("DELETE", "/{id}"), ("POST", "/{id}/update"),
-                 ("GET", "/{id}/logs")),
-    "tasks": (("GET", ""), ("GET", "/{id}"), ("GET", "/{id}/logs")),
-}
-
 ROUTES: list[Route[Engine]] = [
-    *[(m, f"/{kind}{sub}", not_a_manager) for kind, ops in _CLUSTER.items() for m, sub in ops],
     ("GET", "/plugins", list_plugins),
     ("GET", "/plugins/privileges", no_plugin_support),
     ("POST", "/plugins/pull", no_plugin_support),

@@ -1,0 +1,169 @@
+"""Swarm services on a real skiffd (one-node swarm): tasks run as the engine's containers, secrets and configs are
+readable inside them, an update replaces the tasks, removal and leaving the swarm remove the containers, and the
+services and their tasks survive a daemon restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from tests.engine.harness import Skiffd, TestImages, wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture()
+def swarm(fresh_skiffd: Skiffd) -> Iterator[tuple[Skiffd, Any]]:
+    api = docker.APIClient(base_url=fresh_skiffd.host, version="1.41", timeout=120)
+    api.init_swarm("127.0.0.1")
+    try:
+        yield fresh_skiffd, api
+    finally:
+        try:
+            api.leave_swarm(force=True)
+        finally:
+            for c in api.containers(all=True):  # a failed test's leftovers: the fixture still stops clean
+                api.remove_container(c["Id"], force=True)
+
+
+def _tasks(api: Any, service: str, **kw: str) -> list[dict[str, Any]]:
+    return list(api.tasks(filters={"service": service, **kw}))
+
+
+def _running(api: Any, service: str, n: int = 1, timeout: float = 60) -> list[dict[str, Any]]:
+    def live() -> list[dict[str, Any]]:
+        return [t for t in _tasks(api, service) if t["Status"]["State"] == "running" and t["DesiredState"] == "running"]
+
+    def ok() -> bool:
+        return len(live()) == n
+
+    try:
+        wait_for(ok, timeout=timeout, interval=0.2, what=f"{n} running task(s) of {service}")
+    except TimeoutError:
+        states = [(t["DesiredState"], t["Status"]) for t in _tasks(api, service)]
+        raise AssertionError(f"not {n} running task(s) of {service}: {states}") from None
+    return live()
+
+
+def _spec(image: str, cmd: list[str], **kw: Any) -> Any:
+    return docker.types.TaskTemplate(docker.types.ContainerSpec(image, cmd, **kw))
+
+
+def test_tasks_run_as_containers_with_secrets_and_configs(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    d, api = swarm
+    sec = api.create_secret("pw", b"s3cret")
+    cfg = api.create_config("app.conf", b"key=value\n")
+    tt = _spec(images.busybox, ["sleep", "300"], env={"A": "1"}, labels={"ctr": "label"},
+               secrets=[docker.types.SecretReference(sec["ID"], "pw")],
+               configs=[docker.types.ConfigReference(cfg["ID"], "app.conf", filename="/etc/app.conf")],
+               hosts={"db.local": "10.1.2.3"}, hostname="web-host")
+    sid = api.create_service(tt, name="web", mode=docker.types.ServiceMode("replicated", 2))["ID"]
+    running = _running(api, sid, 2)
+    assert sorted(t["Slot"] for t in running) == [1, 2]
+    ctrs = api.containers(filters={"label": f"com.docker.swarm.service.id={sid}"})
+    assert len(ctrs) == 2
+    for t in running:
+        cid = t["Status"]["ContainerStatus"]["ContainerID"]
+        info = api.inspect_container(cid)
+        assert info["Name"] == f"/web.{t['Slot']}.{t['ID']}"
+        labels = info["Config"]["Labels"]
+        assert labels["com.docker.swarm.task.id"] == t["ID"] and labels["com.docker.swarm.service.name"] == "web"
+        assert labels["ctr"] == "label" and "A=1" in info["Config"]["Env"]
+
+        def sh(cmd: str) -> bytes:
+            return api.exec_start(api.exec_create(cid, ["sh", "-c", cmd]))  # type: ignore[no-any-return]
+
+        assert sh("cat /run/secrets/pw") == b"s3cret"
+        assert sh("cat /etc/app.conf") == b"key=value\n"
+        assert sh("hostname").strip() == b"web-host"
+        assert b"10.1.2.3\tdb.local" in sh("cat /etc/hosts") or b"10.1.2.3 db.local" in sh("cat /etc/hosts")
+    status = api.services(filters={"id": sid}, status=True)[0]["ServiceStatus"]
+    assert status == {"RunningTasks": 2, "DesiredTasks": 2, "CompletedTasks": 0}
+    logs = b"".join(api.service_logs(sid, stdout=True, details=True, is_tty=False))
+    assert logs == b""  # sleep writes nothing: the endpoint answers, empty
+
+
+def test_update_replaces_tasks_and_rollback(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    d, api = swarm
+    sid = api.create_service(_spec(images.busybox, ["sleep", "301"]), name="upd")["ID"]
+    [first] = _running(api, sid)
+    info = api.inspect_service(sid)
+    with pytest.raises(docker.errors.APIError, match="update out of sequence"):
+        api.update_service(sid, info["Version"]["Index"] - 1, _spec(images.busybox, ["sleep", "302"]), name="upd")
+    api.update_service(sid, info["Version"]["Index"], _spec(images.busybox, ["sleep", "302"]), name="upd")
+
+    def replaced() -> bool:
+        ts = _tasks(api, sid)
+        return any(t["Status"]["State"] == "running" and t["ID"] != first["ID"] for t in ts)
+
+    wait_for(replaced, timeout=60, interval=0.2, what="the updated task")
+    info = api.inspect_service(sid)
+    assert info["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Command"] == ["sleep", "301"]
+    wait_for(lambda: api.inspect_service(sid).get("UpdateStatus", {}).get("State") == "completed", timeout=30,
+             what="update completed")
+    old = api.inspect_task(first["ID"])
+    assert old["DesiredState"] == "shutdown" and old["Status"]["State"] == "shutdown"
+    assert not api.inspect_container(old["Status"]["ContainerStatus"]["ContainerID"])["State"]["Running"]
+    [new] = _running(api, sid)
+    assert api.inspect_container(new["Status"]["ContainerStatus"]["ContainerID"])["Config"]["Entrypoint"] == \
+        ["sleep", "302"]
+    # rollback: the previous spec comes back and replaces the task again
+    info = api.inspect_service(sid)
+    api._result(api._post_json(api._url("/services/{0}/update", sid), data=info["Spec"],
+                               params={"version": info["Version"]["Index"], "rollback": "previous"}), True)
+    info = api.inspect_service(sid)
+    assert info["Spec"]["TaskTemplate"]["ContainerSpec"]["Command"] == ["sleep", "301"]
+    assert info["UpdateStatus"]["State"] == "rollback_started"
+    wait_for(lambda: api.inspect_service(sid)["UpdateStatus"]["State"] == "rollback_completed", timeout=60,
+             what="rollback completed")
+    [back] = _running(api, sid)
+    assert back["ID"] not in (first["ID"], new["ID"])
+
+
+def test_restart_policy_and_jobs(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    d, api = swarm
+    pol = docker.types.RestartPolicy("on-failure", delay=100_000_000, max_attempts=2)
+    fail = api.create_service(docker.types.TaskTemplate(docker.types.ContainerSpec(images.busybox, ["false"]),
+                                                        restart_policy=pol), name="fails")["ID"]
+    job = api.create_service(_spec(images.busybox, ["echo", "done"]), name="job",
+                             mode=docker.types.ServiceMode("replicated-job", 3))["ID"]
+    wait_for(lambda: len([t for t in _tasks(api, fail) if t["Status"]["State"] == "failed"]) == 3, timeout=60,
+             interval=0.2, what="three failed attempts")
+    time.sleep(1.5)  # no fourth
+    ts = _tasks(api, fail)
+    assert len(ts) == 3 and all(t["Status"]["Err"] == "task: non-zero exit (1)" for t in ts)
+    wait_for(lambda: len([t for t in _tasks(api, job) if t["Status"]["State"] == "complete"]) == 3, timeout=60,
+             interval=0.2, what="three completed job tasks")
+    status = api.services(filters={"id": job}, status=True)[0]["ServiceStatus"]
+    assert status["CompletedTasks"] == 3 and status["RunningTasks"] == 0
+    logs = b"".join(api.service_logs(job, stdout=True, is_tty=False))
+    assert logs.count(b"done\n") == 3
+
+
+def test_remove_leave_and_restart(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    d, api = swarm
+    keep = api.create_service(_spec(images.busybox, ["sleep", "303"]), name="keep")["ID"]
+    gone = api.create_service(_spec(images.busybox, ["sleep", "304"]), name="gone", mode="global")["ID"]
+    [k] = _running(api, keep)
+    [g] = _running(api, gone)
+    assert api.inspect_container(g["Status"]["ContainerStatus"]["ContainerID"])["Name"] == \
+        f"/gone.{g['NodeID']}.{g['ID']}"
+    api.remove_service(gone)
+    wait_for(lambda: not api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={gone}"}),
+             timeout=30, interval=0.2, what="the removed service's container gone")
+    # the daemon restarts: the service, its task and its running container are still there, nothing doubled
+    d.restart()
+    assert api.inspect_service(keep)["Spec"]["Name"] == "keep"
+    time.sleep(2)
+    [k2] = _running(api, keep)
+    assert k2["ID"] == k["ID"]
+    assert len(api.containers(all=True)) == 1
+    api.leave_swarm(force=True)
+    assert api.containers(all=True) == []
+    with pytest.raises(docker.errors.APIError) as e:
+        api.services()
+    assert e.value.status_code == 503
