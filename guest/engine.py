@@ -14,6 +14,7 @@ from skiffbox.guest.events import EventBus
 from skiffbox.guest.images.service import ImageService
 from skiffbox.guest.network import overlay
 from skiffbox.guest.network.service import NetworkService
+from skiffbox.guest.plugins.store import PluginStore
 from skiffbox.guest.swarm.cluster import Cluster
 from skiffbox.guest.swarm.services import SwarmServices
 from skiffbox.guest.util.atomicfile import atomic_write
@@ -49,6 +50,7 @@ class Engine:
         # Swarm services run their tasks as this engine's containers; leaving the swarm removes them.
         self.services = SwarmServices(self.root, self.run_root, self.events, self.swarm, containers=self.containers,
                                       images=self.images, networks=self.networks)
+        self.plugins = PluginStore(self.root, self.events)
 
     def _engine_id(self) -> str:
         p = self.root / "engine-id"

@@ -4,8 +4,8 @@ the engine (the build handlers': its build manager, which keeps the builds in pr
 
 from __future__ import annotations
 
-from skiffbox.guest.api import (build, containers, distribution, images, networks, services, swarm, system,
-                                unsupported, volumes)
+from skiffbox.guest.api import (build, containers, distribution, images, networks, plugins, services, swarm,
+                                system, unsupported, volumes)
 from skiffbox.guest.api import exec as exec_
 from skiffbox.guest.api.http import Router
 from skiffbox.guest.api.server import App
@@ -15,7 +15,7 @@ from skiffbox.guest.engine import Engine
 
 def build_app(engine: Engine) -> App:
     root = Router()
-    for mod in (system, images, distribution, containers, exec_, networks, volumes, swarm, services,
+    for mod in (system, images, distribution, containers, exec_, networks, volumes, swarm, services, plugins,
                 unsupported):
         root.bind(engine, mod.ROUTES)
     root.bind(engine.builds, build.ROUTES)

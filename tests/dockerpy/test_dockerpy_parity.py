@@ -16,8 +16,7 @@ from tests.dockerpy import suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
-# (node id prefix, text in the failure or "" for any, why): the README's docker-py table says the same. Plugins
-# are not implemented; dockerd 20.10 here installs them, so those pass on it.
+# (node id prefix, text in the failure or "" for any, why): the README's docker-py table says the same.
 _I = "tests/integration/"
 KNOWN_GAPS: list[tuple[str, str, str]] = [
     (_I + "api_service_test.py::ServiceTest::test_create_service_with_healthcheck", "'Healthcheck' in",
@@ -26,7 +25,6 @@ KNOWN_GAPS: list[tuple[str, str, str]] = [
     (_I + "api_service_test.py::ServiceTest::test_update_service_remove_healthcheck", "'Healthcheck' in",
      "docker-py sends the ContainerSpec's HealthCheck; Go matches field names case-insensitively, skiffd does not yet "
      "(the request validation layer's job)"),
-    (_I + "api_plugin_test.py::", "", "plugins are not implemented"),
     (_I + "api_build_test.py::BuildTest::test_build_in_context_abs_dockerfile", "== 4",
      "the test reads the logs right after start without waiting for `ls` to finish; loses the race at times"),
 ]

@@ -1,0 +1,1 @@
+"""Engine plugins (made locally, never run: guest/plugins/store.py)."""
