@@ -45,7 +45,7 @@ class Engine:
         self.builds = BuildManager(self.root, images=self.images, containers=self.containers)
         # Swarm mode (one node): inactive until `swarm init`; its state survives restarts on its own.
         self.swarm = Cluster(self.root, self.events, make_networks=lambda: overlay.make_ingress(self.networks),
-                             drop_networks=lambda: overlay.drop_all(self.networks))
+                             drop_networks=lambda: overlay.drop_all(self.networks), engine_labels=cfg.labels)
         self.networks.swarm_pools = self.swarm.address_pools
         # Swarm services run their tasks as this engine's containers; leaving the swarm removes them.
         self.services = SwarmServices(self.root, self.run_root, self.events, self.swarm, containers=self.containers,

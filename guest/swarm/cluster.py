@@ -103,11 +103,12 @@ class Cluster:
     """Implements guest/swarm/contracts.py:SwarmCluster."""
 
     def __init__(self, root: Path, events: EventSink, make_networks: Hook | None = None,
-                 drop_networks: Hook | None = None) -> None:
+                 drop_networks: Hook | None = None, engine_labels: list[str] | None = None) -> None:
         self._dir = Path(root) / "swarm"
         self._dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self._dir, 0o700)
         self._events = events
+        self._engine_labels = list(engine_labels or [])
         self._state: dict[str, Any] | None = None
         self._index = 0
         self._reserved = 0
@@ -310,7 +311,8 @@ class Cluster:
     def _public_node(self) -> Obj:
         st = self._need()
         addr = st["advertise_addr"]
-        return nodes.public(st["node"], st["swarm"]["TLSInfo"], addr, f"{addr}:{st['advertise_port']}")
+        return nodes.public(st["node"], st["swarm"]["TLSInfo"], addr, f"{addr}:{st['advertise_port']}",
+                            self._engine_labels)
 
     def node(self, ref: str) -> Obj:
         node = self._public_node()

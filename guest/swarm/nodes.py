@@ -47,13 +47,19 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def public(node: Obj, tls_info: dict[str, Any], addr: str, manager_addr: str) -> Obj:
+def public(node: Obj, tls_info: dict[str, Any], addr: str, manager_addr: str, engine_labels: list[str]) -> Obj:
+    """The node as inspect shows it; the engine's labels (`skiffd --label k=v`) are what the `label` filter and
+    placement constraints on engine.labels see."""
     out = copy.deepcopy(node)
+    engine: dict[str, Any] = {"EngineVersion": __version__}
+    if engine_labels:
+        engine["Labels"] = dict(lbl.partition("=")[::2] for lbl in engine_labels)
+    engine["Plugins"] = _PLUGINS
     out["Description"] = {
         "Hostname": socket.gethostname(),
         "Platform": {"Architecture": os.uname().machine, "OS": "linux"},
         "Resources": {"NanoCPUs": (os.cpu_count() or 1) * 1_000_000_000, "MemoryBytes": hostinfo.mem_total()},
-        "Engine": {"EngineVersion": __version__, "Plugins": _PLUGINS},
+        "Engine": engine,
         "TLSInfo": tls_info,
     }
     out["Status"] = {"State": "ready", "Addr": addr}

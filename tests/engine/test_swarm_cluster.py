@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.engine.harness import Skiffd, TestImages
+from tests.engine.harness import NetNS, Skiffd, TestImages, rmtree, tempdir
 
 NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this '
                  'node to swarm and try again.')
@@ -305,3 +305,18 @@ def test_damaged_state_is_set_aside_and_orphaned_swarm_networks_go(api: docker.A
         assert {n["Name"] for n in c.networks()} & {"ov-orphan", "ingress"} == set()
     finally:
         c.close()
+
+
+def test_node_shows_the_engine_labels(netns: NetNS) -> None:
+    d = Skiffd(netns, tempdir("skiffd-labels-"), ["--label", "zone=a", "--label", "disk=ssd"])
+    try:
+        c = docker.APIClient(base_url=d.host, version="1.41", timeout=60)
+        _init(c)
+        [node] = c.nodes(filters={"label": ["zone=a"]})
+        assert node["Description"]["Engine"]["Labels"] == {"zone": "a", "disk": "ssd"}
+        assert c.nodes(filters={"label": ["zone=b"]}) == [] and c.nodes(filters={"node.label": ["zone"]}) == []
+        c.leave_swarm(force=True)
+        c.close()
+    finally:
+        d.stop()
+        rmtree(d.workdir)
