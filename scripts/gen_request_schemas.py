@@ -3,7 +3,8 @@
 
 The engine checks request bodies against the types the spec documents (guest/api/validate.py). The guest
 has no YAML parser and needs only the types, so this keeps, for every operation taking a JSON body, that
-body's schema and the definitions it reaches, stripped of descriptions and examples. Re-run after updating
+body's schema and the definitions it reaches, stripped of descriptions and examples, and the types of the query
+parameters dockerd can refuse (integers, filters). Re-run after updating
 docs/reference/docker-engine-api-*.yaml; tests/engine/test_validate.py checks the file is current.
 
     python3 scripts/gen_request_schemas.py            # writes the file
@@ -53,10 +54,16 @@ def _refs(node: Any, found: set[str]) -> None:
 
 def generate(spec: dict[str, Any]) -> dict[str, Any]:
     ops: dict[str, Any] = {}
+    queries: dict[str, Any] = {}
     for path, item in spec["paths"].items():
         for method, op in item.items():
             if method == "parameters":
                 continue
+            # The query parameters dockerd can refuse: integers and JSON filters (its booleans take any value).
+            typed = {p["name"]: {k: p[k] for k in ("type", "format") if k in p} for p in op.get("parameters", [])
+                     if p.get("in") == "query" and (p.get("type") == "integer" or p["name"] == "filters")}
+            if typed:
+                queries[f"{method.upper()} {path}"] = typed
             for p in op.get("parameters", []):
                 schema = p.get("schema") if p.get("in") == "body" else None
                 if schema is None or schema.get("type") == "string":
@@ -73,7 +80,7 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
         more: set[str] = set()
         _refs(defs[name], more)
         todo |= more - defs.keys()
-    return {"api_version": spec["info"]["version"], "operations": ops,
+    return {"api_version": spec["info"]["version"], "operations": ops, "queries": queries,
             "definitions": dict(sorted(defs.items()))}
 
 

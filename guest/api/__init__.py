@@ -19,4 +19,5 @@ def build_app(engine: Engine) -> App:
                 unsupported):
         root.bind(engine, mod.ROUTES)
     root.bind(engine.builds, build.ROUTES)
-    return App(root, BodyValidator.load().check)
+    validator = BodyValidator.load()
+    return App(root, validator.check, validator.check_query)

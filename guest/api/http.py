@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
-from skiffbox.guest.api.validate import decode_json
+from skiffbox.guest.api.validate import decode_json, go_parse_int
 from skiffbox.guest.errors import EngineError, InvalidParameter, NotFound
 
 MIN_API_VERSION = "1.24"
@@ -171,19 +171,19 @@ class Request:
         return self.query.get(name, [])
 
     def q_bool(self, name: str, default: bool = False) -> bool:
+        """As moby's httputils.BoolValueOrDefault: absent is `default`; any value is true but "", "0", "no",
+        "false" and "none" (any case, spaces around), so no value is ever refused."""
         v = self.q(name)
         if v is None:
             return default
-        return v.strip().lower() not in ("", "0", "false", "no")
+        return v.strip().lower() not in ("", "0", "no", "false", "none")
 
     def q_int(self, name: str, default: int | None = None) -> int | None:
+        """As strconv.Atoi reads a non-empty value (an empty one is `default`)."""
         v = self.q(name)
         if v is None or v == "":
             return default
-        try:
-            return int(v)
-        except ValueError:
-            raise InvalidParameter(f"invalid value for {name}: {v!r}") from None
+        return go_parse_int(v)
 
     def q_json(self, name: str, default: Any = None) -> Any:
         v = self.q(name)
@@ -235,6 +235,7 @@ class Request:
 
 Handler = Callable[[Request], Awaitable[Reply]]
 BodyCheck = Callable[[str, str, Any], None]  # (method, path without /vX.Y, decoded body); raises EngineError
+QueryCheck = Callable[[str, str, dict[str, list[str]]], None]  # (method, path, query); raises EngineError
 _Ctx = TypeVar("_Ctx")
 # A module-level handler: `async def h(engine, req)`, registered with Router.bind.
 Route = tuple[str, str, Callable[[_Ctx, Request], Awaitable[Reply]]]

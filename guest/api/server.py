@@ -29,7 +29,7 @@ from typing import Any
 
 import h11
 
-from skiffbox.guest.api.http import (API_VERSION, MIN_API_VERSION, READ_SIZE, SERVER_HEADER, BodyCheck, ByteReader,
+from skiffbox.guest.api.http import (API_VERSION, MIN_API_VERSION, READ_SIZE, SERVER_HEADER, BodyCheck, ByteReader, QueryCheck,
                                      ByteWriter, Hijack, RawConn, Reply, Request, Response, Router, Stream,
                                      error_response, version_tuple)
 from skiffbox.guest.api.tls import TLSStream
@@ -250,9 +250,11 @@ class _Connection:
 class App:
     """Routes requests, strips and checks the `/vX.Y` prefix, and serves listeners."""
 
-    def __init__(self, router: Router, body_check: BodyCheck | None = None) -> None:
+    def __init__(self, router: Router, body_check: BodyCheck | None = None,
+                 query_check: QueryCheck | None = None) -> None:
         self.router = router
         self.body_check = body_check
+        self.query_check = query_check  # the one check of query parameters (validate.py), before any handler
         self._servers: list[asyncio.base_events.Server] = []
         self._conns: set[asyncio.Task[None]] = set()
 
@@ -274,6 +276,8 @@ class App:
         handler, params = self.router.match(req.method, req.path)
         req.params = params
         req.body_check = self.body_check
+        if self.query_check is not None:
+            self.query_check(req.method, req.path, req.query)
         return await handler(req)
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

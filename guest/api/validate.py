@@ -22,6 +22,7 @@ from typing import Any
 
 from skiffbox.guest.errors import InvalidParameter
 from skiffbox.guest.network.ports import parse_port_key
+from skiffbox.guest.util.filters import parse_filters
 
 _INT_RANGES = {
     "int8": (-(2**7), 2**7 - 1), "int16": (-(2**15), 2**15 - 1), "int32": (-(2**31), 2**31 - 1),
@@ -69,15 +70,21 @@ def _json_kind(v: Any) -> str:
     return "object"
 
 
+def _path_rx(path: str) -> re.Pattern[str]:
+    # {name} may hold slashes (image and plugin references)
+    return re.compile("^" + re.sub(r"\\\{[A-Za-z_]+\\\}", ".+?", re.escape(path)) + "$")
+
+
 class BodyValidator:
     def __init__(self, doc: dict[str, Any]) -> None:
         self._defs: dict[str, Any] = doc["definitions"]
         self._ops: list[tuple[str, str, re.Pattern[str], str, dict[str, Any]]] = []
         for key, op in doc["operations"].items():
             method, path = key.split(" ", 1)
-            # {name} may hold slashes (image and plugin references)
-            rx = "^" + re.sub(r"\\\{[A-Za-z_]+\\\}", ".+?", re.escape(path)) + "$"
-            self._ops.append((key, method, re.compile(rx), self._top_name(op["schema"]), op["schema"]))
+            self._ops.append((key, method, _path_rx(path), self._top_name(op["schema"]), op["schema"]))
+        # Literal paths before templates, so /images/json is never taken for /images/{name}.
+        self._queries = sorted(((key.split(" ", 1)[0], _path_rx(key.split(" ", 1)[1]), key, params)
+                                for key, params in doc.get("queries", {}).items()), key=lambda q: q[2].count("{"))
 
     @classmethod
     def load(cls) -> "BodyValidator":
@@ -94,6 +101,22 @@ class BodyValidator:
                 if body is not None:
                     self._check(schema, body, top, [], top)
                     _SEMANTIC.get(key, _no_check)(body)
+                return
+
+    def check_query(self, method: str, path: str, query: dict[str, list[str]]) -> None:
+        """Raise InvalidParameter for a query parameter dockerd would refuse: an integer strconv cannot parse, or
+        filters that are neither of its two JSON forms. dockerd reads the first value of a repeated parameter,
+        and takes any value for its booleans (httputils.BoolValue), so those are never refused."""
+        for m, rx, key, params in self._queries:
+            if m == method and rx.match(path):
+                for name, spec in params.items():
+                    values, how = query.get(name), _QUERY_INTS.get((key, name), "int")
+                    if name == "filters":
+                        if values:
+                            parse_filters(values[0])
+                    elif how == "required" or (how == "int" and values and values[0]):
+                        go_parse_int(values[0] if values else "", "ParseInt" if spec.get("format") else "Atoi",
+                                     _QUERY_INT_WRAP.get((key, name), "{}"))
                 return
 
     # -- the walk --------------------------------------------------------------------------------------
@@ -209,6 +232,44 @@ class BodyValidator:
     def _zero(self, schema: dict[str, Any]) -> Any:
         """The zero value Go leaves in a collection's element for a JSON null (None where Go leaves nil)."""
         return _ZEROS.get(str(self._resolve(schema)[0].get("type")))
+
+
+# -- query parameters ---------------------------------------------------------------------------------------
+# How dockerd reads an integer parameter where that is not "strconv.Atoi of a non-empty value": "required" (resize
+# parses even an absent h or w), "handler" (Unix timestamps with a fraction; junk read as 0 by Int64ValueOrZero;
+# the swarm and cluster-volume versions, which their handlers parse with their own messages).
+_QUERY_INTS: dict[tuple[str, str], str] = {
+    ("POST /containers/{id}/resize", "h"): "required", ("POST /containers/{id}/resize", "w"): "required",
+    ("POST /exec/{id}/resize", "h"): "required", ("POST /exec/{id}/resize", "w"): "required",
+    ("GET /containers/{id}/logs", "since"): "handler", ("GET /containers/{id}/logs", "until"): "handler",
+    ("GET /services/{id}/logs", "since"): "handler", ("GET /tasks/{id}/logs", "since"): "handler",
+    **{("POST /build", n): "handler" for n in ("memory", "memswap", "cpushares", "cpuperiod", "cpuquota")},
+    **{(op, "version"): "handler" for op in ("PUT /volumes/{name}", "POST /nodes/{id}/update", "POST /swarm/update",
+                                             "POST /services/{id}/update", "POST /secrets/{id}/update",
+                                             "POST /configs/{id}/update")},
+}
+_QUERY_INT_WRAP = {("GET /images/search", "limit"): "invalid limit specified: {}"}
+
+
+def go_parse_int(value: str, func: str = "Atoi", wrap: str = "{}") -> int:
+    """`value` as Go's strconv.Atoi reads it (an optional sign and ASCII digits, nothing else), or InvalidParameter
+    with its error ("strconv.Atoi: parsing \"x\": invalid syntax"). Where dockerd returns that error unwrapped
+    (limit, t) it answers 500; a 400 says the same and blames the right party."""
+    digits = value[1:] if value[:1] in ("+", "-") else value
+    limit = 2**63 - (0 if value[:1] == "-" else 1)  # Atoi's int is 64 bits wide here, as ParseInt(s, 10, 64)
+    n, problem = 0, "invalid syntax" if not digits else ""
+    for c in digits:  # Go reports whichever it meets first: an overflow, or a character that is no digit
+        if not "0" <= c <= "9":
+            problem = "invalid syntax"
+            break
+        n = n * 10 + ord(c) - 48
+        if n > limit:
+            problem = "value out of range"
+            break
+    if problem:
+        quoted = json.dumps(value, ensure_ascii=False)
+        raise InvalidParameter(wrap.format(f"strconv.{func}: parsing {quoted}: {problem}"))
+    return -n if value[:1] == "-" else n
 
 
 # -- Go's field matching ----------------------------------------------------------------------------------

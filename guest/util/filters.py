@@ -10,28 +10,33 @@ Filters = dict[str, list[str]]
 
 
 def parse_filters(raw: str | None, allowed: set[str] | None = None) -> Filters:
-    """Accept both encodings: the Go client's `{"k":{"v":true}}` and docker-py's `{"k":["v"]}`."""
+    """Docker's two JSON forms, as moby's filters.FromJSON reads them: the Go client's `{"k": {"v": true}}` (every
+    key of the inner object counts, whatever its boolean, as Args.Get returns them), else the legacy
+    `{"k": ["v"]}` (docker-py's); null stands for an empty object, list or string. Anything else, a mix of both
+    forms included, is "invalid filter", a 400."""
     if not raw:
         return {}
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid filters: {raw!r} is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidParameter("invalid filters: expected a JSON object")
-    out: Filters = {}
-    for key, val in data.items():
+    except (ValueError, RecursionError):
+        data = _INVALID
+    data = {} if data is None else data
+    vals = list(data.values()) if isinstance(data, dict) else [_INVALID]
+    if all(v is None or (isinstance(v, dict) and all(b is None or isinstance(b, bool) for b in v.values()))
+           for v in vals):
+        out = {k: list(v or {}) for k, v in data.items()}
+    elif all(v is None or (isinstance(v, list) and all(x is None or isinstance(x, str) for x in v)) for v in vals):
+        out = {k: [x or "" for x in v or []] for k, v in data.items()}
+    else:
+        raise InvalidParameter(f"invalid filter: {raw!r} is neither {{\"name\": {{\"value\": true}}}} nor "
+                               f"{{\"name\": [\"value\"]}} (JSON)")
+    for key in out:
         if allowed is not None and key not in allowed:
             raise InvalidParameter(f"invalid filter '{key}'")
-        if isinstance(val, dict):
-            out[key] = [k for k, on in val.items() if on]
-        elif isinstance(val, list):
-            out[key] = [str(v) for v in val]
-        elif isinstance(val, str):
-            out[key] = [val]
-        else:
-            raise InvalidParameter(f"invalid filter value for '{key}'")
     return out
+
+
+_INVALID = object()
 
 
 def match_labels(labels: dict[str, str] | None, wanted: list[str]) -> bool:

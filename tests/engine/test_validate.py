@@ -221,6 +221,90 @@ def test_docker_py_spelling_of_realtime_cpu(skiffd: Skiffd, api: docker.APIClien
         api.remove_container(ctr, force=True)
 
 
+# -- query parameters: refused where dockerd refuses them, with its words ---------------------------------------
+@pytest.mark.parametrize("value,parsed,message", [
+    ("12", 12, None), ("+7", 7, None), ("-0", 0, None), ("9223372036854775807", 2**63 - 1, None),
+    ("-9223372036854775808", -(2**63), None),
+    ("", None, 'strconv.Atoi: parsing "": invalid syntax'), ("x", None, 'strconv.Atoi: parsing "x": invalid syntax'),
+    (" 1", None, "invalid syntax"), ("1_000", None, "invalid syntax"), ("1.5", None, "invalid syntax"),
+    ("+", None, "invalid syntax"), ("٣", None, "invalid syntax"),  # Python's int() takes the Arabic-Indic 3
+    ("9223372036854775808", None, 'parsing "9223372036854775808": value out of range'),
+    ("99999999999999999999x", None, "value out of range"),  # Go reports the overflow it meets first
+])
+def test_integers_parse_as_strconv(value: str, parsed: int | None, message: str | None) -> None:
+    from skiffbox.guest.api.validate import go_parse_int
+    from skiffbox.guest.errors import InvalidParameter
+
+    if message is None:
+        assert go_parse_int(value) == parsed
+    else:
+        with pytest.raises(InvalidParameter) as e:
+            go_parse_int(value)
+        assert message in str(e.value)
+
+
+def test_filters_take_dockerds_two_forms_only() -> None:
+    from skiffbox.guest.errors import InvalidParameter
+    from skiffbox.guest.util.filters import parse_filters
+
+    assert parse_filters('{"label": {"a=b": true, "c": false}}') == {"label": ["a=b", "c"]}  # Args.Get: every key
+    assert parse_filters('{"label": ["a=b", null]}') == {"label": ["a=b", ""]}
+    assert parse_filters("null") == {} and parse_filters('{"label": null}') == {"label": []}
+    for bad in ("notjson", "[]", "5", '{"label": "a"}', '{"label": {"a": 1}}', '{"a": {"x": true}, "b": ["y"]}',
+                '{"a": [1]}'):
+        with pytest.raises(InvalidParameter, match="^invalid filter"):
+            parse_filters(bad)
+
+
+def test_query_check_follows_the_spec_and_dockerd() -> None:
+    from skiffbox.guest.api.validate import BodyValidator
+    from skiffbox.guest.errors import InvalidParameter
+
+    v = BodyValidator.load()
+    ok = [("GET", "/containers/json", {"limit": ["", "x"], "all": ["whatever"], "filters": ['{"a":["b"]}']}),
+          ("GET", "/containers/abc/logs", {"since": ["1600000000.5"]}),  # a timestamp: the handler's to parse
+          ("POST", "/build", {"memory": ["lots"]}),  # Int64ValueOrZero: dockerd reads junk as 0
+          ("POST", "/containers/abc/stop", {"t": ["-1"]}), ("GET", "/nosuch", {"limit": ["x"]}),
+          ("GET", "/images/json", {"filters": [""]})]
+    for method, path, query in ok:
+        v.check_query(method, path, query)
+    bad = [("GET", "/containers/json", {"limit": ["x", "1"]}, 'strconv.Atoi: parsing "x": invalid syntax'),
+           ("POST", "/containers/abc/resize", {"w": ["80"]}, 'strconv.Atoi: parsing "": invalid syntax'),
+           ("POST", "/exec/abc/resize", {"h": ["1e3"], "w": ["8"]}, 'parsing "1e3"'),
+           ("GET", "/images/search", {"limit": ["ten"]}, 'invalid limit specified: strconv.Atoi: parsing "ten"'),
+           ("POST", "/build/prune", {"keep-storage": ["1GB"]}, 'strconv.ParseInt: parsing "1GB"'),
+           ("GET", "/volumes", {"filters": ["{"]}, "invalid filter"),
+           ("GET", "/images/sha256:abc/json", {}, None)]
+    for method, path, query, message in bad:
+        if message is None:
+            v.check_query(method, path, query)
+            continue
+        with pytest.raises(InvalidParameter) as e:
+            v.check_query(method, path, query)
+        assert message in str(e.value), (path, query)
+
+
+def test_bad_queries_over_the_api(skiffd: Skiffd, api: docker.APIClient, images: TestImages) -> None:
+    """What dockerd refuses is a 400 before anything runs; booleans read as dockerd reads them; the CLI works."""
+    assert _call(api, "GET", "/containers/json", limit="x") == (
+        400, {"message": 'strconv.Atoi: parsing "x": invalid syntax'})
+    status, reply = _call(api, "GET", "/networks", filters='{"name": "bridge"}')
+    assert status == 400 and reply["message"].startswith("invalid filter"), reply
+    assert _call(api, "POST", "/containers/nosuch/stop", t="soon")[0] == 400
+    skiffd.docker("pull", "-q", images.busybox)
+    skiffd.docker("create", "--name", "validate-q", images.busybox, "true")
+    try:
+        names = lambda **q: [c["Names"][0] for c in _call(api, "GET", "/containers/json", **q)[1]]  # noqa: E731
+        assert "/validate-q" in names(all="1") and "/validate-q" in names(all="True ")
+        for off in ("none", "NO", "0", "false", ""):
+            assert "/validate-q" not in names(all=off), off
+        assert "/validate-q" in names(all="1", limit="+5")
+        assert _call(api, "POST", "/containers/validate-q/resize", h="24")[0] == 400
+        assert "validate-q" in skiffd.docker("ps", "-a", "--filter", "name=validate-q", "--format", "{{.Names}}").stdout
+    finally:
+        skiffd.docker("rm", "-f", "validate-q")
+
+
 # -- features skiff does not have ---------------------------------------------------------------------------------
 NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
                  'this node to swarm and try again.')
