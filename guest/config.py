@@ -32,6 +32,7 @@ class DaemonConfig:
     labels: list[str] = field(default_factory=list)
     log_level: str = "info"
     runtime: str | None = None  # None = detect (crun if usable, else runc)
+    cgroup_parent: str = "skiff"  # containers' cgroups go under it (unless their own CgroupParent), conmon's too
     http_proxy: str = ""
     https_proxy: str = ""
     no_proxy: str = ""
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", dest="labels")
     p.add_argument("-l", "--log-level")
     p.add_argument("--runtime", choices=["runc", "crun"])
+    p.add_argument("--cgroup-parent", help="parent cgroup of the containers' cgroups (default skiff)")
     p.add_argument("--version", "-v", action="store_true")
     return p
 
@@ -73,7 +75,7 @@ def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, argparse.N
         _apply_file(cfg, data)
     if args.hosts:
         cfg.hosts = args.hosts
-    for name in ("tlscacert", "tlscert", "tlskey", "log_level", "runtime"):
+    for name in ("tlscacert", "tlscert", "tlskey", "log_level", "runtime", "cgroup_parent"):
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)
@@ -143,6 +145,7 @@ def _apply_file(cfg: DaemonConfig, data: dict[str, Any]) -> None:
         "hosts": "hosts", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
         "tlskey": "tlskey", "insecure-registries": "insecure_registries", "registry-mirrors": "registry_mirrors",
         "labels": "labels", "log-level": "log_level", "default-runtime": "runtime",
+        "cgroup-parent": "cgroup_parent",
     }
     for key, attr in simple.items():
         if key in data:

@@ -151,6 +151,43 @@ def test_engine_stores_use_the_one_atomic_write() -> None:
         assert m.atomic_write is guest_atomic_write, m.__name__
 
 
+    from skiffbox.guest.images import blobs
+    from skiffbox.guest.util import atomicfile
+
+    assert blobs.durable_rename is atomicfile.durable_rename and images_store.durable_rename is atomicfile.durable_rename
+
+
+def test_blobs_and_layers_are_durable_before_they_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blob's data is fsynced before its rename into the store, an unpacked layer's whole tree (one syncfs of its
+    filesystem) before its rename; then the folder that names it."""
+    from skiffbox.guest.images.blobs import BlobStore
+    from skiffbox.guest.util import atomicfile
+
+    synced: list[str] = []
+    real_fsync, real_syncfs = os.fsync, atomicfile._syncfs
+
+    def fsync(fd: int) -> None:
+        synced.append(("dir " if os.path.isdir(f"/proc/self/fd/{fd}") else "file ") + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def syncfs(fd: int) -> None:
+        synced.append("syncfs " + os.readlink(f"/proc/self/fd/{fd}"))
+        real_syncfs(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(atomicfile, "_syncfs", syncfs)
+    store = BlobStore(tmp_path / "blobs")
+    digest = store.put(b"layer data")
+    assert synced == [f"file {store.tmp}/" + synced[0].rsplit("/", 1)[1], f"dir {store.dir}"]
+    assert store.path(digest).read_bytes() == b"layer data" and list(store.tmp.iterdir()) == []
+    synced.clear()
+    unpacked = tmp_path / ".tmp-layer"
+    (unpacked / "etc").mkdir(parents=True)
+    (unpacked / "etc" / "hostname").write_text("x")
+    atomicfile.durable_rename(unpacked, tmp_path / "layer")
+    assert synced == [f"syncfs {unpacked}", f"dir {tmp_path}"]
+    assert (tmp_path / "layer" / "etc" / "hostname").read_text() == "x" and not unpacked.exists()
+
 
 def test_one_go_duration_parser_for_dockerfile_client_and_since() -> None:
     """HEALTHCHECK --interval, `skiff run --health-interval` and `since=1h30m` read Go durations the same way

@@ -48,7 +48,11 @@ async def connect(engine: Engine, req: Request) -> Response:
     net = engine.networks.resolve(req.params["id"])
     ctr = find_container(engine, body.get("Container") or "")
     await engine.networks.connect_container(net["Name"], ctr, body.get("EndpointConfig") or {})
-    engine.containers.save(ctr)  # its NetworkSettings now name the network
+    try:
+        engine.containers.save(ctr)  # its NetworkSettings now name the network
+    except BaseException:  # a full disk: the connection is undone, in the network and in the record in memory
+        await engine.networks.disconnect_container(net["Name"], ctr, force=True)
+        raise
     engine.containers.refresh_resolv_conf(ctr)  # links on a user network bring it a resolver of its own
     return Response(200, b"", None)
 

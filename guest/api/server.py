@@ -320,8 +320,13 @@ class App:
     async def close(self) -> None:
         for s in self._servers:
             s.close()
-        for t in list(self._conns):
+        conns = list(self._conns)
+        for t in conns:
             t.cancel()
+        # A cancelled request undoes what it began (a start tears down its container): let it finish before the
+        # engine closes and the process exits, or its mounts and processes outlive the daemon.
+        if conns:
+            await asyncio.wait(conns, timeout=30)
         for s in self._servers:
             try:
                 await asyncio.wait_for(s.wait_closed(), 2)

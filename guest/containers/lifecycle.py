@@ -58,16 +58,15 @@ async def _signal_ctr(svc: ContainerService, c: Container, sig: int) -> None:
 async def stop(svc: ContainerService, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
     c = svc.get(ref)
     async with c.lock:
+        # ManualStop (no restart policy applies) is on disk before anything is stopped: a failed write stops nothing.
         if c.restart_task is not None and not c.restart_task.done() and not c.running:
-            c.skiff["ManualStop"] = True
+            svc.store.save_changes(c, State={**c.state, "Status": "exited", "Restarting": False},
+                                   Skiff={**c.skiff, "ManualStop": True})
             c.restart_task.cancel()
-            c.state.update(Status="exited", Restarting=False)
-            svc.store.save(c)
             return
         if not c.running:
             raise NotModified("container already stopped")
-        c.skiff["ManualStop"] = True
-        svc.store.save(c)
+        svc.store.save_changes(c, Skiff={**c.skiff, "ManualStop": True})
         stop_sig = spec.parse_signal(sig or c.config.get("StopSignal"), _signal.SIGTERM)
         if timeout is None:
             timeout = c.config.get("StopTimeout")
@@ -199,10 +198,17 @@ async def update(svc: ContainerService, ref: str, body: dict[str, Any]) -> list[
             new["RestartPolicy"] = {"Name": body["RestartPolicy"]["Name"],
                                     "MaximumRetryCount": int(body["RestartPolicy"].get("MaximumRetryCount") or 0)}
         resources = spec.resources(new, svc.cgroup_v2)  # checked whether running or not, as dockerd does
+        # On disk first, then the cgroup (as dockerd: checkpoint, then UpdateResources, restoring the old config if
+        # that fails): a full disk leaves the limits in force and recorded as they were.
+        old = hc
+        svc.store.save_changes(c, HostConfig=new)
         if c.running:
             resources.pop("devices", None)
-            await svc.runtime.update(c.id, resources)
-        svc.store.save_changes(c, HostConfig=new)
+            try:
+                await svc.runtime.update(c.id, resources)
+            except BaseException:
+                svc.store.save_changes(c, HostConfig=old)
+                raise
         svc.event(c, "update")
     return []
 

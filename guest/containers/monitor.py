@@ -26,6 +26,18 @@ from skiffbox.guest.containers.runtime import Runtime, RuntimeError_
 
 log = logging.getLogger("skiffd.monitor")
 
+# Test-only: `SKIFFD_TEST_PAUSE_BEFORE=<point>` makes every container start sleep at that point (run.start_locked:
+# "launch": before conmon, "start": created, before `runtime start`, "running-saved": started, before the record
+# says so; launch here: "launched": `runtime create` done and reported, before launch returns), so that a test can
+# kill the daemon there, or stop it (the start is then cancelled). Never set it in production.
+_TEST_PAUSE_BEFORE = os.environ.get("SKIFFD_TEST_PAUSE_BEFORE", "")
+
+
+async def test_pause(point: str) -> None:
+    if _TEST_PAUSE_BEFORE == point:
+        log.warning("test hook: start paused before %s", point)
+        await asyncio.sleep(3600)
+
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
 SYNC_TIMEOUT = 60.0
 
@@ -133,6 +145,7 @@ async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str |
             raise RuntimeError_(f"conmon did not report the container: {e}; {_conmon_error(bundle, '')}") from None
         if int(msg.get("data", -1)) < 0:
             raise RuntimeError_(_runtime_message(msg.get("message") or "runtime create failed", argv0))
+        await test_pause("launched")
         conmon_pid = int((bundle / "conmon.pid").read_text().strip())
         return Launched(int(msg["data"]), conmon_pid)
     finally:

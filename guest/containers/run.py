@@ -12,8 +12,8 @@ between find it (recovery.py)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
-import os
 import shutil
 import signal as _signal
 import time
@@ -33,16 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("skiffd.containers")
 
-# Test-only: `SKIFFD_TEST_PAUSE_BEFORE=<point>` makes every container start sleep at that point of
-# `start_locked` ("launch": before conmon, "start": created, before `runtime start`, "running-saved": started,
-# before the record says so), so that a test can SIGKILL the daemon there. Never set it in production.
-_TEST_PAUSE_BEFORE = os.environ.get("SKIFFD_TEST_PAUSE_BEFORE", "")
-
-
-async def _test_pause(point: str) -> None:
-    if _TEST_PAUSE_BEFORE == point:
-        log.warning("test hook: start paused before %s", point)
-        await asyncio.sleep(3600)
+_test_pause = monitor.test_pause
 
 
 @dataclass
@@ -92,17 +83,16 @@ async def start_locked(svc: ContainerService, c: Container) -> None:
         await svc.runtime.start(c.id)
         timings.mark("start")
         await _test_pause("running-saved")
+        _record_running(svc, c, launched, prep.netns_path)  # a record that cannot say `running` undoes the start
     except BaseException as e:
         msg, code = await _undo_start(svc, c, launched, e)
         if isinstance(e, RuntimeError_) and code in (126, 127):
             raise InvalidParameter(msg) from e  # a command that cannot run is the request's fault (Docker: 400)
         if isinstance(e, (EngineError, asyncio.CancelledError)):
             raise
-        if isinstance(e, OSError):
+        if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):  # a full disk is reported as such
             raise RuntimeError_(msg) from e
         raise
-    assert launched is not None  # the try block got past _launch
-    _record_running(svc, c, launched, prep.netns_path)
     timings.log(c)
     start_health(svc, c)
 
@@ -121,7 +111,7 @@ async def _prepare(svc: ContainerService, c: Container, timings: _Timings) -> _P
     c.rec["Mounts"] = vols.mountpoints(c)
     user = users.resolve_user(c.rootfs, c.config.get("User") or "", hc.get("GroupAdd"))
     inputs = spec.SpecInputs(
-        rootfs=c.rootfs, cgroup_path=cgroups.container_path(c), hostname_file=c.dir / "hostname",
+        rootfs=c.rootfs, cgroup_path=cgroups.container_path(c, svc.cgroup_parent), hostname_file=c.dir / "hostname",
         hosts_file=c.dir / "hosts", resolv_file=c.dir / "resolv.conf", netns_path=netns_path,
         extra_mounts=extra, cgroup_v2=svc.cgroup_v2,
         init_binary=spec.init_binary() if hc.get("Init") else None, link_env=links.link_env(c, svc.get),
@@ -185,7 +175,11 @@ async def _undo_start(svc: ContainerService, c: Container, launched: monitor.Lau
     code = error_exit_code(msg)
     c.state.update(Status="created" if never_ran else "exited", Running=False, Pid=0, Error=msg, ExitCode=code)
     c.skiff.pop("Starting", None)
-    svc.store.save(c)
+    try:
+        svc.store.save(c)
+    except OSError as save_error:  # a full disk: memory stays what the disk says, the start's own error is reported
+        log.warning("recording the failed start of %s: %s", c.id[:12], save_error)
+        svc.store.revert(c)
     streams.release_attachers(c)
     # Waits for the next exit stay pending, as with dockerd: the process never ran, so it did not exit (the
     # CLI set one up before `start` and would print its error next to the start's).

@@ -71,7 +71,8 @@ class ContainerService:
         self.store = ContainerStore(root, run_root)
         self.runtime: Runtime = choose(cfg.runtime, run_root)
         self.cgroup_v2 = hostinfo.cgroup_version() == "2"
-        self.monitor_cgroup: Path | None = cgroups.monitor_cgroup(self.cgroup_v2)
+        self.cgroup_parent = cfg.cgroup_parent
+        self.monitor_cgroup: Path | None = cgroups.monitor_cgroup(self.cgroup_v2, self.cgroup_parent)
         self.active = 0  # containers starting or running: cgroup parents are only removed at zero
         self._tasks: set[asyncio.Task[Any]] = set()
         self.execs = ExecManager(self)

@@ -57,7 +57,7 @@ def _kv(p: Path) -> dict[str, int]:
 
 
 def cgroup_dir(svc: "ContainerService", c: Container, controller: str) -> Path:
-    rel = cgroups.container_path(c).lstrip("/")
+    rel = cgroups.container_path(c, svc.cgroup_parent).lstrip("/")
     if svc.cgroup_v2:
         return _CGROOT / rel
     return _CGROOT / controller / rel

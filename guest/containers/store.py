@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, no_such_container
-from skiffbox.guest.util.atomicfile import atomic_write_json
+from skiffbox.guest.util.atomicfile import atomic_write, atomic_write_json
 from skiffbox.guest.util.timefmt import now_rfc3339
 
 NAME_RX = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -74,6 +74,7 @@ class Container:
         self.exec_ids: set[str] = set()
         self.removed = False
         self.mount_refs = 0  # temporary rootfs mounts of a stopped container (cp, export)
+        self.on_disk: str | None = None  # the record as last written or read (ContainerStore.revert)
 
     # identity ------------------------------------------------------------------------------------
     @property
@@ -171,22 +172,35 @@ class ContainerStore:
                 shutil.rmtree(d, ignore_errors=True)
                 continue
             c = Container(rec, d, self.run_root / rec["Id"])
+            c.on_disk = json.dumps(rec)
             self.by_id[c.id] = c
             self.names[c.name] = c.id
             out.append(c)
         return out
 
     def save(self, c: Container) -> None:
-        if c.removed:
-            return
-        atomic_write_json(c.dir / "container.json", c.rec)
+        """Write the record as it is in memory. For a change a request makes, prefer save_changes (or revert
+        after a failed save): memory must not keep what the disk refused."""
+        if not c.removed:
+            self._write(c, c.rec)
 
     def save_changes(self, c: Container, **fields: Any) -> None:
         """Set top-level fields of the record on disk first, then in memory: a failed write (a full disk) leaves
         the container as it was, in both."""
         if not c.removed:
-            atomic_write_json(c.dir / "container.json", {**c.rec, **fields})
+            self._write(c, {**c.rec, **fields})
         c.rec.update(fields)
+
+    def revert(self, c: Container) -> None:
+        """Memory back to the record on disk, after a save of changes made in memory first failed."""
+        if c.on_disk is not None:
+            c.rec.clear()
+            c.rec.update(json.loads(c.on_disk))
+
+    def _write(self, c: Container, rec: dict[str, Any]) -> None:
+        text = json.dumps(rec)  # serialised first: a bad record never touches the disk
+        atomic_write(c.dir / "container.json", text)
+        c.on_disk = text
 
     def new_id(self) -> str:
         while True:

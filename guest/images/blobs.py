@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import secrets
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
 from skiffbox.guest.errors import InvalidParameter
+from skiffbox.guest.util.atomicfile import durable_rename
 
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
@@ -69,8 +69,7 @@ class BlobWriter:
         if expected is not None and got != expected:
             self.abort()
             raise DigestMismatch(f"filesystem layer verification failed for digest {expected}")
-        dest = self.store.path(got)
-        os.replace(self.tmp, dest)
+        durable_rename(self.tmp, self.store.path(got))
         return got
 
     def abort(self) -> None:

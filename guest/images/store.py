@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from skiffbox.guest.images.blobs import BlobStore, check_digest
-from skiffbox.guest.util.atomicfile import TMP_PREFIX, atomic_write
+from skiffbox.guest.util.atomicfile import TMP_PREFIX, atomic_write, durable_rename
 
 log = logging.getLogger("skiffd.images")
 
@@ -193,7 +193,7 @@ class Store:
         if existing is not None:  # someone else finished the same layer first
             _rmtree(tmp)
             return existing
-        os.replace(tmp, self.ldir / rec.dir)
+        durable_rename(tmp, self.ldir / rec.dir)  # the files on disk before the record that names them
         try:
             atomic_write(self.layer_db / f"{rec.chain_id[7:]}.json", json.dumps(rec.to_json()).encode())
         except BaseException:

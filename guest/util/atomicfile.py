@@ -13,6 +13,7 @@ crash, which the rename alone guarantees, since a power loss wipes /run anyway.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import tempfile
@@ -45,6 +46,32 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644, durable: bool
 def atomic_write_json(path: Path, obj: Any, mode: int = 0o644, durable: bool = True) -> None:
     """`obj` as JSON; serialised before anything is written, so a bad object never touches the disk."""
     atomic_write(path, json.dumps(obj), mode, durable)
+
+
+def durable_rename(src: Path, dest: Path) -> None:
+    """Move a finished temp file or directory (a streamed blob, an unpacked layer: too big for atomic_write) over
+    `dest`: its content made durable first (the file fsynced; a directory tree by a syncfs of its filesystem,
+    one call rather than an fsync per file), then the rename, then the folder holding `dest`."""
+    src, dest = Path(src), Path(dest)
+    fd = os.open(src, os.O_RDONLY | (os.O_DIRECTORY if src.is_dir() else 0))
+    try:
+        if src.is_dir():
+            _syncfs(fd)
+        else:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(src, dest)
+    fsync_dir(dest.parent)
+
+
+def _syncfs(fd: int) -> None:
+    if _libc.syncfs(fd) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"syncfs: {os.strerror(e)}")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def fsync_dir(path: Path) -> None:

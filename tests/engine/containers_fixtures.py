@@ -9,7 +9,6 @@ import select
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 from tests.engine.harness import Skiffd
 
@@ -18,23 +17,6 @@ def remove_all(daemon: Skiffd) -> None:
     ids = daemon.docker("ps", "-aq", check=False).stdout.split()
     if ids:
         daemon.docker("rm", "-f", *ids, check=False, timeout=120)
-
-
-def cgroup_leftovers(cid: str | None = None) -> list[str]:
-    """Container cgroups of ours still present (all of `/skiff` when cid is None)."""
-    out = []
-    root = Path("/sys/fs/cgroup")
-    for h in root.iterdir():
-        if not h.is_dir():
-            continue
-        p = h / "skiff" / cid if cid else h / "skiff"
-        if p.exists():
-            out.append(str(p))
-    if (root / "cgroup.controllers").exists():
-        p = root / "skiff" / cid if cid else root / "skiff"
-        if p.exists():
-            out.append(str(p))
-    return out
 
 
 def conmon_pids(cid: str) -> list[int]:

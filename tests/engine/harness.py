@@ -70,6 +70,26 @@ def wait_for(pred, timeout: float = 20.0, interval: float = 0.05, what: str = "c
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def _pids_naming(folder: Path) -> list[int]:
+    """Processes whose command line names a path under `folder`."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (str(folder) + "/").encode() in (d / "cmdline").read_bytes():
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "(gone)"
+
+
 def stop_pid(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     if proc.poll() is not None:
         return
@@ -295,13 +315,15 @@ class Skiffd:
         self.docker_config = workdir / "docker-config"
         self.docker_config.mkdir(parents=True, exist_ok=True)
         self.logfile = workdir / "skiffd.log"
+        # Its own cgroup parent, so that what its containers leave is told from other daemons' (leftovers()).
+        self.cgroup_parent = f"skiff-test-{workdir.parent.name}-{workdir.name}"[:100]
         self.proc: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
         log = open(self.logfile, "ab")
         args = [str(VENV_BIN / "skiffd"), "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
-                "-H", self.host, "--log-level", "debug", *self.extra_args]
+                "-H", self.host, "--log-level", "debug", "--cgroup-parent", self.cgroup_parent, *self.extra_args]
         self.proc = subprocess.Popen(self.ns.cmd(args), stdout=log, stderr=log, start_new_session=True)
         log.close()
         wait_for(self._ping, timeout=30, what=f"skiffd on {self.sock} (log: {self.logfile})")
@@ -331,6 +353,50 @@ class Skiffd:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def cgroup_leftovers(self, cid: str | None = None) -> list[str]:
+        """The cgroup dirs of container `cid` (of any container: the daemon's parent, when None) still present."""
+        rel = f"{self.cgroup_parent}/{cid}" if cid else self.cgroup_parent
+        root = Path("/sys/fs/cgroup")
+        return [str(h / rel) for h in [root, *root.iterdir()] if h.is_dir() and (h / rel).is_dir()]
+
+    def close(self) -> list[str]:
+        """Stop for good: remove the containers a test left (the daemon tears them down, as `docker rm -f`
+        does), stop, and return what remains anyway: processes naming the daemon's folder (conmon, a runtime's
+        init), cgroups under its parent, mounts under its folder (but for the data and exec roots themselves: a test
+        may have mounted them). Each is also cleaned away (killed, removed,
+        unmounted), so that one leak does not spill into the next test."""
+        if self.proc is not None and self.proc.poll() is None:
+            ids = self.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                self.docker("rm", "-f", *ids, check=False, timeout=120)
+        self.stop()
+        left: list[str] = []
+        cg_procs = {int(p) for d in self.cgroup_leftovers() for f in Path(d).rglob("cgroup.procs")
+                    for p in f.read_text().split()}
+        for pid in sorted(set(_pids_naming(self.workdir)) | cg_procs):
+            left.append(f"process {pid}: {_cmdline(pid)}")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for d in self.cgroup_leftovers():
+            subs = sorted((p for p in Path(d).rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            left += [f"cgroup {p}" for p in subs]
+            for p in [*subs, Path(d)]:
+                for _ in range(100):  # the killed processes may take a moment to leave
+                    try:
+                        p.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.02)
+        mounts = [m for m in (ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines())  # the roots
+                  if m.startswith(str(self.workdir) + "/") and m not in (str(self.data_root), str(self.exec_root))]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+        return left + [f"mount {m}" for m in mounts]
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}

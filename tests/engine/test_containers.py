@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.engine.containers_fixtures import PtySession, cgroup_leftovers, conmon_pids, remove_all
+from tests.engine.containers_fixtures import PtySession, conmon_pids, remove_all
 from tests.engine.harness import Skiffd, TestImages, wait_for
 
 
@@ -77,7 +77,7 @@ def test_run_rm_removes_container(skiffd: Skiffd, bb: str) -> None:
         events.kill()
         events.wait()
     # The cgroup of the container is gone (the shared /skiff parent may hold other engines' containers).
-    assert not cgroup_leftovers(cid) and not conmon_pids(cid)
+    assert not skiffd.cgroup_leftovers(cid) and not conmon_pids(cid)
 
 
 def test_detached_ps_logs_stop_rm(skiffd: Skiffd, bb: str) -> None:
@@ -90,6 +90,7 @@ def test_detached_ps_logs_stop_rm(skiffd: Skiffd, bb: str) -> None:
     assert skiffd.docker("ps", "-q", "--filter", "label=app=web").stdout.split() == [cid[:12]]
     assert skiffd.docker("ps", "-q", "--filter", "name=nomatch").stdout.strip() == ""
     assert skiffd.docker("ps", "-q", "--filter", "status=running", "--filter", f"id={cid[:8]}").stdout.split() == [cid[:12]]
+    assert skiffd.cgroup_leftovers(cid)  # under the daemon's --cgroup-parent (so the checks below can fail)
     t = time.monotonic()
     assert skiffd.docker("stop", "web").stdout.strip() == "web"
     assert time.monotonic() - t < 5  # the trap ran; no 10 s timeout
@@ -102,7 +103,7 @@ def test_detached_ps_logs_stop_rm(skiffd: Skiffd, bb: str) -> None:
     skiffd.docker("stop", "web")
     skiffd.docker("rm", "web")
     assert skiffd.docker("ps", "-aq").stdout.strip() == ""
-    assert not cgroup_leftovers(cid) and not conmon_pids(cid)
+    assert not skiffd.cgroup_leftovers(cid) and not conmon_pids(cid)
 
 
 def test_stop_timeout_kills_and_kill_signal(skiffd: Skiffd, bb: str) -> None:
@@ -133,7 +134,7 @@ def test_rm_force_running_and_name_conflict(skiffd: Skiffd, bb: str) -> None:
     r = skiffd.docker("run", "-d", "--name", "busy", bb, "true", check=False)
     assert r.returncode == 125 and "is already in use" in r.stderr
     skiffd.docker("rm", "-f", "busy")
-    assert not conmon_pids(cid) and not cgroup_leftovers(cid)
+    assert not conmon_pids(cid) and not skiffd.cgroup_leftovers(cid)
     r = skiffd.docker("rm", "busy", check=False)
     assert "No such container" in r.stderr
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import _start
-from tests.engine.containers_fixtures import cgroup_leftovers, conmon_pids, remove_all
+from tests.engine.containers_fixtures import conmon_pids, remove_all
 from tests.engine.harness import NetNS, Skiffd, TestImages, tempdir, wait_for
 
 TICKER = ("mkdir -p /www && echo served > /www/index.html && httpd -p 80 -h /www; "
@@ -65,7 +65,7 @@ def kill_during_start(d: Skiffd, mp: pytest.MonkeyPatch, point: str, image: str,
 
 
 def assert_nothing_left(d: Skiffd, cid: str) -> None:
-    assert not conmon_pids(cid) and not cgroup_leftovers(cid)
+    assert not conmon_pids(cid) and not d.cgroup_leftovers(cid)
     netns_dir = d.exec_root / "netns"
     assert not netns_dir.exists() or not os.listdir(netns_dir)
     assert not (d.exec_root / "runtime").exists() or not any(
@@ -151,6 +151,38 @@ def test_killed_before_the_process_ran(hooked: tuple[Skiffd, pytest.MonkeyPatch]
         d.docker("start", "ctr")
         wait_for(lambda: "tick3" in d.docker("logs", "ctr").stdout, what="output")
         wait_for(lambda: wget_in_ns(d, "http://127.0.0.1:28383/") == "served\n", timeout=10, what="the port")
+        d.docker("rm", "-f", "ctr")
+        assert_nothing_left(d, cid)
+    finally:
+        remove_all(d)
+
+
+def test_start_cancelled_after_create_leaves_no_init(hooked: tuple[Skiffd, pytest.MonkeyPatch],
+                                                    images: TestImages) -> None:
+    """The daemon stopped while a start waits right after `runtime create` reported (launch had not returned, as
+    when that report times out): the cancelled start kills the created init (it waited on its exec fifo, parented
+    to pid 1, after every test run) and leaves no conmon, cgroup, runtime state or mount."""
+    d, mp = hooked
+    d.docker("pull", "-q", images.busybox)
+    mp.setenv("SKIFFD_TEST_PAUSE_BEFORE", "launched")
+    d.restart()
+    try:
+        cid = d.docker("create", "--name", "ctr", images.busybox, "sleep", "60").stdout.strip()
+        starter = subprocess.Popen(["docker", "start", "ctr"], env=d.env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: "start paused before launched" in d.logfile.read_text(), what="the start after create")
+            pid = int((d.exec_root / "containers" / cid / "pidfile").read_text())
+            assert _alive(pid)
+            d.stop()  # SIGTERM: the daemon cancels the requests in progress, this start among them
+        finally:
+            starter.wait(30)
+        assert not _alive(pid), "the created init outlived its failed start"
+        assert_nothing_left(d, cid)
+        mp.delenv("SKIFFD_TEST_PAUSE_BEFORE")
+        d.start()
+        assert inspect(d, "ctr")["State"]["Status"] == "created"
+        d.docker("start", "ctr")
         d.docker("rm", "-f", "ctr")
         assert_nothing_left(d, cid)
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import docker
 import pytest
 
 from skiffbox.guest import hostinfo
-from tests.engine.containers_fixtures import PtySession, cgroup_leftovers, conmon_pids, remove_all
+from tests.engine.containers_fixtures import PtySession, conmon_pids
 from tests.engine.harness import NetNS, Skiffd, TestImages, rmtree, tempdir
 
 @pytest.fixture(scope="module", params=["runc", "crun"])
@@ -28,13 +27,9 @@ def rt_skiffd(request: pytest.FixtureRequest, netns: NetNS, images: TestImages) 
         daemon.docker("pull", "-q", images.busybox)
         yield daemon
     finally:
-        remove_all(daemon)
-        daemon.stop()
-        left = [line.split()[1] for line in open("/proc/mounts") if line.split()[1].startswith(str(d))]
-        for m in sorted(left, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
+        left = daemon.close()
         rmtree(d)
-        assert not left, f"mounts left behind: {left}"
+        assert not left, f"skiffd's containers left these behind: {left}"
 
 
 def test_info_reports_the_runtime(rt_skiffd: Skiffd) -> None:
@@ -112,7 +107,7 @@ def test_run_exec_stop_oom(rt_skiffd: Skiffd, images: TestImages) -> None:
     assert d.docker("top", "c1").stdout.count("sleep 1000") == 1
     d.docker("stop", "-t", "0", "c1")
     d.docker("rm", "c1")
-    assert not conmon_pids(cid) and not cgroup_leftovers(cid)
+    assert not conmon_pids(cid) and not rt_skiffd.cgroup_leftovers(cid)
     r = d.docker("run", "--rm", "-m", "32m", bb, "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1", check=False)
     assert r.returncode == 137
     if hostinfo.cgroup_hybrid_controllers():

@@ -10,10 +10,11 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.engine.harness import NetNS, Skiffd, busybox_rootfs_layer, rmtree, tempdir
+from tests.engine.harness import NetNS, Skiffd, busybox_rootfs_layer, rmtree, tempdir, wait_for
 from skiffbox.guest.util.atomicfile import TMP_PREFIX
 
 
@@ -24,17 +25,19 @@ def small_disk_daemon(netns: NetNS) -> Iterator[Skiffd]:
     data.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0711", "skiff-test-full", str(data)], check=True)
     daemon: Skiffd | None = None
+    leftover: list[str] = []
     try:
         daemon = Skiffd(netns, d)
         yield daemon
     finally:
         if daemon is not None:
-            daemon.stop()
+            leftover = daemon.close()
         # Container mounts under the data root first (none are expected), then the tmpfs itself.
         for m in sorted((ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
                          if ln.split()[1].startswith(str(data))), reverse=True):
             subprocess.run(["umount", m], check=True)
         rmtree(d)
+    assert not leftover, f"skiffd's containers left these behind: {leftover}"
 
 
 def _fill(path: Path) -> Path:
@@ -90,3 +93,67 @@ def test_failed_writes_leave_memory_and_disk_as_they_were(small_disk_daemon: Ski
     d.docker("rename", "keeper", "k2")
     assert "base:2" in d.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
     d.docker("rm", "k2")
+
+
+def _memory_max(pid: str) -> str:
+    """The memory limit in force on `pid` (cgroup v1's memory controller here, v2's unified tree elsewhere)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, ctrl, rel = line.split(":", 2)
+        if ctrl == "memory":
+            return (Path("/sys/fs/cgroup/memory") / rel.lstrip("/") / "memory.limit_in_bytes").read_text().strip()
+        if ctrl == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+            return (Path("/sys/fs/cgroup") / rel.lstrip("/") / "memory.max").read_text().strip()
+    raise AssertionError(f"no memory cgroup for {pid}")
+
+
+def _containers(d: Skiffd) -> dict[str, Any]:
+    out = {}
+    for info in json.loads(d.docker("inspect", "runner", "idle").stdout):
+        st = info["State"]
+        out[info["Name"]] = ({k: st[k] for k in ("Status", "Running", "Pid", "ExitCode", "Error", "StartedAt")},
+                             info["HostConfig"]["Memory"], sorted(info["NetworkSettings"]["Networks"]))
+    return out
+
+
+def test_failed_writes_leave_containers_as_they_were(small_disk_daemon: Skiffd) -> None:
+    """stop, restart, update, network connect and start on a full disk: refused before anything changes (the stop
+    signals nothing, the cgroup keeps its limit, no endpoint or process is left), in memory and after a restart."""
+    d = small_disk_daemon
+    d.docker("import", "-", "base:1", input=busybox_rootfs_layer(), text=False)
+    d.docker("network", "create", "spare")
+    d.docker("run", "-d", "--name", "runner", "-m", "64m", "--restart", "always", "base:1", "sleep", "600")
+    try:
+        _refused_on_a_full_disk(d)
+    finally:
+        d.docker("rm", "-f", "runner", "idle", check=False)
+
+
+def _refused_on_a_full_disk(d: Skiffd) -> None:
+    d.docker("create", "--name", "idle", "base:1", "sleep", "600")
+    before = _containers(d)
+    pid = str(before["/runner"][0]["Pid"])
+    limit = _memory_max(pid)
+    assert limit == str(64 << 20)
+    filler = _fill(d.data_root)
+    try:
+        for args in (("stop", "-t", "1", "runner"), ("restart", "-t", "1", "runner"), ("update", "-m", "96m", "runner"),
+                     ("network", "connect", "spare", "runner"), ("network", "connect", "spare", "idle"),
+                     ("start", "idle")):
+            r = d.docker(*args, check=False)
+            assert r.returncode != 0, (args, r.stdout)
+            assert "no space left on device" in r.stderr, (args, r.stderr)
+            assert _containers(d) == before, args
+            assert _memory_max(pid) == limit, args
+        links = subprocess.run(["nsenter", "-t", pid, "-n", "ip", "-o", "link"], capture_output=True, text=True,
+                               check=True).stdout
+        assert "eth1" not in links, links  # the connection was undone in the network too
+        assert _temp_files(d.data_root) == []
+        assert "Traceback" not in d.log_tail(100_000)
+    finally:
+        os.unlink(filler)
+    # The stop never happened: the restart policy still applies (a ManualStop kept in memory would block it).
+    os.kill(int(pid), 9)
+    wait_for(lambda: _containers(d)["/runner"][0]["Pid"] not in (0, int(pid)), what="runner restarted")
+    d.restart()
+    assert _containers(d)["/idle"] == before["/idle"]
+    d.docker("start", "idle")
