@@ -63,13 +63,17 @@ _INDEX_JUMP = 1_000_000
 Hook = Callable[[], Awaitable[None]]
 
 
+# Spec fields Go keeps as pointers: an explicit 0 is a value, not "unset".
+_POINTERS = {"TaskHistoryRetentionLimit", "KeepOldSnapshots"}
+
+
 def merge_spec(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """`given` over `base` where given sets a non-zero value (dockerd's MergeSwarmSpecToGRPC, field by field)."""
     out = copy.deepcopy(base)
     for k, v in given.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = merge_spec(out[k], v)
-        elif v not in (None, 0, "", [], {}) or (k == "Labels" and v == {}):
+        elif v not in (None, 0, "", [], {}) or (k == "Labels" and v == {}) or (k in _POINTERS and v == 0):
             out[k] = copy.deepcopy(v)
     return out
 

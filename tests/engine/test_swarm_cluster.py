@@ -100,11 +100,12 @@ def test_init_checks_its_addresses_and_spec(api: docker.APIClient) -> None:
 
 def test_init_options_and_update(api: docker.APIClient) -> None:
     spec = api.create_swarm_spec(snapshot_interval=5000, node_cert_expiry=7776000000000000,
-                                 ca_force_rotate=6000000000000, autolock_managers=True)
+                                 ca_force_rotate=6000000000000, autolock_managers=True, task_history_retention_limit=0)
     _init(api, swarm_spec=spec, default_addr_pool=["2.0.0.0/16"], subnet_size=26, data_path_port=4242)
     sw = api.inspect_swarm()
     assert sw["Spec"]["Raft"]["SnapshotInterval"] == 5000 and sw["Spec"]["Raft"]["LogEntriesForSlowFollowers"] == 500
     assert sw["Spec"]["CAConfig"]["ForceRotate"] == 6000000000000
+    assert sw["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"] == 0  # an explicit 0 is kept, as dockerd
     assert sw["Spec"]["EncryptionConfig"]["AutoLockManagers"] is True
     assert (sw["DefaultAddrPool"], sw["SubnetSize"], sw["DataPathPort"]) == (["2.0.0.0/16"], 26, 4242)
     key1 = api.get_unlock_key()["UnlockKey"]
