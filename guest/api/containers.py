@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from skiffbox.guest.api.http import (Hijack, RawConn, Request, Response, Route, Stream, json_response,
@@ -174,9 +175,20 @@ async def attach(engine: Engine, req: Request) -> Hijack:
     return Hijack(run, _stream_type(req, tty))
 
 
-async def logs(engine: Engine, req: Request) -> Stream:
-    s = engine.containers
-    c = s.get(req.params["id"])
+@dataclass(frozen=True)
+class LogQuery:
+    """A logs request's parameters (containers, services and tasks read the same ones)."""
+
+    stdout: bool
+    stderr: bool
+    follow: bool
+    tail: int | None
+    since: float | None
+    until: float | None
+    timestamps: bool
+
+
+def log_query(req: Request) -> LogQuery:
     stdout, stderr = req.q_bool("stdout"), req.q_bool("stderr")
     if not (stdout or stderr):
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
@@ -191,10 +203,17 @@ async def logs(engine: Engine, req: Request) -> Stream:
             tail = None
     since = parse_time(req.q("since")) if req.q("since") not in (None, "", "0") else None
     until = parse_time(req.q("until")) if req.q("until") not in (None, "", "0") else None
-    ts = req.q_bool("timestamps")
+    return LogQuery(stdout, stderr, req.q_bool("follow"), tail, since, until, req.q_bool("timestamps"))
+
+
+async def logs(engine: Engine, req: Request) -> Stream:
+    s = engine.containers
+    c = s.get(req.params["id"])
+    q = log_query(req)
+    ts = q.timestamps
     tty = c.tty
-    entries = s.log_entries(c, stdout=stdout, stderr=stderr, follow=req.q_bool("follow"), tail=tail,
-                            since=since, until=until)
+    entries = s.log_entries(c, stdout=q.stdout, stderr=q.stderr, follow=q.follow, tail=q.tail,
+                            since=q.since, until=q.until)
 
     async def body() -> AsyncIterator[bytes]:
         yield b""

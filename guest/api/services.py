@@ -6,16 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from skiffbox.guest.api.containers import MULTIPLEXED, RAW, log_query
 from skiffbox.guest.api.http import Request, Response, Route, Stream, json_response
 from skiffbox.guest.containers.attach import frame
 from skiffbox.guest.engine import Engine
 from skiffbox.guest.errors import InvalidParameter
 from skiffbox.guest.util.filters import parse_filters
-from skiffbox.guest.util.timefmt import parse_time
-
-MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
-RAW = "application/vnd.docker.raw-stream"
-
 
 async def list_services(engine: Engine, req: Request) -> Response:
     flt = parse_filters(req.q("filters"))
@@ -71,21 +67,10 @@ async def task_logs(engine: Engine, req: Request) -> Stream:
 
 
 def _logs(engine: Engine, req: Request, task_list: list[dict[str, Any]], tty: bool) -> Stream:
-    stdout, stderr = req.q_bool("stdout"), req.q_bool("stderr")
-    if not (stdout or stderr):
-        raise InvalidParameter("Bad parameters: you must choose at least one stream")
-    tail_s = req.q("tail") or "all"
-    tail = None
-    if tail_s != "all":
-        try:
-            tail = int(tail_s)
-        except ValueError:
-            raise InvalidParameter(f"invalid value for tail: {tail_s}") from None
-        tail = tail if tail >= 0 else None
-    since = parse_time(req.q("since")) if req.q("since") not in (None, "", "0") else None
-    ts, details = req.q_bool("timestamps"), req.q_bool("details")
-    entries = engine.services.logs(task_list, stdout=stdout, stderr=stderr, follow=req.q_bool("follow"), tail=tail,
-                                   since=since)
+    q = log_query(req)
+    details = req.q_bool("details")
+    entries = engine.services.logs(task_list, stdout=q.stdout, stderr=q.stderr, follow=q.follow, tail=q.tail,
+                                   since=q.since, until=q.until)
 
     async def body() -> AsyncIterator[bytes]:
         yield b""
@@ -94,7 +79,7 @@ def _logs(engine: Engine, req: Request, task_list: list[dict[str, Any]], tty: bo
             if details:  # the task's swarm context, as dockerd's log details
                 data = (f"com.docker.swarm.node.id={t['NodeID']},com.docker.swarm.service.id={t['ServiceID']},"
                         f"com.docker.swarm.task.id={t['ID']} ").encode() + data
-            if ts:
+            if q.timestamps:
                 data = e.ts_text.encode() + b" " + data
             yield data if tty else frame(e.stream, data)
 

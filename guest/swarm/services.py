@@ -326,11 +326,11 @@ class SwarmServices:
         return out
 
     async def logs(self, task_list: list[dict[str, Any]], *, stdout: bool, stderr: bool, follow: bool,
-                   tail: int | None, since: float | None) -> AsyncIterator[tuple[dict[str, Any], Any]]:
+                   tail: int | None, since: float | None, until: float | None) -> AsyncIterator[tuple[dict[str, Any], Any]]:
         """(task, log entry) for each line of the tasks' containers, oldest first; with `follow`, as they come."""
         sources = self.log_sources(task_list)
         if not follow:
-            streams = [self._tagged(t, c, stdout, stderr, tail, since) for t, c in sources]
+            streams = [self._tagged(t, c, stdout, stderr, tail, since, until) for t, c in sources]
             async for item in _merge_sorted(streams):
                 yield item
             return
@@ -339,7 +339,7 @@ class SwarmServices:
         async def pump(t: dict[str, Any], c: Any) -> None:
             try:
                 async for e in self.containers.log_entries(c, stdout=stdout, stderr=stderr, follow=True, tail=tail,
-                                                           since=since, until=None):
+                                                           since=since, until=until):
                     await queue.put((t, e))
             finally:
                 await queue.put(None)
@@ -358,9 +358,9 @@ class SwarmServices:
                 p.cancel()
 
     async def _tagged(self, t: dict[str, Any], c: Any, stdout: bool, stderr: bool, tail: int | None,
-                      since: float | None) -> AsyncIterator[tuple[float, tuple[dict[str, Any], Any]]]:
+                      since: float | None, until: float | None) -> AsyncIterator[tuple[float, tuple[dict[str, Any], Any]]]:
         async for e in self.containers.log_entries(c, stdout=stdout, stderr=stderr, follow=False, tail=tail,
-                                                   since=since, until=None):
+                                                   since=since, until=until):
             yield e.ts, (t, e)
 
 

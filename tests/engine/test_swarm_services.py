@@ -167,3 +167,23 @@ def test_remove_leave_and_restart(swarm: tuple[Skiffd, Any], images: TestImages)
     with pytest.raises(docker.errors.APIError) as e:
         api.services()
     assert e.value.status_code == 503
+
+
+def test_overlay_network_names_and_published_port(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    """Tasks on an overlay network reach a service by its name; an ingress port is published on the node."""
+    d, api = swarm
+    net = api.create_network("appnet", driver="overlay")["Id"]
+    serve = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && httpd -f -p 80 -h /www"
+    web = api.create_service(_spec(images.busybox, ["sh", "-c", serve]), name="web", networks=["appnet"],
+                             endpoint_spec=docker.types.EndpointSpec(ports={8080: 80}))["ID"]
+    cli = api.create_service(_spec(images.busybox, ["sleep", "305"]), name="cli", networks=[net])["ID"]
+    _running(api, web)
+    [c] = _running(api, cli)
+    assert api.inspect_service(web)["Spec"]["Networks"] == [{"Target": net}]
+    cid = c["Status"]["ContainerStatus"]["ContainerID"]
+    assert net in {n["NetworkID"] for n in api.inspect_container(cid)["NetworkSettings"]["Networks"].values()}
+    get = ["sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc web 80"]
+    wait_for(lambda: b"hello-" in api.exec_start(api.exec_create(cid, get)), timeout=20, interval=0.5,
+             what="the web service by name")
+    r = d.ns.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:8080/"], capture_output=True, text=True)
+    assert r.stdout.startswith("hello-"), (r.stdout, r.stderr)
