@@ -96,8 +96,8 @@ def write_etc(c: Container, net: dict[str, Any] | None) -> None:
 
 
 def refresh_resolv_conf(svc: ContainerService, c: Container) -> None:
-    """After `network connect`: a running container whose resolver changed (links on a user network, see
-    guest/network/linkdns.py) gets the new file, written in place (the bind-mounted inode is what it reads)."""
+    """After `network connect`: a running container whose resolver changed (one of its own now, see
+    guest/network/resolver.py) gets the new file, written in place (the bind-mounted inode is what it reads)."""
     provided = svc.networks.resolv_conf(c.id)
     if provided is None or not c.running:
         return

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import Forbidden, InvalidParameter, SystemError_
-from skiffbox.guest.network import bridges, dns, joins, linkdns, naming
+from skiffbox.guest.network import bridges, dns, joins, naming, resolver
 from skiffbox.guest.network.netavark import NetavarkError
+from skiffbox.guest.util.resolvconf import parse_resolv
 from skiffbox.guest.network.store import BRIDGED, cget, ctr_name, normalize_mode
 
 if TYPE_CHECKING:
@@ -92,12 +93,14 @@ async def connect(svc: NetworkService, network: str, ctr: ContainerLike, endpoin
         ep["options"]["networks"][rec["Name"]] = per
         ep["options"]["network_info"][rec["Name"]] = one["network_info"][rec["Name"]]
         ep["networks"][rec["Name"]] = settings
-        if joins.has_links(ep) and not ep.get("link_dns"):
-            # its first links on a user network: from now on it asks its own resolver (the caller rewrites the
-            # container's resolv.conf from ours, see NetworkService.resolv_conf)
+        servers = parse_resolv(ep.get("resolv_conf") or "")[0]
+        unserved = naming.dns_net(rec) and not set(naming.gateways(rec)) & set(servers)
+        if not ep.get("own_resolver") and (unserved or joins.needs_resolver(svc, ep)):
+            # from now on it asks a resolver of its own (the caller rewrites the container's resolv.conf from
+            # ours, see NetworkService.resolv_conf)
             hc = cget(ctr, "HostConfig", {}) or {}
-            ep["link_dns"] = True
-            ep["resolv_conf"] = dns.resolv_for_embedded([linkdns.ADDRESS], list(hc.get("DnsSearch") or []),
+            ep["own_resolver"] = True
+            ep["resolv_conf"] = dns.resolv_for_embedded([resolver.ADDRESS], list(hc.get("DnsSearch") or []),
                                                         list(hc.get("DnsOptions") or []))
         svc.endpoints.save(ep)
         if naming.dns_net(rec):
@@ -105,8 +108,8 @@ async def connect(svc: NetworkService, network: str, ctr: ContainerLike, endpoin
     try:
         if naming.dns_net(rec):
             await naming.confirm(svc, ep["netns"], ctr, cid, [(rec, settings)])
-        if ep.get("link_dns"):
-            await svc.links.open(cid, ep["netns"])
+        if ep.get("own_resolver"):
+            await svc.resolvers.open(cid, ep["netns"])
     except (SystemError_, OSError):
         await svc.disconnect(rec["Name"], ctr, force=True)
         raise

@@ -62,10 +62,15 @@ def render(nameservers: list[str], search: list[str], options: list[str]) -> str
     return "\n".join(lines) + "\n"
 
 
+def upstream_servers() -> list[str]:
+    """The host's resolvers a container can reach (not loopback ones; Google's if none is left)."""
+    return [n for n in host_resolv()[0] if not is_loopback(n)] or list(FALLBACK_NAMESERVERS)
+
+
 def resolv_for_bridge(dns: list[str], dns_search: list[str], dns_options: list[str]) -> str:
     """Default bridge / no embedded DNS: the user's servers or the host's non-loopback ones."""
-    hns, hsearch, hopts = host_resolv()
-    ns = list(dns) if dns else [n for n in hns if not is_loopback(n)] or list(FALLBACK_NAMESERVERS)
+    _, hsearch, hopts = host_resolv()
+    ns = list(dns) if dns else upstream_servers()
     return render(ns, list(dns_search) if dns_search else hsearch, list(dns_options) if dns_options else hopts)
 
 

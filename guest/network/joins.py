@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.contracts import ContainerLike
 from skiffbox.guest.errors import InvalidParameter
-from skiffbox.guest.network import naming, overlay
+from skiffbox.guest.network import dns, naming, overlay
 from skiffbox.guest.network.endpoints import Endpoint
 from skiffbox.guest.network.store import (BRIDGED, DEFAULT_BRIDGE, NetworkRecord, address_configs, cget, ctr_name,
                                           new_id, normalize_mode, user_subnet)
@@ -184,7 +184,7 @@ def hosts_entries(svc: NetworkService, ctr: ContainerLike, own_ip: str | None) -
         if ip == "host-gateway":
             ip = host_gw
         out.append((ip, [name]))
-    # Legacy links are /etc/hosts lines on the default bridge only (on user networks: linkdns.py)
+    # Legacy links are /etc/hosts lines on the default bridge only (on user networks: resolver.py)
     on_default = DEFAULT_BRIDGE in (normalize_mode(hc.get("NetworkMode")), *endpoint_configs(ctr))
     for target, alias in link_pairs(hc.get("Links") if on_default else None):
         ep = endpoint_by_name(svc, target)
@@ -217,8 +217,24 @@ def link_pairs(links: list[str] | None) -> list[tuple[str, str]]:
 
 
 def has_links(ep: Endpoint) -> bool:
-    """Whether the container has links on a user-defined network (answered by its link resolver, linkdns.py)."""
+    """Whether the container has links on a user-defined network (answered by its own resolver, resolver.py)."""
     return any(es.get("Links") for net, es in (ep.get("networks") or {}).items() if net != DEFAULT_BRIDGE)
+
+
+def named_networks(svc: NetworkService, ep: Endpoint) -> list[NetworkRecord]:
+    """The networks with name resolution (user networks) the container is on, in the order it joined them."""
+    out = []
+    for es in (ep.get("networks") or {}).values():
+        rec = svc.store.get_id(es.get("NetworkID") or "")
+        if rec is not None and naming.dns_net(rec):
+            out.append(rec)
+    return out
+
+
+def needs_resolver(svc: NetworkService, ep: Endpoint) -> bool:
+    """Whether the container needs a resolver of its own (resolver.py): links on a user network, or names of
+    more than one network to answer."""
+    return has_links(ep) or len(named_networks(svc, ep)) > 1
 
 
 def link_answer(svc: NetworkService, cid: str, name: str, qtype: int) -> list[str] | None:
@@ -245,13 +261,9 @@ def link_answer(svc: NetworkService, cid: str, name: str, qtype: int) -> list[st
     return None
 
 
-def link_upstreams(svc: NetworkService, cid: str) -> list[str]:
-    """The name servers a link resolver passes other queries to: the dnsmasq of each user network the container
-    is on, in the order it joined them."""
+def resolver_upstreams(svc: NetworkService, cid: str) -> list[str]:
+    """The name servers a container's own resolver passes other queries to: the dnsmasq of each user network it
+    is on, in the order it joined them; the host's resolvers when it is on none (any more)."""
     ep = svc.endpoints.get(cid)
-    out: list[str] = []
-    for es in (ep or {}).get("networks", {}).values():
-        rec = svc.store.get_id(es.get("NetworkID") or "")
-        if rec is not None and naming.dns_net(rec):
-            out += naming.gateways(rec)[:1]
-    return out
+    out = [naming.gateways(rec)[0] for rec in named_networks(svc, ep or {}) if naming.gateways(rec)]
+    return out or dns.upstream_servers()

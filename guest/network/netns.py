@@ -134,3 +134,17 @@ def _lo_up() -> None:
 def set_loopback_up(path: str) -> None:
     """`ip link set lo up` inside the netns, without spawning a process (used for `--network none`)."""
     _in_netns(path, _lo_up)
+
+
+def _ipv6_off() -> None:
+    try:
+        with open("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w") as f:  # this thread's netns: the container's
+            f.write("1")
+    except FileNotFoundError:  # a kernel without IPv6
+        pass
+
+
+def disable_ipv6(path: str) -> None:
+    """IPv6 off in the netns (every interface, loopback's ::1 too), as dockerd leaves a container none of whose
+    networks has IPv6 (not when the container sets net.ipv6 sysctls of its own: the runtime applies those)."""
+    _in_netns(path, _ipv6_off)

@@ -33,7 +33,7 @@ from typing import Any
 from skiffbox.guest.config import DaemonConfig
 from skiffbox.guest.contracts import ContainerLike, EventSink
 from skiffbox.guest.errors import Conflict, Forbidden, InvalidParameter, NotFound
-from skiffbox.guest.network import bridges, connect, dns, joins, linkdns, naming, netns, overlay
+from skiffbox.guest.network import bridges, connect, dns, joins, naming, netns, overlay, resolver
 from skiffbox.guest.network.bridges import ANCHOR_PREFIX, OPT_BRIDGE_NAME, OPT_MTU
 from skiffbox.guest.network.dnsmasq import NameServers
 from skiffbox.guest.network.endpoints import Endpoint, EndpointStore
@@ -59,8 +59,8 @@ class NetworkService:
         self.endpoints = EndpointStore(self.run_dir)
         self.netavark = Netavark(self.run_dir / "netavark")
         self.names = NameServers(self.run_dir)
-        self.links = linkdns.LinkResolvers(lambda cid, name, qtype: joins.link_answer(self, cid, name, qtype),
-                                   lambda cid: joins.link_upstreams(self, cid))
+        self.resolvers = resolver.Resolvers(lambda cid, name, qtype: joins.link_answer(self, cid, name, qtype),
+                                            lambda cid: joins.resolver_upstreams(self, cid))
         self.ports = PortAllocator()
         self.lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Task[None]] = {}  # container id → background teardown
@@ -111,17 +111,17 @@ class NetworkService:
         # reads hosts.d when it starts): confirm their names from here, re-publishing what is missing.
         for ep, named in served:
             await naming.confirm(self, None, ep, ep["Id"], named, fail=False)
-        for ep in self.endpoints.all():  # the link resolvers (linkdns.py) of containers that kept running
-            if ep.get("link_dns"):
+        for ep in self.endpoints.all():  # the own resolvers (resolver.py) of containers that kept running
+            if ep.get("own_resolver"):
                 try:
-                    await self.links.open(ep["Id"], ep["netns"])
+                    await self.resolvers.open(ep["Id"], ep["netns"])
                 except OSError as e:
-                    log.warning("link resolver of %s: %s", ep["Id"][:12], e)
+                    log.warning("resolver of %s: %s", ep["Id"][:12], e)
 
     async def close(self) -> None:
         """Remove the anchors (containers keep running and keep their bridges; an idle bridge goes with its anchor)."""
         await self.settle()
-        self.links.close_all()
+        self.resolvers.close_all()
         async with self.lock:
             for ep in [e for e in self.endpoints.all() if e.get("anchor")]:
                 await bridges.drop_anchor(self, ep)
@@ -385,7 +385,7 @@ class NetworkService:
             self.forget_endpoint(ep)
 
     def forget_endpoint(self, ep: Endpoint) -> None:
-        self.links.close(ep["Id"])
+        self.resolvers.close(ep["Id"])
         naming.unpublish(self, ep)
         self.ports.release(ep["Id"])
         self.ipam.release_owner(ep["Id"])
@@ -462,9 +462,9 @@ class NetworkService:
             for rec, _ in wanted:
                 if naming.dns_net(rec):
                     dns_ips += naming.gateways(rec)
-            if joins.has_links(ep):
-                ep["link_dns"] = True
-                dns_ips = [linkdns.ADDRESS]
+            if joins.needs_resolver(self, ep):
+                ep["own_resolver"] = True
+                dns_ips = [resolver.ADDRESS]
             resolv = (dns.resolv_for_embedded(list(dict.fromkeys(dns_ips)), dns_search, dns_options) if dns_ips
                       else dns.resolv_for_bridge(dns_servers, dns_search, dns_options))
             primary_ip = settings[wanted[0][0]["Name"]].get("IPAddress") or None
@@ -485,6 +485,10 @@ class NetworkService:
         cid = ep["Id"]
         try:
             await self.netavark.setup(ep["netns"], ep["options"])
+            sysctls = (cget(ctr, "HostConfig", {}) or {}).get("Sysctls") or {}
+            if not any(es.get("GlobalIPv6Address") for es in ep["networks"].values()) and \
+                    not any(k.startswith("net.ipv6.") for k in sysctls):  # (the runtime may have applied them already)
+                await asyncio.to_thread(netns.disable_ipv6, ep["netns"])
         except BaseException:
             await self.netavark_teardown(ep)  # setup stops half-way (veth moved, rules added): undo it
             async with self.lock:
@@ -495,8 +499,8 @@ class NetworkService:
             for rec, settings in named:
                 naming.publish(self, rec, ctr, cid, settings)
             await naming.confirm(self, ep["netns"], ctr, cid, named)
-            if ep.get("link_dns"):
-                await self.links.open(cid, ep["netns"])
+            if ep.get("own_resolver"):
+                await self.resolvers.open(cid, ep["netns"])
         except BaseException:
             await self.netavark_teardown(ep)
             async with self.lock:
@@ -525,7 +529,7 @@ class NetworkService:
         if ep is None or cid in self._pending:
             return
         naming.unpublish(self, ep)  # the names go at once; the plumbing in the background
-        self.links.close(cid)
+        self.resolvers.close(cid)
         path = ep.get("netns") or netns_path or ""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC) if netns.is_netns(path) else None
         task = asyncio.get_running_loop().create_task(self._finish_teardown(ep, fd))

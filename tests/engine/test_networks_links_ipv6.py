@@ -4,8 +4,11 @@
   allocated from it (libnetwork honours enableIPv6 on allocation): containers get an IPv4 address only, IPv6 stays
   off in them, and a requested `IPv6Address` is only recorded in `IPAMConfig`.
 * A link on a user-defined network is a DNS alias that only the linking container resolves (dockerd's embedded
-  DNS; here the container's own resolver at 127.0.0.11, guest/network/linkdns.py), to the target's current address,
+  DNS; here the container's own resolver at 127.0.0.11, guest/network/resolver.py), to the target's current address,
   whether the target started before or after it, and across a skiffd restart; no /etc/hosts line, no env vars.
+* A container on several user networks resolves the names of each (the same resolver asks each network's name
+  server), also after `network connect`, and a default-bridge container connected to a user network resolves
+  that network's names (dockerd switches it to 127.0.0.11 too).
 """
 
 from __future__ import annotations
@@ -71,6 +74,14 @@ def test_ipv6_subnet_without_enable_ipv6_is_kept_but_not_assigned(d: Skiffd, ima
     assert es["GlobalIPv6Address"] == "" and es["IPv6Gateway"] == "" and es["IPAddress"]
     inside = addrs_in(d, "c6")
     assert [a["local"] for a in inside] == [es["IPAddress"]], inside
+    # IPv6 is off in it, as dockerd leaves a container with no IPv6 network (loopback's ::1 included)
+    assert d.docker("exec", "c6", "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+                    "/proc/sys/net/ipv6/conf/eth0/disable_ipv6").stdout.split() == ["1", "1"]
+    assert "::1" not in d.docker("exec", "c6", "ip", "addr", "show", "lo").stdout
+    # the container's own sysctl wins
+    r = d.docker("run", "--rm", "--network", "n6", "--sysctl", "net.ipv6.conf.all.disable_ipv6=0", images.busybox,
+                 "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6")
+    assert r.stdout.strip() == "0"
     members = inspect(d, "n6", "network")["Containers"]
     assert [m["IPv6Address"] for m in members.values()] == [""]
     # no IPv6 on the bridge either
@@ -98,6 +109,8 @@ def test_ipv6_subnet_with_enable_ipv6_is_assigned(d: Skiffd, images: TestImages)
     es = inspect(d, "c6on")["NetworkSettings"]["Networks"]["n6on"]
     assert es["GlobalIPv6Address"] == "2001:db8:78::f00d"
     assert "2001:db8:78::f00d" in [a["local"] for a in addrs_in(d, "c6on")]
+    assert d.docker("exec", "c6on", "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").stdout.strip() == "0"
+    assert "::1" in d.docker("exec", "c6on", "ip", "addr", "show", "lo").stdout
 
 
 def dns_tcp(sandbox: str, name: str) -> list[str]:
@@ -177,3 +190,36 @@ def test_connect_with_link_gives_a_running_container_its_resolver(d: Skiffd, ima
     # names of both networks still resolve through it (each network's name server is asked in turn)
     assert nslookup(d, "late", "tgt") == [tgt]
     assert nslookup(d, "late", "peer") == [inspect(d, "peer")["NetworkSettings"]["Networks"]["nc"]["IPAddress"]]
+
+
+def test_names_of_every_network_a_container_is_on(d: Skiffd, images: TestImages) -> None:
+    bb = images.busybox
+    d.docker("network", "create", "na")
+    d.docker("network", "create", "nb")
+    d.docker("run", "-d", "--name", "on-a", "--network", "na", bb, "top")
+    d.docker("run", "-d", "--name", "on-b", "--network", "nb", bb, "top")
+    a_ip = inspect(d, "on-a")["NetworkSettings"]["Networks"]["na"]["IPAddress"]
+    b_ip = inspect(d, "on-b")["NetworkSettings"]["Networks"]["nb"]["IPAddress"]
+    d.docker("create", "--name", "both", "--network", "na", bb, "top")
+    d.docker("network", "connect", "nb", "both")
+    d.docker("start", "both")
+    assert nslookup(d, "both", "on-a") == [a_ip] and nslookup(d, "both", "on-b") == [b_ip]
+
+    # connected while running: one network, then two
+    d.docker("run", "-d", "--name", "late", "--network", "na", bb, "top")
+    single = d.docker("exec", "late", "cat", "/etc/resolv.conf").stdout
+    assert "127.0.0.11" not in single, "one user network and no links: the network's own name server"
+    d.docker("network", "disconnect", "na", "late")
+    d.docker("network", "connect", "na", "late")
+    assert d.docker("exec", "late", "cat", "/etc/resolv.conf").stdout == single, "reconnecting changes nothing"
+    d.docker("network", "connect", "nb", "late")
+    assert nslookup(d, "late", "on-b") == [b_ip] and nslookup(d, "late", "on-a") == [a_ip]
+
+    # a default-bridge container connected to a user network
+    d.docker("run", "-d", "--name", "br", bb, "top")
+    assert nslookup(d, "br", "on-a") == []
+    d.docker("network", "connect", "na", "br")
+    assert "nameserver 127.0.0.11" in d.docker("exec", "br", "cat", "/etc/resolv.conf").stdout
+    assert nslookup(d, "br", "on-a") == [a_ip]
+    # and the others see it by name
+    assert nslookup(d, "on-a", "br") == [inspect(d, "br")["NetworkSettings"]["Networks"]["na"]["IPAddress"]]

@@ -1,20 +1,27 @@
-"""Links on user-defined networks (`EndpointSettings.Links`, `docker run --network N --link target:alias`): a name
-server of the linking container's own, which knows its link aliases.
+"""A name server of a container's own, at 127.0.0.11:53 in its netns (dockerd's embedded DNS address), for what
+the per-network dnsmasq (dnsmasq.py) cannot answer alike for every client:
 
-In dockerd a link on a user-defined network is an alias of the *linking* container's endpoint, answered by the
-embedded DNS (127.0.0.11 in every container's netns) for that container only; no /etc/hosts entry, no env vars.
-Our names come from one dnsmasq per network (dnsmasq.py), which answers every client alike, and aardvark-dns
-(netavark's) cannot do it either: its only per-client state is which networks a source address is on and its
-upstream servers, and aliases are network-wide (podman has no link aliases on networks). So a container with
-links on a user network gets what every dockerd container has: a resolver at 127.0.0.11:53 (UDP and TCP) in its
-own netns, served by skiffd from sockets it opens in that netns. A query for an alias is answered with the link
-target's current address on the link's network (looked up when asked: the target may start later, or restart
-with a new address); every other query goes, unchanged, to the dnsmasq of each user network the container is on,
-in order, and the first answer that is not NXDOMAIN is returned.
+* Links on user-defined networks (`EndpointSettings.Links`, `docker run --network N --link target:alias`). In
+  dockerd such a link is an alias of the *linking* container's endpoint, answered by the embedded DNS for that
+  container only (no /etc/hosts line, no env vars). dnsmasq answers every client alike, and aardvark-dns
+  (netavark's) cannot do it either: its only per-client state is which networks a source address is on and its
+  upstream servers, and aliases are network-wide (podman has no link aliases on networks).
+* Names on several user networks. dockerd's embedded DNS answers the names of every network the container is on;
+  a resolv.conf listing each network's dnsmasq does not (the resolver stops at the first NXDOMAIN).
+* A running container connected to a user network whose resolv.conf does not name that network's server (one
+  that was on the default bridge only: dockerd switches it to 127.0.0.11 too).
 
-Where this differs from dockerd: containers without links keep asking their networks' dnsmasq directly (as before),
-and while skiffd is down (a restart) a linking container's lookups go unanswered, as with dockerd's in-process
-embedded DNS; skiffd opens the resolvers again when it starts.
+skiffd opens UDP and TCP sockets on 127.0.0.11:53 in the container's netns (as dockerd's does) and serves them:
+a query for a link alias is answered with the target's current address on the link's network (looked up when
+asked: the target may start later, or come back with another address); every other query goes, unchanged, to the
+dnsmasq of each user network the container is on, in order, and the first answer that is not NXDOMAIN is
+returned (the host's resolvers when it is on none any more).
+
+Where this differs from dockerd: containers on one user network and without links keep asking that network's
+dnsmasq directly (as before; cheaper, and it keeps answering while skiffd restarts); for the others, lookups go
+unanswered while skiffd is down (as with dockerd's in-process embedded DNS), and skiffd serves them again when it
+starts. A container that itself listens on port 53 of 127.0.0.11 or of every address cannot bind it then
+(dockerd listens on a random port behind a DNAT rule in the container's netns).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ log = logging.getLogger("skiffd.network")
 ADDRESS = "127.0.0.11"  # dockerd's embedded DNS address
 FORWARD_TIMEOUT_S = 3.0
 
-# (container id, name asked, qtype) → the addresses to answer, or None: not one of its link aliases (forward it).
+# (container id, name asked, qtype) → the addresses to answer, or None: not one of its link aliases (forward it)
 Lookup = Callable[[str, str, int], "list[str] | None"]
 # container id → the name servers to forward other queries to
 Upstreams = Callable[[str], "list[str]"]
@@ -59,7 +66,7 @@ def _open_sockets() -> tuple[socket.socket, socket.socket]:
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, resolvers: LinkResolvers, cid: str) -> None:
+    def __init__(self, resolvers: Resolvers, cid: str) -> None:
         self.resolvers, self.cid = resolvers, cid
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
@@ -86,7 +93,7 @@ class _Resolver:
     conns: set[asyncio.StreamWriter] = field(default_factory=set)
 
 
-class LinkResolvers:
+class Resolvers:
     def __init__(self, lookup: Lookup, upstreams: Upstreams) -> None:
         self.lookup, self.upstreams = lookup, upstreams
         self._open: dict[str, _Resolver] = {}
@@ -131,7 +138,7 @@ class LinkResolvers:
             tcp_sock.close()
             raise
         self._open[cid] = _Resolver(transport, server, protocol, conns)
-        log.debug("link resolver of %s on %s:53", cid[:12], ADDRESS)
+        log.debug("own resolver of %s on %s:53", cid[:12], ADDRESS)
 
     def close(self, cid: str) -> None:
         """Stop serving (the sockets hold the netns: close them when the container's network goes)."""
@@ -162,7 +169,7 @@ class LinkResolvers:
                 got = await asyncio.wait_for(_forward_tcp(server, query) if tcp else _forward_udp(server, query),
                                              FORWARD_TIMEOUT_S)
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
-                log.debug("link resolver of %s: %s did not answer: %r", cid[:12], server, e)
+                log.debug("resolver of %s: %s did not answer: %r", cid[:12], server, e)
                 continue
             if dns.rcode(got) != 3:  # not NXDOMAIN: this network knows the name (or it is not a container's)
                 return got
