@@ -25,8 +25,13 @@ KNOWN_GAPS: list[tuple[str, str, str]] = [
     (_I + "api_service_test.py::ServiceTest::test_update_service_remove_healthcheck", "'Healthcheck' in",
      "docker-py sends the ContainerSpec's HealthCheck; Go matches field names case-insensitively, skiffd does not yet "
      "(the request validation layer's job)"),
+    # Both tests read the logs of `ls -a` right after start, without waiting for it: the container is still running
+    # when they miss. dockerd loses the same race (a start-then-logs loop here: dockerd 4 of 300, skiffd 9 of 300;
+    # skiffd's start answers in 100 ms where dockerd's takes 250).
     (_I + "api_build_test.py::BuildTest::test_build_in_context_abs_dockerfile", "== 4",
-     "the test reads the logs right after start without waiting for `ls` to finish; loses the race at times"),
+     "the test reads the logs right after start without waiting for `ls` to finish (dockerd loses it too)"),
+    (_I + "api_build_test.py::BuildTest::test_build_out_of_context_dockerfile", "== 3",
+     "the test reads the logs right after start without waiting for `ls` to finish (dockerd loses it too)"),
 ]
 
 
