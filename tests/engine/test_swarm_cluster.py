@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections.abc import Iterator
 
 import docker
@@ -321,3 +322,28 @@ def test_node_shows_the_engine_labels(netns: NetNS) -> None:
     finally:
         d.stop()
         rmtree(d.workdir)
+
+
+def test_a_secret_or_config_a_service_uses_cannot_be_removed(api: docker.APIClient, skiffd: Skiffd,
+                                                            images: TestImages) -> None:
+    _init(api)
+    skiffd.docker("pull", "-q", images.busybox)
+    sid = api.create_secret("used-secret", b"s3cret")["ID"]
+    cid = api.create_config("used-config", b"conf")["ID"]
+    spec = docker.types.ContainerSpec(images.busybox, ["sleep", "300"],
+                                      secrets=[docker.types.SecretReference(sid, "used-secret")],
+                                      configs=[docker.types.ConfigReference(cid, "used-config")])
+    svc = api.create_service(docker.types.TaskTemplate(spec), name="uses-both")
+    try:
+        assert _status(api.remove_secret, sid) == (400, "rpc error: code = InvalidArgument desc = secret 'used-secret' "
+                                                        "is in use by the following service: uses-both")
+        assert _status(api.remove_config, "used-config")[1].endswith(
+            "config 'used-config' is in use by the following service: uses-both")
+    finally:
+        api.remove_service(svc["ID"])
+    assert api.remove_secret(sid) and api.remove_config(cid)
+    # and /events told of each, with the swarm's scope
+    evs = [json.loads(line) for line in api.events(since=0, until=int(time.time()) + 1,
+                                                    filters={"type": ["secret"]}, decode=False)]
+    assert {(e["Action"], e["Actor"]["Attributes"]["name"], e["scope"]) for e in evs} >= {
+        ("create", "used-secret", "swarm"), ("remove", "used-secret", "swarm")}
