@@ -232,7 +232,7 @@ class Cluster:
         data_path_addr = netaddr.data_path_addr(req.get("DataPathAddr"))
         data_port = int(req.get("DataPathPort") or DEFAULT_DATA_PATH_PORT)
         if not 1024 <= data_port <= 49151:
-            raise InvalidParameter(f"data path port {data_port} is out of the range 1024 to 49151")
+            raise InvalidParameter(f"Datapath port number is not in valid range (1024-49151) : {data_port}")
         pools, subnet_size = _address_pools(req.get("DefaultAddrPool"), req.get("SubnetSize"))
         spec = merge_spec(DEFAULT_SPEC, req.get("Spec") or {})
         if spec["Name"] != "default":
@@ -381,7 +381,7 @@ def _address_pools(pools: Any, size: Any) -> tuple[list[str], int]:
         try:
             ipaddress.ip_network(p, strict=False)
         except ValueError:
-            raise InvalidParameter(f'invalid base pool "{p}": invalid CIDR address: {p}') from None
+            raise InvalidParameter(f"invalid base pool {p}: invalid CIDR address: {p}") from None
     subnet = int(size or DEFAULT_SUBNET_SIZE)
     if not 0 < subnet <= 32:
         raise InvalidParameter(f"invalid subnet size {subnet}: it must be between 1 and 32")

@@ -96,6 +96,10 @@ def test_init_checks_its_addresses_and_spec(api: docker.APIClient) -> None:
     # inside the test's namespace only lo has an address: nothing to advertise by default, as dockerd says
     assert _status(api.init_swarm) == (400, "could not find the system's IP address")
     assert _status(_init, api, swarm_spec={"Name": "other"}) == (400, 'swarm spec must be named "default"')
+    assert _status(_init, api, data_path_port=80) == (400, "Datapath port number is not in valid range "
+                                                           "(1024-49151) : 80")
+    assert _status(_init, api, default_addr_pool=["bogus"]) == (400, "invalid base pool bogus: invalid CIDR "
+                                                                     "address: bogus")
     assert _status(api.inspect_swarm)[0] == 503  # nothing half-made
 
 
