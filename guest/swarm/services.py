@@ -203,9 +203,11 @@ class SwarmServices:
         async with self.lock:
             svc = self._find(ref)
             del self.services[svc["ID"]]
-            doomed = self.tasks_of(svc["ID"])
-            for t in doomed:
-                t["DesiredState"] = "remove"
+            self.save()
+            # Its containers go now (dockerd removes them soon after): a network the service used can be removed
+            # as soon as the client's next request, as after dockerd's.
+            for t in self.tasks_of(svc["ID"]):
+                await self.orchestrator.drop_task(t)
             self.save()
         self.events.publish("service", "remove", svc["ID"], {"name": svc["Spec"]["Name"]}, scope="swarm")
         self.orchestrator.wake()

@@ -68,6 +68,8 @@ def normalize(spec: dict[str, Any], resolve_network: Callable[[str], str],
     if not cs.get("Image"):
         raise invalid("ContainerSpec: image reference must be provided")
     cs.setdefault("Isolation", "default")
+    if "HealthCheck" in cs:  # the API document's spelling; dockerd's struct field (and so its answers) say Healthcheck
+        cs["Healthcheck"] = cs.pop("HealthCheck")
     for key, target in (("Secrets", check_secret), ("Configs", check_config)):
         kind = key[:-1].lower()
         seen: set[str] = set()

@@ -19,12 +19,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 # (node id prefix, text in the failure or "" for any, why): the README's docker-py table says the same.
 _I = "tests/integration/"
 KNOWN_GAPS: list[tuple[str, str, str]] = [
-    (_I + "api_service_test.py::ServiceTest::test_create_service_with_healthcheck", "'Healthcheck' in",
-     "docker-py sends the ContainerSpec's HealthCheck; Go matches field names case-insensitively, skiffd does not yet "
-     "(the request validation layer's job)"),
-    (_I + "api_service_test.py::ServiceTest::test_update_service_remove_healthcheck", "'Healthcheck' in",
-     "docker-py sends the ContainerSpec's HealthCheck; Go matches field names case-insensitively, skiffd does not yet "
-     "(the request validation layer's job)"),
     # Both tests read the logs of `ls -a` right after start, without waiting for it: the container is still running
     # when they miss. dockerd loses the same race (a start-then-logs loop here: dockerd 4 of 300, skiffd 9 of 300;
     # skiffd's start answers in 100 ms where dockerd's takes 250).
