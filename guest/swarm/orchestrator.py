@@ -43,6 +43,13 @@ class Orchestrator:
         if self._loop is None or self._loop.done():
             self._loop = asyncio.get_running_loop().create_task(self._run())
 
+    def recover(self) -> None:
+        """After a daemon restart: a task that was still being prepared (no container yet) never will be."""
+        for t in self.m.tasks.values():
+            if t["Status"]["State"] not in tasks.TERMINAL and not t.get("_container"):
+                self._end(t, "rejected", "preparing", self.m.cluster.next_index(),
+                          "the daemon restarted while the task was being prepared")
+
     def wake(self) -> None:
         self.start()
         self._wake.set()
@@ -126,11 +133,19 @@ class Orchestrator:
                       None if t.get("_stopping") else "task: container removed")
             return True
         if c.running:
-            if st["State"] != "running":
-                tasks.set_state(t, "running", "started", idx(),
-                                container={"ContainerID": c.id, "PID": int(c.state.get("Pid") or 0), "ExitCode": 0})
-                return True
             self._watch(t, c)
+            cstat = {"ContainerID": c.id, "PID": int(c.state.get("Pid") or 0), "ExitCode": 0}
+            health = (c.state.get("Health") or {}).get("Status")
+            if health == "unhealthy" and not t.get("_stopping"):
+                # dockerd's executor fails the task and stops its container; the restart policy does the rest
+                self._end(t, "failed", "started", idx(), "task: container is unhealthy", cstat)
+                self._stop(t)
+                return True
+            # with a healthcheck, a task is running once its container is healthy
+            want = "starting" if health == "starting" else "running"
+            if st["State"] != want:
+                tasks.set_state(t, want, "starting" if want == "starting" else "started", idx(), container=cstat)
+                return True
             return False
         if st["State"] not in ("running", "starting"):
             return False
@@ -208,7 +223,9 @@ class Orchestrator:
                        for ts in by_slot.values() for t in ts)
         waiting = any(not [t for t in by_slot.get(k, []) if t["DesiredState"] == "running"]
                       and by_slot.get(k) and by_slot[k][-1].get("_replaced") for k in wanted)
-        changed |= await self._update(svc, dirty, settled=not stopping and not waiting)
+        starting = any(t["DesiredState"] == "running" and t["Status"]["State"] not in ("running", *tasks.TERMINAL)
+                       for ts in by_slot.values() for t in ts)
+        changed |= await self._update(svc, dirty, settled=not (stopping or waiting or starting))
         changed |= await self._prune(by_slot)
         return changed
 

@@ -69,6 +69,7 @@ class SwarmServices:
             if self.services or self.tasks:  # the node left (or lost) its swarm while we were down
                 await self.leave()
             return
+        self.orchestrator.recover()
         self.orchestrator.start()
 
     async def close(self) -> None:

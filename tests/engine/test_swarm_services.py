@@ -187,3 +187,25 @@ def test_overlay_network_names_and_published_port(swarm: tuple[Skiffd, Any], ima
              what="the web service by name")
     r = d.ns.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:8080/"], capture_output=True, text=True)
     assert r.stdout.startswith("hello-"), (r.stdout, r.stderr)
+
+
+def test_healthcheck_gates_running_and_fails_unhealthy_tasks(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    d, api = swarm
+    second = 1_000_000_000
+    ok = docker.types.Healthcheck(test=["CMD", "test", "-f", "/tmp/ok"], interval=second // 4, retries=50)
+    slow = api.create_service(_spec(images.busybox, ["sh", "-c", "sleep 2; touch /tmp/ok; exec sleep 306"],
+                                    healthcheck=ok), name="slow")["ID"]
+    wait_for(lambda: [t["Status"]["State"] for t in _tasks(api, slow)] == ["starting"], timeout=30, interval=0.1,
+             what="a task starting until healthy")
+    _running(api, slow)
+    bad = docker.types.Healthcheck(test=["CMD", "false"], interval=second // 4, retries=1)
+    sick = api.create_service(docker.types.TaskTemplate(
+        docker.types.ContainerSpec(images.busybox, ["sleep", "307"], healthcheck=bad),
+        restart_policy=docker.types.RestartPolicy("any", delay=second // 10)), name="sick")["ID"]
+    wait_for(lambda: len([t for t in _tasks(api, sick) if t["Status"]["State"] == "failed"]) >= 2, timeout=60,
+             interval=0.2, what="unhealthy tasks failed and replaced")
+    failed = [t for t in _tasks(api, sick) if t["Status"]["State"] == "failed"]
+    assert all(t["Status"]["Err"] == "task: container is unhealthy" for t in failed)
+    for t in failed:  # their containers were stopped
+        wait_for(lambda t=t: not api.inspect_container(t["Status"]["ContainerStatus"]["ContainerID"])["State"]["Running"],
+                 timeout=30, what="the unhealthy task's container stopped")
