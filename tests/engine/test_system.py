@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -143,5 +144,42 @@ def test_run_and_stdin_over_mutual_tls(netns, images, tmp_path: Path) -> None:
                       input="line1\nline2\n", timeout=120)
         assert r.returncode == 5, r.stderr
         assert r.stdout == "line1\nline2\ndone\n"
+    finally:
+        daemon.stop()
+
+
+_ATTACH_LOOP = """
+import sys, docker
+env = {"DOCKER_HOST": sys.argv[1], "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": sys.argv[2]}
+api = docker.from_env(environment=env).api
+api.pull(sys.argv[3])
+ctr = api.create_container(sys.argv[3], "echo hello")
+api.start(ctr)
+api.wait(ctr)
+print(sum(api.attach(ctr, stream=False, logs=True) != b"hello\\n" for _ in range(100)))
+api.remove_container(ctr, force=True)
+"""
+
+
+def test_docker_py_attach_over_tls_keeps_output(netns, images, tmp_path: Path) -> None:
+    """docker-py reads an attach stream beneath the buffered reader that parsed the 101 (see
+    test_attach_output_not_lost_behind_the_101): over TLS the headers and the stream go in separate records, and
+    a TLS read returns one record, so nothing lands in that buffer (on a Unix socket the engine waits instead)."""
+    certs = _make_certs(tmp_path)
+    port = 23762
+    daemon = Skiffd(netns, tmp_path / "daemon", ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", str(certs["ca"]),
+                                                 "--tlscert", str(certs["server"]), "--tlskey", str(certs["server-key"])])
+    try:
+        cfg = tmp_path / "client-certs"
+        cfg.mkdir()
+        for src, dst in (("ca", "ca.pem"), ("client", "cert.pem"), ("client-key", "key.pem")):
+            (cfg / dst).write_bytes(certs[src].read_bytes())
+        script = tmp_path / "attach_loop.py"
+        script.write_text(_ATTACH_LOOP)
+        # requests prefers REQUESTS_CA_BUNDLE (set on this machine) to the client's CA: unset it
+        r = netns.run(["env", "-u", "REQUESTS_CA_BUNDLE", "-u", "CURL_CA_BUNDLE", sys.executable, str(script),
+                       f"tcp://127.0.0.1:{port}", str(cfg), images.busybox], timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "0", f"{r.stdout.strip()} of 100 attaches lost the output"
     finally:
         daemon.stop()
