@@ -204,6 +204,12 @@ class Cluster:
     def node_id(self) -> str:
         return str(self._state["node"]["ID"]) if self._state else ""
 
+    @property
+    def task_history_limit(self) -> int:
+        orch = self._state["swarm"]["Spec"].get("Orchestration") or {} if self._state else {}
+        limit = orch.get("TaskHistoryRetentionLimit")
+        return 5 if limit is None else max(0, int(limit))
+
     def secret(self, ref: str) -> SecretPayload:
         return self.secrets.payload(ref)
 

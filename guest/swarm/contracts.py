@@ -33,6 +33,10 @@ class SwarmCluster(Protocol):
     def node_id(self) -> str:
         """This node's swarm ID (only meaningful when in a swarm)."""
 
+    @property
+    def task_history_limit(self) -> int:
+        """The swarm's Orchestration.TaskHistoryRetentionLimit: how many ended tasks a slot keeps (5 unless set)."""
+
     def next_index(self) -> int:
         """The next cluster-wide version index (swarm objects' `Version.Index`; increases on every change and
         survives restarts, as raft's does)."""

@@ -5,8 +5,8 @@ Each pass (on a change, on a task container's exit, and once a second for the de
 container, removes the tasks of removed services, fills each slot that has no live task (honouring the
 restart policy: condition, delay, attempts), scales down, and replaces tasks whose spec is out of date in
 batches of the update config's parallelism (stop-first or start-first, `Delay` apart; a replacement that
-fails pauses the update, rolls it back or continues, per `FailureAction`). Old tasks are kept per slot up to
-swarmkit's default history of 5; older ones are removed with their containers.
+fails pauses the update, rolls it back or continues, per `FailureAction`). Ended tasks are kept per slot up to the
+swarm's TaskHistoryRetentionLimit (5 by default); older ones are removed with their containers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("skiffd.swarm")
 
-HISTORY = 5  # swarmkit's default TaskHistoryRetentionLimit
 TICK = 1.0
 
 
@@ -424,7 +423,8 @@ class Orchestrator:
         changed = False
         for slot_tasks in by_slot.values():
             old = [t for t in slot_tasks if t["Status"]["State"] in tasks.TERMINAL and t["DesiredState"] != "running"]
-            for t in old[:-HISTORY] if len(old) > HISTORY else []:
+            keep = self.m.cluster.task_history_limit
+            for t in old[:len(old) - keep] if len(old) > keep else []:
                 await self.drop_task(t)
                 changed = True
         return changed

@@ -142,6 +142,21 @@ def test_restart_policy_and_jobs(swarm: tuple[Skiffd, Any], images: TestImages) 
     assert status["CompletedTasks"] == 3 and status["RunningTasks"] == 0
     logs = b"".join(api.service_logs(job, stdout=True, is_tty=False))
     assert logs.count(b"done\n") == 3
+    # a task that keeps failing: the slot keeps the swarm's TaskHistoryRetentionLimit (5) ended tasks, and their
+    # containers; older ones go
+    flap = api.create_service(docker.types.TaskTemplate(
+        docker.types.ContainerSpec(images.busybox, ["false"]),
+        restart_policy=docker.types.RestartPolicy("any", delay=50_000_000)), name="flap")["ID"]
+    seen: set[str] = set()
+
+    def many() -> bool:
+        seen.update(t["ID"] for t in _tasks(api, flap))
+        return len(seen) >= 9
+
+    wait_for(many, timeout=90, interval=0.2, what="nine attempts")
+    ts = _tasks(api, flap)
+    assert 5 <= len(ts) <= 6, [t["Status"]["State"] for t in ts]
+    assert len(api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={flap}"})) <= 6
 
 
 def test_remove_leave_and_restart(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
