@@ -4,8 +4,8 @@ Two runs, seeded and bounded in time: one with generated ids and names (mostly t
 validation of bodies and queries), one where they name a real container, image, volume and network. Passes when no response is a 5xx other than those dockerd itself gives (a registry
 it cannot reach, cluster volumes without a swarm), no handler raised a Python exception, and the engine stays
 alive and consistent: the real docker CLI still lists everything, also after a restart (nothing unreadable was
-stored). The swarm and plugin families answer 503/404/501 by design and are checked in test_validate.py, so
-they are left out here (schemathesis keeps one failure per operation, and theirs would hide nothing else).
+stored). The swarm and plugin families are left out here: test_schemathesis_swarm.py fuzzes them with the node
+in a swarm, test_validate.py checks their answers outside one.
 """
 
 from __future__ import annotations
