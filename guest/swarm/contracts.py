@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 # moby daemon/cluster/errors.go, word for word: clients (docker-py's teardown, the docker CLI) match on them.
 NOT_IN_SWARM = "This node is not part of a swarm"
@@ -40,6 +40,10 @@ class SwarmCluster(Protocol):
     def next_index(self) -> int:
         """The next cluster-wide version index (swarm objects' `Version.Index`; increases on every change and
         survives restarts, as raft's does)."""
+
+    def node(self, ref: str) -> dict[str, Any]:
+        """The node (ID, Spec with Role and Labels, Description with Hostname, Platform, Engine.Labels) by ID or
+        name (NotFound otherwise): placement constraints are checked against it."""
 
     def secret(self, ref: str) -> SecretPayload:
         """A secret by ID or name (NotFound otherwise)."""

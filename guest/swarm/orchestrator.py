@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.errors import EngineError, NotFound
-from skiffbox.guest.swarm import specs, tasks
+from skiffbox.guest.swarm import placement, specs, tasks
 from skiffbox.guest.util.timefmt import now_rfc3339
 
 if TYPE_CHECKING:
@@ -193,6 +193,7 @@ class Orchestrator:
             if t["DesiredState"] != "remove":
                 by_slot.setdefault(self._slot_key(t), []).append(t)
         wanted = self._slots(svc, mode)
+        changed |= await self._retry_pending(svc, [t for ts in by_slot.values() for t in ts])
         for key, slot_tasks in by_slot.items():
             if key not in wanted:  # scaled down
                 for t in slot_tasks:
@@ -312,6 +313,7 @@ class Orchestrator:
     async def _reconcile_job(self, svc: dict[str, Any], mode: str) -> bool:
         changed = False
         current = self.current_job_tasks(svc)
+        changed |= await self._retry_pending(svc, current)
         for t in self.m.tasks_of(svc["ID"]):
             if t not in current and t["Status"]["State"] not in tasks.TERMINAL and not t.get("_stopping"):
                 self._shutdown(t)  # an older iteration still running
@@ -339,14 +341,22 @@ class Orchestrator:
 
     # -- running and stopping tasks ----------------------------------------------------------------------
 
-    async def _run_task(self, svc: dict[str, Any], slot: int | None) -> dict[str, Any]:
+    async def _run_task(self, svc: dict[str, Any], slot: int | None,
+                        pending: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new task for `slot` (or the `pending` one, once this node meets its constraints), prepared and started."""
         m = self.m
-        t = tasks.new_task(svc, slot, m.cluster.node_id, m.cluster.next_index())
-        t["_ports"] = _ports(svc)
-        if svc.get("UpdateStatus", {}).get("State") in ("updating", "rollback_started"):
-            t["_by_update"] = True
-        m.tasks[t["ID"]] = t
         idx = m.cluster.next_index
+        t = pending
+        if t is None:
+            t = tasks.new_task(svc, slot, m.cluster.node_id, idx())
+            t["_ports"] = _ports(svc)
+            if svc.get("UpdateStatus", {}).get("State") in ("updating", "rollback_started"):
+                t["_by_update"] = True
+            m.tasks[t["ID"]] = t
+        if not self._placeable(t):
+            if t["Status"]["State"] != "pending":
+                tasks.set_state(t, "pending", "pending task scheduling", idx(), err=placement.UNSATISFIED)
+            return t
         cs = t["Spec"]["ContainerSpec"]
         try:
             tasks.set_state(t, "preparing", "preparing", idx())
@@ -377,6 +387,20 @@ class Orchestrator:
             return t
         self._observe(t)
         return t
+
+    def _placeable(self, t: dict[str, Any]) -> bool:
+        constraints = (t["Spec"].get("Placement") or {}).get("Constraints") or []
+        return not constraints or placement.satisfied(self.m.cluster.node(self.m.cluster.node_id), constraints)
+
+    async def _retry_pending(self, svc: dict[str, Any], ts: list[dict[str, Any]]) -> bool:
+        """Tasks waiting for a node: placed once the node meets their constraints (its labels can change)."""
+        changed = False
+        for t in ts:
+            if t["Status"]["State"] == "pending" and t["DesiredState"] in ("running", "complete") \
+                    and not t.get("_container") and self._placeable(t):
+                await self._run_task(svc, t.get("Slot"), t)
+                changed = True
+        return changed
 
     def _shutdown(self, t: dict[str, Any]) -> None:
         """Desired state shutdown; the container is stopped in the background (its grace period can be long)."""

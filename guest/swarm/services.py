@@ -18,7 +18,7 @@ from typing import Any
 
 from skiffbox.guest.contracts import ContainersForTasks, EventSink, ImagesForTasks, NetworksForTasks
 from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, SystemError_
-from skiffbox.guest.swarm import ids, specs, tasks
+from skiffbox.guest.swarm import ids, placement, specs, tasks
 from skiffbox.guest.swarm.contracts import SwarmCluster
 from skiffbox.guest.swarm.orchestrator import Orchestrator
 from skiffbox.guest.util.atomicfile import atomic_write_json
@@ -142,7 +142,9 @@ class SwarmServices:
             except NotFound:
                 raise specs.invalid(f"config reference {ref!r} not found") from None
 
-        return specs.normalize(spec, net, secret, config)
+        out = specs.normalize(spec, net, secret, config)
+        placement.parse((out["TaskTemplate"].get("Placement") or {}).get("Constraints") or [])
+        return out
 
     async def create(self, spec: dict[str, Any]) -> str:
         self.cluster.require_manager()

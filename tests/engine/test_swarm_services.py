@@ -224,3 +224,28 @@ def test_healthcheck_gates_running_and_fails_unhealthy_tasks(swarm: tuple[Skiffd
     for t in failed:  # their containers were stopped
         wait_for(lambda t=t: not api.inspect_container(t["Status"]["ContainerStatus"]["ContainerID"])["State"]["Running"],
                  timeout=30, what="the unhealthy task's container stopped")
+
+
+def test_placement_constraints(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    """A task whose constraints the node does not meet stays pending; it runs once a node label makes it fit."""
+    d, api = swarm
+    with pytest.raises(docker.errors.APIError, match="constraint expected one operator"):
+        api.create_service(docker.types.TaskTemplate(docker.types.ContainerSpec(images.busybox, ["true"]),
+                                                     placement=["node.labels.zone"]), name="bad")
+    node = api.nodes()[0]
+    here = api.create_service(docker.types.TaskTemplate(docker.types.ContainerSpec(images.busybox, ["sleep", "308"]),
+                                                        placement=[f"node.id=={node['ID']}", "node.role==manager"]),
+                              name="here")["ID"]
+    zoned = api.create_service(docker.types.TaskTemplate(docker.types.ContainerSpec(images.busybox, ["sleep", "309"]),
+                                                         placement=["node.labels.zone==a"]), name="zoned")["ID"]
+    _running(api, here)
+    wait_for(lambda: [t["Status"]["State"] for t in _tasks(api, zoned)] == ["pending"], timeout=20,
+             what="the unplaceable task pending")
+    [t] = _tasks(api, zoned)
+    assert t["Status"]["Err"] == "no suitable node (scheduling constraints not satisfied on 1 node)"
+    assert not api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={zoned}"})
+    spec = node["Spec"]
+    spec["Labels"] = {"zone": "a"}
+    api.update_node(node["ID"], node["Version"]["Index"], spec)
+    [t2] = _running(api, zoned)
+    assert t2["ID"] == t["ID"]
