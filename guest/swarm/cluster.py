@@ -205,6 +205,10 @@ class Cluster:
         return str(self._state["node"]["ID"]) if self._state else ""
 
     @property
+    def node_availability(self) -> str:
+        return str(self._state["node"]["Spec"]["Availability"]) if self._state else "active"
+
+    @property
     def task_history_limit(self) -> int:
         orch = self._state["swarm"]["Spec"].get("Orchestration") or {} if self._state else {}
         limit = orch.get("TaskHistoryRetentionLimit")

@@ -37,6 +37,11 @@ class SwarmCluster(Protocol):
     def task_history_limit(self) -> int:
         """The swarm's Orchestration.TaskHistoryRetentionLimit: how many ended tasks a slot keeps (5 unless set)."""
 
+    @property
+    def node_availability(self) -> str:
+        """This node's Spec.Availability: "active", "pause" (no new tasks) or "drain" (no tasks at all), as
+        `docker node update --availability` sets it; "active" outside a swarm."""
+
     def next_index(self) -> int:
         """The next cluster-wide version index (swarm objects' `Version.Index`; increases on every change and
         survives restarts, as raft's does)."""

@@ -3,14 +3,20 @@ through the real docker CLI and docker-py against a real skiffd (answers compare
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
 
+from skiffbox.guest.errors import Unavailable
+from skiffbox.guest.events import EventBus
+from skiffbox.guest.swarm.cluster import Cluster, as_contract
+from skiffbox.guest.swarm.contracts import SecretPayload
 from tests.engine.harness import NetNS, Skiffd, TestImages, rmtree, tempdir
 
 NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this '
@@ -351,3 +357,27 @@ def test_a_secret_or_config_a_service_uses_cannot_be_removed(api: docker.APIClie
                                                     filters={"type": ["secret"]}, decode=False)]
     assert {(e["Action"], e["Actor"]["Attributes"]["name"], e["scope"]) for e in evs} >= {
         ("create", "used-secret", "swarm"), ("remove", "used-secret", "swarm")}
+
+
+def test_the_contract_the_services_part_sees(tmp_path: Path) -> None:
+    """guest/swarm/contracts.py's SwarmCluster on the Cluster itself, no daemon: manager checks, the node's
+    availability, payloads by ID or name, growing indexes, across a reload from disk."""
+    events = EventBus()
+    c = as_contract(Cluster(tmp_path, events))
+    with pytest.raises(Unavailable):
+        c.require_manager()
+    assert c.node_availability == "active" and c.node_id == ""
+    cluster = Cluster(tmp_path, events)
+    nid = asyncio.run(cluster.init({"ListenAddr": "127.0.0.1:2377"}))
+    c = as_contract(cluster)
+    c.require_manager()
+    assert c.node_id == nid and c.task_history_limit == 5
+    sid = cluster.secrets.create({"Name": "pw", "Data": "aHVudGVyMg=="})
+    assert c.secret("pw") == SecretPayload(sid, "pw", b"hunter2") and c.secret(sid[:5]).data == b"hunter2"
+    node = cluster.node(nid)
+    cluster.update_node(nid, node["Version"]["Index"], dict(node["Spec"], Availability="drain"))
+    assert c.node_availability == "drain"
+    i = c.next_index()
+    again = as_contract(Cluster(tmp_path, events))  # a restart
+    assert again.node_id == nid and again.node_availability == "drain" and again.secret("pw").data == b"hunter2"
+    assert again.next_index() > i
