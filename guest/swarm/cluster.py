@@ -235,6 +235,12 @@ class Cluster:
             return await self._init(req)
 
     async def _init(self, req: dict[str, Any]) -> str:
+        if self._state is not None and req.get("ForceNewCluster"):
+            # Recovery from a lost quorum: the cluster restarts from this manager's state, which on one node is
+            # all of it; raft's index moves on.
+            stamp(self._state["swarm"], self.next_index(), now_rfc3339())
+            self._persist()
+            return str(self._state["node"]["ID"])
         if self._state is not None:
             raise Unavailable(ALREADY_IN_SWARM)
         listen_host, listen_port = netaddr.listen_addr(req.get("ListenAddr"), DEFAULT_LISTEN_PORT)

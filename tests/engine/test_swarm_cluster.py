@@ -86,6 +86,10 @@ def test_init_inspect_info_and_leave(api: docker.APIClient, skiffd: Skiffd) -> N
 
     code, msg = _status(_init, api)
     assert code == 503 and "already part of a swarm" in msg
+    # --force-new-cluster on a manager keeps its swarm, at a new version
+    assert _init(api, force_new_cluster=True) == node_id
+    sw_forced = api.inspect_swarm()
+    assert sw_forced["ID"] == sw["ID"] and sw_forced["Version"]["Index"] > sw["Version"]["Index"]
     code, msg = _status(api.join_swarm, ["127.0.0.1:2377"], sw["JoinTokens"]["Worker"])
     assert code == 503 and "already part of a swarm" in msg
     code, msg = _status(api.leave_swarm)
