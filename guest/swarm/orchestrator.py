@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from skiffbox.guest.errors import EngineError, NotFound
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("skiffd.swarm")
 
 TICK = 1.0
+BATCH = 10  # tasks started per service and pass
 
 
 class Orchestrator:
@@ -177,10 +179,10 @@ class Orchestrator:
 
     # -- replicated and global services -------------------------------------------------------------------
 
-    def _slots(self, svc: dict[str, Any], mode: str) -> list[Any]:
+    def _slots(self, svc: dict[str, Any], mode: str) -> Sequence[Any]:
         if mode == "Global":
             return [self.m.cluster.node_id]
-        return list(range(1, int(svc["Spec"]["Mode"]["Replicated"].get("Replicas") or 0) + 1))
+        return range(1, int(svc["Spec"]["Mode"]["Replicated"].get("Replicas") or 0) + 1)  # lazy: any count
 
     @staticmethod
     def _slot_key(t: dict[str, Any]) -> Any:
@@ -200,7 +202,11 @@ class Orchestrator:
                     t["DesiredState"] = "remove"
                     changed = True
         dirty: list[dict[str, Any]] = []
+        started, last_used = 0, max((k for k in by_slot if isinstance(k, int)), default=0)
         for key in wanted:
+            if started >= BATCH and (not isinstance(key, int) or key > last_used):
+                self._wake.set()  # more next pass: the loop (and the API's writes) never wait on thousands
+                break
             slot_tasks = by_slot.get(key, [])
             live = [t for t in slot_tasks if t["DesiredState"] == "running"]
             if len(live) > 1:  # start-first: the old one goes once the new one runs
@@ -218,11 +224,12 @@ class Orchestrator:
             if slot_tasks and not self._may_restart(svc, key, slot_tasks[-1]):
                 continue
             await self._run_task(svc, key if mode == "Replicated" else None)
+            started += 1
             changed = True
         stopping = any(t.get("_stopping") and t["Status"]["State"] not in tasks.TERMINAL
                        for ts in by_slot.values() for t in ts)
         waiting = any(not [t for t in by_slot.get(k, []) if t["DesiredState"] == "running"]
-                      and by_slot.get(k) and by_slot[k][-1].get("_replaced") for k in wanted)
+                      and by_slot.get(k) and by_slot[k][-1].get("_replaced") for k in by_slot if k in wanted)
         starting = any(t["DesiredState"] == "running" and t["Status"]["State"] not in ("running", *tasks.TERMINAL)
                        for ts in by_slot.values() for t in ts)
         changed |= await self._update(svc, dirty, settled=not (stopping or waiting or starting))
@@ -332,10 +339,15 @@ class Orchestrator:
                        default=0.0)
         if failed and time.time() - last_end < specs.duration_s(pol.get("Delay"), 5.0):
             return changed
+        started = 0
         while active < conc and done + active + gave_up < total:
+            if started >= BATCH:
+                self._wake.set()
+                break
             slot = len(current) + 1 if mode == "ReplicatedJob" else None
             current.append(await self._run_task(svc, slot))
             active += 1
+            started += 1
             changed = True
         return changed
 

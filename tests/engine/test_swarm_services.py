@@ -249,3 +249,17 @@ def test_placement_constraints(swarm: tuple[Skiffd, Any], images: TestImages) ->
     api.update_node(node["ID"], node["Version"]["Index"], spec)
     [t2] = _running(api, zoned)
     assert t2["ID"] == t["ID"]
+
+
+def test_huge_replica_count_keeps_the_daemon_responsive(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    """Any replica count is taken (as dockerd takes it); tasks start a few at a time, the API keeps answering, and
+    removal takes every container that was made."""
+    d, api = swarm
+    sid = api.create_service(_spec(images.busybox, ["sleep", "310"]), name="many",
+                             mode=docker.types.ServiceMode("replicated", 2**62))["ID"]
+    wait_for(lambda: len(_tasks(api, sid)) >= 3, timeout=30, interval=0.2, what="the first tasks")
+    t0 = time.monotonic()
+    assert api.services(filters={"id": sid}, status=True)[0]["ServiceStatus"]["DesiredTasks"] == 2**62
+    assert time.monotonic() - t0 < 5
+    api.remove_service(sid)
+    assert not api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={sid}"})
