@@ -34,6 +34,7 @@ from tests.engine.harness import (
     Skiffd,
     busybox_rootfs_layer,
     layer_from_files,
+    processes_naming,
     rmtree,
     stop_pid,
     tempdir,
@@ -187,7 +188,7 @@ def daemon(kind: str, workdir: Path) -> Iterator[tuple[NetNS, str]]:
         if reg is not None:
             reg.stop()
         ns.remove()
-        strays = _processes_under(workdir)
+        strays = processes_naming(workdir)
         for pid in strays:  # started by this run's daemon (their command lines name its folders)
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -196,24 +197,10 @@ def daemon(kind: str, workdir: Path) -> Iterator[tuple[NetNS, str]]:
         left = [line.split()[1] for line in open("/proc/mounts") if line.split()[1].startswith(str(workdir) + "/")]
         for m in sorted(left, reverse=True):  # safety net; the caller reports them
             subprocess.run(["umount", "-l", m], check=False)
-        if strays:  # a known engine leak, reported rather than failed on (see _processes_under)
+        if strays:  # reported rather than failed on: dockerd's leftovers land here too
             print(f"[{kind}] killed {len(strays)} processes left behind under {workdir}", file=sys.stderr)
         if left:
             raise RuntimeError(f"{kind} left {len(left)} mounts behind under {workdir} (unmounted): {left[:5]}")
-
-
-def _processes_under(workdir: Path) -> list[int]:
-    """Processes whose command line names a path under `workdir` (conmon, the runtime) that outlived the daemon:
-    a start that failed at the wrong moment has left a `crun create` waiting (issue #16's report)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (str(workdir) + "/").encode() in (d / "cmdline").read_bytes():
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
 
 
 def remove_containers(sock: str) -> None:

@@ -70,7 +70,7 @@ def wait_for(pred, timeout: float = 20.0, interval: float = 0.05, what: str = "c
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def _pids_naming(folder: Path) -> list[int]:
+def processes_naming(folder: Path) -> list[int]:
     """Processes whose command line names a path under `folder`."""
     out = []
     for d in Path("/proc").iterdir():
@@ -374,7 +374,7 @@ class Skiffd:
         left: list[str] = []
         cg_procs = {int(p) for d in self.cgroup_leftovers() for f in Path(d).rglob("cgroup.procs")
                     for p in f.read_text().split()}
-        for pid in sorted(set(_pids_naming(self.workdir)) | cg_procs):
+        for pid in sorted(set(processes_naming(self.workdir)) | cg_procs):
             left.append(f"process {pid}: {_cmdline(pid)}")
             try:
                 os.kill(pid, signal.SIGKILL)
