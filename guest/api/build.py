@@ -57,7 +57,7 @@ def _options(req: Request) -> BuildOptions:
     hc: dict[str, Any] = {}
     for q, key in (("memory", "Memory"), ("memswap", "MemorySwap"), ("cpushares", "CpuShares"),
                    ("cpuperiod", "CpuPeriod"), ("cpuquota", "CpuQuota")):
-        n = req.q_int(q)
+        n = req.q_int_or_zero(q)
         if n:
             hc[key] = n
     for q, key in (("cpusetcpus", "CpusetCpus"), ("cpusetmems", "CpusetMems"), ("cgroupparent", "CgroupParent")):

@@ -185,6 +185,13 @@ class Request:
             return default
         return go_parse_int(v)
 
+    def q_int_or_zero(self, name: str) -> int:
+        """As moby's httputils.Int64ValueOrZero (build's memory and CPU sizes): a value strconv cannot read is 0."""
+        try:
+            return self.q_int(name) or 0
+        except InvalidParameter:
+            return 0
+
     def q_json(self, name: str, default: Any = None) -> Any:
         v = self.q(name)
         if not v:

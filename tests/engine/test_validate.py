@@ -6,8 +6,10 @@ later `docker ps`."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -303,6 +305,17 @@ def test_bad_queries_over_the_api(skiffd: Skiffd, api: docker.APIClient, images:
         assert "validate-q" in skiffd.docker("ps", "-a", "--filter", "name=validate-q", "--format", "{{.Names}}").stdout
     finally:
         skiffd.docker("rm", "-f", "validate-q")
+    # Build's memory and CPU sizes are read as moby's Int64ValueOrZero: junk is 0, not an error.
+    ctx = io.BytesIO()
+    with tarfile.open(fileobj=ctx, mode="w") as tf:
+        df = f"FROM {images.busybox}\nLABEL validate=q\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(df)
+        tf.addfile(info, io.BytesIO(df))
+    r = api.request("POST", api._url("/build"), data=ctx.getvalue(), headers={"Content-Type": "application/x-tar"},
+                    params={"t": "validate-build:q", "memory": "lots", "cpushares": "1.5", "shmsize": ""})
+    assert r.status_code == 200 and "Successfully tagged validate-build:q" in r.text, r.text
+    skiffd.docker("rmi", "validate-build:q")
 
 
 # -- features skiff does not have ---------------------------------------------------------------------------------
