@@ -61,8 +61,21 @@ async def disconnect(engine: Engine, req: Request) -> Response:
     body = await req.json(default={}) or {}
     net = engine.networks.resolve(req.params["id"])
     ctr = find_container(engine, body.get("Container") or "")
+    nets = ctr.rec.setdefault("NetworkSettings", {}).setdefault("Networks", {})
+    before = dict(nets)
     await engine.networks.disconnect_container(net["Name"], ctr, bool(body.get("Force")))
-    engine.containers.save(ctr)
+    try:
+        engine.containers.save(ctr)
+    except BaseException:  # a full disk: connected again, as the record on disk still says
+        for name, es in before.items():
+            if name in nets:
+                continue
+            if ctr.running:  # a live endpoint again, with the addresses and aliases asked for before
+                await engine.networks.connect_container(name, ctr, {
+                    k: es.get(k) for k in ("IPAMConfig", "Aliases", "Links", "MacAddress", "DriverOpts")})
+            else:
+                nets[name] = es
+        raise
     return Response(200, b"", None)
 
 

@@ -116,11 +116,12 @@ def _containers(d: Skiffd) -> dict[str, Any]:
 
 
 def test_failed_writes_leave_containers_as_they_were(small_disk_daemon: Skiffd) -> None:
-    """stop, restart, update, network connect and start on a full disk: refused before anything changes (the stop
+    """stop, restart, update, network connect and disconnect, and start on a full disk: refused before anything changes (the stop
     signals nothing, the cgroup keeps its limit, no endpoint or process is left), in memory and after a restart."""
     d = small_disk_daemon
     d.docker("import", "-", "base:1", input=busybox_rootfs_layer(), text=False)
     d.docker("network", "create", "spare")
+    d.docker("network", "create", "joined")
     d.docker("run", "-d", "--name", "runner", "-m", "64m", "--restart", "always", "base:1", "sleep", "600")
     try:
         _refused_on_a_full_disk(d)
@@ -130,6 +131,8 @@ def test_failed_writes_leave_containers_as_they_were(small_disk_daemon: Skiffd) 
 
 def _refused_on_a_full_disk(d: Skiffd) -> None:
     d.docker("create", "--name", "idle", "base:1", "sleep", "600")
+    for name in ("runner", "idle"):
+        d.docker("network", "connect", "joined", name)
     before = _containers(d)
     pid = str(before["/runner"][0]["Pid"])
     limit = _memory_max(pid)
@@ -138,6 +141,7 @@ def _refused_on_a_full_disk(d: Skiffd) -> None:
     try:
         for args in (("stop", "-t", "1", "runner"), ("restart", "-t", "1", "runner"), ("update", "-m", "96m", "runner"),
                      ("network", "connect", "spare", "runner"), ("network", "connect", "spare", "idle"),
+                     ("network", "disconnect", "joined", "runner"), ("network", "disconnect", "joined", "idle"),
                      ("start", "idle")):
             r = d.docker(*args, check=False)
             assert r.returncode != 0, (args, r.stdout)
@@ -146,7 +150,7 @@ def _refused_on_a_full_disk(d: Skiffd) -> None:
             assert _memory_max(pid) == limit, args
         links = subprocess.run(["nsenter", "-t", pid, "-n", "ip", "-o", "link"], capture_output=True, text=True,
                                check=True).stdout
-        assert "eth1" not in links, links  # the connection was undone in the network too
+        assert "eth1" in links and "eth2" not in links, links  # connect undone, disconnect too, in the netns
         assert _temp_files(d.data_root) == []
         assert "Traceback" not in d.log_tail(100_000)
     finally:
