@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from skiffbox.guest.errors import EngineError, NotFound
+from skiffbox.guest.errors import EngineError, NotFound, SystemError_
 from skiffbox.guest.swarm import placement, specs, tasks
 from skiffbox.guest.util.timefmt import now_rfc3339
 
@@ -37,6 +37,7 @@ class Orchestrator:
         self._loop: asyncio.Task[None] | None = None
         self._watched: dict[str, asyncio.Future[Any]] = {}
         self._bg: set[asyncio.Task[Any]] = set()
+        self._pulls: dict[str, asyncio.Task[Any]] = {}
 
     # -- the loop -----------------------------------------------------------------------------------------
 
@@ -68,6 +69,9 @@ class Orchestrator:
         for f in self._watched.values():
             f.cancel()
         self._watched.clear()
+        for p in self._pulls.values():
+            p.cancel()
+        self._pulls.clear()
 
     def reset(self) -> None:
         self._wake.clear()
@@ -371,11 +375,10 @@ class Orchestrator:
             return t
         cs = t["Spec"]["ContainerSpec"]
         try:
-            tasks.set_state(t, "preparing", "preparing", idx())
-            try:
-                await m.images.resolve(cs["Image"])
-            except NotFound:
-                await m.images.pull(cs["Image"])
+            if t["Status"]["State"] != "preparing":
+                tasks.set_state(t, "preparing", "preparing", idx())
+            if not await self._image_ready(cs["Image"]):
+                return t  # pulled in the background; a later pass goes on
             files = tasks.write_files(m.files_root / t["ID"], cs, m.cluster.secret, m.cluster.config)
             nets = []
             for att in t["Spec"].get("Networks") or []:
@@ -405,14 +408,52 @@ class Orchestrator:
         return not constraints or placement.satisfied(self.m.cluster.node(self.m.cluster.node_id), constraints)
 
     async def _retry_pending(self, svc: dict[str, Any], ts: list[dict[str, Any]]) -> bool:
-        """Tasks waiting for a node: placed once the node meets their constraints (its labels can change)."""
+        """Tasks waiting for a node (placed once the node meets their constraints: its labels can change) or for
+        their image (prepared once its pull is over)."""
         changed = False
         for t in ts:
-            if t["Status"]["State"] == "pending" and t["DesiredState"] in ("running", "complete") \
-                    and not t.get("_container") and self._placeable(t):
+            state = t["Status"]["State"]
+            if t["DesiredState"] not in ("running", "complete") or t.get("_container"):
+                continue
+            if (state == "pending" and self._placeable(t)) or \
+                    (state == "preparing" and self._pull_over(t["Spec"]["ContainerSpec"]["Image"])):
                 await self._run_task(svc, t.get("Slot"), t)
                 changed = True
         return changed
+
+    def _pull_done(self, p: asyncio.Task[Any]) -> None:
+        if not p.cancelled():
+            p.exception()  # retrieved now (its tasks may be gone); a pass reads it again for those that wait
+        self._wake.set()
+
+    def _pull_over(self, image: str) -> bool:
+        p = self._pulls.get(image)
+        return p is None or p.done()
+
+    async def _image_ready(self, image: str) -> bool:
+        """Whether `image` is here; a missing one is pulled in the background (a registry can take minutes, and
+        the loop holds the lock the API's writes take), and its failure rejects the tasks that wait for it."""
+        try:
+            await self.m.images.resolve(image)
+            return True
+        except NotFound:
+            pass
+        p = self._pulls.get(image)
+        if p is None:
+            p = asyncio.get_running_loop().create_task(self.m.images.pull(image))
+            p.add_done_callback(self._pull_done)
+            self._pulls[image] = p
+            return False
+        if not p.done():
+            return False
+        del self._pulls[image]
+        err = p.exception()
+        if isinstance(err, EngineError):
+            raise err
+        if err is not None:
+            raise SystemError_(f"pulling {image}: {err}")
+        await self.m.images.resolve(image)
+        return True
 
     def _shutdown(self, t: dict[str, Any]) -> None:
         """Desired state shutdown; the container is stopped in the background (its grace period can be long)."""

@@ -216,8 +216,8 @@ def test_healthcheck_gates_running_and_fails_unhealthy_tasks(swarm: tuple[Skiffd
     bad = docker.types.Healthcheck(test=["CMD", "false"], interval=second // 4, retries=1)
     sick = api.create_service(docker.types.TaskTemplate(
         docker.types.ContainerSpec(images.busybox, ["sleep", "307"], healthcheck=bad),
-        restart_policy=docker.types.RestartPolicy("any", delay=second // 10)), name="sick")["ID"]
-    wait_for(lambda: len([t for t in _tasks(api, sick) if t["Status"]["State"] == "failed"]) >= 2, timeout=60,
+        restart_policy=docker.types.RestartPolicy("any", delay=second // 10, max_attempts=1)), name="sick")["ID"]
+    wait_for(lambda: len([t for t in _tasks(api, sick) if t["Status"]["State"] == "failed"]) == 2, timeout=60,
              interval=0.2, what="unhealthy tasks failed and replaced")
     failed = [t for t in _tasks(api, sick) if t["Status"]["State"] == "failed"]
     assert all(t["Status"]["Err"] == "task: container is unhealthy" for t in failed)
@@ -263,3 +263,15 @@ def test_huge_replica_count_keeps_the_daemon_responsive(swarm: tuple[Skiffd, Any
     assert time.monotonic() - t0 < 5
     api.remove_service(sid)
     assert not api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={sid}"})
+
+
+def test_missing_image_rejects_the_task(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    d, api = swarm
+    sid = api.create_service(docker.types.TaskTemplate(
+        docker.types.ContainerSpec(f"{images.registry}/test/nosuchimage:latest", ["true"]),
+        restart_policy=docker.types.RestartPolicy("none")), name="noimage")["ID"]
+    wait_for(lambda: [t["Status"]["State"] for t in _tasks(api, sid)] == ["rejected"], timeout=60, interval=0.2,
+             what="the task rejected")
+    [t] = _tasks(api, sid)
+    assert "nosuchimage" in t["Status"]["Err"] and t["DesiredState"] == "shutdown"
+    assert api.services(filters={"id": sid}, status=True)[0]["ServiceStatus"]["RunningTasks"] == 0
