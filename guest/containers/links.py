@@ -13,6 +13,9 @@ from skiffbox.guest.errors import NotFound
 
 
 def link_env(c: Container, lookup: Callable[[str], Container]) -> list[str]:
+    mode = c.host_config.get("NetworkMode") or "default"
+    if mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:"):
+        return []  # a user-defined network: links there are DNS aliases (guest/network/resolver.py), as dockerd's
     env: list[str] = []
     for link in c.host_config.get("Links") or []:
         target, _, alias = link.partition(":")

@@ -184,8 +184,8 @@ def hosts_entries(svc: NetworkService, ctr: ContainerLike, own_ip: str | None) -
         if ip == "host-gateway":
             ip = host_gw
         out.append((ip, [name]))
-    # Legacy links are /etc/hosts lines on the default bridge only (on user networks: resolver.py)
-    on_default = DEFAULT_BRIDGE in (normalize_mode(hc.get("NetworkMode")), *endpoint_configs(ctr))
+    # Legacy links are /etc/hosts lines of a default-bridge container only (on user networks: resolver.py)
+    on_default = normalize_mode(hc.get("NetworkMode")) == DEFAULT_BRIDGE
     for target, alias in link_pairs(hc.get("Links") if on_default else None):
         ep = endpoint_by_name(svc, target)
         if ep is None:

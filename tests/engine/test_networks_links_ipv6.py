@@ -156,7 +156,12 @@ def test_link_alias_on_user_network_only_for_the_linking_container(d: Skiffd, im
     assert nslookup(d, "other", "bar") == [], "the alias is the linking container's alone"
     assert nslookup(d, "other", "linker")  # and the linker is named as usual
     assert "bar" not in d.docker("exec", "linker", "cat", "/etc/hosts").stdout
-    assert "BAR_" not in d.docker("exec", "linker", "env").stdout
+    assert "BAR_" not in d.docker("exec", "linker", "cat", "/proc/1/environ").stdout
+    # nor for a link whose target runs at start (dockerd: legacy links are the default bridge's only)
+    d.docker("run", "-d", "--name", "linker2", "--network", "nl", "--link", "upstream:bar", bb, "top")
+    assert "bar" not in d.docker("exec", "linker2", "cat", "/etc/hosts").stdout
+    assert "BAR_NAME" not in d.docker("exec", "linker2", "cat", "/proc/1/environ").stdout
+    assert nslookup(d, "linker2", "bar") == [up]
     sandbox = inspect(d, "linker")["NetworkSettings"]["SandboxKey"]
     assert dns_tcp(sandbox, "bar") == [up]
 
