@@ -53,7 +53,7 @@ async def connect(engine: Engine, req: Request) -> Response:
     except BaseException:  # a full disk: the connection is undone, in the network and in the record in memory
         await engine.networks.disconnect_container(net["Name"], ctr, force=True)
         raise
-    engine.containers.refresh_resolv_conf(ctr)  # links on a user network bring it a resolver of its own
+    engine.containers.refresh_resolv_conf(ctr)  # it may ask a resolver of its own now (network/resolver.py)
     return Response(200, b"", None)
 
 

@@ -12,20 +12,33 @@ from skiffbox.guest.containers.store import Container
 from skiffbox.guest.errors import NotFound
 
 
-def link_env(c: Container, lookup: Callable[[str], Container]) -> list[str]:
+def legacy_links(c: Container, lookup: Callable[[str], Container]) -> list[tuple[Container, str]]:
+    """(linked container, alias) of each legacy link whose container exists. None on a user-defined network:
+    links there are DNS aliases (guest/network/resolver.py), as dockerd registers no legacy link there."""
     mode = c.host_config.get("NetworkMode") or "default"
     if mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:"):
-        return []  # a user-defined network: links there are DNS aliases (guest/network/resolver.py), as dockerd's
-    env: list[str] = []
+        return []
+    out = []
     for link in c.host_config.get("Links") or []:
         target, _, alias = link.partition(":")
-        alias = (alias or target).rsplit("/", 1)[-1]
         try:
-            child = lookup(target.lstrip("/"))
+            out.append((lookup(target.lstrip("/")), (alias or target).rsplit("/", 1)[-1]))
         except NotFound:
             continue
+    return out
+
+
+def link_env(c: Container, lookup: Callable[[str], Container]) -> list[str]:
+    env: list[str] = []
+    for child, alias in legacy_links(c, lookup):
         env += _one(c.name, alias, child)
     return env
+
+
+def inspect_links(c: Container, lookup: Callable[[str], Container]) -> list[str] | None:
+    """`HostConfig.Links` as dockerd's inspect shows them (from its link graph): `/child:/parent/alias`, only
+    those whose container exists, null when none (and always on a user-defined network)."""
+    return [f"/{child.name}:/{c.name}/{alias}" for child, alias in legacy_links(c, lookup)] or None
 
 
 def _one(parent: str, alias: str, child: Container) -> list[str]:

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skiffbox.guest.containers import views
+from skiffbox.guest.containers import links, views
 from skiffbox.guest.errors import EngineError
 from skiffbox.guest.images.layers import dir_size
 
@@ -94,4 +94,5 @@ async def _ancestor_ids(svc: ContainerService, refs: list[str]) -> set[Any]:
 
 async def inspect(svc: ContainerService, ref: str, size: bool = False) -> dict[str, Any]:
     c = svc.get(ref)
-    return views.inspect(c, await sizes(c) if size else None, sorted(c.exec_ids) or None)
+    return views.inspect(c, await sizes(c) if size else None, sorted(c.exec_ids) or None,
+                         links.inspect_links(c, svc.get))

@@ -116,7 +116,9 @@ def _summary_mount(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m.get(k) for k in ("Type", "Name", "Source", "Destination", "Driver", "Mode", "RW", "Propagation") if k in m}
 
 
-def inspect(c: Container, size: tuple[int, int] | None = None, exec_ids: list[str] | None = None) -> dict[str, Any]:
+def inspect(c: Container, size: tuple[int, int] | None = None, exec_ids: list[str] | None = None,
+            links: list[str] | None = None) -> dict[str, Any]:
+    """`links`: HostConfig.Links as dockerd shows them (containers/links.py inspect_links)."""
     r = c.rec
     st = dict(c.state)
     st.setdefault("Health", None)
@@ -141,7 +143,7 @@ def inspect(c: Container, size: tuple[int, int] | None = None, exec_ids: list[st
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": r["HostConfig"],
+        "HostConfig": {**r["HostConfig"], "Links": links},
         "GraphDriver": {"Name": "overlay2", "Data": {
             "LowerDir": ":".join(c.skiff.get("LowerDirs") or []),
             "MergedDir": str(c.rootfs), "UpperDir": str(c.upper), "WorkDir": str(c.work)}},

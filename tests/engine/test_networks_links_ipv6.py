@@ -162,6 +162,13 @@ def test_link_alias_on_user_network_only_for_the_linking_container(d: Skiffd, im
     assert "bar" not in d.docker("exec", "linker2", "cat", "/etc/hosts").stdout
     assert "BAR_NAME" not in d.docker("exec", "linker2", "cat", "/proc/1/environ").stdout
     assert nslookup(d, "linker2", "bar") == [up]
+    # inspect: the endpoint has the link; HostConfig.Links (dockerd's legacy link graph) has none
+    assert inspect(d, "linker2")["HostConfig"]["Links"] is None
+    # while a default-bridge link shows as dockerd's graph names it
+    d.docker("run", "-d", "--name", "child", bb, "top")
+    d.docker("run", "-d", "--name", "parent", "--link", "child:kid", bb, "top")
+    assert inspect(d, "parent")["HostConfig"]["Links"] == ["/child:/parent/kid"]
+    assert "kid" in d.docker("exec", "parent", "cat", "/etc/hosts").stdout
     sandbox = inspect(d, "linker")["NetworkSettings"]["SandboxKey"]
     assert dns_tcp(sandbox, "bar") == [up]
 
