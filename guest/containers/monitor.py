@@ -126,12 +126,14 @@ async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str |
     psync, csync = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cstart, pstart = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     psync.setblocking(False)
+    conmon_ran, msg = False, None
     try:
         try:
             p = _start_conmon(args, bundle, {"_OCI_SYNCPIPE": csync, "_OCI_STARTPIPE": cstart})
         finally:
             csync.close()
             cstart.close()
+        conmon_ran = True
         if monitor_cgroup is not None:
             _join_cgroup(monitor_cgroup, p.pid)
         pstart.send(b"\0")
@@ -148,9 +150,27 @@ async def launch(rt: Runtime, cid: str, name: str, bundle: Path, log_path: str |
         await test_pause("launched")
         conmon_pid = int((bundle / "conmon.pid").read_text().strip())
         return Launched(int(msg["data"]), conmon_pid)
+    except BaseException:
+        if conmon_ran:
+            await asyncio.shield(_abandon(rt, cid, psync, msg))
+        raise
     finally:
         psync.close()
         pstart.close()
+
+
+async def _abandon(rt: Runtime, cid: str, psync: socket.socket, msg: dict[str, Any] | None) -> None:
+    """A launch given up once conmon ran (an error; a cancellation: the client went, the daemon stops): what
+    `runtime create` made goes, so that the caller's undo finds nothing running. While the create has not
+    reported it may still be under way: deleting then would find nothing, and the create would go on to leave its
+    init waiting on the exec fifo for good (parented to pid 1 once conmon gives up). So its report comes first."""
+    if msg is None:
+        try:
+            msg = await _recv_json(psync)
+        except (asyncio.TimeoutError, ValueError, OSError, RuntimeError_):
+            msg = None  # conmon is gone without a word, or hangs: delete whatever there may be
+    if msg is None or int(msg.get("data", -1)) >= 0:
+        await rt.delete(cid, force=True)
 
 
 def _join_cgroup(cg: Path, pid: int) -> None:
