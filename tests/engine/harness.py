@@ -315,8 +315,9 @@ class Skiffd:
         self.docker_config = workdir / "docker-config"
         self.docker_config.mkdir(parents=True, exist_ok=True)
         self.logfile = workdir / "skiffd.log"
-        # Its own cgroup parent, so that what its containers leave is told from other daemons' (leftovers()).
-        self.cgroup_parent = f"skiff-test-{workdir.parent.name}-{workdir.name}"[:100]
+        # Its own cgroup parent (named for its folder, which is unique), so that what its containers leave is told
+        # from other daemons' (close()) and its cleanup never touches theirs.
+        self.cgroup_parent = f"skiff-test-{workdir.name[:40]}-{hashlib.sha256(str(workdir).encode()).hexdigest()[:8]}"
         self.proc: subprocess.Popen | None = None
         self.start()
 
