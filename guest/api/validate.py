@@ -114,9 +114,9 @@ class BodyValidator:
                     if name == "filters":
                         if values:
                             parse_filters(values[0])
-                    elif how == "required" or (how == "int" and values and values[0]):
-                        go_parse_int(values[0] if values else "", "ParseInt" if spec.get("format") else "Atoi",
-                                     _QUERY_INT_WRAP.get((key, name), "{}"))
+                    elif spec.get("type") == "integer" and (how == "required" or (how == "int" and values and values[0])):
+                        value = values[0] if values else ""
+                        go_parse_int(value, _QUERY_INT_WRAP.get((key, name), "{error}").replace("{value}", value))
                 return
 
     # -- the walk --------------------------------------------------------------------------------------
@@ -248,15 +248,20 @@ _QUERY_INTS: dict[tuple[str, str], str] = {
                                              "POST /services/{id}/update", "POST /secrets/{id}/update",
                                              "POST /configs/{id}/update")},
 }
-_QUERY_INT_WRAP = {("GET /images/search", "limit"): "invalid limit specified: {}"}
+# dockerd's words around strconv's error, where it has some.
+_QUERY_INT_WRAP = {
+    ("GET /images/search", "limit"): "invalid limit specified: {error}",
+    **{("POST /build/prune", n): n + " is in bytes and expects an integer, got {value}: {error}"
+       for n in ("keep-storage", "reserved-space", "max-used-space", "min-free-space")},
+}
 
 
-def go_parse_int(value: str, func: str = "Atoi", wrap: str = "{}") -> int:
+def go_parse_int(value: str, wrap: str = "{error}") -> int:
     """`value` as Go's strconv.Atoi reads it (an optional sign and ASCII digits, nothing else), or InvalidParameter
     with its error ("strconv.Atoi: parsing \"x\": invalid syntax"). Where dockerd returns that error unwrapped
     (limit, t) it answers 500; a 400 says the same and blames the right party."""
     digits = value[1:] if value[:1] in ("+", "-") else value
-    limit = 2**63 - (0 if value[:1] == "-" else 1)  # Atoi's int is 64 bits wide here, as ParseInt(s, 10, 64)
+    limit = 2**63 - (0 if value[:1] == "-" else 1)  # Atoi's int is 64 bits wide here
     n, problem = 0, "invalid syntax" if not digits else ""
     for c in digits:  # Go reports whichever it meets first: an overflow, or a character that is no digit
         if not "0" <= c <= "9":
@@ -268,7 +273,7 @@ def go_parse_int(value: str, func: str = "Atoi", wrap: str = "{}") -> int:
             break
     if problem:
         quoted = json.dumps(value, ensure_ascii=False)
-        raise InvalidParameter(wrap.format(f"strconv.{func}: parsing {quoted}: {problem}"))
+        raise InvalidParameter(wrap.replace("{error}", f"strconv.Atoi: parsing {quoted}: {problem}"))
     return -n if value[:1] == "-" else n
 
 

@@ -274,7 +274,8 @@ def test_query_check_follows_the_spec_and_dockerd() -> None:
            ("POST", "/containers/abc/resize", {"w": ["80"]}, 'strconv.Atoi: parsing "": invalid syntax'),
            ("POST", "/exec/abc/resize", {"h": ["1e3"], "w": ["8"]}, 'parsing "1e3"'),
            ("GET", "/images/search", {"limit": ["ten"]}, 'invalid limit specified: strconv.Atoi: parsing "ten"'),
-           ("POST", "/build/prune", {"keep-storage": ["1GB"]}, 'strconv.ParseInt: parsing "1GB"'),
+           ("POST", "/build/prune", {"keep-storage": ["1GB"]},
+            'keep-storage is in bytes and expects an integer, got 1GB: strconv.Atoi: parsing "1GB": invalid syntax'),
            ("GET", "/volumes", {"filters": ["{"]}, "invalid filter"),
            ("GET", "/images/sha256:abc/json", {}, None)]
     for method, path, query, message in bad:
