@@ -143,6 +143,9 @@ class ContainersForTasks(Protocol):
 
     def get(self, ref: str) -> Container: ...
 
+    async def list(self, *, all_: bool, limit: int | None, size: bool,
+                   filters: dict[str, list[str]]) -> list[dict[str, Any]]: ...
+
     def exit_future(self, c: Container) -> asyncio.Future[dict[str, Any]]: ...
 
     def log_entries(self, c: Container, *, stdout: bool, stderr: bool, follow: bool, tail: int | None,

@@ -12,12 +12,15 @@ import copy
 import heapq
 import json
 import logging
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from skiffbox.guest.contracts import ContainersForTasks, EventSink, ImagesForTasks, NetworksForTasks
-from skiffbox.guest.errors import Conflict, InvalidParameter, NotFound, SystemError_
+from skiffbox.guest.errors import Conflict, EngineError, InvalidParameter, NotFound, SystemError_
+from skiffbox.guest.network.overlay import TASK_LABEL
 from skiffbox.guest.swarm import ids, placement, specs, tasks
 from skiffbox.guest.swarm.contracts import SwarmCluster
 from skiffbox.guest.swarm.orchestrator import Orchestrator
@@ -60,17 +63,34 @@ class SwarmServices:
     async def start(self) -> None:
         try:
             state = json.loads(self._state_file.read_text())
-            self.services, self.tasks = state["services"], state["tasks"]
+            self.services, self.tasks = dict(state["services"]), dict(state["tasks"])
         except FileNotFoundError:
             pass
+        except (OSError, ValueError, KeyError, TypeError) as e:  # set aside: the daemon starts, the services are lost
+            aside = self._state_file.with_name(f"state.json.unreadable-{int(time.time())}")
+            log.error("swarm services: %s is unreadable (%s); moved to %s", self._state_file, e, aside)
+            os.replace(self._state_file, aside)
         try:
             self.cluster.require_manager()
-        except Exception:
-            if self.services or self.tasks:  # the node left (or lost) its swarm while we were down
+        except EngineError:  # the node left (or lost) its swarm while we were down: its services go
+            if self.services or self.tasks:
                 await self.leave()
+            else:
+                await self._sweep(keep=set())
             return
+        await self._sweep(keep=set(self.tasks))
         self.orchestrator.recover()
         self.orchestrator.start()
+
+    async def _sweep(self, keep: set[str]) -> None:
+        """Remove task containers no task knows: made just before a crash lost the state that named them."""
+        for c in await self.containers.list(all_=True, limit=None, size=False, filters={"label": [TASK_LABEL]}):
+            if (c.get("Labels") or {}).get(TASK_LABEL) not in keep:
+                log.warning("swarm services: removing %s, a task container no task knows", c["Id"][:12])
+                try:
+                    await self.containers.remove(c["Id"], force=True)
+                except EngineError as e:
+                    log.warning("swarm services: removing %s: %s", c["Id"][:12], e.message)
 
     async def close(self) -> None:
         await self.orchestrator.close()
@@ -85,6 +105,7 @@ class SwarmServices:
                 self.events.publish("service", "remove", svc["ID"], {"name": svc["Spec"]["Name"]}, scope="swarm")
             self.services.clear()
             self.save()
+            await self._sweep(keep=set())
         self.orchestrator.reset()
 
     # -- lookups ---------------------------------------------------------------------------------------------

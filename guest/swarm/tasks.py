@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from skiffbox.guest.network.overlay import TASK_LABEL
 from skiffbox.guest.swarm import ids
 from skiffbox.guest.swarm.contracts import SecretPayload
 from skiffbox.guest.swarm.specs import duration_s
@@ -85,7 +86,7 @@ def container_body(service: dict[str, Any], task: dict[str, Any], networks: list
     labels = dict(cs.get("Labels") or {})
     labels.update({"com.docker.swarm.node.id": task["NodeID"], "com.docker.swarm.service.id": service["ID"],
                    "com.docker.swarm.service.name": spec["Name"], "com.docker.swarm.task": "",
-                   "com.docker.swarm.task.id": task["ID"], "com.docker.swarm.task.name": name})
+                   TASK_LABEL: task["ID"], "com.docker.swarm.task.name": name})
     hosts = []
     for entry in cs.get("Hosts") or []:
         parts = entry.split()

@@ -275,3 +275,27 @@ def test_missing_image_rejects_the_task(swarm: tuple[Skiffd, Any], images: TestI
     [t] = _tasks(api, sid)
     assert "nosuchimage" in t["Status"]["Err"] and t["DesiredState"] == "shutdown"
     assert api.services(filters={"id": sid}, status=True)[0]["ServiceStatus"]["RunningTasks"] == 0
+
+
+def test_task_containers_no_state_names_are_removed_at_start(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    """A crash that lost the record of a task (or the whole state file) leaves no stray container running: the
+    daemon removes it at start and runs the service's tasks again."""
+    import json
+
+    d, api = swarm
+    sid = api.create_service(_spec(images.busybox, ["sleep", "311"]), name="crashy")["ID"]
+    [t] = _running(api, sid)
+    d.kill()
+    state_file = d.data_root / "swarm-services" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["tasks"][t["ID"]]  # as if the daemon died before saving it
+    state_file.write_text(json.dumps(state))
+    d.start()
+    [t2] = _running(api, sid)
+    assert t2["ID"] != t["ID"]
+    assert [c["Id"] for c in api.containers(all=True)] == [t2["Status"]["ContainerStatus"]["ContainerID"]]
+    d.kill()
+    state_file.write_text("{not json")
+    d.start()
+    assert list(state_file.parent.glob("state.json.unreadable-*"))
+    assert api.services() == [] and api.containers(all=True) == []
