@@ -115,8 +115,9 @@ class Payloads:
         obj = self.get(ref)
         check_version(obj, version)
         old = obj["Spec"]
-        same_data = (spec.get("Data") is None if self.kind == "secret"
-                     else decode_data(spec.get("Data")) == decode_data(old.get("Data")))
+        # swarmkit: a secret's update may leave Data out or send it unchanged (`docker stack deploy` again does)
+        same_data = ((self.kind == "secret" and spec.get("Data") is None)
+                     or decode_data(spec.get("Data")) == decode_data(old.get("Data")))
         if spec.get("Name") != old["Name"] or not same_data:
             raise InvalidParameter(rpc_error("InvalidArgument", "only updates to Labels are allowed"))
         updated = copy.deepcopy(obj)

@@ -329,7 +329,8 @@ class SwarmServices:
                 continue
             if "desired-state" in filters and t["DesiredState"] not in filters["desired-state"]:
                 continue
-            if "label" in filters and not match_labels(t.get("Labels"), filters["label"]):
+            # swarmkit matches a task's labels filter on its service's labels (`docker stack ps` filters so)
+            if "label" in filters and not match_labels(svc["Spec"].get("Labels"), filters["label"]):
                 continue
             out.append(tasks.public(t))
         return out

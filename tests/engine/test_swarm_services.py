@@ -299,3 +299,41 @@ def test_task_containers_no_state_names_are_removed_at_start(swarm: tuple[Skiffd
     d.start()
     assert list(state_file.parent.glob("state.json.unreadable-*"))
     assert api.services() == [] and api.containers(all=True) == []
+
+
+def test_docker_stack_deploy_ps_redeploy_rm(swarm: tuple[Skiffd, Any], images: TestImages, tmp_path: Any) -> None:
+    """The docker CLI's stack workflow: a compose file's network, secret, config and services made, its tasks
+    listed by the stack's label, a second deploy taken as an update, and `stack rm` leaving nothing."""
+    d, api = swarm
+    (tmp_path / "pw.txt").write_text("stack-secret\n")
+    compose = tmp_path / "stack.yml"
+    compose.write_text(f"""
+version: "3.8"
+services:
+  web:
+    image: {images.busybox}
+    command: ["sh", "-c", "mkdir -p /www && cat /run/secrets/pw /etc/app.conf > /www/index.html && httpd -f -p 80 -h /www"]
+    ports: ["8081:80"]
+    secrets: [pw]
+    configs: [{{source: conf, target: /etc/app.conf}}]
+    deploy: {{replicas: 2}}
+    networks: [back]
+networks:
+  back: {{}}
+secrets:
+  pw: {{file: {tmp_path}/pw.txt}}
+configs:
+  conf: {{file: {tmp_path}/pw.txt}}
+""")
+    d.docker("stack", "deploy", "-c", str(compose), "app")
+    web = api.inspect_service("app_web")["ID"]
+    _running(api, web, 2)
+    ps = d.docker("stack", "ps", "app", "--format", "{{.Name}} {{.DesiredState}}").stdout.split("\n")
+    assert sorted(filter(None, ps)) == ["app_web.1 Running", "app_web.2 Running"]
+    r = d.ns.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:8081/"], capture_output=True, text=True)
+    assert r.stdout == "stack-secret\nstack-secret\n", r
+    d.docker("stack", "deploy", "-c", str(compose), "app")  # again: the same secret and config are no change
+    d.docker("stack", "rm", "app")
+    assert api.containers(all=True) == []
+    assert not [n for n in api.networks() if n["Name"] == "app_back"]
+    assert api.secrets() == [] and api.configs() == []
