@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from skiffbox.guest.api.containers import MULTIPLEXED, RAW, log_query
@@ -57,20 +57,22 @@ async def inspect_task(engine: Engine, req: Request) -> Response:
 
 async def service_logs(engine: Engine, req: Request) -> Stream:
     svc = engine.services.get(req.params["id"])
-    return _logs(engine, req, engine.services.tasks_of(svc["ID"]),
-                 bool(svc["Spec"]["TaskTemplate"]["ContainerSpec"].get("TTY")))
+    return _logs(engine, req, lambda: engine.services.tasks_of(svc["ID"]),
+                 bool(svc["Spec"]["TaskTemplate"]["ContainerSpec"].get("TTY")),
+                 more=lambda: svc["ID"] in engine.services.services)
 
 
 async def task_logs(engine: Engine, req: Request) -> Stream:
     t = engine.services.task(req.params["id"])
-    return _logs(engine, req, [t], bool((t["Spec"].get("ContainerSpec") or {}).get("TTY")))
+    return _logs(engine, req, lambda: [t], bool((t["Spec"].get("ContainerSpec") or {}).get("TTY")))
 
 
-def _logs(engine: Engine, req: Request, task_list: list[dict[str, Any]], tty: bool) -> Stream:
+def _logs(engine: Engine, req: Request, task_list: Callable[[], list[dict[str, Any]]], tty: bool,
+          more: Callable[[], bool] = lambda: False) -> Stream:
     q = log_query(req)
     details = req.q_bool("details")
     entries = engine.services.logs(task_list, stdout=q.stdout, stderr=q.stderr, follow=q.follow, tail=q.tail,
-                                   since=q.since, until=q.until)
+                                   since=q.since, until=q.until, more=more)
 
     async def body() -> AsyncIterator[bytes]:
         yield b""

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -352,36 +352,39 @@ class SwarmServices:
                 continue
         return out
 
-    async def logs(self, task_list: list[dict[str, Any]], *, stdout: bool, stderr: bool, follow: bool,
-                   tail: int | None, since: float | None, until: float | None) -> AsyncIterator[tuple[dict[str, Any], Any]]:
-        """(task, log entry) for each line of the tasks' containers, oldest first; with `follow`, as they come."""
-        sources = self.log_sources(task_list)
+    async def logs(self, task_list: Callable[[], list[dict[str, Any]]], *, stdout: bool, stderr: bool, follow: bool,
+                   tail: int | None, since: float | None, until: float | None,
+                   more: Callable[[], bool] = lambda: False) -> AsyncIterator[tuple[dict[str, Any], Any]]:
+        """(task, log entry) for each line of the tasks' containers, oldest first. With `follow`, lines as they come
+        from these and from tasks started later, until the client goes away or, once every container followed has
+        stopped, `more()` says no task will come (a task's own logs; a service that was removed)."""
         if not follow:
-            streams = [self._tagged(t, c, stdout, stderr, tail, since, until) for t, c in sources]
+            streams = [self._tagged(t, c, stdout, stderr, tail, since, until) for t, c in self.log_sources(task_list())]
             async for item in _merge_sorted(streams):
                 yield item
             return
-        queue: asyncio.Queue[tuple[dict[str, Any], Any] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[dict[str, Any], Any]] = asyncio.Queue()
 
-        async def pump(t: dict[str, Any], c: Any) -> None:
-            try:
-                async for e in self.containers.log_entries(c, stdout=stdout, stderr=stderr, follow=True, tail=tail,
-                                                           since=since, until=until):
-                    await queue.put((t, e))
-            finally:
-                await queue.put(None)
+        async def pump(t: dict[str, Any], c: Any, tail: int | None) -> None:
+            async for e in self.containers.log_entries(c, stdout=stdout, stderr=stderr, follow=True, tail=tail,
+                                                       since=since, until=until):
+                await queue.put((t, e))
 
-        pumps = [asyncio.get_running_loop().create_task(pump(t, c)) for t, c in sources]
+        pumps: dict[str, asyncio.Task[None]] = {}
+        first = True
         try:
-            left = len(pumps)
-            while left:
-                item = await queue.get()
-                if item is None:
-                    left -= 1
-                    continue
-                yield item
+            while True:
+                for t, c in self.log_sources(task_list()):
+                    if t["ID"] not in pumps:  # a task started after the request reads from its start
+                        pumps[t["ID"]] = asyncio.get_running_loop().create_task(pump(t, c, tail if first else None))
+                first = False
+                try:
+                    yield await asyncio.wait_for(queue.get(), 1.0)
+                except asyncio.TimeoutError:
+                    if all(p.done() for p in pumps.values()) and queue.empty() and not more():
+                        return
         finally:
-            for p in pumps:
+            for p in pumps.values():
                 p.cancel()
 
     async def _tagged(self, t: dict[str, Any], c: Any, stdout: bool, stderr: bool, tail: int | None,

@@ -337,3 +337,26 @@ configs:
     assert api.containers(all=True) == []
     assert not [n for n in api.networks() if n["Name"] == "app_back"]
     assert api.secrets() == [] and api.configs() == []
+
+
+def test_service_logs_follow_new_tasks_until_removed(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    """`service logs -f` goes on with the tasks that replace the first ones, and ends when the service is removed."""
+    import threading
+
+    d, api = swarm
+    sid = api.create_service(docker.types.TaskTemplate(
+        docker.types.ContainerSpec(images.busybox, ["sh", "-c", "echo line-$(hostname); sleep 1"]),
+        restart_policy=docker.types.RestartPolicy("any", delay=200_000_000)), name="chatty")["ID"]
+    lines: list[bytes] = []
+    stream = api.service_logs(sid, stdout=True, follow=True, details=True, is_tty=False)
+    reader = threading.Thread(target=lambda: lines.extend(stream), daemon=True)
+    reader.start()
+
+    def tasks_seen() -> set[bytes]:
+        return {ln.split(b"com.docker.swarm.task.id=")[1].split(b" ")[0] for ln in list(lines)}
+
+    wait_for(lambda: len(tasks_seen()) >= 3, timeout=60, interval=0.2, what="lines from three tasks in one stream")
+    assert all(b" line-" in ln for ln in lines)
+    api.remove_service(sid)
+    reader.join(15)
+    assert not reader.is_alive(), "the follow did not end with the service"
