@@ -150,6 +150,10 @@ class Orchestrator:
             want = "starting" if health == "starting" else "running"
             if st["State"] != want:
                 tasks.set_state(t, want, "starting" if want == "starting" else "started", idx(), container=cstat)
+                svc = self.m.services.get(t["ServiceID"])
+                if svc is not None:
+                    t["Status"]["PortStatus"] = tasks.port_status(svc)
+                t["NetworksAttachments"] = tasks.attachments(c.rec, self.m.networks.resolve)
                 return True
             return False
         if st["State"] not in ("running", "starting"):
@@ -488,7 +492,7 @@ class Orchestrator:
             f.cancel()
         if t.get("_container"):
             try:
-                await self.m.containers.remove(t["_container"], force=True)
+                await self.m.containers.remove(t["_container"], force=True, volumes=True)  # as the executor: -v
             except NotFound:
                 pass
             except EngineError as e:

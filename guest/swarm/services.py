@@ -88,7 +88,7 @@ class SwarmServices:
             if (c.get("Labels") or {}).get(TASK_LABEL) not in keep:
                 log.warning("swarm services: removing %s, a task container no task knows", c["Id"][:12])
                 try:
-                    await self.containers.remove(c["Id"], force=True)
+                    await self.containers.remove(c["Id"], force=True, volumes=True)
                 except EngineError as e:
                     log.warning("swarm services: removing %s: %s", c["Id"][:12], e.message)
 

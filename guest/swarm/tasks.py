@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from skiffbox.guest.errors import EngineError
 from skiffbox.guest.network.overlay import TASK_LABEL
 from skiffbox.guest.swarm import ids
 from skiffbox.guest.swarm.contracts import SecretPayload
@@ -66,6 +68,37 @@ def set_state(task: dict[str, Any], state: str, message: str, index: int, err: s
     task["Status"] = st
     task["UpdatedAt"] = now
     task["Version"] = {"Index": index}
+
+
+def attachments(ctr_rec: dict[str, Any], resolve: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """NetworksAttachments of a running task: its swarm networks (`resolve`: network record by ID) with its address
+    on each, as dockerd shows them."""
+    out = []
+    for ep in ((ctr_rec.get("NetworkSettings") or {}).get("Networks") or {}).values():
+        try:
+            rec = resolve(ep.get("NetworkID") or "")
+        except EngineError:
+            continue
+        if rec.get("Scope") != "swarm" or not ep.get("IPAddress"):
+            continue
+        ipam = rec.get("IPAM") or {}
+        driver = {"Name": ipam.get("Driver") or "default"}
+        net = {"ID": rec["Id"], "Spec": {"Name": rec["Name"], "Labels": rec.get("Labels") or {},
+                                          "DriverConfiguration": {"Name": rec["Driver"]},
+                                          "IPAMOptions": {"Driver": driver}, "Scope": "swarm"},
+               "DriverState": {"Name": rec["Driver"]},
+               "IPAMOptions": {"Driver": driver, "Configs": [{k: v for k, v in c.items() if k in ("Subnet", "Gateway")}
+                                                             for c in ipam.get("Config") or []]}}
+        if rec.get("Ingress"):
+            net["Spec"]["Ingress"] = True
+        out.append({"Network": net, "Addresses": [f"{ep['IPAddress']}/{ep.get('IPPrefixLen') or 0}"]})
+    return out
+
+
+def port_status(service: dict[str, Any]) -> dict[str, Any]:
+    """A task's published host-mode ports (ingress ones are the service's Endpoint's)."""
+    ports = [p for p in (service["Spec"].get("EndpointSpec") or {}).get("Ports") or [] if p.get("PublishMode") == "host"]
+    return {"Ports": ports} if ports else {}
 
 
 def public(task: dict[str, Any]) -> dict[str, Any]:

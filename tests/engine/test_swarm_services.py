@@ -4,6 +4,7 @@ services and their tasks survive a daemon restart."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -162,14 +163,17 @@ def test_restart_policy_and_jobs(swarm: tuple[Skiffd, Any], images: TestImages) 
 def test_remove_leave_and_restart(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
     d, api = swarm
     keep = api.create_service(_spec(images.busybox, ["sleep", "303"]), name="keep")["ID"]
-    gone = api.create_service(_spec(images.busybox, ["sleep", "304"]), name="gone", mode="global")["ID"]
+    gone = api.create_service(_spec(images.busybox, ["sleep", "304"], mounts=[docker.types.Mount("/data", "")]),
+                              name="gone", mode="global")["ID"]
     [k] = _running(api, keep)
     [g] = _running(api, gone)
+    assert len(api.volumes()["Volumes"]) == 1
     assert api.inspect_container(g["Status"]["ContainerStatus"]["ContainerID"])["Name"] == \
         f"/gone.{g['NodeID']}.{g['ID']}"
     api.remove_service(gone)
     wait_for(lambda: not api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={gone}"}),
              timeout=30, interval=0.2, what="the removed service's container gone")
+    assert not api.volumes()["Volumes"]  # its anonymous volume went with it (the executor removes with -v)
     # the daemon restarts: the service, its task and its running container are still there, nothing doubled
     d.restart()
     assert api.inspect_service(keep)["Spec"]["Name"] == "keep"
@@ -195,12 +199,23 @@ def test_overlay_network_names_and_published_port(swarm: tuple[Skiffd, Any], ima
     _running(api, web)
     [c] = _running(api, cli)
     assert api.inspect_service(web)["Spec"]["Networks"] == [{"Target": net}]
+    [att] = c["NetworksAttachments"]
+    assert att["Network"]["ID"] == net and att["Network"]["Spec"]["Name"] == "appnet"
+    assert re.fullmatch(r"[0-9.]+/[0-9]+", att["Addresses"][0])
     cid = c["Status"]["ContainerStatus"]["ContainerID"]
     assert net in {n["NetworkID"] for n in api.inspect_container(cid)["NetworkSettings"]["Networks"].values()}
     get = ["sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc web 80"]
     wait_for(lambda: b"hello-" in api.exec_start(api.exec_create(cid, get)), timeout=20, interval=0.5,
              what="the web service by name")
     r = d.ns.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:8080/"], capture_output=True, text=True)
+    assert r.stdout.startswith("hello-"), (r.stdout, r.stderr)
+    # a host-mode port is the task's own, in its PortStatus
+    hostport = api.create_service(_spec(images.busybox, ["sh", "-c", serve]), name="hostport",
+                                  endpoint_spec=docker.types.EndpointSpec(ports={8090: (80, "tcp", "host")}))["ID"]
+    [h] = _running(api, hostport)
+    assert h["Status"]["PortStatus"] == {"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8090,
+                                                    "PublishMode": "host"}]}
+    r = d.ns.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:8090/"], capture_output=True, text=True)
     assert r.stdout.startswith("hello-"), (r.stdout, r.stderr)
 
 
