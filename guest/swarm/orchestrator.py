@@ -288,7 +288,9 @@ class Orchestrator:
         n = int(cfg.get("Parallelism", 1) if cfg.get("Parallelism") is not None else 1) or len(dirty)
         for t in dirty[:n]:
             t["_replaced"] = True
-            if (cfg.get("Order") or "stop-first") == "start-first":
+            # start-first, but not for the task publishing the ingress ports on the node: two cannot bind them
+            publishes = t.get("Slot") in (None, 1) and any(p.get("PublishMode") != "host" for p in _ports(svc))
+            if (cfg.get("Order") or "stop-first") == "start-first" and not publishes:
                 await self._run_task(svc, t.get("Slot"))  # the old one is shut down once this one runs
             else:
                 self._shutdown(t)

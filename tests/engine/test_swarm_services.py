@@ -123,6 +123,18 @@ def test_update_replaces_tasks_and_rollback(swarm: tuple[Skiffd, Any], images: T
              what="rollback completed")
     [back] = _running(api, sid)
     assert back["ID"] not in (first["ID"], new["ID"])
+    # start-first: the new task runs before the old one is shut down
+    sf = api.create_service(_spec(images.busybox, ["sleep", "312"]), name="sf",
+                            update_config=docker.types.UpdateConfig(order="start-first"))["ID"]
+    [old_t] = _running(api, sf)
+    info = api.inspect_service(sf)
+    api.update_service(sf, info["Version"]["Index"], _spec(images.busybox, ["sleep", "313"]), name="sf",
+                       update_config=docker.types.UpdateConfig(order="start-first"))
+    wait_for(lambda: api.inspect_service(sf).get("UpdateStatus", {}).get("State") == "completed", timeout=60,
+             interval=0.2, what="the start-first update completed")
+    [new_t] = _running(api, sf)
+    assert new_t["ID"] != old_t["ID"] and api.inspect_task(old_t["ID"])["DesiredState"] == "shutdown"
+    assert new_t["CreatedAt"] < api.inspect_task(old_t["ID"])["Status"]["Timestamp"]
 
 
 def test_restart_policy_and_jobs(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
