@@ -224,7 +224,7 @@ class Orchestrator:
                     changed = True
                 continue
             if live:
-                if not live[0].get("_replaced") and not self._up_to_date(live[0], svc):
+                if not live[0].get("_replaced") and not self.up_to_date(live[0], svc):
                     dirty.append(live[0])
                 continue
             if any(t["Status"]["State"] not in tasks.TERMINAL for t in slot_tasks if t.get("_container")):
@@ -244,7 +244,7 @@ class Orchestrator:
         changed |= await self._prune(by_slot)
         return changed
 
-    def _up_to_date(self, t: dict[str, Any], svc: dict[str, Any]) -> bool:
+    def up_to_date(self, t: dict[str, Any], svc: dict[str, Any]) -> bool:
         probe = tasks.new_task(svc, None, "", 0)
         return bool(t["Spec"] == probe["Spec"] and t.get("_ports") == _ports(svc))
 
@@ -354,7 +354,7 @@ class Orchestrator:
             if started >= BATCH:
                 self._wake.set()
                 break
-            slot = len(current) + 1 if mode == "ReplicatedJob" else None
+            slot = len(current) if mode == "ReplicatedJob" else None  # swarmkit numbers a job's slots from 0
             current.append(await self._run_task(svc, slot))
             active += 1
             started += 1

@@ -329,6 +329,8 @@ class SwarmServices:
                 continue
             if "desired-state" in filters and t["DesiredState"] not in filters["desired-state"]:
                 continue
+            if filters.get("_up-to-date") and not self.orchestrator.up_to_date(t, svc):
+                continue  # (the docker CLI's progress display asks for the tasks of the current spec)
             # swarmkit matches a task's labels filter on its service's labels (`docker stack ps` filters so)
             if "label" in filters and not match_labels(svc["Spec"].get("Labels"), filters["label"]):
                 continue

@@ -36,7 +36,7 @@ def new_task(service: dict[str, Any], slot: int | None, node_id: str, index: int
         "ID": ids.new_id(), "Version": {"Index": index}, "CreatedAt": now, "UpdatedAt": now, "Labels": {},
         "Spec": tspec, "ServiceID": service["ID"],
     }
-    if slot is not None:
+    if slot:  # Go's omitempty: a replicated job's first slot, 0, is not shown
         task["Slot"] = slot
     task["NodeID"] = node_id
     task["Status"] = {"Timestamp": now, "State": "new", "Message": "created", "PortStatus": {}}

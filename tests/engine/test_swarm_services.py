@@ -155,6 +155,10 @@ def test_restart_policy_and_jobs(swarm: tuple[Skiffd, Any], images: TestImages) 
     assert status["CompletedTasks"] == 3 and status["RunningTasks"] == 0
     logs = b"".join(api.service_logs(job, stdout=True, is_tty=False))
     assert logs.count(b"done\n") == 3
+    # the docker CLI follows a job to its end (it reads slots from 0, JobIteration, the _up-to-date filter)
+    out = d.docker("service", "create", "--detach=false", "--name", "clijob", "--mode", "replicated-job",
+                   "--replicas", "2", "--max-concurrent", "2", images.busybox, "true", timeout=60)
+    assert "job complete" in out.stdout + out.stderr
     # a task that keeps failing: the slot keeps the swarm's TaskHistoryRetentionLimit (5) ended tasks, and their
     # containers; older ones go
     flap = api.create_service(docker.types.TaskTemplate(
