@@ -281,10 +281,13 @@ class Orchestrator:
         failed = self._failed_replacement(svc)
         if failed is not None and (cfg.get("FailureAction") or "pause") != "continue":
             return self._update_failed(svc, failed, cfg, rolling_back)
+        changed = False
         if us is None or us["State"] not in ("updating", "rollback_started"):
             svc["UpdateStatus"] = {"State": "updating", "StartedAt": now_rfc3339(), "Message": "update in progress"}
-        if time.time() < float(svc.get("_next_batch") or 0):
-            return True
+            changed = True
+        # the next batch once the last one runs (or ended by itself), `Delay` after it started
+        if not settled or time.time() < float(svc.get("_next_batch") or 0):
+            return changed
         n = int(cfg.get("Parallelism", 1) if cfg.get("Parallelism") is not None else 1) or len(dirty)
         for t in dirty[:n]:
             t["_replaced"] = True

@@ -175,7 +175,7 @@ class SwarmServices:
         async with self.lock:
             if any(s["Spec"]["Name"] == spec["Name"] for s in self.services.values()):
                 raise Conflict(specs.grpc_error("AlreadyExists", "name conflicts with an existing object: service "
-                                           f"{spec['Name']} already exists"))
+                                                f"{spec['Name']} already exists"))
             now = now_rfc3339()
             sid = ids.new_id()
             svc: dict[str, Any] = {"ID": sid, "Version": {"Index": self.cluster.next_index()}, "CreatedAt": now,
@@ -197,12 +197,13 @@ class SwarmServices:
         async with self.lock:
             svc = self._find(ref)
             if svc["Version"]["Index"] != version:
-                raise specs_error("update out of sequence")
+                # swarmkit's store error reaches clients as a 500 with the gRPC text (docker-py's retry matches it)
+                raise SystemError_(specs.grpc_error("Unknown", "update out of sequence"))
             now = now_rfc3339()
             if rollback == "previous":
                 if not svc.get("PreviousSpec"):
                     raise InvalidParameter(specs.grpc_error("FailedPrecondition",
-                                                       f"service {svc['ID']} does not have a previous spec"))
+                                                            f"service {svc['ID']} does not have a previous spec"))
                 svc["Spec"], svc["PreviousSpec"] = svc["PreviousSpec"], svc["Spec"]
                 svc["UpdateStatus"] = {"State": "rollback_started", "StartedAt": now,
                                        "Message": "manually requested rollback"}
@@ -394,11 +395,6 @@ class SwarmServices:
         async for e in self.containers.log_entries(c, stdout=stdout, stderr=stderr, follow=False, tail=tail,
                                                    since=since, until=until):
             yield e.ts, (t, e)
-
-
-def specs_error(msg: str) -> Exception:
-    """swarmkit's store errors reach clients as a 500 with the gRPC text (docker-py's retry matches its end)."""
-    return SystemError_(specs.grpc_error("Unknown", msg))
 
 
 async def _merge_sorted(streams: list[AsyncIterator[tuple[float, Any]]]) -> AsyncIterator[Any]:
