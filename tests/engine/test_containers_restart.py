@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from tests.engine.containers_fixtures import cgroup_leftovers, conmon_pids, remove_all
+from tests.engine.containers_fixtures import conmon_pids, remove_all
 from tests.engine.harness import Skiffd, TestImages, wait_for
 
 
@@ -38,7 +38,7 @@ def test_sigkill_daemon_and_readopt(fresh_skiffd: Skiffd, images: TestImages) ->
         (mon,) = conmon_pids(ticker)
         cg = open(f"/proc/{mon}/cgroup").read()
         if os.path.isdir("/sys/fs/cgroup/systemd") or os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            assert "/skiff/conmon" in cg, cg
+            assert f"/{d.cgroup_parent}/conmon" in cg, cg
 
         d.kill()
         assert _alive(pid), "the container died with the daemon"
@@ -67,7 +67,7 @@ def test_sigkill_daemon_and_readopt(fresh_skiffd: Skiffd, images: TestImages) ->
         assert inspect(d, "ticker")["State"]["ExitCode"] in (137, 143)
         assert not _alive(pid)
         for cid in (ticker, quitter):
-            assert not conmon_pids(cid) and not cgroup_leftovers(cid)
+            assert not conmon_pids(cid) and not d.cgroup_leftovers(cid)
         # A second daemon restart with a stopped container in the store changes nothing.
         d.restart()
         assert inspect(d, "ticker")["State"]["Status"] == "exited"
@@ -75,7 +75,7 @@ def test_sigkill_daemon_and_readopt(fresh_skiffd: Skiffd, images: TestImages) ->
         ids = d.docker("ps", "-aq", "--no-trunc", check=False).stdout.split()
         remove_all(d)
     for cid in ids:
-        assert not conmon_pids(cid) and not cgroup_leftovers(cid)
+        assert not conmon_pids(cid) and not d.cgroup_leftovers(cid)
     assert not os.listdir(d.exec_root / "containers")
 
 
