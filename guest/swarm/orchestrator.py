@@ -36,7 +36,7 @@ class Orchestrator:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._watched: dict[str, asyncio.Future[Any]] = {}
-        self._bg: set[asyncio.Task[Any]] = set()
+        self._stops: dict[str, asyncio.Task[None]] = {}  # by task ID: containers being stopped
         self._pulls: dict[str, asyncio.Task[Any]] = {}
 
     # -- the loop -----------------------------------------------------------------------------------------
@@ -64,8 +64,9 @@ class Orchestrator:
                 await loop
             except (asyncio.CancelledError, Exception):
                 pass
-        for t in list(self._bg):
-            await asyncio.wait([t], timeout=15)
+        for stop in self._stops.values():  # a stop cut short is done again after a restart (reconcile)
+            stop.cancel()
+        self._stops.clear()
         for f in self._watched.values():
             f.cancel()
         self._watched.clear()
@@ -102,8 +103,9 @@ class Orchestrator:
                 if not self._container_running(t):
                     await self.drop_task(t)
                     changed = True
-                elif not t.get("_stopping"):
-                    self._stop(t)
+                    continue
+            if t["DesiredState"] not in ("running", "complete") and self._container_running(t):
+                self._stop(t)  # (again, if a daemon restart cut the first stop short)
         for svc in list(m.services.values()):
             mode = specs.mode_of(svc["Spec"])
             if mode in specs.JOB_MODES:
@@ -476,6 +478,8 @@ class Orchestrator:
 
     def _stop(self, t: dict[str, Any]) -> None:
         t["_stopping"] = True
+        if t["ID"] in self._stops:
+            return
         cs = t["Spec"].get("ContainerSpec") or {}
 
         async def stop() -> None:
@@ -484,11 +488,10 @@ class Orchestrator:
             except EngineError:
                 pass
             finally:
+                self._stops.pop(t["ID"], None)
                 self._wake.set()
 
-        bg = asyncio.get_running_loop().create_task(stop())
-        self._bg.add(bg)
-        bg.add_done_callback(self._bg.discard)
+        self._stops[t["ID"]] = asyncio.get_running_loop().create_task(stop())
 
     async def drop_task(self, t: dict[str, Any]) -> None:
         """Forget a task: its container (killed if still running) and its secret files go with it."""

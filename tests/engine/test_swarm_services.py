@@ -391,3 +391,22 @@ def test_service_logs_follow_new_tasks_until_removed(swarm: tuple[Skiffd, Any], 
     api.remove_service(sid)
     reader.join(15)
     assert not reader.is_alive(), "the follow did not end with the service"
+
+
+def test_a_stop_cut_short_by_a_restart_is_done_again(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
+    """`sleep` ignores SIGTERM, so replacing its task takes the 10 s grace period; a daemon restart in the middle
+    does not leave the old container running beside the new one."""
+    d, api = swarm
+    sid = api.create_service(_spec(images.busybox, ["sleep", "314"]), name="slowstop")["ID"]
+    [old] = _running(api, sid)
+    info = api.inspect_service(sid)
+    api.update_service(sid, info["Version"]["Index"], _spec(images.busybox, ["sleep", "315"]), name="slowstop")
+    wait_for(lambda: api.inspect_task(old["ID"])["DesiredState"] == "shutdown", timeout=20, interval=0.1,
+             what="the old task shutting down")
+    d.restart()
+    old_cid = old["Status"]["ContainerStatus"]["ContainerID"]
+    wait_for(lambda: not api.inspect_container(old_cid)["State"]["Running"], timeout=40, interval=0.5,
+             what="the old container stopped after the restart")
+    [new] = _running(api, sid)
+    assert new["ID"] != old["ID"]
+    assert len(api.containers()) == 1
