@@ -205,6 +205,7 @@ class Orchestrator:
             if t["DesiredState"] != "remove":
                 by_slot.setdefault(self._slot_key(t), []).append(t)
         wanted = self._slots(svc, mode)
+        changed |= self._drain([t for ts in by_slot.values() for t in ts])
         changed |= await self._retry_pending(svc, [t for ts in by_slot.values() for t in ts])
         for key, slot_tasks in by_slot.items():
             if key not in wanted:  # scaled down
@@ -335,6 +336,7 @@ class Orchestrator:
     async def _reconcile_job(self, svc: dict[str, Any], mode: str) -> bool:
         changed = False
         current = self.current_job_tasks(svc)
+        changed |= self._drain(current)
         changed |= await self._retry_pending(svc, current)
         for t in self.m.tasks_of(svc["ID"]):
             if t not in current and t["Status"]["State"] not in tasks.TERMINAL and not t.get("_stopping"):
@@ -380,9 +382,10 @@ class Orchestrator:
             if svc.get("UpdateStatus", {}).get("State") in ("updating", "rollback_started"):
                 t["_by_update"] = True
             m.tasks[t["ID"]] = t
-        if not self._placeable(t):
-            if t["Status"]["State"] != "pending":
-                tasks.set_state(t, "pending", "pending task scheduling", idx(), err=placement.UNSATISFIED)
+        why = self._unplaceable(t)
+        if why is not None:
+            if t["Status"]["State"] != "pending" or t["Status"].get("Err") != why:
+                tasks.set_state(t, "pending", "pending task scheduling", idx(), err=why)
             return t
         cs = t["Spec"]["ContainerSpec"]
         try:
@@ -414,9 +417,29 @@ class Orchestrator:
         self._observe(t)
         return t
 
-    def _placeable(self, t: dict[str, Any]) -> bool:
+    def _unplaceable(self, t: dict[str, Any]) -> str | None:
+        """Why this node cannot take `t` now (swarmkit's scheduler's words), or None."""
+        if self.m.cluster.node_availability != "active":  # paused or drained
+            return placement.UNAVAILABLE
         constraints = (t["Spec"].get("Placement") or {}).get("Constraints") or []
-        return not constraints or placement.satisfied(self.m.cluster.node(self.m.cluster.node_id), constraints)
+        if constraints and not placement.satisfied(self.m.cluster.node(self.m.cluster.node_id), constraints):
+            return placement.UNSATISFIED
+        return None
+
+    def _placeable(self, t: dict[str, Any]) -> bool:
+        return self._unplaceable(t) is None
+
+    def _drain(self, ts: list[dict[str, Any]]) -> bool:
+        """A drained node runs no task: its running ones are shut down (their replacements wait, pending)."""
+        if self.m.cluster.node_availability != "drain":
+            return False
+        changed = False
+        for t in ts:
+            if t["DesiredState"] in ("running", "complete") and t.get("_container") \
+                    and t["Status"]["State"] not in tasks.TERMINAL:
+                self._shutdown(t)
+                changed = True
+        return changed
 
     async def _retry_pending(self, svc: dict[str, Any], ts: list[dict[str, Any]]) -> bool:
         """Tasks waiting for a node (placed once the node meets their constraints: its labels can change) or for

@@ -11,6 +11,7 @@ from skiffbox.guest.swarm.specs import invalid
 _OPERATOR = re.compile(r"(==|!=)")
 _KEY = re.compile(r"^(node|engine)\.[a-zA-Z0-9._-]+$")
 UNSATISFIED = "no suitable node (scheduling constraints not satisfied on 1 node)"
+UNAVAILABLE = "no suitable node (1 node not available for new tasks)"
 
 
 def parse(constraints: list[str]) -> list[tuple[str, bool, str]]:

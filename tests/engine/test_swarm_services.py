@@ -280,6 +280,18 @@ def test_placement_constraints(swarm: tuple[Skiffd, Any], images: TestImages) ->
     api.update_node(node["ID"], node["Version"]["Index"], spec)
     [t2] = _running(api, zoned)
     assert t2["ID"] == t["ID"]
+    # drained: the node's tasks are shut down and their replacements wait; active again: they run
+    node = api.inspect_node(node["ID"])
+    api.update_node(node["ID"], node["Version"]["Index"], {**node["Spec"], "Availability": "drain"})
+    wait_for(lambda: api.inspect_task(t2["ID"])["Status"]["State"] == "shutdown", timeout=30, interval=0.2,
+             what="the zoned task shut down by the drain")
+    wait_for(lambda: [x["Status"].get("Err") for x in _tasks(api, zoned, **{"desired-state": "running"})]
+             == ["no suitable node (1 node not available for new tasks)"], timeout=30, interval=0.2,
+             what="its replacement pending")
+    node = api.inspect_node(node["ID"])
+    api.update_node(node["ID"], node["Version"]["Index"], {**node["Spec"], "Availability": "active"})
+    _running(api, zoned)
+    _running(api, here)
 
 
 def test_huge_replica_count_keeps_the_daemon_responsive(swarm: tuple[Skiffd, Any], images: TestImages) -> None:
