@@ -124,17 +124,24 @@ def test_mutual_tls(netns, tmp_path: Path) -> None:
         daemon.stop()
 
 
+def _tls_daemon(netns, tmp_path: Path, port: int) -> tuple[Skiffd, Path]:
+    """A skiffd requiring client certificates on `port`, and a DOCKER_CERT_PATH folder with a client's."""
+    certs = _make_certs(tmp_path)
+    daemon = Skiffd(netns, tmp_path / "daemon", ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert",
+                                                 str(certs["ca"]), "--tlscert", str(certs["server"]),
+                                                 "--tlskey", str(certs["server-key"])])
+    cfg = tmp_path / "client-certs"
+    cfg.mkdir()
+    for src, dst in (("ca", "ca.pem"), ("client", "cert.pem"), ("client-key", "key.pem")):
+        (cfg / dst).write_bytes(certs[src].read_bytes())
+    return daemon, cfg
+
+
 def test_run_and_stdin_over_mutual_tls(netns, images, tmp_path: Path) -> None:
     """The docker CLI half-closes hijacked TLS streams (close_notify) when stdin ends; output must still arrive."""
-    certs = _make_certs(tmp_path)
     port = 23761
-    daemon = Skiffd(netns, tmp_path / "daemon", ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", str(certs["ca"]),
-                                                 "--tlscert", str(certs["server"]), "--tlskey", str(certs["server-key"])])
+    daemon, cfg = _tls_daemon(netns, tmp_path, port)
     try:
-        cfg = tmp_path / "client-certs"
-        cfg.mkdir()
-        for src, dst in (("ca", "ca.pem"), ("client", "cert.pem"), ("client-key", "key.pem")):
-            (cfg / dst).write_bytes(certs[src].read_bytes())
         env = ["env", f"DOCKER_HOST=tcp://127.0.0.1:{port}", "DOCKER_TLS_VERIFY=1", f"DOCKER_CERT_PATH={cfg}", f"DOCKER_CONFIG={tmp_path}"]
         r = netns.run([*env, "docker", "pull", "-q", images.busybox], timeout=120)
         assert r.returncode == 0, r.stderr
@@ -165,15 +172,9 @@ def test_docker_py_attach_over_tls_keeps_output(netns, images, tmp_path: Path) -
     """docker-py reads an attach stream beneath the buffered reader that parsed the 101 (see
     test_attach_output_not_lost_behind_the_101): over TLS the headers and the stream go in separate records, and
     a TLS read returns one record, so nothing lands in that buffer (on a Unix socket the engine waits instead)."""
-    certs = _make_certs(tmp_path)
     port = 23762
-    daemon = Skiffd(netns, tmp_path / "daemon", ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", str(certs["ca"]),
-                                                 "--tlscert", str(certs["server"]), "--tlskey", str(certs["server-key"])])
+    daemon, cfg = _tls_daemon(netns, tmp_path, port)
     try:
-        cfg = tmp_path / "client-certs"
-        cfg.mkdir()
-        for src, dst in (("ca", "ca.pem"), ("client", "cert.pem"), ("client-key", "key.pem")):
-            (cfg / dst).write_bytes(certs[src].read_bytes())
         script = tmp_path / "attach_loop.py"
         script.write_text(_ATTACH_LOOP)
         # requests prefers REQUESTS_CA_BUNDLE (set on this machine) to the client's CA: unset it
