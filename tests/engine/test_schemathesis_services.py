@@ -4,31 +4,24 @@ after a restart. (test_schemathesis_swarm.py fuzzes the cluster's endpoints the 
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import _start
-from tests.engine.harness import VENV_BIN, NetNS, Skiffd, tempdir
-from tests.engine.test_schemathesis import MAX_TIME, SEED, SPEC, _server_errors
+from tests.engine.harness import VENV_BIN, Skiffd
+from tests.engine.test_schemathesis import MAX_TIME, PORT, SEED, SPEC, _server_errors, allowed, tcp_daemon
 from tests.engine.test_schemathesis_swarm import _answered
 
 pytestmark = pytest.mark.slow
 
-PORT = 2375
 ALLOWED_5XX = [("POST", r"/services/[^/]+/update", 500, "update out of sequence")]
 
 
 @pytest.fixture()
 def daemon() -> Iterator[Skiffd]:
-    ns = NetNS("sst")
-    try:
-        yield from _start(ns, tempdir("skiffd-sst-"), ["-H", f"tcp://127.0.0.1:{PORT}"])
-    finally:
-        ns.remove()
+    yield from tcp_daemon("ssv")
 
 
 def _services(d: Skiffd) -> list[str]:
@@ -53,8 +46,7 @@ def test_schemathesis_finds_no_server_errors_in_services(daemon: Skiffd, tmp_pat
     for method, path, status in [("POST", "/services/create", 400), ("GET", "/services", 200),
                                  ("GET", "/tasks", 200)]:
         assert (method, path, status) in answered, f"no {method} {path} answered {status}"
-    bad = [(m, p, s, b) for m, p, s, b in _server_errors(report)
-           if not any(m == am and re.fullmatch(ap, p) and s == st and frag in b for am, ap, st, frag in ALLOWED_5XX)]
+    bad = [e for e in _server_errors(report) if not allowed(ALLOWED_5XX, *e)]
     assert not bad, "5xx dockerd would not give:\n" + "\n".join(sorted({f"{m} {p} {s} {b[:300]}" for m, p, s, b in bad}))
     log = daemon.logfile.read_text()
     assert "Traceback" not in log, log[log.index("Traceback") - 300:][:4000]

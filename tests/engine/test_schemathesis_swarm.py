@@ -7,7 +7,6 @@ paths answer as outside a swarm.)"""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +15,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.engine.conftest import _start
-from tests.engine.harness import VENV_BIN, NetNS, Skiffd, tempdir
-from tests.engine.test_schemathesis import MAX_TIME, SEED, SPEC, _server_errors
+from tests.engine.harness import VENV_BIN, Skiffd
+from tests.engine.test_schemathesis import MAX_TIME, PORT, SEED, SPEC, _server_errors, allowed, tcp_daemon
 
 pytestmark = pytest.mark.slow
 
-PORT = 2375
 ALLOWED_5XX = [
     ("POST", r"/swarm/(init|join)", 503, "already part of a swarm"),
     ("POST", r"/(swarm|nodes/[^/]+|secrets/[^/]+|configs/[^/]+)/update", 500, "update out of sequence"),
@@ -32,16 +29,7 @@ ALLOWED_5XX = [
 
 @pytest.fixture()
 def daemon() -> Iterator[Skiffd]:
-    ns = NetNS("sss")
-    try:
-        yield from _start(ns, tempdir("skiffd-sss-"), ["-H", f"tcp://127.0.0.1:{PORT}"])
-    finally:
-        ns.remove()
-
-
-def _allowed(method: str, path: str, status: int, body: str) -> bool:
-    return any(method == m and re.fullmatch(p, path) and status == s and frag in body
-               for m, p, s, frag in ALLOWED_5XX)
+    yield from tcp_daemon("sss")
 
 
 def _answered(report: Path) -> set[tuple[str, str, int]]:
@@ -88,7 +76,7 @@ def test_schemathesis_finds_no_server_errors_in_a_swarm(daemon: Skiffd, tmp_path
     for method, path, status in [("POST", "/secrets/create", 201), ("POST", "/configs/create", 201),
                                  ("GET", "/nodes", 200), ("GET", "/swarm", 200)]:  # it got past the checks too
         assert (method, path, status) in answered, f"no {method} {path} answered {status}"
-    bad = [e for e in _server_errors(report) if not _allowed(*e)]
+    bad = [e for e in _server_errors(report) if not allowed(ALLOWED_5XX, *e)]
     assert not bad, "5xx dockerd would not give:\n" + "\n".join(sorted({f"{m} {p} {s} {b[:300]}" for m, p, s, b in bad}))
     log = daemon.logfile.read_text()
     assert "Traceback" not in log, log[log.index("Traceback") - 300:][:4000]
